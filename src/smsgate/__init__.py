@@ -1,0 +1,81 @@
+"""smsgate: send SMS and MMS reliably through many providers.
+
+Public names are imported lazily so ``import smsgate`` (and the CLI) start fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # data
+    "Message": "smsgate.message",
+    "SendResult": "smsgate.message",
+    "Status": "smsgate.message",
+    "Purpose": "smsgate.message",
+    "DeliveryEvent": "smsgate.message",
+    "InboundMessage": "smsgate.message",
+    # numbers and encoding
+    "normalize": "smsgate.phone",
+    "lookup": "smsgate.phone",
+    "NumberInfo": "smsgate.phone",
+    "segments": "smsgate.encoding",
+    "SegmentInfo": "smsgate.encoding",
+    # sending
+    "Gateway": "smsgate.gateway",
+    "Outbox": "smsgate.outbox",
+    # errors
+    "SmsgateError": "smsgate.errors",
+    "ConfigError": "smsgate.errors",
+    "InvalidRecipient": "smsgate.errors",
+    "OptedOut": "smsgate.errors",
+    "InvalidMessage": "smsgate.errors",
+    "RateLimited": "smsgate.errors",
+    "TransientError": "smsgate.errors",
+    "AmbiguousSend": "smsgate.errors",
+    "AuthError": "smsgate.errors",
+    "InsufficientFunds": "smsgate.errors",
+    "ProviderUnavailable": "smsgate.errors",
+    "UnsupportedFeature": "smsgate.errors",
+    "WebhookVerificationError": "smsgate.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from smsgate.encoding import SegmentInfo, segments
+    from smsgate.errors import (
+        AmbiguousSend,
+        AuthError,
+        ConfigError,
+        InsufficientFunds,
+        InvalidMessage,
+        InvalidRecipient,
+        OptedOut,
+        ProviderUnavailable,
+        RateLimited,
+        SmsgateError,
+        TransientError,
+        UnsupportedFeature,
+        WebhookVerificationError,
+    )
+    from smsgate.gateway import Gateway
+    from smsgate.message import DeliveryEvent, InboundMessage, Message, Purpose, SendResult, Status
+    from smsgate.outbox import Outbox
+    from smsgate.phone import NumberInfo, lookup, normalize
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smsgate' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

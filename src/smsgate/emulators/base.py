@@ -1,0 +1,353 @@
+"""What every HTTP provider emulator shares: the server, faults, callbacks, introspection.
+
+An emulator is a product feature: users run it (``smsgate emulate twilio``) to test their own code
+without a provider account. Each speaks one provider's wire contract; this base adds the parts
+that are the same everywhere:
+
+- ``GET /_emulator/messages`` lists accepted messages and counts duplicates (the same idempotency
+  key or client reference, or, where a provider has none, the same recipient, sender and body);
+  ``POST /_emulator/reset`` forgets them;
+- ``GET|POST /_emulator/faults`` reads or sets seeded fault injection: latency, a 503 rate, a 429
+  rate with ``Retry-After``, connection resets and hangs (both *after* the message was accepted,
+  which is what makes a send ambiguous);
+- delivery callbacks signed in the provider's real scheme, after a delay, with an outcome mix;
+- ``POST /_emulator/inbound`` posts the provider's inbound webhook to a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+from aiohttp import ClientSession, ClientTimeout, web
+
+logger = logging.getLogger("smsgate.emulators")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+INTROSPECTION_PREFIX = "/_emulator/"
+
+
+@dataclass(slots=True)
+class Faults:
+    """Seeded fault injection on the provider's API routes (never on ``/_emulator``)."""
+
+    latency: float = 0.0
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    retry_after: float = 1.0
+    reset_rate: float = 0.0
+    hang_rate: float = 0.0
+    hang_seconds: float = 60.0
+    seed: int | None = None
+
+    def update(self, values: dict[str, Any]) -> None:
+        known = {f.name for f in fields(self)}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(f"unknown fault {key!r}; known: {', '.join(sorted(known))}")
+            setattr(self, key, None if value is None and key == "seed" else float(value) if key != "seed" else int(value))
+
+
+@dataclass(slots=True)
+class Callbacks:
+    """When and how the emulator reports delivery: seconds after acceptance and an outcome mix."""
+
+    delay: float = 0.2
+    outcomes: dict[str, float] = field(default_factory=lambda: {"delivered": 1.0})
+
+    @staticmethod
+    def parse_outcomes(text: str) -> dict[str, float]:
+        """``"delivered=0.9,undelivered=0.05,failed=0.05"`` into weights."""
+        outcomes: dict[str, float] = {}
+        for item in text.split(","):
+            name, _, weight = item.partition("=")
+            outcomes[name.strip()] = float(weight or 1)
+        return outcomes
+
+
+@dataclass(slots=True)
+class EmulatedMessage:
+    id: str
+    to: str
+    sender: str
+    body: str
+    status: str
+    created_at: float
+    media: list[str] = field(default_factory=list)
+    reference: str | None = None
+    callback_url: str | None = None
+    segments: int = 1
+    duplicate: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Emulator(ABC):
+    """Base of the HTTP provider emulators."""
+
+    name: ClassVar[str]
+    default_credentials: ClassVar[str]
+    #: the outcome names a provider reports in callbacks
+    outcome_names: ClassVar[tuple[str, ...]] = ("delivered", "undelivered", "failed")
+
+    def __init__(
+        self,
+        *,
+        credentials: str | None = None,
+        faults: Faults | None = None,
+        callbacks: Callbacks | None = None,
+        inbound_url: str | None = None,
+    ) -> None:
+        self.credentials = credentials or self.default_credentials
+        self.faults = faults or Faults()
+        self.callbacks = callbacks or Callbacks()
+        self.inbound_url = inbound_url
+        self.messages: list[EmulatedMessage] = []
+        self.by_id: dict[str, EmulatedMessage] = {}
+        self._seen: set[Any] = set()
+        self._rng = random.Random(self.faults.seed)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.callback_log: list[dict[str, Any]] = []
+
+    # -- what a provider emulator writes ------------------------------------------------------
+
+    @abstractmethod
+    def add_routes(self, app: web.Application) -> None:
+        """Register the provider's API routes."""
+
+    @abstractmethod
+    def provider_url(self) -> str:
+        """The smsgate provider URL that points a client at this emulator."""
+
+    @abstractmethod
+    def error_response(self, status: int, kind: str) -> web.Response:
+        """The provider's own error body for an injected fault (``kind``: unavailable, throttled)."""
+
+    @abstractmethod
+    async def deliver_callback(self, message: EmulatedMessage, outcome: str) -> None:
+        """Post the provider's signed status callback(s) for ``message`` ending in ``outcome``."""
+
+    @abstractmethod
+    async def post_inbound(self, url: str, sender: str, to: str, body: str, media: list[str]) -> int:
+        """Post the provider's signed inbound-message webhook; return the HTTP status received."""
+
+    def describe(self) -> list[str]:
+        """Lines printed at start: credentials and how to point a client here."""
+        return [
+            f"{self.name} emulator listening on {self.url}",
+            f"credentials: {self.credentials}",
+            f"provider URL: {self.provider_url()}",
+        ]
+
+    # -- shared behaviour ---------------------------------------------------------------------
+
+    def record(self, message: EmulatedMessage) -> EmulatedMessage:
+        key = message.reference or (message.to, message.sender, message.body, tuple(message.media))
+        message.duplicate = key in self._seen
+        self._seen.add(key)
+        self.messages.append(message)
+        self.by_id[message.id] = message
+        if message.callback_url and not message.duplicate:
+            self._spawn(self._callback_later(message))
+        return message
+
+    def choose_outcome(self) -> str:
+        names = list(self.callbacks.outcomes)
+        weights = [self.callbacks.outcomes[n] for n in names]
+        return self._rng.choices(names, weights)[0]
+
+    async def _callback_later(self, message: EmulatedMessage) -> None:
+        await asyncio.sleep(self.callbacks.delay)
+        try:
+            await self.deliver_callback(message, self.choose_outcome())
+        except Exception as exc:  # a user's webhook being down must not stop the emulator
+            logger.info("callback for %s failed: %s", message.id, exc)
+
+    async def post(self, url: str, *, data: Any = None, json: Any = None, headers: dict[str, str] | None = None) -> int:
+        """POST a webhook; logs the attempt for introspection; returns the HTTP status."""
+        if self._client is None or self._client.closed:
+            self._client = ClientSession(timeout=ClientTimeout(total=10))
+        try:
+            async with self._client.post(url, data=data, json=json, headers=headers) as resp:
+                await resp.read()
+                status = resp.status
+        except Exception as exc:
+            self.callback_log.append({"url": url, "status": None, "error": type(exc).__name__})
+            raise
+        self.callback_log.append({"url": url, "status": status})
+        return status
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reset(self) -> None:
+        self.messages.clear()
+        self.by_id.clear()
+        self._seen.clear()
+        self.callback_log.clear()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "count": len(self.messages),
+            "duplicates": sum(m.duplicate for m in self.messages),
+            "messages": [m.to_dict() for m in self.messages],
+        }
+
+    # -- the server ---------------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._fault_middleware], client_max_size=10 * 1024 * 1024)
+        app.router.add_get("/_emulator/messages", self._h_messages)
+        app.router.add_post("/_emulator/reset", self._h_reset)
+        app.router.add_get("/_emulator/faults", self._h_faults)
+        app.router.add_post("/_emulator/faults", self._h_faults)
+        app.router.add_post("/_emulator/inbound", self._h_inbound)
+        self.add_routes(app)
+        return app
+
+    @web.middleware
+    async def _fault_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(INTROSPECTION_PREFIX):
+            return await handler(request)
+        faults = self.faults
+        if faults.latency:
+            await asyncio.sleep(faults.latency)
+        roll = self._rng.random()
+        if roll < faults.error_rate:
+            return self.error_response(503, "unavailable")
+        roll -= faults.error_rate
+        if roll < faults.rate_limit_rate:
+            response = self.error_response(429, "throttled")
+            response.headers["Retry-After"] = f"{faults.retry_after:g}"
+            return response
+        roll -= faults.rate_limit_rate
+        response = await handler(request)
+        if roll < faults.reset_rate:
+            # Accepted, then the connection drops before the answer: an ambiguous send.
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        roll -= faults.reset_rate
+        if roll < faults.hang_rate:
+            await asyncio.sleep(faults.hang_seconds)
+        return response
+
+    async def _h_messages(self, request: web.Request) -> web.Response:
+        return web.json_response(self.summary())
+
+    async def _h_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"reset": True})
+
+    async def _h_faults(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                values = await request.json()
+                if not isinstance(values, dict):
+                    raise ValueError("send a JSON object of fault settings")
+                self.faults.update(values)
+            except (ValueError, TypeError) as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            if "seed" in values:
+                self._rng = random.Random(self.faults.seed)
+        return web.json_response(asdict(self.faults))
+
+    async def _h_inbound(self, request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+            sender, to, body = str(data["from"]), str(data["to"]), str(data.get("body", ""))
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "send JSON {from, to, body, media?, url?}"}, status=400)
+        url = data.get("url") or self.inbound_url
+        if not url:
+            return web.json_response({"error": "no url given and no --inbound-url configured"}, status=400)
+        try:
+            status = await self.post_inbound(str(url), sender, to, body, list(data.get("media") or []))
+        except Exception as exc:
+            return web.json_response({"error": f"could not reach {url}: {type(exc).__name__}"}, status=502)
+        return web.json_response({"delivered_to": url, "status": status})
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, backlog=1024)
+        await site.start()
+        server = site._server
+        assert server is not None and hasattr(server, "sockets")
+        bound = server.sockets[0].getsockname()[1]
+        self.url = f"http://{host}:{bound}"
+        return self.url
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._client is not None:
+            await self._client.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @contextlib.asynccontextmanager
+    async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        url = await self.start(host, port)
+        try:
+            yield url
+        finally:
+            await self.stop()
+
+    def run_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> EmulatorThread:
+        """Start on a background thread (for sync tests and scripts); returns a handle to stop."""
+        return EmulatorThread(self, host, port)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            await asyncio.sleep(0.01)
+        return predicate()
+
+
+class EmulatorThread:
+    """An emulator serving on its own event-loop thread."""
+
+    def __init__(self, emulator: Emulator, host: str, port: int) -> None:
+        self.emulator = emulator
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=f"{emulator.name}-emulator", daemon=True)
+        self._thread.start()
+        self.url = asyncio.run_coroutine_threadsafe(emulator.start(host, port), self.loop).result(10)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the emulator's loop (to read or change its state safely)."""
+
+        async def wrap() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.emulator.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+    def __enter__(self) -> EmulatorThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,247 @@
+"""A Twilio Programmable Messaging emulator (the 2010-04-01 Messages resource).
+
+Speaks enough of the real contract for the official ``twilio`` package to drive it: create,
+fetch, list, cancel, Twilio's error bodies and magic numbers, and signed status callbacks
+(``X-Twilio-Signature`` and ``I-Twilio-Idempotency-Token``).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from email.utils import formatdate
+from typing import Any
+
+from aiohttp import web
+
+from smsgate.emulators.base import EmulatedMessage, Emulator
+from smsgate.emulators.magic import Outcome, magic_outcome
+from smsgate.providers.signing import twilio_signature
+
+_ERRORS: dict[Outcome, tuple[int, str]] = {
+    Outcome.INVALID_TO: (21211, "The 'To' number {to} is not a valid phone number."),
+    Outcome.UNREACHABLE: (21612, "The 'To' phone number: {to}, is not currently reachable using the 'From' phone number: {sender} via SMS."),
+    Outcome.REGION_NOT_ENABLED: (21408, "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: {to}."),
+    Outcome.OPTED_OUT: (21610, "Attempt to send to unsubscribed recipient"),
+    Outcome.NOT_MOBILE: (21614, "'To' number is not a valid mobile number"),
+    Outcome.INVALID_FROM: (21212, "The 'From' number {sender} is not a valid phone number, shortcode, or alphanumeric sender ID."),
+    Outcome.FROM_NOT_OWNED: (21606, "The 'From' phone number provided ({sender}) is not a valid message-capable Twilio phone number for this destination."),
+    Outcome.FROM_QUEUE_FULL: (21611, "This 'From' number has exceeded the maximum number of queued messages"),
+}
+_DELIVERY_CODES = {"undelivered": "30003", "failed": "30008"}
+
+
+def twilio_error(status: int, code: int, message: str) -> web.Response:
+    return web.json_response(
+        {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status},
+        status=status,
+    )
+
+
+class TwilioEmulator(Emulator):
+    name = "twilio"
+    default_credentials = "AC00000000000000000000000000000000:emulator-auth-token"
+    default_sender = "+15005550006"
+
+    @property
+    def account_sid(self) -> str:
+        return self.credentials.partition(":")[0]
+
+    @property
+    def auth_token(self) -> str:
+        return self.credentials.partition(":")[2]
+
+    def provider_url(self) -> str:
+        return f"twilio://{self.credentials}@{self.default_sender}?base_url={self.url}"
+
+    def add_routes(self, app: web.Application) -> None:
+        base = "/2010-04-01/Accounts/{sid}/Messages"
+        app.router.add_post(base + ".json", self.create)
+        app.router.add_get(base + ".json", self.list)
+        app.router.add_get(base + "/{msid}.json", self.fetch)
+        app.router.add_post(base + "/{msid}.json", self.update)
+
+    def error_response(self, status: int, kind: str) -> web.Response:
+        if kind == "throttled":
+            return twilio_error(429, 20429, "Too Many Requests")
+        return twilio_error(status, 20500, "Service unavailable")
+
+    def _check_auth(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        expected = "Basic " + base64.b64encode(self.credentials.encode()).decode()
+        if not secrets.compare_digest(header.encode(), expected.encode()) or request.match_info["sid"] != self.account_sid:
+            return twilio_error(401, 20003, "Authenticate")
+        return None
+
+    def _resource(self, m: EmulatedMessage) -> dict[str, Any]:
+        created = formatdate(m.created_at, usegmt=False)
+        return {
+            "sid": m.id,
+            "account_sid": self.account_sid,
+            "to": m.to,
+            "from": m.sender if not m.sender.startswith("MG") else None,
+            "messaging_service_sid": m.sender if m.sender.startswith("MG") else None,
+            "body": m.body,
+            "status": m.status,
+            "num_segments": str(m.segments),
+            "num_media": str(len(m.media)),
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "price": None if m.status in ("queued", "accepted", "scheduled") else "-0.00790",
+            "price_unit": "USD",
+            "error_code": m.fields.get("error_code"),
+            "error_message": None,
+            "date_created": created,
+            "date_updated": created,
+            "date_sent": None if m.status in ("queued", "accepted", "scheduled") else created,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{m.id}.json",
+            "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{m.id}/Media.json"},
+        }
+
+    async def create(self, request: web.Request) -> web.Response:
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        form = await request.post()
+        to = str(form.get("To", "")).strip()
+        sender = str(form.get("From") or form.get("MessagingServiceSid") or "").strip()
+        body = str(form.get("Body", ""))
+        media = [str(v) for v in form.getall("MediaUrl", [])]
+        if not to:
+            return twilio_error(400, 21604, "A 'To' phone number is required.")
+        if not sender:
+            return twilio_error(400, 21603, "A 'From' phone number is required.")
+        if not body and not media:
+            return twilio_error(400, 21602, "Message body is required.")
+        if len(body) > 1600:
+            return twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+        if len(media) > 10:
+            return twilio_error(400, 21623, "The number of media files exceeds the limit of 10.")
+        if not _possible(to):
+            return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        outcome = magic_outcome(to, sender)
+        if outcome is not None:
+            code, text = _ERRORS[outcome]
+            return twilio_error(400 if outcome is not Outcome.FROM_QUEUE_FULL else 429, code, text.format(to=to, sender=sender))
+        from smsgate.encoding import segments
+
+        message = self.record(
+            EmulatedMessage(
+                id=("MM" if media else "SM") + secrets.token_hex(16),
+                to=to,
+                sender=sender,
+                body=body,
+                media=media,
+                status="accepted" if sender.startswith("MG") else "queued",
+                created_at=time.time(),
+                callback_url=str(form["StatusCallback"]) if form.get("StatusCallback") else None,
+                segments=segments(body).segments if body else 1,
+                fields={k: str(v) for k, v in form.items()},
+            )
+        )
+        return web.json_response(self._resource(message), status=201)
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        message = self.by_id.get(request.match_info["msid"])
+        if message is None:
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        return web.json_response(self._resource(message))
+
+    async def list(self, request: web.Request) -> web.Response:
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        to, sender = request.query.get("To"), request.query.get("From")
+        page_size = min(int(request.query.get("PageSize", "50") or 50), 1000)
+        found = [
+            m for m in reversed(self.messages)
+            if (to is None or m.to == to) and (sender is None or m.sender == sender)
+        ][:page_size]
+        return web.json_response(
+            {
+                "messages": [self._resource(m) for m in found],
+                "page": 0,
+                "page_size": page_size,
+                "first_page_uri": request.path_qs,
+                "next_page_uri": None,
+                "previous_page_uri": None,
+                "uri": request.path_qs,
+            }
+        )
+
+    async def update(self, request: web.Request) -> web.Response:
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        message = self.by_id.get(request.match_info["msid"])
+        if message is None:
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        form = await request.post()
+        if form.get("Status") == "canceled":
+            if message.status != "scheduled":
+                return twilio_error(400, 30409, "Message cannot be canceled: it is not scheduled.")
+            message.status = "canceled"
+        elif "Body" in form:
+            message.body = ""  # redaction, as Twilio does with Body=""
+        return web.json_response(self._resource(message))
+
+    # -- callbacks ----------------------------------------------------------------------------
+
+    async def deliver_callback(self, message: EmulatedMessage, outcome: str) -> None:
+        assert message.callback_url is not None
+        for status in ("sent", outcome):
+            message.status = status
+            fields = {
+                "MessageSid": message.id,
+                "SmsSid": message.id,
+                "MessageStatus": status,
+                "SmsStatus": status,
+                "AccountSid": self.account_sid,
+                "From": message.sender,
+                "To": message.to,
+                "ApiVersion": "2010-04-01",
+            }
+            if status in _DELIVERY_CODES:
+                fields["ErrorCode"] = _DELIVERY_CODES[status]
+                message.fields["error_code"] = int(_DELIVERY_CODES[status])
+            if status == "delivered":
+                fields["RawDlrDoneDate"] = time.strftime("%y%m%d%H%M", time.gmtime())
+            await self._signed_post(message.callback_url, fields, token=f"{message.id}-{status}")
+
+    async def post_inbound(self, url: str, sender: str, to: str, body: str, media: list[str]) -> int:
+        fields = {
+            "MessageSid": "SM" + secrets.token_hex(16),
+            "SmsSid": "",
+            "AccountSid": self.account_sid,
+            "From": sender,
+            "To": to,
+            "Body": body,
+            "NumMedia": str(len(media)),
+            "NumSegments": "1",
+            "ApiVersion": "2010-04-01",
+        }
+        fields["SmsSid"] = fields["MessageSid"]
+        for i, item in enumerate(media):
+            fields[f"MediaUrl{i}"] = item
+            fields[f"MediaContentType{i}"] = "image/jpeg"
+        return await self._signed_post(url, fields, token=fields["MessageSid"])
+
+    async def _signed_post(self, url: str, fields: dict[str, str], *, token: str) -> int:
+        signature = twilio_signature(self.auth_token, url, fields.items())
+        headers = {
+            "X-Twilio-Signature": signature,
+            "I-Twilio-Idempotency-Token": token,
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        return await self.post(url, data=fields, headers=headers)
+
+
+def _possible(number: str) -> bool:
+    from smsgate.errors import InvalidRecipient
+    from smsgate.phone import normalize
+
+    try:
+        normalize(number, strict=False)
+    except InvalidRecipient:
+        return False
+    return True

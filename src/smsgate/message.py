@@ -1,0 +1,288 @@
+"""Plain typed data that travels through smsgate: no I/O here.
+
+A :class:`Message` that can never be sent is refused when it is built, with an error that names the
+field, so a bad number or an empty body never reaches a queue. Results and events keep the
+provider's raw payload beside the normalized fields.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from smsgate.errors import InvalidMessage, SmsgateError
+from smsgate.ids import new_id
+from smsgate.phone import normalize
+
+if TYPE_CHECKING:
+    from smsgate.encoding import SegmentInfo
+
+#: The longest body we accept, in characters. Twilio and most providers stop at 1,600 characters
+#: (10 UCS-2 parts or about 10 GSM-7 parts); past that a message is refused, never truncated.
+MAX_BODY_CHARS = 1600
+#: Twilio's cap on media per MMS; the strictest of the providers that take MMS.
+MAX_MEDIA = 10
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class Purpose(enum.StrEnum):
+    """Why a message is sent; routes, rate limits and opt-out rules differ by purpose."""
+
+    TRANSACTIONAL = "transactional"
+    OTP = "otp"
+    MARKETING = "marketing"
+
+
+class Status(enum.StrEnum):
+    """Where a message is. Final statuses end the worker's attempts."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+    @property
+    def rank(self) -> int:
+        """Progress order: an event may move a message only to an equal or higher rank."""
+        return _RANK[self]
+
+    def can_move_to(self, new: Status) -> bool:
+        """Whether a late event may replace this status (a late "sent" never beats "delivered")."""
+        return new.rank > self.rank
+
+
+_FINAL = frozenset(
+    {
+        Status.DELIVERED,
+        Status.UNDELIVERED,
+        Status.FAILED,
+        Status.REJECTED,
+        Status.EXPIRED,
+        Status.CANCELED,
+        Status.UNKNOWN,
+    }
+)
+# "unknown" is final for the worker (it stops trying) but ranks below "sent" so a late receipt
+# from the provider can still resolve it.
+_RANK = {
+    Status.SCHEDULED: 0,
+    Status.QUEUED: 1,
+    Status.SENDING: 2,
+    Status.UNKNOWN: 3,
+    Status.SENT: 4,
+    Status.DELIVERED: 5,
+    Status.UNDELIVERED: 5,
+    Status.FAILED: 5,
+    Status.REJECTED: 5,
+    Status.EXPIRED: 5,
+    Status.CANCELED: 5,
+}
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None, name: str) -> Mapping[str, Any]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise InvalidMessage(f"{name} must be a mapping, got {type(value).__name__}", field=name)
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """One SMS or MMS to one recipient.
+
+    ``to`` is normalized to E.164 on construction (possible numbers are accepted, so test ranges
+    work; route-level checks may be stricter). ``send_at`` must be timezone-aware. ``validity`` is
+    how long the network should keep trying, in seconds or as a ``timedelta``.
+    """
+
+    to: str
+    body: str = ""
+    sender: str | None = None
+    media: tuple[str, ...] = ()
+    purpose: Purpose = Purpose.TRANSACTIONAL
+    idempotency_key: str | None = None
+    send_at: datetime | None = None
+    validity: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=new_id)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "to", normalize(self.to, strict=False, field="to"))
+        if not isinstance(self.body, str):
+            raise InvalidMessage(f"body must be text, got {type(self.body).__name__}", field="body")
+        media = (self.media,) if isinstance(self.media, str) else tuple(self.media or ())
+        set_(self, "media", media)
+        if not self.body and not media:
+            raise InvalidMessage("body is empty and there is no media; give a body or a media URL", field="body")
+        if len(self.body) > MAX_BODY_CHARS:
+            raise InvalidMessage(
+                f"body is {len(self.body)} characters; the limit is {MAX_BODY_CHARS} "
+                "(split it into several messages or shorten it)",
+                field="body",
+            )
+        if "\x00" in self.body:
+            raise InvalidMessage("body contains a NUL character; remove it", field="body")
+        _check_media(media)
+        if self.sender is not None:
+            _check_sender(self.sender)
+        try:
+            set_(self, "purpose", Purpose(self.purpose))
+        except ValueError:
+            raise InvalidMessage(
+                f"purpose {self.purpose!r} is not one of {', '.join(p.value for p in Purpose)}",
+                field="purpose",
+            ) from None
+        if self.idempotency_key is not None:
+            key = self.idempotency_key
+            if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+                raise InvalidMessage(
+                    f"idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters",
+                    field="idempotency_key",
+                )
+        if self.send_at is not None:
+            if not isinstance(self.send_at, datetime):
+                raise InvalidMessage("send_at must be a datetime", field="send_at")
+            if self.send_at.tzinfo is None or self.send_at.utcoffset() is None:
+                raise InvalidMessage(
+                    "send_at has no time zone; pass an aware datetime such as datetime.now(timezone.utc)",
+                    field="send_at",
+                )
+        validity: Any = self.validity
+        if isinstance(validity, timedelta):
+            validity = int(validity.total_seconds())
+        if validity is not None:
+            if isinstance(validity, bool) or not isinstance(validity, int) or validity <= 0:
+                raise InvalidMessage("validity must be a positive number of seconds", field="validity")
+            set_(self, "validity", validity)
+        set_(self, "metadata", _frozen_mapping(self.metadata, "metadata"))
+        set_(self, "provider_options", _frozen_mapping(self.provider_options, "provider_options"))
+
+    @property
+    def is_mms(self) -> bool:
+        return bool(self.media)
+
+    def segments(self) -> SegmentInfo:
+        """The encoding and parts this body will need (see :func:`smsgate.segments`)."""
+        from smsgate.encoding import segments
+
+        return segments(self.body)
+
+    def replace(self, **changes: Any) -> Message:
+        """A copy with some fields changed (validated again)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values.update(changes)
+        return Message(**values)
+
+
+def _check_media(media: Iterable[Any]) -> None:
+    items = list(media)
+    if len(items) > MAX_MEDIA:
+        raise InvalidMessage(f"{len(items)} media URLs; at most {MAX_MEDIA} per message", field="media")
+    for url in items:
+        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")) or len(url) < 10:
+            raise InvalidMessage(
+                f"media URL {url!r} is not an http(s) URL; providers fetch media from a public URL",
+                field="media",
+            )
+        if any(ch.isspace() or ord(ch) < 32 for ch in url):
+            raise InvalidMessage(f"media URL {url!r} contains spaces or control characters", field="media")
+
+
+def _check_sender(sender: Any) -> None:
+    if not isinstance(sender, str) or not sender.strip():
+        raise InvalidMessage("sender must be a non-empty string (a number or an alphanumeric id)", field="sender")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in sender):
+        raise InvalidMessage("sender contains control characters (CR, LF, ...); remove them", field="sender")
+    if len(sender) > 64:
+        raise InvalidMessage("sender is longer than 64 characters", field="sender")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendResult:
+    """What happened to one message: normalized fields plus the provider's raw response."""
+
+    id: str
+    to: str
+    status: Status
+    provider: str | None = None
+    provider_message_id: str | None = None
+    segments: int | None = None
+    encoding: str | None = None
+    price: str | None = None
+    price_unit: str | None = None
+    error: SmsgateError | None = None
+    raw: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status not in (Status.FAILED, Status.REJECTED, Status.UNDELIVERED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "to": self.to,
+            "status": self.status.value,
+            "provider": self.provider,
+            "provider_message_id": self.provider_message_id,
+            "segments": self.segments,
+            "encoding": self.encoding,
+            "price": self.price,
+            "price_unit": self.price_unit,
+            "error": None if self.error is None else self.error.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryEvent:
+    """A normalized delivery receipt or status callback from a provider.
+
+    ``event_id`` identifies this event for de-duplication (a provider's idempotency token where it
+    sends one, else a digest of the payload). ``message_id`` is our id when the provider echoes a
+    client reference. Multi-part receipts carry ``part`` and ``parts``.
+    """
+
+    provider: str
+    provider_message_id: str
+    status: Status
+    event_id: str
+    occurred_at: datetime | None = None
+    message_id: str | None = None
+    to: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+    opted_out: bool = False
+    part: int | None = None
+    parts: int | None = None
+    raw: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundMessage:
+    """A message a person sent to one of our numbers."""
+
+    provider: str
+    provider_message_id: str
+    sender: str
+    to: str
+    body: str
+    media: tuple[str, ...] = ()
+    received_at: datetime | None = None
+    raw: Any = None

@@ -1,0 +1,484 @@
+"""The store behind the outbox: the rows, the lifecycle, and the contract both engines keep.
+
+A message row moves through an explicit state machine (Oban's habit: the states read like the
+docs). ``scheduled``, ``queued``, ``retrying`` and ``reconciling`` wait for a worker, with
+``next_attempt_at`` saying from when; a worker *claims* a due row by taking a lease on it
+(``lease_owner`` / ``lease_expires_at``) and, right before the HTTP request, moves it to
+``sending``. The lease is the only lock: a worker that dies leaves rows whose lease expires, and
+another worker takes them over. A row it had only claimed is sent normally; a row left in
+``sending`` may or may not have reached the provider, so the route's ambiguous-send policy decides.
+
+Every change of the public :class:`~smsgate.message.Status` is a row in ``smsgate_events``,
+written in the same transaction as the change; events are never updated or deleted.
+
+Both engines implement :class:`Store` with the same semantics; the shared test suite in
+``tests/outbox`` runs against each.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, NamedTuple, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from smsgate.errors import ConfigError, SmsgateError
+from smsgate.message import Status
+from smsgate.ratelimit import BucketSpec
+
+
+class State(enum.StrEnum):
+    """Where a row is in the outbox lifecycle; :attr:`status` is what users see."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    #: waiting for the next try after a failed one (public: queued)
+    RETRYING = "retrying"
+    #: waiting to look the message up at the provider after an ambiguous send (public: sending)
+    RECONCILING = "reconciling"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"
+
+    @property
+    def status(self) -> Status:
+        return _PUBLIC[self]
+
+    @property
+    def waiting(self) -> bool:
+        """Waiting for a worker (has a ``next_attempt_at``)."""
+        return self in WAITING
+
+    @classmethod
+    def for_status(cls, status: Status) -> State:
+        """The state a provider receipt with ``status`` moves a row to."""
+        return cls(status.value)
+
+
+_PUBLIC: dict[State, Status] = {
+    **{state: Status(state.value) for state in State if state.value in Status.__members__.values()},
+    State.RETRYING: Status.QUEUED,
+    State.RECONCILING: Status.SENDING,
+}
+WAITING = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING, State.RECONCILING})
+#: states a user may cancel: nothing has been handed to a provider yet
+CANCELABLE = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING})
+
+
+def states_for(status: Status) -> tuple[State, ...]:
+    """The row states shown to users as ``status`` (for filtering)."""
+    return tuple(state for state, public in _PUBLIC.items() if public is status)
+
+
+# -- rows -----------------------------------------------------------------------------------
+
+
+class NewMessageRow(NamedTuple):
+    """A validated message ready to insert (column order of the insert statements)."""
+
+    id: str
+    state: str
+    purpose: str
+    to_number: str
+    sender: str | None
+    idempotency_key: str | None
+    payload: str
+    send_at: float | None
+    expires_at: float | None
+    next_attempt_at: float
+    created_at: float
+
+
+class NewEvent(NamedTuple):
+    """An event row to append."""
+
+    message_id: str
+    at: float
+    from_status: str | None
+    to_status: str
+    source: str
+    reason: str | None = None
+    provider: str | None = None
+    attempt: int | None = None
+    event_key: str | None = None
+    raw: str | None = None
+
+
+MESSAGE_COLUMNS = (
+    "id, state, purpose, to_number, sender, idempotency_key, payload, attempts, provider, "
+    "provider_attempt, route, provider_message_id, send_at, expires_at, next_attempt_at, "
+    "lease_owner, lease_expires_at, last_error, created_at, updated_at"
+)
+EVENT_COLUMNS = (
+    "id, message_id, at, from_status, to_status, source, reason, provider, attempt, raw"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One row of ``smsgate_messages`` as stored (times are epoch seconds)."""
+
+    id: str
+    state: State
+    purpose: str
+    to_number: str
+    sender: str | None
+    idempotency_key: str | None
+    payload: str
+    attempts: int
+    provider: str | None
+    provider_attempt: int
+    route: str | None
+    provider_message_id: str | None
+    send_at: float | None
+    expires_at: float | None
+    next_attempt_at: float | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> StoredMessage:
+        return cls(row[0], State(row[1]), *row[2:])
+
+    @property
+    def status(self) -> Status:
+        return self.state.status
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row a worker now holds. ``previous_owner`` is set when its lease was taken over."""
+
+    row: StoredMessage
+    previous_owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartSend:
+    """Move a held row to ``sending`` right before its request: the crash-safety marker."""
+
+    id: str
+    provider: str
+    provider_attempt: int
+    route: str
+    event: NewEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The outcome of work on a held row: its new state, written with one event, lease freed.
+
+    A receipt may have moved the row while the worker held it (a fast provider calls back before
+    the result is written); then the row keeps whichever status ranks higher.
+    """
+
+    id: str
+    state: State
+    event: NewEvent
+    next_attempt_at: float | None = None
+    provider: str | None = None
+    provider_attempt: int | None = None
+    route: str | None = None
+    provider_message_id: str | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One entry of a message's history."""
+
+    id: int
+    message_id: str
+    at: datetime
+    from_status: Status | None
+    to_status: Status
+    source: str
+    reason: str | None
+    provider: str | None
+    attempt: int | None
+    raw: Any
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> EventRecord:
+        return cls(
+            id=int(row[0]),
+            message_id=row[1],
+            at=to_datetime(row[2]),
+            from_status=None if row[3] is None else Status(row[3]),
+            to_status=Status(row[4]),
+            source=row[5],
+            reason=row[6],
+            provider=row[7],
+            attempt=row[8],
+            raw=None if row[9] is None else json.loads(row[9]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "from": None if self.from_status is None else self.from_status.value,
+            "to": self.to_status.value,
+            "source": self.source,
+            "reason": self.reason,
+            "provider": self.provider,
+            "attempt": self.attempt,
+            "raw": self.raw,
+        }
+
+
+class ReceiptOutcome(enum.StrEnum):
+    """What :meth:`Store.record_receipt` did with a provider receipt."""
+
+    #: the message moved to the receipt's status
+    APPLIED = "applied"
+    #: kept in the history, but the message already had an equal or later status
+    STALE = "stale"
+    #: the same receipt (provider and event id) was recorded before; nothing changed
+    DUPLICATE = "duplicate"
+    #: no message matches yet (the send is still being recorded); applied when it is
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A provider receipt in store terms (built from a :class:`~smsgate.message.DeliveryEvent`)."""
+
+    provider: str
+    provider_message_id: str
+    status: Status
+    event_key: str
+    at: float
+    message_id: str | None = None
+    reason: str | None = None
+    raw: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    states: tuple[State, ...] = ()
+    to: str | None = None
+    since: float | None = None
+    before_id: str | None = None
+    limit: int = 100
+
+
+# -- the contract ---------------------------------------------------------------------------
+
+
+class Store(Protocol):
+    """What the outbox needs from an engine. All methods are synchronous and thread-safe."""
+
+    engine: ClassVar[str]
+    #: the store URL with any password masked
+    url: str
+
+    def schema_version(self) -> int: ...
+
+    def migrate(self, target: int | None = None) -> list[int]:
+        """Apply missing migrations up to ``target`` (default: all); returns versions applied."""
+        ...
+
+    def close(self) -> None: ...
+
+    def inserter(self, *, atomic: bool) -> AbstractContextManager[Inserter]:
+        """A context for inserting batches: each batch is one transaction, or, with ``atomic``,
+        everything until the context exits is one (rolled back if it exits with an error)."""
+        ...
+
+    def get(self, message_id: str) -> StoredMessage | None: ...
+
+    def events(self, message_id: str) -> list[EventRecord]: ...
+
+    def list(self, query: ListQuery) -> list[StoredMessage]: ...
+
+    def counts(self) -> dict[State, int]: ...
+
+    def cancel(self, message_id: str, now: float, reason: str) -> tuple[StoredMessage | None, bool]:
+        """Cancel a row that has not been handed to a provider: (row after, whether canceled)."""
+        ...
+
+    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claimed]:
+        """Lease up to ``limit`` rows: due waiting rows first, then rows whose lease expired."""
+        ...
+
+    def start(self, owner: str, starts: Sequence[StartSend], now: float, lease_until: float) -> set[str]:
+        """Move held rows to ``sending``; returns the ids still held (others must not be sent)."""
+        ...
+
+    def finish(self, owner: str, transitions: Sequence[Transition], now: float) -> set[str]:
+        """Write outcomes of held rows and free their leases; returns the ids written."""
+        ...
+
+    def renew(self, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
+        """Extend leases; returns the ids still held."""
+        ...
+
+    def release(self, owner: str, ids: Sequence[str], now: float) -> int:
+        """Give back held rows that were never started (they are due again at once)."""
+        ...
+
+    def record_receipt(self, receipt: Receipt, now: float) -> tuple[ReceiptOutcome, str | None]:
+        """Apply a provider receipt; returns the outcome and the message id it matched."""
+        ...
+
+    def take_tokens(self, specs: Sequence[BucketSpec], n: int, now: float) -> float: ...
+
+    def penalize_bucket(self, spec: BucketSpec, seconds: float, now: float) -> None: ...
+
+
+class Inserter(Protocol):
+    def insert(self, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]) -> list[tuple[str, bool]]:
+        """Insert rows (and, for the rows actually inserted, their events) as one unit.
+
+        Returns, per row, ``(id, created)``: the id of the stored message (an earlier one with
+        the same idempotency key or id) and whether this call created it. ``events[i]`` belongs to
+        ``rows[i]``.
+        """
+        ...
+
+
+# -- helpers shared by the engines ----------------------------------------------------------
+
+
+def to_datetime(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def error_json(error: SmsgateError) -> str:
+    return dumps(error.to_dict())
+
+
+def merge_state(current: State, wanted: State) -> State:
+    """The state a worker's outcome leaves when a receipt may have moved the row meanwhile."""
+    if current is State.SENDING or current.waiting:
+        return wanted
+    return wanted if current.status.can_move_to(wanted.status) else current
+
+
+def receipt_target(current: State, status: Status) -> State | None:
+    """The state a receipt moves ``current`` to, or None when it does not move it forward.
+
+    A receipt proves the provider has the message, so provider-side "queued"/"sending" count as
+    ``sent``; "unknown" says nothing and never moves a row.
+    """
+    if status is Status.UNKNOWN:
+        return None
+    if status.rank < Status.SENT.rank:
+        status = Status.SENT
+    if current.status.can_move_to(status) or (
+        current.waiting and status.rank >= Status.SENT.rank
+    ):
+        return State.for_status(status)
+    return None
+
+
+def chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreURL:
+    """A parsed store URL; ``masked`` is safe to print."""
+
+    engine: str
+    raw: str
+    masked: str
+    path: str = ""
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, url: str) -> StoreURL:
+        if not isinstance(url, str) or "://" not in url:
+            raise ConfigError(
+                f"store URL {url!r} is not a URL; use sqlite:///path/to/smsgate.db or "
+                "postgresql://user@host/dbname",
+                field="store",
+            )
+        scheme = url.split("://", 1)[0].lower()
+        if scheme == "sqlite":
+            return cls._sqlite(url)
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            parts = urlsplit(url)
+            masked = url
+            if parts.password:
+                netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+                masked = urlunsplit(parts._replace(netloc=netloc))
+            masked = _mask_query(masked)
+            return cls("postgresql", url, masked)
+        raise ConfigError(
+            f"store URL scheme {scheme!r} is not supported; use sqlite:///path/to/smsgate.db "
+            "or postgresql://user@host/dbname",
+            field="store",
+        )
+
+    @classmethod
+    def _sqlite(cls, url: str) -> StoreURL:
+        rest = url.split("://", 1)[1]
+        if not rest.startswith("/"):
+            raise ConfigError(
+                f"sqlite store URL {url!r} needs three slashes: sqlite:///relative.db or "
+                "sqlite:////absolute/path.db",
+                field="store",
+            )
+        path, _, query = rest[1:].partition("?")
+        if not path or path == ":memory:":
+            raise ConfigError(
+                "the sqlite store needs a file (workers and the API share it); "
+                "use sqlite:///smsgate.db",
+                field="store",
+            )
+        options = dict(item.partition("=")[::2] for item in query.split("&") if item)
+        return cls("sqlite", url, url, path=path, options=options)
+
+
+def _mask_query(url: str) -> str:
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    items = []
+    for item in query.split("&"):
+        key, eq, value = item.partition("=")
+        if eq and key.lower() in ("password", "sslpassword", "passfile", "sslkey"):
+            value = "***"
+        items.append(f"{key}{eq}{value}")
+    return f"{base}?{'&'.join(items)}"
+
+
+def open_store(url: str) -> Store:
+    """The store for ``url`` (``sqlite:///...`` or ``postgresql://...``), not yet checked."""
+    parsed = StoreURL.parse(url)
+    if parsed.engine == "sqlite":
+        from smsgate.outbox.sqlite import SqliteStore
+
+        return SqliteStore(parsed)
+    try:
+        from smsgate.outbox.postgres import PostgresStore
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            "the postgresql store needs psycopg 3: pip install 'smsgate[postgres]'",
+            field="store",
+        ) from exc
+    return PostgresStore(parsed)
+
+
+def iter_ids(rows: Iterable[StoredMessage]) -> list[str]:
+    return [row.id for row in rows]

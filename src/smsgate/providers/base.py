@@ -1,0 +1,437 @@
+"""The provider base: one template method owns the send pipeline; providers fill in small hooks.
+
+Modelled on django-anymail's ``AnymailBaseBackend``. The base checks features before any I/O,
+builds and posts the request through a shared keep-alive transport, maps every failure into the
+error taxonomy (keeping the provider's code and raw body), fills segment counts from our own
+encoder when the provider does not report them, and logs without secrets. A provider module
+writes only what is specific to it:
+
+- ``from_url``: read credentials and options from ``scheme://credentials@sender?options``;
+- ``build_send_request`` / ``parse_send_response``: the wire format of one send;
+- ``map_error_response``: the provider's error bodies into the taxonomy;
+- optionally ``build_bulk_request``/``parse_bulk_response``, ``afetch_status``, ``areconcile``;
+- webhooks: ``verify_webhook``, ``parse_status_webhook``, ``parse_inbound_webhook``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl
+
+from smsgate.clock import SYSTEM_CLOCK, Clock
+from smsgate.errors import (
+    AmbiguousSend,
+    AuthError,
+    InvalidMessage,
+    RateLimited,
+    SmsgateError,
+    TransientError,
+    UnsupportedFeature,
+    WebhookVerificationError,
+)
+from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
+from smsgate.providers.transport import HttpRequest, HttpResponse, HttpTransport, Limits, Timeout
+from smsgate.providers.url import ProviderURL
+
+logger = logging.getLogger("smsgate.providers")
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can do; the docs' provider table is generated from these."""
+
+    sms: bool = True
+    mms: bool = False
+    #: a native bulk endpoint (one request for many recipients)
+    bulk: bool = False
+    status_fetch: bool = False
+    delivery_webhooks: bool = False
+    #: how webhooks are authenticated, e.g. "HMAC-SHA1 (X-Twilio-Signature)"
+    webhook_verification: str | None = None
+    inbound: bool = False
+    #: how our id reaches the provider ("Idempotency-Key header", "client-ref"), if at all
+    idempotency: str | None = None
+    #: the provider drops a repeated request carrying the same key (safe to resend on ambiguity)
+    dedupes: bool = False
+    #: the provider can find a message without its id (list by recipient and time)
+    reconcile: bool = False
+    hlr: bool = False
+    url_form: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """What a webhook endpoint received, framework-neutral: verify and parse work on this."""
+
+    url: str
+    method: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lowered:
+                return value
+        return None
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        return parse_qsl(self.url.partition("?")[2], keep_blank_values=True)
+
+    def form(self) -> list[tuple[str, str]]:
+        """Form fields (POST body) or, for GET webhooks, the query parameters."""
+        if self.method.upper() == "GET":
+            return self.query
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WebhookVerificationError("webhook body is not UTF-8") from None
+        return parse_qsl(text, keep_blank_values=True)
+
+    def json(self) -> Any:
+        import json
+
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise WebhookVerificationError("webhook body is not valid JSON") from None
+
+    def event_digest(self) -> str:
+        """A stable id for a payload when the provider sends none (dedupes exact replays)."""
+        return hashlib.sha256(self.body or self.url.encode()).hexdigest()[:32]
+
+
+class Provider(ABC):
+    """Base of every provider. Subclasses set the class attributes and fill in the hooks."""
+
+    scheme: ClassVar[str]
+    display_name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    default_base_url: ClassVar[str] = ""
+    #: the most recipients one bulk request may carry
+    bulk_batch_size: ClassVar[int] = 100
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        sender: str | None = None,
+        base_url: str | None = None,
+        status_callback: str | None = None,
+        timeout: Timeout | None = None,
+        limits: Limits | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.name = name or self.scheme
+        self.sender = sender
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self.status_callback = status_callback
+        self.timeout = timeout or Timeout()
+        self.limits = limits or Limits()
+        self.clock = clock
+        self._transport: HttpTransport | None = None
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: ProviderURL, *, name: str | None = None) -> Self:
+        """Build the provider from a parsed ``scheme://credentials@sender?options`` URL."""
+
+    @staticmethod
+    def common_options(url: ProviderURL) -> dict[str, Any]:
+        """Options every provider URL takes: base_url, callback, timeouts, concurrency."""
+        return {
+            "base_url": url.option("base_url"),
+            "status_callback": url.option("callback") or url.option("status_callback"),
+            "timeout": Timeout(
+                connect=url.number("connect_timeout", 5.0), read=url.number("timeout", 15.0)
+            ),
+            "limits": Limits(max_connections=int(url.number("max_connections", 100))),
+        }
+
+    def __repr__(self) -> str:
+        # Credentials are never part of the repr.
+        return f"{type(self).__name__}(name={self.name!r}, sender={self.sender!r}, base_url={self.base_url!r})"
+
+    @property
+    def transport(self) -> HttpTransport:
+        if self._transport is None:
+            self._transport = HttpTransport(
+                self.base_url, provider=self.name, timeout=self.timeout, limits=self.limits
+            )
+        return self._transport
+
+    # -- the send pipeline (template methods) -------------------------------------------------
+
+    async def asend(self, message: Message) -> SendResult:
+        """Send one message; raise a :class:`~smsgate.errors.SmsgateError` on failure."""
+        self.check_features(message)
+        request = self.build_send_request(message)
+        response = await self.transport.request(request)
+        if response.status >= 400 or self.is_error_response(response):
+            raise self._error_from(response, message)
+        return self.parse_send_response(message, response)
+
+    async def asend_many(self, messages: Sequence[Message]) -> list[SendResult]:
+        """Send many; results in input order; one recipient's failure never raises.
+
+        Uses the provider's bulk endpoint when it has one and the messages share a body, else
+        concurrent single sends over the keep-alive pool.
+        """
+        results: list[SendResult | None] = [None] * len(messages)
+        singles: list[int] = []
+        if self.capabilities.bulk:
+            for indexes in self._bulk_groups(messages):
+                if len(indexes) == 1:
+                    singles.extend(indexes)
+                    continue
+                group = [messages[i] for i in indexes]
+                for i, result in zip(indexes, await self._send_bulk_group(group), strict=True):
+                    results[i] = result
+        else:
+            singles = list(range(len(messages)))
+        await self._send_concurrently(messages, singles, results)
+        return [r for r in results if r is not None]
+
+    async def _send_concurrently(
+        self, messages: Sequence[Message], indexes: list[int], results: list[SendResult | None]
+    ) -> None:
+        # A fixed pool of workers pulling from one iterator costs less than a task per message.
+        pending = iter(indexes)
+
+        async def work() -> None:
+            for i in pending:
+                results[i] = await self.asend_result(messages[i])
+
+        workers = min(self.limits.max_connections, len(indexes))
+        await asyncio.gather(*(work() for _ in range(workers)))
+
+    async def asend_result(self, message: Message) -> SendResult:
+        """Like :meth:`asend` but returns a failed :class:`SendResult` instead of raising."""
+        try:
+            return await self.asend(message)
+        except SmsgateError as exc:
+            return self.failed_result(message, exc)
+
+    def failed_result(self, message: Message, error: SmsgateError) -> SendResult:
+        status = Status.UNKNOWN if isinstance(error, AmbiguousSend) else Status.FAILED
+        if not error.retryable and not error.failover and not isinstance(error, AmbiguousSend):
+            status = Status.REJECTED
+        return SendResult(
+            id=message.id, to=message.to, status=status, provider=self.name, error=error, raw=error.raw
+        )
+
+    def _bulk_groups(self, messages: Sequence[Message]) -> Iterable[list[int]]:
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, message in enumerate(messages):
+            key = self.bulk_key(message)
+            if key is None:
+                groups[("single", i)] = [i]
+                continue
+            bucket = groups.setdefault(key, [])
+            bucket.append(i)
+            if len(bucket) >= self.bulk_batch_size:
+                groups[(*key, "batch", i)] = groups.pop(key)
+        return groups.values()
+
+    def bulk_key(self, message: Message) -> tuple[Any, ...] | None:
+        """Messages with equal keys may share one bulk request; None sends it alone."""
+        if message.media or message.send_at or message.provider_options:
+            return None
+        return (message.body, message.sender or self.sender, message.purpose, message.validity)
+
+    async def _send_bulk_group(self, group: list[Message]) -> list[SendResult]:
+        for message in group:
+            self.check_features(message)
+        try:
+            response = await self.transport.request(self.build_bulk_request(group))
+            if response.status >= 400 or self.is_error_response(response):
+                raise self._error_from(response, group[0], recipients=len(group))
+            return self.parse_bulk_response(group, response)
+        except SmsgateError as exc:
+            return [self.failed_result(message, exc) for message in group]
+
+    def _error_from(self, response: HttpResponse, message: Message, *, recipients: int = 1) -> SmsgateError:
+        error = self.map_error_response(response, message)
+        if error.provider is None:
+            error.provider = self.name
+        if error.raw is None:
+            error.raw = response.json() if response.json() is not None else response.text
+        return error
+
+    # -- hooks a provider fills in ------------------------------------------------------------
+
+    def check_features(self, message: Message) -> None:
+        """Refuse, before any I/O, what this provider cannot send."""
+        if message.media and not self.capabilities.mms:
+            raise UnsupportedFeature(
+                f"{self.display_name} cannot send MMS; drop the media or route to an MMS provider",
+                provider=self.name,
+                field="media",
+            )
+        if not message.body and not message.media:
+            raise InvalidMessage("body is empty", provider=self.name, field="body")
+        if not (message.sender or self.sender):
+            raise InvalidMessage(
+                f"no sender: set one in the {self.scheme}:// URL (…@SENDER) or on the message",
+                provider=self.name,
+                field="sender",
+            )
+        for option in message.provider_options:
+            if option not in self.supported_options():
+                raise UnsupportedFeature(
+                    f"{self.display_name} does not take provider option {option!r}; "
+                    f"it takes: {', '.join(sorted(self.supported_options())) or 'none'}",
+                    provider=self.name,
+                    field="provider_options",
+                )
+
+    def supported_options(self) -> frozenset[str]:
+        """Names accepted in ``Message.provider_options`` (passed through to the request)."""
+        return frozenset()
+
+    @abstractmethod
+    def build_send_request(self, message: Message) -> HttpRequest: ...
+
+    @abstractmethod
+    def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult: ...
+
+    def is_error_response(self, response: HttpResponse) -> bool:
+        """True for a 2xx that still means failure (providers that always answer 200)."""
+        return False
+
+    def map_error_response(self, response: HttpResponse, message: Message) -> SmsgateError:
+        """Map an error response into the taxonomy; providers extend this for their codes."""
+        return self.map_http_status(response)
+
+    def map_http_status(self, response: HttpResponse, detail: str | None = None, code: Any = None) -> SmsgateError:
+        """The generic HTTP meaning of a status, for codes a provider does not explain."""
+        status = response.status
+        text = detail or f"HTTP {status} from {self.display_name}"
+        if status in (401, 403):
+            return AuthError(f"{self.display_name} refused the credentials: {text}", code=code)
+        if status == 429:
+            return RateLimited(f"{self.display_name} is throttling: {text}", retry_after=retry_after(response), code=code)
+        if status in (502, 503, 504):
+            # Gateways and load balancers answer these before the application sees the request.
+            return TransientError(f"{self.display_name} is unavailable: {text}", code=code)
+        if status >= 500:
+            return AmbiguousSend(f"{self.display_name} failed while handling the request: {text}", code=code)
+        return InvalidMessage(f"{self.display_name} refused the request: {text}", code=code)
+
+    def build_bulk_request(self, messages: list[Message]) -> HttpRequest:
+        raise UnsupportedFeature(f"{self.display_name} has no bulk endpoint", provider=self.name)
+
+    def parse_bulk_response(self, messages: list[Message], response: HttpResponse) -> list[SendResult]:
+        raise UnsupportedFeature(f"{self.display_name} has no bulk endpoint", provider=self.name)
+
+    async def afetch_status(self, provider_message_id: str) -> SendResult:
+        """Ask the provider where a message is now."""
+        raise UnsupportedFeature(f"{self.display_name} has no status lookup", provider=self.name)
+
+    async def areconcile(self, message: Message) -> SendResult | None:
+        """Find a message whose send was ambiguous; None when the provider has no record of it."""
+        raise UnsupportedFeature(f"{self.display_name} cannot look a message up without its id", provider=self.name)
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """Raise :class:`WebhookVerificationError` unless the request is authentic."""
+        raise UnsupportedFeature(f"{self.display_name} webhooks are not supported", provider=self.name)
+
+    def parse_status_webhook(self, request: WebhookRequest) -> list[DeliveryEvent]:
+        raise UnsupportedFeature(f"{self.display_name} sends no delivery webhooks", provider=self.name)
+
+    def parse_inbound_webhook(self, request: WebhookRequest) -> list[InboundMessage]:
+        raise UnsupportedFeature(f"{self.display_name} sends no inbound webhooks", provider=self.name)
+
+    def handle_status_webhook(self, request: WebhookRequest) -> list[DeliveryEvent]:
+        """Verify, then parse: the one call a webhook endpoint makes."""
+        self.verify_webhook(request)
+        return self.parse_status_webhook(request)
+
+    def handle_inbound_webhook(self, request: WebhookRequest) -> list[InboundMessage]:
+        self.verify_webhook(request)
+        return self.parse_inbound_webhook(request)
+
+    # -- helpers for provider modules ---------------------------------------------------------
+
+    def sender_for(self, message: Message) -> str:
+        return message.sender or self.sender or ""
+
+    def result(self, message: Message, *, status: Status, provider_message_id: str | None,
+               raw: Any, segments: int | None = None, price: str | None = None,
+               price_unit: str | None = None) -> SendResult:
+        """A successful result; segments and encoding default to our encoder's count."""
+        encoding: str | None = None
+        if message.body:
+            from smsgate.encoding import segments as analyse
+
+            info = analyse(message.body)
+            encoding = info.encoding
+            if segments is None:
+                segments = info.segments
+        return SendResult(
+            id=message.id,
+            to=message.to,
+            status=status,
+            provider=self.name,
+            provider_message_id=provider_message_id,
+            segments=segments,
+            encoding=encoding,
+            price=price,
+            price_unit=price_unit,
+            raw=raw,
+        )
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+
+
+def retry_after(response: HttpResponse, default: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return default
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    import time
+
+    return max(0.0, when.timestamp() - time.time())
+
+
+def first(fields: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of ``name`` in form fields."""
+    for key, value in fields:
+        if key == name:
+            return value
+    return None
+
+
+@dataclass(slots=True)
+class ProviderInfo:
+    """A registry row: where a provider class lives and how its URL looks."""
+
+    scheme: str
+    module: str
+    cls: str
+    example_url: str
+    aliases: tuple[str, ...] = field(default_factory=tuple)

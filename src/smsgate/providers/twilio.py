@@ -1,0 +1,324 @@
+"""Twilio Programmable Messaging (SMS and MMS).
+
+``twilio://ACCOUNT_SID:AUTH_TOKEN@+15017122661`` (or ``@MG…`` for a messaging service).
+Options: ``base_url`` (an emulator), ``callback`` (StatusCallback base URL; our message id is added
+as ``smsgate_id`` so receipts map back even when a send was ambiguous), ``public_url`` (the URL
+Twilio signs, when the server sits behind a proxy).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Self
+from urllib.parse import urlencode
+
+from smsgate.errors import (
+    AuthError,
+    InvalidMessage,
+    InvalidRecipient,
+    OptedOut,
+    ProviderUnavailable,
+    RateLimited,
+    SmsgateError,
+    UnsupportedFeature,
+    WebhookVerificationError,
+)
+from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
+from smsgate.providers.base import Capabilities, Provider, WebhookRequest, first, retry_after
+from smsgate.providers.signing import constant_time_equal, twilio_signature, url_variants
+from smsgate.providers.transport import HttpRequest, HttpResponse
+from smsgate.providers.url import ProviderURL
+
+STATUSES: dict[str, Status] = {
+    "queued": Status.QUEUED,
+    "accepted": Status.QUEUED,
+    "scheduled": Status.SCHEDULED,
+    "sending": Status.SENDING,
+    "sent": Status.SENT,
+    "delivered": Status.DELIVERED,
+    "read": Status.DELIVERED,
+    "undelivered": Status.UNDELIVERED,
+    "partially_delivered": Status.UNDELIVERED,
+    "failed": Status.FAILED,
+    "canceled": Status.CANCELED,
+}
+
+#: Asynchronous error codes seen in status callbacks, with a readable reason.
+DELIVERY_ERRORS: dict[str, str] = {
+    "30001": "queue overflow",
+    "30002": "account suspended",
+    "30003": "unreachable destination handset",
+    "30004": "message blocked",
+    "30005": "unknown destination handset",
+    "30006": "landline or unreachable carrier",
+    "30007": "filtered by the carrier",
+    "30008": "unknown error",
+    "30034": "unregistered 10DLC number",
+    "30036": "validity period expired",
+    "21610": "recipient unsubscribed (STOP)",
+}
+
+_OPTIONS = frozenset(
+    {
+        "SmartEncoded",
+        "ShortenUrls",
+        "MaxPrice",
+        "ProvideFeedback",
+        "Attempt",
+        "ContentRetention",
+        "AddressRetention",
+        "PersistentAction",
+        "ForceDelivery",
+        "ApplicationSid",
+        "ContentSid",
+        "ContentVariables",
+        "RiskCheck",
+    }
+)
+
+
+class TwilioProvider(Provider):
+    scheme = "twilio"
+    display_name = "Twilio"
+    default_base_url = "https://api.twilio.com"
+    capabilities = Capabilities(
+        mms=True,
+        status_fetch=True,
+        delivery_webhooks=True,
+        webhook_verification="HMAC-SHA1 (X-Twilio-Signature)",
+        inbound=True,
+        idempotency="our id in the StatusCallback URL",
+        reconcile=True,
+        url_form="twilio://SID:TOKEN@+15017122661",
+    )
+
+    def __init__(self, *, account_sid: str, auth_token: str, public_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.account_sid = account_sid
+        self._auth_token = auth_token
+        self.public_url = public_url
+
+    @classmethod
+    def from_url(cls, url: ProviderURL, *, name: str | None = None) -> Self:
+        sid = url.require("username", "twilio://ACCOUNT_SID:AUTH_TOKEN@+15017122661")
+        token = url.require("password", "twilio://ACCOUNT_SID:AUTH_TOKEN@+15017122661")
+        return cls(
+            name=name,
+            account_sid=sid,
+            auth_token=token,
+            sender=url.host or url.option("from"),
+            public_url=url.option("public_url"),
+            **cls.common_options(url),
+        )
+
+    @property
+    def _path(self) -> str:
+        return f"/2010-04-01/Accounts/{self.account_sid}/Messages"
+
+    @property
+    def _auth(self) -> tuple[str, str]:
+        return (self.account_sid, self._auth_token)
+
+    def supported_options(self) -> frozenset[str]:
+        return _OPTIONS
+
+    # -- send -----------------------------------------------------------------------------
+
+    def build_send_request(self, message: Message) -> HttpRequest:
+        sender = self.sender_for(message)
+        fields: list[tuple[str, str]] = [("To", message.to)]
+        fields.append(("MessagingServiceSid" if sender.startswith("MG") else "From", sender))
+        if message.body:
+            fields.append(("Body", message.body))
+        fields.extend(("MediaUrl", url) for url in message.media)
+        if self.status_callback:
+            fields.append(("StatusCallback", self.callback_url(message)))
+        if message.validity:
+            fields.append(("ValidityPeriod", str(min(max(message.validity, 1), 36000))))
+        fields.extend((key, str(value)) for key, value in message.provider_options.items())
+        return HttpRequest("POST", f"{self._path}.json", data=fields, auth=self._auth)
+
+    def callback_url(self, message: Message) -> str:
+        assert self.status_callback is not None
+        joiner = "&" if "?" in self.status_callback else "?"
+        return f"{self.status_callback}{joiner}{urlencode({'smsgate_id': message.id})}"
+
+    def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult:
+        data = response.json() or {}
+        return self._result_from_resource(message, data)
+
+    def _result_from_resource(self, message: Message, data: dict[str, Any]) -> SendResult:
+        segments = data.get("num_segments")
+        return self.result(
+            message,
+            status=STATUSES.get(str(data.get("status")), Status.QUEUED),
+            provider_message_id=data.get("sid"),
+            segments=int(segments) if segments not in (None, "") else None,
+            price=data.get("price"),
+            price_unit=data.get("price_unit"),
+            raw=data,
+        )
+
+    def map_error_response(self, response: HttpResponse, message: Message) -> SmsgateError:
+        body = response.json()
+        if not isinstance(body, dict) or "code" not in body:
+            return self.map_http_status(response)
+        code = str(body.get("code"))
+        text = str(body.get("message") or "")
+        own_sender = message.sender is not None
+        if code == "20003" or response.status == 401:
+            return AuthError("Twilio refused the account SID or auth token", code=code)
+        if code in ("20429", "21611") or response.status == 429:
+            return RateLimited(f"Twilio is throttling: {text}", code=code, retry_after=retry_after(response, 1.0))
+        if code == "21610":
+            return OptedOut(f"recipient {message.to} opted out (replied STOP)", code=code)
+        if code in ("21211", "21612", "21614", "21604"):
+            reason = {
+                "21211": "is not a valid phone number",
+                "21612": "is not reachable",
+                "21614": "is not a mobile number",
+                "21604": "is missing",
+            }[code]
+            return InvalidRecipient(f"recipient {message.to} {reason}", code=code, field="to")
+        if code in ("21212", "21606", "21603"):
+            reason = {
+                "21212": "is not a valid sender",
+                "21606": "is not a number this account owns",
+                "21603": "is missing",
+            }[code]
+            text = f"sender {self.sender_for(message)!r} {reason}"
+            if own_sender:
+                return InvalidMessage(text, code=code, field="sender")
+            return ProviderUnavailable(f"{text}; fix the sender in the twilio:// URL", code=code, field="sender")
+        if code == "21408":
+            return UnsupportedFeature(f"this Twilio account cannot send to {message.to}'s region", code=code)
+        if code == "20005":
+            return ProviderUnavailable("the Twilio account is not active", code=code)
+        if code in ("21617", "21602", "21623", "21620", "21619"):
+            return InvalidMessage(f"Twilio refused the message: {text}", code=code)
+        return self.map_http_status(response, detail=text, code=code)
+
+    # -- status, reconcile ------------------------------------------------------------------
+
+    async def afetch_status(self, provider_message_id: str) -> SendResult:
+        response = await self.transport.request(
+            HttpRequest("GET", f"{self._path}/{provider_message_id}.json", auth=self._auth)
+        )
+        if response.status >= 400:
+            raise self.map_http_status(response)
+        data = response.json() or {}
+        return SendResult(
+            id=provider_message_id,
+            to=str(data.get("to", "")),
+            status=STATUSES.get(str(data.get("status")), Status.UNKNOWN),
+            provider=self.name,
+            provider_message_id=data.get("sid"),
+            segments=int(data["num_segments"]) if data.get("num_segments") else None,
+            price=data.get("price"),
+            price_unit=data.get("price_unit"),
+            raw=data,
+        )
+
+    async def areconcile(self, message: Message) -> SendResult | None:
+        """Find an ambiguously sent message by recipient, sender and body (newest first)."""
+        params = {"To": message.to, "PageSize": "50"}
+        sender = self.sender_for(message)
+        if not sender.startswith("MG"):
+            params["From"] = sender
+        response = await self.transport.request(
+            HttpRequest("GET", f"{self._path}.json", params=params, auth=self._auth)
+        )
+        if response.status >= 400:
+            raise self.map_http_status(response)
+        for item in (response.json() or {}).get("messages", []):
+            if item.get("body") == message.body:
+                return self._result_from_resource(message, item)
+        return None
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        signature = request.header("X-Twilio-Signature")
+        if not signature:
+            raise WebhookVerificationError("missing X-Twilio-Signature header", provider=self.name)
+        params = [] if request.method.upper() == "GET" else request.form()
+        candidates = url_variants(request.url)
+        if self.public_url:
+            candidates += url_variants(_rebase(request.url, self.public_url))
+        for url in candidates:
+            if constant_time_equal(twilio_signature(self._auth_token, url, params), signature):
+                return
+        raise WebhookVerificationError("X-Twilio-Signature does not match", provider=self.name)
+
+    def parse_status_webhook(self, request: WebhookRequest) -> list[DeliveryEvent]:
+        form = request.form()
+        sid = first(form, "MessageSid") or first(form, "SmsSid")
+        status_text = first(form, "MessageStatus") or first(form, "SmsStatus")
+        if not sid or not status_text:
+            raise WebhookVerificationError("not a Twilio status callback (no MessageSid/MessageStatus)", provider=self.name)
+        code = first(form, "ErrorCode") or None
+        return [
+            DeliveryEvent(
+                provider=self.name,
+                provider_message_id=sid,
+                status=STATUSES.get(status_text, Status.UNKNOWN),
+                event_id=request.header("I-Twilio-Idempotency-Token") or request.event_digest(),
+                occurred_at=_dlr_done(first(form, "RawDlrDoneDate")),
+                message_id=first(request.query, "smsgate_id"),
+                to=first(form, "To"),
+                error_code=code,
+                reason=DELIVERY_ERRORS.get(code or "", status_text if code is None else f"error {code}"),
+                opted_out=code == "21610",
+                raw=dict(form),
+            )
+        ]
+
+    def parse_inbound_webhook(self, request: WebhookRequest) -> list[InboundMessage]:
+        form = request.form()
+        sid = first(form, "MessageSid")
+        sender = first(form, "From")
+        if not sid or not sender:
+            raise WebhookVerificationError("not a Twilio inbound message (no MessageSid/From)", provider=self.name)
+        count = int(first(form, "NumMedia") or 0)
+        media = tuple(v for i in range(count) if (v := first(form, f"MediaUrl{i}")))
+        return [
+            InboundMessage(
+                provider=self.name,
+                provider_message_id=sid,
+                sender=sender,
+                to=first(form, "To") or "",
+                body=first(form, "Body") or "",
+                media=media,
+                raw=dict(form),
+            )
+        ]
+
+
+def _rebase(url: str, public_url: str) -> str:
+    """``url``'s path and query on ``public_url``'s scheme and host."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    given, public = urlsplit(url), urlsplit(public_url)
+    return urlunsplit((public.scheme, public.netloc, given.path, given.query, ""))
+
+
+def _dlr_done(value: str | None) -> datetime | None:
+    # RawDlrDoneDate is YYMMDDhhmm in UTC.
+    if not value or len(value) != 10 or not value.isdigit():
+        return None
+    from datetime import UTC
+
+    try:
+        return datetime.strptime(value, "%y%m%d%H%M").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def parse_rfc2822(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
