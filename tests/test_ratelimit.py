@@ -52,7 +52,9 @@ class SimulatedClock(FakeClock):
             live = sum(not task.done() for task in running)
             if live == 0:
                 break
-            assert len(self._sleepers) == live, "a task is blocked on something other than the clock"
+            assert len(self._sleepers) == live, (
+                "a task is blocked on something other than the clock"
+            )
             deadline, _, future = heapq.heappop(self._sleepers)
             self.advance(max(0.0, deadline - self.monotonic()))
             future.set_result(None)
@@ -88,7 +90,9 @@ def test_parse_rate_keeps_the_written_form() -> None:
     assert str(parse_rate("0.5/s")) == "0.5/s"
 
 
-@pytest.mark.parametrize("text", ["fast", "1/week", "1/", "/s", "1 per s", "-1/s", "1/s/s", "", "nan/s"])
+@pytest.mark.parametrize(
+    "text", ["fast", "1/week", "1/", "/s", "1 per s", "-1/s", "1/s/s", "", "nan/s"]
+)
 def test_parse_rate_refuses_other_text_naming_the_key(text: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_rate(text, "providers.twilio.rate")
@@ -109,7 +113,9 @@ def test_parse_rate_refuses_non_rate_types() -> None:
         parse_rate(True, "rate")
 
 
-@pytest.mark.parametrize(("rate", "burst"), [(0.5, 1), (1, 1), (10, 1), (15, 2), (100, 10), (1000, 100)])
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(0.5, 1), (1, 1), (10, 1), (15, 2), (100, 10), (1000, 100)]
+)
 def test_default_burst_is_a_tenth_of_a_second_of_tokens(rate: float, burst: int) -> None:
     assert default_burst(rate) == burst
 
@@ -360,7 +366,10 @@ def test_limiter_namespace_separates_stores_on_one_backend() -> None:
 def max_in_window(times: list[float], window: float) -> int:
     ordered = sorted(times)
     return max(
-        (bisect.bisect_left(ordered, start + window) - index for index, start in enumerate(ordered)),
+        (
+            bisect.bisect_left(ordered, start + window) - index
+            for index, start in enumerate(ordered)
+        ),
         default=0,
     )
 

@@ -43,7 +43,37 @@ _EXPORTS: dict[str, str] = {
     "WebhookVerificationError": "smsgate.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# A literal list, not one built from _EXPORTS, so that type checkers and linters see the
+# re-exports (mypy --strict refuses `smsgate.Gateway` otherwise). Keep it equal to _EXPORTS.
+__all__ = [
+    "AmbiguousSend",
+    "AuthError",
+    "ConfigError",
+    "DeliveryEvent",
+    "Gateway",
+    "InboundMessage",
+    "InsufficientFunds",
+    "InvalidMessage",
+    "InvalidRecipient",
+    "Message",
+    "NumberInfo",
+    "OptedOut",
+    "Outbox",
+    "ProviderUnavailable",
+    "Purpose",
+    "RateLimited",
+    "SegmentInfo",
+    "SendResult",
+    "SmsgateError",
+    "Status",
+    "TransientError",
+    "UnsupportedFeature",
+    "WebhookVerificationError",
+    "__version__",
+    "lookup",
+    "normalize",
+    "segments",
+]
 
 if TYPE_CHECKING:
     from smsgate.encoding import SegmentInfo, segments

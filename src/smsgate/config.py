@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import random
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -172,9 +173,14 @@ class Config:
         )
 
     def router(
-        self, clock: Clock = SYSTEM_CLOCK, breakers: CircuitBreakers | None = None
+        self,
+        clock: Clock = SYSTEM_CLOCK,
+        breakers: CircuitBreakers | None = None,
+        rng: random.Random | None = None,
     ) -> Router:
-        return Router(self.routes, self.breakers(clock) if breakers is None else breakers, clock)
+        """The routes with breakers built from ``[circuit_breaker]`` (or the ones given)."""
+        chosen = self.breakers(clock) if breakers is None else breakers
+        return Router(self.routes, chosen, clock, rng)
 
     def rate_limiter(
         self, backend: BucketBackend | None = None, clock: Clock = SYSTEM_CLOCK, namespace: str = ""
@@ -284,7 +290,12 @@ def mask_url(url: str) -> str:
     """
     scheme_end = url.find("://")
     if scheme_end < 0:
-        return url if "@" not in url and ":" not in url else MASK
+        # Not a URL at all (a typo such as "twilio:/SID:TOKEN@..."): keep only what is plainly
+        # not a credential.
+        at = url.rfind("@")
+        if at >= 0:
+            return MASK + url[at:]
+        return MASK if ":" in url else url
     head, rest = url[: scheme_end + 3], url[scheme_end + 3 :]
     cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
     location, tail = rest[:cut], rest[cut:]
@@ -400,7 +411,7 @@ def _table(value: Any, path: str) -> Mapping[str, Any]:
 def _known_keys(table: Mapping[str, Any], allowed: Sequence[str], path: str) -> None:
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.7)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
             _fail(_child(path, key), "unknown key", hint)
 
@@ -436,8 +447,9 @@ def _integer(value: Any, path: str, minimum: int, maximum: int | None = None) ->
     return number
 
 
-def _seconds(value: Any, path: str, *, positive: bool = True) -> float:
-    """A duration: a number of seconds, or text such as "500ms", "30s", "5min", "2h"."""
+def parse_duration(value: Any, path: str) -> float:
+    """A positive duration in seconds from a number or text such as "500ms", "30s", "5min", "2h";
+    a :class:`ConfigError` naming ``path`` otherwise. For settings other modules read."""
     seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
@@ -449,13 +461,13 @@ def _seconds(value: Any, path: str, *, positive: bool = True) -> float:
             f"{value!r} is not a duration",
             'write seconds (30) or text like "500ms", "30s", "5min", "2h"',
         )
-    if seconds < 0 or (positive and seconds == 0):
-        _fail(
-            path,
-            f"{value!r} must be {'above' if positive else 'at least'} zero",
-            "use a longer duration",
-        )
+    if seconds <= 0:
+        _fail(path, f"{value!r} is not above zero", "use a positive duration")
     return seconds
+
+
+# server/settings.py imported the private name before parse_duration was public.
+_seconds = parse_duration
 
 
 def _string_list(value: Any, path: str, example: str) -> list[str]:
@@ -625,10 +637,10 @@ def _retry_policy(section: Mapping[str, Any], path: str, defaults: RetryPolicy) 
         max_attempts = _integer(section["max_attempts"], _child(path, "max_attempts"), 1)
     base_delay = defaults.base_delay
     if "base_delay" in section:
-        base_delay = _seconds(section["base_delay"], _child(path, "base_delay"))
+        base_delay = parse_duration(section["base_delay"], _child(path, "base_delay"))
     max_delay = defaults.max_delay
     if "max_delay" in section:
-        max_delay = _seconds(section["max_delay"], _child(path, "max_delay"))
+        max_delay = parse_duration(section["max_delay"], _child(path, "max_delay"))
     jitter = section.get("jitter", defaults.jitter)
     if jitter not in JITTER_MODES:
         _fail(
@@ -732,11 +744,12 @@ def _route(
         if provider not in providers:
             defined = ", ".join(providers) or "none"
             close = difflib.get_close_matches(provider, list(providers), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             _fail(
                 item,
-                f'unknown provider "{provider}"{hint}; defined providers: {defined}',
-                "add a [providers.NAME] table or fix the name",
+                f'unknown provider "{provider}"; defined providers: {defined}',
+                f'did you mean "{close[0]}"?'
+                if close
+                else f"add a [providers.{provider}] table or fix the name",
             )
         if chain.index(provider) != index:
             _fail(item, f"{provider} is already in the chain", "list each provider once")
@@ -771,7 +784,7 @@ def _worker(section: Mapping[str, Any]) -> WorkerConfig:
         concurrency=_integer(
             section.get("concurrency", defaults.concurrency), "worker.concurrency", 1, 10_000
         ),
-        lease_seconds=_seconds(
+        lease_seconds=parse_duration(
             section.get("lease_seconds", defaults.lease_seconds), "worker.lease_seconds"
         ),
         batch_size=_integer(
@@ -789,7 +802,9 @@ def _breaker(section: Mapping[str, Any]) -> CircuitBreakerConfig:
             "circuit_breaker.failure_threshold",
             1,
         ),
-        cooldown=_seconds(section.get("cooldown", defaults.cooldown), "circuit_breaker.cooldown"),
+        cooldown=parse_duration(
+            section.get("cooldown", defaults.cooldown), "circuit_breaker.cooldown"
+        ),
     )
 
 
@@ -800,5 +815,5 @@ def _otp(section: Mapping[str, Any]) -> OtpConfig:
         code_length=_integer(
             section.get("code_length", defaults.code_length), "otp.code_length", 4, 10
         ),
-        ttl=_seconds(section.get("ttl", defaults.ttl), "otp.ttl"),
+        ttl=parse_duration(section.get("ttl", defaults.ttl), "otp.ttl"),
     )

@@ -27,11 +27,14 @@ text; a call costs what it costs.
 
 from __future__ import annotations
 
-import random
+import os
 import re
+import sys
 import unicodedata
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from smsgate import gsm7_tables as _tables
@@ -91,8 +94,18 @@ def _septet_capacity(tables: int, *, concatenated: bool) -> int:
 
 
 def _char_class(chars: Iterable[str]) -> str:
-    # \U escapes keep every character literal inside [...], whatever it is.
-    return "".join(f"\\U{ord(ch):08x}" for ch in sorted(set(chars)))
+    """The inside of a regex ``[...]`` matching exactly ``chars``, runs written as ranges."""
+    codes = sorted({ord(ch) for ch in chars})
+    items: list[str] = []
+    i = 0
+    while i < len(codes):
+        j = i
+        while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
+            j += 1
+        # \U escapes keep every character literal inside [...], whatever it is.
+        items.append(f"\\U{codes[i]:08x}" if i == j else f"\\U{codes[i]:08x}-\\U{codes[j]:08x}")
+        i = j + 1
+    return "".join(items)
 
 
 def _body_type_error(text: object) -> InvalidMessage:
@@ -220,20 +233,22 @@ class _Alphabet:
         "ascii_basic",
         "ascii_ext",
         "basic",
+        "chars",
         "decode_basic",
         "decode_single",
         "encode_map",
         "ext",
-        "ext_re",
         "lock_table",
         "locking",
         "n_tables",
         "names",
         "non_basic",
         "non_gsm",
+        "not_ascii_ext",
         "part_limit",
         "single",
         "single_limit",
+        "wide_ext",
     )
 
     def __init__(self, locking: str | None, single: str | None, cedilla: bool) -> None:
@@ -253,11 +268,13 @@ class _Alphabet:
         ext = {ch: code for code, ch in single_table.items() if ch not in basic}
         self.basic = frozenset(basic)
         self.ext = frozenset(ext)
+        self.chars = self.basic | self.ext
         self.ascii_basic = bytes(sorted(ord(ch) for ch in basic if ord(ch) < 0x80))
         self.ascii_ext = bytes(sorted(ord(ch) for ch in ext if ord(ch) < 0x80))
+        self.not_ascii_ext = bytes(b for b in range(256) if b not in self.ascii_ext)
+        self.wide_ext = tuple(sorted(ch for ch in ext if ord(ch) >= 0x80))
         self.non_basic = re.compile(f"[^{_char_class(basic)}]")
         self.non_gsm = re.compile(f"[^{_char_class([*basic, *ext])}]")
-        self.ext_re = re.compile(f"[{_char_class(ext)}]" if ext else "(?!)")
         self.encode_map: dict[int, str] = {ord(ch): chr(code) for ch, code in basic.items()}
         self.encode_map.update({ord(ch): f"\x1b{chr(code)}" for ch, code in ext.items()})
         self.decode_basic: dict[int, str] = {
@@ -280,10 +297,16 @@ class _Alphabet:
         start = match.start()
         if self.non_gsm.search(text, start) is not None:
             return -1
-        return len(text) + len(self.ext_re.findall(text, start))
+        return self.cost(text)
 
-    def cost(self, chunk: str) -> int:
-        return len(chunk) + len(self.ext_re.findall(chunk))
+    def cost(self, text: str) -> int:
+        """Septets of a text already known to be in this alphabet."""
+        # In UTF-8 an ASCII byte only ever stands for itself, so deleting every other byte counts
+        # the ASCII escaped characters in one C call; the few others (€, ...) are counted apart.
+        escaped = len(text.encode("utf-8").translate(None, self.not_ascii_ext))
+        for ch in self.wide_ext:
+            escaped += text.count(ch)
+        return len(text) + escaped
 
     def split(self, text: str, units: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
         if not text:
@@ -294,7 +317,7 @@ class _Alphabet:
         if units == len(text):
             parts = tuple([text[i : i + limit] for i in range(0, len(text), limit)])
             return parts, tuple(map(len, parts))
-        return _split(text, limit, self.cost, clusters=False)
+        return _split(text, limit, _slice_weigh(text, self.cost), clusters=False)
 
     def escape_to_char(self, token: str) -> str:
         """Decode an ESC token (ESC alone at the end, or ESC + one septet)."""
@@ -330,9 +353,9 @@ class _Profile:
         singles = [None, *tables]
         combos = [(lock, single) for lock in lockings for single in singles]
         self.alternatives = tuple(_alphabet(lock, single, cedilla) for lock, single in combos[1:])
-        chars = set(self.default.basic | self.default.ext)
+        chars = set(self.default.chars)
         for alphabet in self.alternatives:
-            chars |= alphabet.basic | alphabet.ext
+            chars |= alphabet.chars
         self.gsm_chars = frozenset(chars)
         self.non_gsm = re.compile(f"[^{_char_class(chars)}]")
 
@@ -366,7 +389,7 @@ def _table_names(shift_tables: Iterable[str] | str) -> tuple[str, ...]:
         raise _unknown_table(shift_tables) from None
     found = set()
     for name in names:
-        key = name.strip().lower() if isinstance(name, str) else name
+        key = name.strip().lower() if isinstance(name, str) else None
         if key not in _tables.LANGUAGE_IDS:
             raise _unknown_table(name)
         found.add(key)
@@ -391,26 +414,14 @@ _DEFAULT_PROFILE = _profile((), False)
 
 # --- segmentation ------------------------------------------------------------------------------
 
-_MARK_CATEGORIES = frozenset({"Mn", "Mc", "Me"})
+_MARK_CATEGORIES = frozenset({"Mn", "Mc", "Me"})  # variation selectors are Mn too
 # Close to Unicode's Extended_Pictographic: what may follow a ZWJ inside an emoji sequence.
 _PICTOGRAPHIC = (
     "\u00a9\u00ae\u203c\u2049\u2122\u2139\u2190-\u2bff\u3030\u303d\u3297\u3299"
     "\U0001f000-\U0001faff\U0001fc00-\U0001fffd"
 )
 _PICTOGRAPHIC_RE = re.compile(f"[{_PICTOGRAPHIC}]")
-
-
-def _is_extend(code: int, ch: str) -> bool:
-    """Whether ``ch`` continues the cluster before it (combining mark, ZWJ, selector, skin tone)."""
-    if (
-        code == 0x200D
-        or 0xFE00 <= code <= 0xFE0F
-        or 0x1F3FB <= code <= 0x1F3FF
-        or 0xE0020 <= code <= 0xE007F
-        or 0xE0100 <= code <= 0xE01EF
-    ):
-        return True
-    return unicodedata.category(ch) in _MARK_CATEGORIES
+_category = unicodedata.category
 
 
 def _is_regional(code: int) -> bool:
@@ -421,9 +432,14 @@ def _is_break(text: str, i: int) -> bool:
     """Whether a part may end before ``text[i]`` (a simplified UAX #29 grapheme rule)."""
     ch = text[i]
     code = ord(ch)
-    if code < 0xA9:  # nothing this low extends a cluster, except LF after CR
+    if code < 0xA9:  # nothing this low continues a cluster, except LF after CR
         return not (code == 0x0A and text[i - 1] == "\r")
-    if _is_extend(code, ch):
+    category = _category(ch)
+    if category in _MARK_CATEGORIES:
+        return False
+    if category == "Cf" and (code == 0x200D or 0xE0020 <= code <= 0xE007F):  # ZWJ, emoji tags
+        return False
+    if category == "Sk" and 0x1F3FB <= code <= 0x1F3FF:  # skin tone modifiers
         return False
     prev = ord(text[i - 1])
     if prev == 0x200D:
@@ -437,18 +453,48 @@ def _is_break(text: str, i: int) -> bool:
     return True
 
 
+_UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"  # native, for memoryview
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
 def _utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) >> 1
 
 
+# Below this many characters outside the BMP, their positions and a binary search price a part
+# faster than re-encoding it; above, finding the positions (a match object each) costs more.
+_FEW_ASTRAL = 16
+Weigh = Callable[[int, int], int]
+
+
+def _positions_weigh(doubles: list[int]) -> Weigh:
+    """Price ``text[start:end]`` from the sorted positions of its two-unit characters."""
+
+    def weigh(start: int, end: int) -> int:
+        return end - start + bisect_left(doubles, end) - bisect_left(doubles, start)
+
+    return weigh
+
+
+def _slice_weigh(text: str, cost: Callable[[str], int]) -> Weigh:
+    def weigh(start: int, end: int) -> int:
+        return cost(text[start:end])
+
+    return weigh
+
+
+def _count_weigh(start: int, end: int) -> int:
+    return end - start
+
+
 def _split(
-    text: str, limit: int, cost: Callable[[str], int], *, clusters: bool
+    text: str, limit: int, weigh: Weigh, *, clusters: bool
 ) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Greedy split of ``text`` into parts of at most ``limit`` units.
 
-    Slicing by code point never splits a surrogate pair, and ``cost`` counts an escaped GSM
-    character as two septets, so an ESC pair never straddles parts either. Each loop handles one
-    part, not one character: ``cost`` runs in C on a whole candidate part.
+    ``weigh(start, end)`` gives the units of ``text[start:end]``. Cutting at code points never
+    splits a surrogate pair, and an escaped GSM character weighs two septets, so an ESC pair never
+    straddles parts either. Each loop handles one part, not one character.
     """
     parts: list[str] = []
     sizes: list[int] = []
@@ -456,19 +502,21 @@ def _split(
     start = 0
     while start < n:
         end = min(start + limit, n)
-        size = cost(text[start:end])
+        size = weigh(start, end)
         while size > limit:
             # Every character costs 1 or 2 units, so dropping half the excess (rounded up) never
             # drops a character that fits; the loop settles on the longest prefix that fits.
             end -= (size - limit + 1) // 2
-            size = cost(text[start:end])
-        if clusters and end < n and not _is_break(text, end):
-            cut = end - 1
+            size = weigh(start, end)
+        # Below U+00A9 only LF (after CR) can continue a cluster, so most boundaries skip the call.
+        if clusters and end < n and (text[end] >= "\xa9" or text[end] == "\n"):
+            cut = end
             while cut > start and not _is_break(text, cut):
                 cut -= 1
-            if cut > start:  # else the cluster is longer than a part: split it at a code point
+            if start < cut < end:
                 end = cut
-                size = cost(text[start:end])
+                size = weigh(start, end)
+            # cut == start: the cluster is longer than a part, so it is split at a code point.
         parts.append(text[start:end])
         sizes.append(size)
         start = end
@@ -476,12 +524,25 @@ def _split(
 
 
 def _forcing_chars(text: str, profile: _Profile) -> tuple[str, ...]:
-    match = profile.non_gsm.search(text)
-    if match is not None:
-        found = profile.non_gsm.findall(text, match.start())
-    else:
-        found = profile.default.non_gsm.findall(text)
-    return tuple(dict.fromkeys(found))
+    pattern, allowed = profile.non_gsm, profile.gsm_chars
+    match = pattern.search(text)
+    if match is None:
+        # Every character is in some enabled table, but no one pair of tables holds them all.
+        pattern, allowed = profile.default.non_gsm, profile.default.chars
+        match = pattern.search(text)
+        if match is None:
+            return ()
+    start = match.start()
+    # A sample tells a mostly-GSM text with a few odd characters (typical: one emoji) from a text
+    # in another script; each gets the cheaper of two ways to list the distinct characters.
+    if len(pattern.findall(text, start, start + 64)) < 16:
+        return tuple(dict.fromkeys(pattern.findall(text, start)))
+    # Mostly non-GSM text (Cyrillic, Greek, CJK): collecting distinct code points in one C pass
+    # costs a fraction of a regex match object per character.
+    codes = set(memoryview(text[start:].encode(_UTF32, "surrogatepass")).cast("I"))
+    found = [ch for ch in map(chr, codes) if ch not in allowed]
+    found.sort(key=lambda ch: text.index(ch, start))
+    return tuple(found)
 
 
 def _ucs2_info(
@@ -492,8 +553,15 @@ def _ucs2_info(
         parts: tuple[str, ...] = (text,)
         sizes: tuple[int, ...] = (units,)
     else:
-        cost = len if units == len(text) else _utf16_units
-        parts, sizes = _split(text, PART_UNITS, cost, clusters=True)
+        astral = units - len(text)
+        weigh: Weigh
+        if astral == 0:
+            weigh = _count_weigh
+        elif astral <= _FEW_ASTRAL:
+            weigh = _positions_weigh([m.start() for m in _ASTRAL.finditer(text)])
+        else:
+            weigh = _slice_weigh(text, _utf16_units)
+        parts, sizes = _split(text, PART_UNITS, weigh, clusters=True)
     chars = _forcing_chars(text, profile)
     return _new_info(UCS2, units, parts, sizes, text, chars, replacements, None)
 
@@ -575,58 +643,60 @@ def _segments_with_options(
 # --- smart encoding ----------------------------------------------------------------------------
 
 #: look-alike characters and their GSM-7 replacement ("" removes the character)
-SMART_REPLACEMENTS: Final[dict[str, str]] = {
-    # double quotes
-    "\u201c": '"',  # “
-    "\u201d": '"',  # ”
-    "\u201e": '"',  # „
-    "\u201f": '"',  # ‟
-    "\u2033": '"',  # ″ double prime
-    "\u00ab": '"',  # «
-    "\u00bb": '"',  # »
-    "\u301d": '"',  # 〝
-    "\u301e": '"',  # 〞
-    "\uff02": '"',  # fullwidth quotation mark
-    # single quotes and apostrophes
-    "\u2018": "'",  # left single quotation mark
-    "\u2019": "'",  # right single quotation mark
-    "\u201a": "'",  # single low-9 quotation mark
-    "\u201b": "'",  # single high-reversed-9 quotation mark
-    "\u2032": "'",  # prime
-    "\u2039": "'",  # single left-pointing angle quotation mark
-    "\u203a": "'",  # single right-pointing angle quotation mark
-    "\u02bc": "'",  # modifier letter apostrophe
-    "\uff07": "'",  # fullwidth apostrophe
-    # dashes and minus
-    "\u2010": "-",  # hyphen
-    "\u2011": "-",  # non-breaking hyphen
-    "\u2012": "-",  # figure dash
-    "\u2013": "-",  # en dash
-    "\u2014": "-",  # em dash
-    "\u2015": "-",  # horizontal bar
-    "\u2212": "-",  # minus sign
-    "\ufe58": "-",  # small em dash
-    "\ufe63": "-",  # small hyphen-minus
-    "\uff0d": "-",  # fullwidth hyphen-minus
-    "\u2026": "...",  # ellipsis
-    # spaces
-    "\t": " ",
-    "\u00a0": " ",  # no-break space
-    "\u1680": " ",  # ogham space mark
-    **{chr(code): " " for code in range(0x2000, 0x200B)},  # en quad ... hair space
-    "\u202f": " ",  # narrow no-break space
-    "\u205f": " ",  # medium mathematical space
-    "\u3000": " ",  # ideographic space
-    "\u2028": "\n",  # line separator
-    "\u2029": "\n",  # paragraph separator
-    # invisible characters
-    "\u00ad": "",  # soft hyphen
-    "\u200b": "",  # zero-width space
-    "\u200c": "",  # zero-width non-joiner
-    "\u200d": "",  # zero-width joiner, but not inside an emoji ZWJ sequence
-    "\u2060": "",  # word joiner
-    "\ufeff": "",  # zero-width no-break space (byte order mark)
-}
+SMART_REPLACEMENTS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        # double quotes
+        "\u201c": '"',  # “
+        "\u201d": '"',  # ”
+        "\u201e": '"',  # „
+        "\u201f": '"',  # ‟
+        "\u2033": '"',  # ″ double prime
+        "\u00ab": '"',  # «
+        "\u00bb": '"',  # »
+        "\u301d": '"',  # 〝
+        "\u301e": '"',  # 〞
+        "\uff02": '"',  # fullwidth quotation mark
+        # single quotes and apostrophes
+        "\u2018": "'",  # left single quotation mark
+        "\u2019": "'",  # right single quotation mark
+        "\u201a": "'",  # single low-9 quotation mark
+        "\u201b": "'",  # single high-reversed-9 quotation mark
+        "\u2032": "'",  # prime
+        "\u2039": "'",  # single left-pointing angle quotation mark
+        "\u203a": "'",  # single right-pointing angle quotation mark
+        "\u02bc": "'",  # modifier letter apostrophe
+        "\uff07": "'",  # fullwidth apostrophe
+        # dashes and minus
+        "\u2010": "-",  # hyphen
+        "\u2011": "-",  # non-breaking hyphen
+        "\u2012": "-",  # figure dash
+        "\u2013": "-",  # en dash
+        "\u2014": "-",  # em dash
+        "\u2015": "-",  # horizontal bar
+        "\u2212": "-",  # minus sign
+        "\ufe58": "-",  # small em dash
+        "\ufe63": "-",  # small hyphen-minus
+        "\uff0d": "-",  # fullwidth hyphen-minus
+        "\u2026": "...",  # ellipsis
+        # spaces
+        "\t": " ",
+        "\u00a0": " ",  # no-break space
+        "\u1680": " ",  # ogham space mark
+        **{chr(code): " " for code in range(0x2000, 0x200B)},  # en quad ... hair space
+        "\u202f": " ",  # narrow no-break space
+        "\u205f": " ",  # medium mathematical space
+        "\u3000": " ",  # ideographic space
+        "\u2028": "\n",  # line separator
+        "\u2029": "\n",  # paragraph separator
+        # invisible characters
+        "\u00ad": "",  # soft hyphen
+        "\u200b": "",  # zero-width space
+        "\u200c": "",  # zero-width non-joiner
+        "\u200d": "",  # zero-width joiner, but not inside an emoji ZWJ sequence
+        "\u2060": "",  # word joiner
+        "\ufeff": "",  # zero-width no-break space (byte order mark)
+    }
+)
 
 _SMART_RE = re.compile(f"[{_char_class(SMART_REPLACEMENTS)}]")
 _SMART_TABLE = {ord(ch): rep for ch, rep in SMART_REPLACEMENTS.items() if ch != _ZWJ}
@@ -745,6 +815,8 @@ def unpack_septets(data: bytes | bytearray, count: int, *, fill_bits: int = 0) -
         raise ValueError("fill_bits must be 0-6")
     if count < 0:
         raise ValueError("count must not be negative")
+    if count == 0:
+        return b""
     needed = (fill_bits + 7 * count + 7) // 8
     if len(data) < needed:
         raise ValueError(f"{count} septets need {needed} octets, got {len(data)}")
@@ -807,14 +879,12 @@ def encode_parts(
         shift_ies += bytes([_IEI_LOCKING_SHIFT, 1, _tables.LANGUAGE_IDS[info.locking_shift]])
     if info.single_shift is not None:
         shift_ies += bytes([_IEI_SINGLE_SHIFT, 1, _tables.LANGUAGE_IDS[info.single_shift]])
-    if total > 1 and reference is None:
-        reference = random.randrange(0x100)
+    ref = os.urandom(1)[0] if reference is None else reference
     out: list[bytes] = []
     for sequence, part in enumerate(info.parts, start=1):
         ies = shift_ies
         if total > 1:
-            assert reference is not None
-            ies = _concat_ie(reference, total, sequence) + shift_ies
+            ies = _concat_ie(ref, total, sequence) + shift_ies
         header = bytes([len(ies)]) + ies if ies else b""
         if info.encoding == GSM7:
             septets = gsm7_septets(

@@ -39,8 +39,10 @@ _RATE = re.compile(r"^\s*(?P<count>[0-9]+(?:\.[0-9]+)?)\s*/\s*(?P<unit>[a-z]+?)s
 #: skewed host sharing the store) re-bases the bucket instead of freezing it until time catches up.
 #: Smaller differences are ordinary skew between hosts and are absorbed without granting extra.
 MAX_CLOCK_SKEW = 1.0
-#: Tolerance for float rounding: a consumer that slept exactly the advertised wait must be served.
-_EPSILON = 1e-9
+#: A wait this short counts as granted. Epoch seconds as floats resolve only about 0.24 µs, so a
+#: consumer that slept exactly the advertised wait may find a few ulps missing; without the
+#: tolerance it would be told to sleep for less than the clock can advance, forever.
+_GRANT_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +168,7 @@ def take_all(
         ((n - state.tokens) / spec.rate for state, spec in zip(current, specs, strict=True)),
         default=0.0,
     )
-    if wait <= _EPSILON:
+    if wait <= _GRANT_TOLERANCE:
         return [BucketState(state.tokens - n, state.updated_at) for state in current], 0.0
     return current, wait
 

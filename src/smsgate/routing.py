@@ -50,6 +50,10 @@ ERRORS_AGAINST_PROVIDER: tuple[type[SmsgateError], ...] = (
 RECIPIENT_ERRORS: tuple[type[SmsgateError], ...] = (InvalidRecipient, OptedOut, InvalidMessage)
 
 
+#: How soon a message waiting on a half-open circuit's trial looks again.
+TRIAL_POLL_SECONDS = 1.0
+
+
 class CircuitState(enum.StrEnum):
     CLOSED = "closed"
     OPEN = "open"
@@ -99,10 +103,20 @@ class CircuitBreaker:
         return self._failures
 
     def retry_in(self) -> float:
-        """Seconds until the breaker half-opens (0 unless it is open)."""
-        if self.state is not CircuitState.OPEN:
-            return 0.0
-        return self._opened_at + self.cooldown - self._clock.monotonic()
+        """Seconds until :meth:`allow` could say yes if nothing else happens: the rest of the
+        cool-down while open, the time until a half-open trial is given up while one is out."""
+        state = self.state
+        now = self._clock.monotonic()
+        if state is CircuitState.OPEN:
+            return self._opened_at + self.cooldown - now
+        if state is CircuitState.HALF_OPEN and self._trial_started is not None:
+            return max(0.0, self._trial_started + self.cooldown - now)
+        return 0.0
+
+    @property
+    def trial_in_flight(self) -> bool:
+        """Half-open with its one trial out: the answer should come within a request timeout."""
+        return self.state is CircuitState.HALF_OPEN and not self._trial_available()
 
     def would_allow(self) -> bool:
         """Whether :meth:`allow` would let a send through now, without taking the trial."""
@@ -420,19 +434,28 @@ class Router:
                     attempt=attempt if same else 1,
                 )
             skipped.append(candidate)
-        soonest = min(chain, key=lambda name: self.breakers[name].retry_in())
-        wait = self.breakers[soonest].retry_in()
+        waits = {name: self._wait_for(name) for name in chain}
+        soonest = min(chain, key=waits.__getitem__)
+        wait = waits[soonest]
         return Decision(
             action=Action.WAIT,
             reason=(
                 f"circuit open for every provider left in route {route.name} "
-                f"({', '.join(chain)}); {soonest} half-opens in {wait:.1f}s"
+                f"({', '.join(chain)}); trying {soonest} again in {wait:.1f}s"
             ),
             route=route.name,
             provider=soonest,
             at=self._clock.time() + wait,
             attempt=attempt if soonest == (provider or route.providers[0]) else 1,
         )
+
+    def _wait_for(self, provider: str) -> float:
+        breaker = self.breakers[provider]
+        if breaker.trial_in_flight:
+            # The trial's result usually arrives within one request timeout; look again soon
+            # rather than waiting for the trial to be given up.
+            return min(breaker.retry_in(), TRIAL_POLL_SECONDS)
+        return breaker.retry_in()
 
     def record_success(self, provider: str) -> None:
         """Tell the provider's breaker that a send (or a lookup) went through."""

@@ -7,7 +7,9 @@ import sys
 from typing import Any, NoReturn
 
 #: command modules, registered in this order
-AREAS = ("encoding", "numbers", "send", "emulate", "carriers", "outbox", "serve", "keys", "demo")
+AREAS = (
+    "encoding", "numbers", "send", "emulate", "carriers", "config", "outbox", "serve", "keys", "demo",
+)
 
 
 class CliError(Exception):
@@ -18,8 +20,14 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+#: library wording that names a Python argument, and the command-line flag that does the same
+_CLI_WORDS = (("pass strict=False", "pass --lenient"), ("region='US'", "--region US"))
+
+
 def fail(message: str, exit_code: int = 2) -> NoReturn:
     """Exit with ``message`` on stderr: 2 for bad input, 1 for a failed operation."""
+    for python_words, cli_words in _CLI_WORDS:
+        message = message.replace(python_words, cli_words)
     print(f"smsgate: {message}", file=sys.stderr)
     raise SystemExit(exit_code)
 

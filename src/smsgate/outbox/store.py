@@ -66,9 +66,12 @@ class State(enum.StrEnum):
 
 
 _PUBLIC: dict[State, Status] = {
-    **{state: Status(state.value) for state in State if state.value in Status.__members__.values()},
-    State.RETRYING: Status.QUEUED,
-    State.RECONCILING: Status.SENDING,
+    state: Status.QUEUED
+    if state is State.RETRYING
+    else Status.SENDING
+    if state is State.RECONCILING
+    else Status(state.value)
+    for state in State
 }
 WAITING = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING, State.RECONCILING})
 #: states a user may cancel: nothing has been handed to a provider yet
@@ -341,12 +344,14 @@ class Store(Protocol):
 
 
 class Inserter(Protocol):
-    def insert(self, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]) -> list[tuple[str, bool]]:
+    def insert(
+        self, rows: Sequence[NewMessageRow], events: Sequence[NewEvent], *, fresh_ids: bool = False
+    ) -> list[tuple[str, bool]]:
         """Insert rows (and, for the rows actually inserted, their events) as one unit.
 
         Returns, per row, ``(id, created)``: the id of the stored message (an earlier one with
         the same idempotency key or id) and whether this call created it. ``events[i]`` belongs to
-        ``rows[i]``.
+        ``rows[i]``. ``fresh_ids``: the ids were just generated, so none can be stored already.
         """
         ...
 
@@ -383,9 +388,7 @@ def receipt_target(current: State, status: Status) -> State | None:
         return None
     if status.rank < Status.SENT.rank:
         status = Status.SENT
-    if current.status.can_move_to(status) or (
-        current.waiting and status.rank >= Status.SENT.rank
-    ):
+    if current.status.can_move_to(status):
         return State.for_status(status)
     return None
 

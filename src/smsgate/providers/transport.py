@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from smsgate.errors import AmbiguousSend, TransientError
 
@@ -115,13 +116,20 @@ class HttpTransport:
         headers = request.headers
         if request.auth is not None:
             headers = {**headers, "Authorization": basic_auth(*request.auth)}
+        data: Any = request.data
+        if data is not None and not isinstance(data, bytes | str):
+            # Encode forms here, as aiohttp's FormData would (urlencode, doseq): its generic
+            # payload lookup and FormData objects cost about three times the encoding itself.
+            data = urlencode(data, doseq=True).encode()
+            if not any(name.lower() == "content-type" for name in headers):
+                headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
         started = time.perf_counter()
         try:
             async with session.request(
                 request.method,
                 url,
                 params=request.params,
-                data=request.data,
+                data=data,
                 json=request.json,
                 headers=headers,
                 allow_redirects=False,

@@ -96,9 +96,8 @@ class ProviderURL:
         """The URL with every secret replaced by ``***`` (safe to print)."""
         creds = ""
         if self.username:
-            creds = quote(self.username, safe="") + (":***" if self.password is not None else "") + "@"
-            if self.password is None and self.scheme in _USER_IS_SECRET:
-                creds = "***@"
+            user = "***" if self.scheme in _USER_IS_SECRET else quote(self.username, safe="")
+            creds = user + (":***" if self.password is not None else "") + "@"
         host = self.host or ""
         if self.port is not None:
             host += f":{self.port}"
@@ -109,8 +108,8 @@ class ProviderURL:
         return f"{self.scheme}://{creds}{host}{path}" + (f"?{opts}" if opts else "")
 
 
-# Schemes whose only credential is a key in the user part (telnyx://KEY@..., smsroute://KEY@...).
-_USER_IS_SECRET = {"telnyx", "smsroute"}
+# Schemes whose user part is itself a secret (an API key, or SMSPM's hash).
+_USER_IS_SECRET = {"telnyx", "smsroute", "smspm"}
 
 
 def _is_secret_option(name: str) -> bool:

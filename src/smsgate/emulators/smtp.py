@@ -1,0 +1,637 @@
+"""A local SMTP relay for email-to-SMS: what Gmail's SMTP server is to seeds 000 and 001.
+
+``smsgate emulate smtp [--port N] [--credentials USER:PASS] [--option spool=DIR]`` runs aiosmtpd
+on loopback with STARTTLS (or ``--option tls=implicit|none``) using a CA and server certificate
+generated at start; the CA is written to a temporary file whose path is printed, so clients trust
+it (``ca_file=PATH`` for smsgate, ``SSL_CERT_FILE=PATH`` for smtplib) instead of switching
+verification off. AUTH LOGIN and PLAIN are checked against the credentials, and every mail is
+recorded: one ``.eml`` file per mail in the spool directory, and as JSON on a small HTTP side port
+(``--option http_port=N``): ``GET /_emulator/messages`` (to, from, subject, body and attachments
+per mail, plus connection and login counts), ``POST /_emulator/reset``, ``GET|POST
+/_emulator/faults``.
+
+Faults, in SMTP terms (seeded, like the HTTP emulators'):
+
+- ``latency``: every reply to MAIL, RCPT and DATA waits this many seconds (a slow relay);
+- ``error_rate``: ``451 4.3.0`` at the end of DATA (deferred, nothing stored);
+- ``rate_limit_rate``: ``450 4.2.1`` at RCPT ("receiving mail too quickly", Gmail's words);
+- ``perm_fail_rate``: ``554 5.7.1`` at the end of DATA (rejected, nothing stored);
+- ``drop_rate``: the connection is dropped when MAIL arrives (nothing accepted);
+- ``reset_rate``: the mail is stored, then the connection drops before the 250 (ambiguous);
+- ``hang_rate`` / ``hang_seconds``: the mail is stored, then the 250 is held back;
+- ``max_per_connection``: after that many mails the next MAIL gets ``421 4.7.0`` and the
+  connection closes, as relays that cap messages per session do.
+
+Twilio's magic numbers fail here too, as permanent RCPT refusals (``550 5.1.1`` for invalid,
+unreachable and landline numbers, ``550 5.7.1`` for opted-out and region-blocked ones): a
+carrier gateway has no richer way to say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import email
+import hashlib
+import ipaddress
+import secrets
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
+
+from smsgate.emulators.base import Callbacks, EmulatedMessage, Emulator, Faults
+from smsgate.emulators.magic import Outcome, magic_outcome
+from smsgate.errors import UnsupportedFeature
+
+TLS_MODES = ("starttls", "implicit", "none")
+
+_RCPT_REFUSALS: dict[Outcome, str] = {
+    Outcome.INVALID_TO: "550 5.1.1 <{rcpt}>: mailbox unavailable (not a valid number)",
+    Outcome.UNREACHABLE: "550 5.1.1 <{rcpt}>: mailbox unavailable (number not reachable)",
+    Outcome.NOT_MOBILE: "550 5.1.1 <{rcpt}>: mailbox unavailable (not a mobile number)",
+    Outcome.OPTED_OUT: "550 5.7.1 <{rcpt}>: the subscriber has blocked email-to-text messages",
+    Outcome.REGION_NOT_ENABLED: "550 5.7.1 <{rcpt}>: relaying to this region is not permitted",
+}
+
+
+@dataclass(slots=True)
+class SmtpFaults(Faults):
+    """The HTTP emulators' faults plus three that only make sense for SMTP (see the module doc)."""
+
+    perm_fail_rate: float = 0.0
+    drop_rate: float = 0.0
+    max_per_connection: float = 0.0
+
+    @classmethod
+    def from_faults(cls, faults: Faults | None, **extra: Any) -> SmtpFaults:
+        if isinstance(faults, SmtpFaults) and not extra:
+            return faults
+        values = {f.name: getattr(faults, f.name) for f in fields(Faults)} if faults else {}
+        result = cls(**values)
+        result.update({k: v for k, v in extra.items() if v is not None})
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    directory: Path
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def generate_tls_files(hosts: list[str], directory: Path | None = None) -> TlsFiles:
+    """A throwaway CA and a server certificate it signs, valid for ``hosts``, as PEM files.
+
+    A separate CA (rather than one self-signed leaf) keeps strict verifiers happy: the CA has
+    CA:true and keyCertSign, the leaf has the host names, serverAuth and key identifiers.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory = directory or Path(tempfile.mkdtemp(prefix="smsgate-smtp-"))
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smsgate SMTP emulator CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in dict.fromkeys(["localhost", "127.0.0.1", "::1", *hosts]):
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(directory, directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+    files.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key_file.touch(mode=0o600)
+    files.key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+class _Session(Session):
+    # aiosmtpd logs a deprecation warning whenever it sets login_data; keep it quiet.
+    @property
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+class _Server(SMTP):
+    """One client connection, with what the emulator needs to count, close or drop it."""
+
+    def __init__(self, emulator: SmtpEmulator, serial: int, **kwargs: Any) -> None:
+        super().__init__(_Handler(emulator), **kwargs)
+        self.emulator = emulator
+        self.serial = serial
+        self.mails = 0
+        self.close_after_reply = False
+        self.abort_instead_of_reply = False
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:
+            self.emulator.live.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.emulator.live.discard(self)
+        super().connection_lost(error)
+
+    def abort(self) -> None:
+        """Drop the connection without a word (no QUIT, no reply)."""
+        transport = self.transport
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
+        elif transport is not None:
+            transport.close()
+
+    async def push(self, status: Any) -> None:
+        if self.abort_instead_of_reply:
+            self.abort()
+            return
+        await super().push(status)
+        if self.close_after_reply and self.transport is not None:
+            self.transport.close()
+
+
+class _Handler:
+    """aiosmtpd hooks: auth is enforced at MAIL so aiosmtpd never warns about plaintext AUTH."""
+
+    def __init__(self, emulator: SmtpEmulator) -> None:
+        self.emulator = emulator
+
+    async def handle_MAIL(
+        self, server: _Server, session: Session, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        emulator = self.emulator
+        await emulator.slow()
+        if not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        faults = emulator.faults
+        limit = int(faults.max_per_connection)
+        if limit and server.mails >= limit:
+            server.close_after_reply = True
+            return "421 4.7.0 Too many messages on one connection, closing"
+        if emulator.roll() < faults.drop_rate:
+            server.abort_instead_of_reply = True
+            return "421 4.4.2 connection dropped"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self, server: _Server, session: Session, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        emulator = self.emulator
+        await emulator.slow()
+        if emulator.roll() < emulator.faults.rate_limit_rate:
+            return (
+                "450 4.2.1 The user you are trying to contact is receiving mail too quickly. "
+                "Please resend your message at a later time."
+            )
+        number = emulator.number_of(address)
+        outcome = magic_outcome(number, "") if number.startswith("+") else None
+        if outcome in _RCPT_REFUSALS:
+            assert outcome is not None
+            return _RCPT_REFUSALS[outcome].format(rcpt=address)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: _Server, session: Session, envelope: Any) -> str:
+        emulator = self.emulator
+        await emulator.slow()
+        faults = emulator.faults
+        roll = emulator.roll()
+        if roll < faults.error_rate:
+            return "451 4.3.0 Mail server temporarily rejected message."
+        roll -= faults.error_rate
+        if roll < faults.perm_fail_rate:
+            return "554 5.7.1 Message rejected: content refused by policy."
+        roll -= faults.perm_fail_rate
+        stored = emulator.store(server, envelope)
+        server.mails += 1
+        if roll < faults.reset_rate:
+            server.abort_instead_of_reply = True
+        elif roll - faults.reset_rate < faults.hang_rate:
+            await asyncio.sleep(faults.hang_seconds)
+        return f"250 2.0.0 OK queued as {stored.id}"
+
+
+class SmtpEmulator(Emulator):
+    """An SMTP relay on loopback that records every mail (see the module doc)."""
+
+    name = "smtp"
+    default_credentials = "emulator@smsgate.test:emulator-password"
+
+    def __init__(
+        self,
+        *,
+        credentials: str | None = None,
+        faults: Faults | None = None,
+        callbacks: Callbacks | None = None,
+        inbound_url: str | None = None,
+        spool: str | Path | None = None,
+        http_port: int | str = 0,
+        tls: str = "starttls",
+        carrier: str | None = "googlefi",
+        perm_fail_rate: float | str | None = None,
+        drop_rate: float | str | None = None,
+        max_per_connection: float | str | None = None,
+    ) -> None:
+        if tls not in TLS_MODES:
+            raise ValueError(f"tls={tls!r}: use one of {', '.join(TLS_MODES)}")
+        if credentials is not None and ":" not in credentials:
+            raise ValueError("credentials must look like USER:PASS")
+        smtp_faults = SmtpFaults.from_faults(
+            faults,
+            perm_fail_rate=perm_fail_rate,
+            drop_rate=drop_rate,
+            max_per_connection=max_per_connection,
+        )
+        super().__init__(
+            credentials=credentials,
+            faults=smtp_faults,
+            callbacks=callbacks,
+            inbound_url=inbound_url,
+        )
+        self.faults: SmtpFaults = smtp_faults
+        self.spool = Path(spool) if spool else None
+        self.http_port = int(http_port)
+        self.tls = tls
+        self.carrier = carrier or None
+        self.smtp_host = "127.0.0.1"
+        self.smtp_port = 0
+        self.tls_files: TlsFiles | None = None
+        self.live: set[_Server] = set()
+        self.connections = 0
+        self.logins = 0
+        self.auth_failures = 0
+        self._server: asyncio.Server | None = None
+        self._ssl: Any = None
+        self._spooled = 0
+
+    # -- identity -----------------------------------------------------------------------------
+
+    @property
+    def username(self) -> str:
+        return self.credentials.partition(":")[0]
+
+    @property
+    def password(self) -> str:
+        return self.credentials.partition(":")[2]
+
+    @property
+    def ca_file(self) -> str | None:
+        return str(self.tls_files.ca_file) if self.tls_files else None
+
+    def provider_url(self) -> str:
+        sender = self.username if "@" in self.username else "emulator@smsgate.test"
+        options = {"from": sender, "tls": self.tls}
+        if self.tls != "none" and self.ca_file:
+            options["ca_file"] = self.ca_file
+        if self.carrier:
+            options["carrier"] = self.carrier
+        query = urlencode(options, safe="/@", quote_via=quote)
+        user, password = quote(self.username, safe=""), quote(self.password, safe="")
+        return f"smtp://{user}:{password}@{self.smtp_host}:{self.smtp_port}?{query}"
+
+    def describe(self) -> list[str]:
+        mode = {"starttls": "STARTTLS", "implicit": "implicit TLS", "none": "no TLS"}[self.tls]
+        lines = [
+            f"smtp emulator listening on {self.smtp_host}:{self.smtp_port} ({mode})",
+            f"credentials: {self.credentials}",
+        ]
+        if self.ca_file:
+            lines.append(
+                f"CA certificate: {self.ca_file} "
+                "(smsgate: ca_file=PATH; smtplib: SSL_CERT_FILE=PATH)"
+            )
+        lines.append(f"provider URL: {self.provider_url()}")
+        lines.append(f"recorded mails: {self.url}/_emulator/messages")
+        if self.spool:
+            lines.append(f"spool: {self.spool} (one .eml per mail)")
+        return lines
+
+    # -- faults and recording -----------------------------------------------------------------
+
+    def roll(self) -> float:
+        return self._rng.random()
+
+    async def slow(self) -> None:
+        if self.faults.latency:
+            await asyncio.sleep(self.faults.latency)
+
+    def number_of(self, address: str) -> str:
+        """The phone number a gateway address stands for, in E.164 where the domain is known."""
+        from smsgate.carriers import registry
+        from smsgate.errors import InvalidRecipient
+        from smsgate.phone import normalize
+
+        local, _, domain = address.rpartition("@")
+        carriers = registry().by_domain(domain)
+        try:
+            if local.startswith("+"):
+                return normalize(local, strict=False)
+            if carriers and carriers[0].number_format.value == "national":
+                return normalize(local, carriers[0].country, strict=False)
+            if carriers:
+                return normalize(f"+{local}", strict=False)
+            # An unknown domain: ten digits read as North American, as most gateways were.
+            return normalize(local, "US" if len(local) == 10 else None, strict=False)
+        except InvalidRecipient:
+            return local
+
+    def store(self, server: _Server, envelope: Any) -> EmulatedMessage:
+        from smsgate.carriers import registry
+
+        raw: bytes = envelope.original_content or b""
+        # compat32 parsing: the default policy's header objects cost more than the SMTP exchange.
+        parsed = email.message_from_bytes(raw)
+        body: str | None = None
+        attachments = []
+        for part in parsed.walk():
+            if part.is_multipart():
+                continue
+            data = part.get_payload(decode=True)
+            content = data if isinstance(data, bytes) else b""
+            filename = part.get_filename()
+            if body is None and part.get_content_type() == "text/plain" and not filename:
+                charset = part.get_content_charset() or "utf-8"
+                try:
+                    body = content.decode(charset, "replace")
+                except LookupError:
+                    body = content.decode("utf-8", "replace")
+                continue
+            attachments.append(
+                {
+                    "filename": _decoded(filename),
+                    "content_type": part.get_content_type(),
+                    "size": len(content),
+                    "sha256": hashlib.sha256(content).hexdigest(),
+                }
+            )
+        text = (body or "").replace("\r\n", "\n")
+        # MIME text ends with a line break the sender did not type.
+        text = text[:-1] if text.endswith("\n") else text
+        rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+        message_id = (_decoded(parsed.get("Message-ID")) or "").strip().strip("<>")
+        carriers = registry().by_domain(rcpt.rpartition("@")[2])
+        eml: str | None = None
+        if self.spool is not None:
+            self._spooled += 1
+            self.spool.mkdir(parents=True, exist_ok=True)
+            path = self.spool / f"{self._spooled:06d}-{secrets.token_hex(4)}.eml"
+            path.write_bytes(raw)
+            eml = str(path)
+        message = EmulatedMessage(
+            id=message_id or f"emulator-{secrets.token_hex(8)}",
+            to=self.number_of(rcpt),
+            sender=_decoded(parsed.get("From")) or "",
+            body=text,
+            status="accepted",
+            created_at=time.time(),
+            media=[str(a["filename"]) for a in attachments],
+            reference=message_id or None,
+            fields={
+                "rcpt": rcpt,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "mail_from": envelope.mail_from,
+                "subject": _decoded(parsed.get("Subject")),
+                "attachments": attachments,
+                "carrier": carriers[0].key if carriers else None,
+                "connection": server.serial,
+                "tls": server.transport is not None
+                and server.transport.get_extra_info("sslcontext") is not None,
+                "eml": eml,
+            },
+        )
+        return self.record(message)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "count": len(self.messages),
+            "duplicates": sum(m.duplicate for m in self.messages),
+            "connections": self.connections,
+            "logins": self.logins,
+            "auth_failures": self.auth_failures,
+            "messages": [_view(m) for m in self.messages],
+        }
+
+    def reset(self) -> None:
+        super().reset()
+        self.connections = self.logins = self.auth_failures = 0
+
+    def drop_connections(self) -> int:
+        """Drop every client connection now, as a relay does at its idle timeout."""
+        live = list(self.live)
+        for server in live:
+            server.abort()
+        return len(live)
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = False
+        if isinstance(auth_data, LoginPassword):
+            # Both comparisons always run: no early exit that times out the user name.
+            user_ok = secrets.compare_digest(auth_data.login, self.username.encode())
+            password_ok = secrets.compare_digest(auth_data.password, self.password.encode())
+            ok = user_ok and password_ok
+        if ok:
+            self.logins += 1
+        else:
+            self.auth_failures += 1
+        return AuthResult(success=ok, handled=False)
+
+    # -- the abstract HTTP-emulator parts that SMTP does not have -------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        """No provider API over HTTP: the side port only serves ``/_emulator``."""
+
+    def error_response(self, status: int, kind: str) -> web.Response:
+        return web.json_response({"error": kind}, status=status)
+
+    async def deliver_callback(self, message: EmulatedMessage, outcome: str) -> None:
+        """Carrier gateways send no delivery receipts; nothing is ever scheduled here."""
+
+    async def post_inbound(
+        self, url: str, sender: str, to: str, body: str, media: list[str]
+    ) -> int:
+        raise UnsupportedFeature("email-to-SMS has no inbound webhook: replies arrive as email")
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/_emulator/messages", self._h_messages)
+        app.router.add_post("/_emulator/reset", self._h_reset)
+        app.router.add_get("/_emulator/faults", self._h_faults)
+        app.router.add_post("/_emulator/faults", self._h_faults)
+        return app
+
+    # -- the servers --------------------------------------------------------------------------
+
+    def _context(self) -> Any:
+        import ssl
+
+        assert self.tls_files is not None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.tls_files.cert_file, self.tls_files.key_file)
+        return context
+
+    def _protocol(self) -> _Server:
+        self.connections += 1
+        tls_context = self._ssl if self.tls == "starttls" else None
+        return _Server(
+            self,
+            self.connections,
+            hostname="smsgate-emulator",
+            ident="smsgate SMTP emulator",
+            tls_context=tls_context,
+            require_starttls=self.tls == "starttls",
+            auth_require_tls=self.tls == "starttls",
+            authenticator=self._authenticate,
+            loop=asyncio.get_running_loop(),
+        )
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start SMTP on ``host:port`` and the JSON side port; returns the side port's URL."""
+        self.smtp_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        if self.tls != "none":
+            self.tls_files = await asyncio.to_thread(generate_tls_files, [self.smtp_host])
+            self._ssl = self._context()
+        loop = asyncio.get_running_loop()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._server = await loop.create_server(
+                self._protocol,
+                host,
+                port,
+                ssl=self._ssl if self.tls == "implicit" else None,
+                backlog=1024,
+            )
+        self.smtp_port = self._server.sockets[0].getsockname()[1]
+        return await super().start(host, self.http_port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self.drop_connections()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+        await super().stop()
+        if self.tls_files is not None:
+            shutil.rmtree(self.tls_files.directory, ignore_errors=True)
+
+
+def _decoded(value: Any) -> str | None:
+    """A header value with RFC 2047 encoded words decoded."""
+    if value is None:
+        return None
+    from email.header import decode_header, make_header
+
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError):
+        return str(value)
+
+
+def _view(message: EmulatedMessage) -> dict[str, Any]:
+    f = message.fields
+    return {
+        "id": message.id,
+        "to": message.to,
+        "rcpt": f.get("rcpt"),
+        "from": message.sender,
+        "mail_from": f.get("mail_from"),
+        "subject": f.get("subject"),
+        "body": message.body,
+        "attachments": f.get("attachments", []),
+        "media": message.media,
+        "carrier": f.get("carrier"),
+        "connection": f.get("connection"),
+        "tls": f.get("tls"),
+        "eml": f.get("eml"),
+        "duplicate": message.duplicate,
+        "created_at": message.created_at,
+    }

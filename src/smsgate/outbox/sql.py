@@ -1,0 +1,580 @@
+"""The store logic both SQL engines share; each engine supplies connections and a few statements.
+
+Statements are written once with ``?`` placeholders; the PostgreSQL store turns them into ``%s``.
+Where the engines differ for speed or locking (bulk insert, claim) the engine overrides the method.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, ClassVar
+
+from smsgate.message import Status
+from smsgate.outbox import migrate as migrations
+from smsgate.outbox.store import (
+    CANCELABLE,
+    EVENT_COLUMNS,
+    MESSAGE_COLUMNS,
+    WAITING,
+    Claimed,
+    EventRecord,
+    Inserter,
+    ListQuery,
+    NewEvent,
+    NewMessageRow,
+    Receipt,
+    ReceiptOutcome,
+    StartSend,
+    State,
+    StoredMessage,
+    StoreURL,
+    Transition,
+    chunks,
+    merge_state,
+    receipt_target,
+)
+from smsgate.ratelimit import BucketSpec, BucketState, penalize_state, take_all
+
+#: ids per ``IN (...)`` list
+CHUNK = 500
+WAITING_SQL = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
+INSERT_MESSAGE = (
+    "INSERT INTO smsgate_messages (id, state, purpose, to_number, sender, idempotency_key, "
+    "payload, send_at, expires_at, next_attempt_at, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_EVENT = (
+    "INSERT INTO smsgate_events (message_id, at, from_status, to_status, source, reason, "
+    "provider, attempt, event_key, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class Tx(ABC):
+    """A cursor inside one transaction (or, for reads, one connection)."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; returns its rows (empty for statements without results)."""
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column IN (...)`` for this engine, and its parameters."""
+
+
+class SqlStore(ABC):
+    """Shared behaviour of the SQLite and PostgreSQL stores (see :class:`~.store.Store`)."""
+
+    engine: ClassVar[str]
+
+    def __init__(self, url: StoreURL) -> None:
+        self.url = url.masked
+        self._parsed = url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # -- engine hooks -------------------------------------------------------------------------
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Tx]:
+        """A write transaction (serialized with other writers where the engine needs it)."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Tx]:
+        """A consistent read."""
+
+    @abstractmethod
+    def _migration_lock(self) -> AbstractContextManager[Tx]:
+        """A transaction holding the store-wide migration lock."""
+
+    @abstractmethod
+    def _version_table_exists(self, tx: Tx) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self._read() as tx:
+            if not self._version_table_exists(tx):
+                return 0
+            rows = tx.execute(f"SELECT max(version) FROM {migrations.VERSION_TABLE}")
+        return int(rows[0][0] or 0)
+
+    def migrate(self, target: int | None = None) -> list[int]:
+        available = migrations.migrations(self.engine)
+        target = len(available) if target is None else target
+        if not 0 <= target <= len(available):
+            raise ValueError(f"target version must be between 0 and {len(available)}")
+        applied: list[int] = []
+        for migration in available[:target]:
+            with self._migration_lock() as tx:
+                tx.execute(
+                    f"CREATE TABLE IF NOT EXISTS {migrations.VERSION_TABLE} ("
+                    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                )
+                found = tx.execute(
+                    f"SELECT 1 FROM {migrations.VERSION_TABLE} WHERE version = ?",
+                    (migration.version,),
+                )
+                if found:
+                    continue
+                for statement in migration.statements():
+                    tx.execute(statement)
+                tx.execute(
+                    f"INSERT INTO {migrations.VERSION_TABLE} (version, name, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    (migration.version, migration.name, time.time()),
+                )
+                applied.append(migration.version)
+        return applied
+
+    # -- submit -------------------------------------------------------------------------------
+
+    @contextmanager
+    def inserter(self, *, atomic: bool) -> Iterator[Inserter]:
+        if atomic:
+            with self._write() as tx:
+                yield _TxInserter(self, tx)
+        else:
+            yield _BatchInserter(self)
+
+    def _insert(
+        self,
+        tx: Tx,
+        rows: Sequence[NewMessageRow],
+        events: Sequence[NewEvent],
+        fresh_ids: bool = False,
+    ) -> list[tuple[str, bool]]:
+        """Insert inside ``tx``. Rows whose idempotency key or id is already stored (or repeated
+        in this batch) are not inserted and map to the stored id."""
+        keys = [row.idempotency_key for row in rows if row.idempotency_key is not None]
+        existing: dict[str, str] = {}
+        for part in chunks(keys, CHUNK):
+            clause, params = tx.in_list("idempotency_key", part)
+            for key, message_id in tx.execute(
+                f"SELECT idempotency_key, id FROM smsgate_messages WHERE {clause}", params
+            ):
+                existing[key] = message_id
+        results: list[tuple[str, bool]] = []
+        new_rows: list[NewMessageRow] = []
+        new_events: list[NewEvent] = []
+        seen_ids: set[str] = set()
+        for row, event in zip(rows, events, strict=True):
+            key = row.idempotency_key
+            if key is not None:
+                found = existing.get(key)
+                if found is not None:
+                    results.append((found, False))
+                    continue
+                existing[key] = row.id
+            if row.id in seen_ids:
+                results.append((row.id, False))
+                continue
+            seen_ids.add(row.id)
+            new_rows.append(row)
+            new_events.append(event)
+            results.append((row.id, True))
+        if not new_rows:
+            return results
+        taken = set() if fresh_ids else self._existing_ids(tx, [row.id for row in new_rows])
+        if taken:
+            keep = [i for i, row in enumerate(new_rows) if row.id not in taken]
+            new_rows = [new_rows[i] for i in keep]
+            new_events = [new_events[i] for i in keep]
+            results = [(mid, created and mid not in taken) for mid, created in results]
+        self._insert_rows(tx, new_rows, new_events)
+        return results
+
+    def _existing_ids(self, tx: Tx, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for part in chunks(ids, CHUNK):
+            clause, params = tx.in_list("id", part)
+            found.update(r[0] for r in tx.execute(f"SELECT id FROM smsgate_messages WHERE {clause}", params))
+        return found
+
+    def _insert_rows(self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]) -> None:
+        tx.executemany(INSERT_MESSAGE, [(*row, row.created_at) for row in rows])
+        tx.executemany(INSERT_EVENT, events)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, message_id: str) -> StoredMessage | None:
+        with self._read() as tx:
+            rows = tx.execute(f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages WHERE id = ?", (message_id,))
+        return StoredMessage.from_row(rows[0]) if rows else None
+
+    def events(self, message_id: str) -> list[EventRecord]:
+        with self._read() as tx:
+            rows = tx.execute(
+                f"SELECT {EVENT_COLUMNS} FROM smsgate_events WHERE message_id = ? ORDER BY id",
+                (message_id,),
+            )
+        return [EventRecord.from_row(row) for row in rows]
+
+    def list(self, query: ListQuery) -> list[StoredMessage]:
+        where: list[str] = []
+        params: list[Any] = []
+        with self._read() as tx:
+            if query.states:
+                clause, values = tx.in_list("state", [s.value for s in query.states])
+                where.append(clause)
+                params.extend(values)
+            if query.to is not None:
+                where.append("to_number = ?")
+                params.append(query.to)
+            if query.since is not None:
+                where.append("created_at >= ?")
+                params.append(query.since)
+            if query.before_id is not None:
+                where.append("id < ?")
+                params.append(query.before_id)
+            sql = f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY id DESC LIMIT ?"
+            params.append(query.limit)
+            rows = tx.execute(sql, params)
+        return [StoredMessage.from_row(row) for row in rows]
+
+    def counts(self) -> dict[State, int]:
+        with self._read() as tx:
+            rows = tx.execute("SELECT state, count(*) FROM smsgate_messages GROUP BY state")
+        return {State(state): int(n) for state, n in rows}
+
+    # -- cancel -------------------------------------------------------------------------------
+
+    def cancel(self, message_id: str, now: float, reason: str) -> tuple[StoredMessage | None, bool]:
+        with self._write() as tx:
+            row = self._lock_one(tx, message_id)
+            if row is None or row.state not in CANCELABLE:
+                return row, False
+            tx.execute(
+                "UPDATE smsgate_messages SET state = ?, next_attempt_at = NULL, lease_owner = NULL, "
+                "lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                (State.CANCELED.value, now, message_id),
+            )
+            tx.execute(
+                INSERT_EVENT,
+                NewEvent(message_id, now, row.status.value, Status.CANCELED.value, "cancel", reason),
+            )
+            after = self._lock_one(tx, message_id)
+        return after, True
+
+    def _lock_one(self, tx: Tx, message_id: str) -> StoredMessage | None:
+        rows = tx.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages WHERE id = ?{self._for_update}",
+            (message_id,),
+        )
+        return StoredMessage.from_row(rows[0]) if rows else None
+
+    _for_update: ClassVar[str] = ""
+
+    # -- the worker's side --------------------------------------------------------------------
+
+    @abstractmethod
+    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claimed]: ...
+
+    def _held(self, tx: Tx, owner: str, ids: Sequence[str]) -> dict[str, State]:
+        """The states of those ``ids`` that ``owner`` holds (locked for this transaction)."""
+        held: dict[str, State] = {}
+        for part in chunks(ids, CHUNK):
+            clause, params = tx.in_list("id", part)
+            for message_id, state, lease_owner in tx.execute(
+                f"SELECT id, state, lease_owner FROM smsgate_messages WHERE {clause}"
+                f"{self._for_update}",
+                params,
+            ):
+                if lease_owner == owner:
+                    held[message_id] = State(state)
+        return held
+
+    def start(self, owner: str, starts: Sequence[StartSend], now: float, lease_until: float) -> set[str]:
+        if not starts:
+            return set()
+        with self._write() as tx:
+            held = self._held(tx, owner, [s.id for s in starts])
+            go = [s for s in starts if held.get(s.id) in WAITING]
+            if go:
+                tx.executemany(
+                    "UPDATE smsgate_messages SET state = 'sending', attempts = attempts + 1, "
+                    "provider = ?, provider_attempt = ?, route = ?, lease_expires_at = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    [(s.provider, s.provider_attempt, s.route, lease_until, now, s.id) for s in go],
+                )
+                tx.executemany(INSERT_EVENT, [s.event for s in go])
+        return {s.id for s in go}
+
+    def finish(self, owner: str, transitions: Sequence[Transition], now: float) -> set[str]:
+        if not transitions:
+            return set()
+        with self._write() as tx:
+            held = self._held(tx, owner, [t.id for t in transitions])
+            updates: list[tuple[Any, ...]] = []
+            events: list[NewEvent] = []
+            with_ids: list[tuple[str, str]] = []
+            for t in transitions:
+                current = held.get(t.id)
+                if current is None:
+                    continue
+                state = merge_state(current, t.state)
+                event = t.event
+                if state is not t.state or current.status.value != event.from_status:
+                    reason = event.reason or ""
+                    if state is not t.state:
+                        reason += f" (a receipt had already moved it to {state.status})"
+                    event = event._replace(
+                        from_status=current.status.value, to_status=state.status.value, reason=reason
+                    )
+                events.append(event)
+                updates.append(
+                    (
+                        state.value,
+                        t.next_attempt_at if state.waiting else None,
+                        t.provider,
+                        t.provider_attempt,
+                        t.route,
+                        t.provider_message_id,
+                        t.last_error,
+                        now,
+                        t.id,
+                    )
+                )
+                if t.provider_message_id is not None and t.provider is not None:
+                    with_ids.append((t.provider, t.provider_message_id))
+            if updates:
+                tx.executemany(
+                    "UPDATE smsgate_messages SET state = ?, next_attempt_at = ?, "
+                    "provider = COALESCE(?, provider), "
+                    "provider_attempt = COALESCE(?, provider_attempt), "
+                    "route = COALESCE(?, route), "
+                    "provider_message_id = COALESCE(?, provider_message_id), "
+                    "last_error = COALESCE(?, last_error), lease_owner = NULL, "
+                    "lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                    updates,
+                )
+                tx.executemany(INSERT_EVENT, events)
+            if with_ids:
+                self._apply_pending(tx, with_ids, now)
+        return {u[-1] for u in updates}
+
+    def renew(self, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
+        if not ids:
+            return set()
+        kept: set[str] = set()
+        with self._write() as tx:
+            for part in chunks(ids, CHUNK):
+                clause, params = tx.in_list("id", part)
+                rows = tx.execute(
+                    f"UPDATE smsgate_messages SET lease_expires_at = ? "
+                    f"WHERE lease_owner = ? AND {clause} RETURNING id",
+                    [lease_until, owner, *params],
+                )
+                kept.update(r[0] for r in rows)
+        return kept
+
+    def release(self, owner: str, ids: Sequence[str], now: float) -> int:
+        if not ids:
+            return 0
+        count = 0
+        with self._write() as tx:
+            for part in chunks(ids, CHUNK):
+                clause, params = tx.in_list("id", part)
+                rows = tx.execute(
+                    "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL, "
+                    f"next_attempt_at = ?, updated_at = ? WHERE lease_owner = ? AND {clause} "
+                    f"AND state IN ({WAITING_SQL}) RETURNING id",
+                    [now, now, owner, *params],
+                )
+                count += len(rows)
+        return count
+
+    # -- receipts -----------------------------------------------------------------------------
+
+    def record_receipt(self, receipt: Receipt, now: float) -> tuple[ReceiptOutcome, str | None]:
+        with self._write() as tx:
+            if tx.execute("SELECT 1 FROM smsgate_events WHERE event_key = ?", (receipt.event_key,)) or tx.execute(
+                "SELECT 1 FROM smsgate_pending_receipts WHERE event_key = ?", (receipt.event_key,)
+            ):
+                return ReceiptOutcome.DUPLICATE, None
+            row = None
+            if receipt.message_id is not None:
+                row = self._lock_one(tx, receipt.message_id)
+            if row is None:
+                found = tx.execute(
+                    "SELECT id FROM smsgate_messages WHERE provider_message_id = ? AND provider = ?",
+                    (receipt.provider_message_id, receipt.provider),
+                )
+                row = self._lock_one(tx, found[0][0]) if found else None
+            if row is None:
+                tx.execute(
+                    "INSERT INTO smsgate_pending_receipts (event_key, provider, provider_message_id, "
+                    "status, at, reason, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        receipt.event_key,
+                        receipt.provider,
+                        receipt.provider_message_id,
+                        receipt.status.value,
+                        receipt.at,
+                        receipt.reason,
+                        receipt.raw,
+                        now,
+                    ),
+                )
+                return ReceiptOutcome.PENDING, None
+            return self._apply_receipt(tx, row, receipt, now), row.id
+
+    def _apply_receipt(self, tx: Tx, row: StoredMessage, receipt: Receipt, now: float) -> ReceiptOutcome:
+        target = receipt_target(row.state, receipt.status)
+        source = f"webhook:{receipt.provider}"
+        if target is None:
+            reason = f"{receipt.status} receipt does not move a {row.status} message"
+            if receipt.reason:
+                reason += f" ({receipt.reason})"
+            tx.execute(
+                INSERT_EVENT,
+                NewEvent(
+                    row.id, receipt.at, row.status.value, row.status.value, source, reason,
+                    receipt.provider, None, receipt.event_key, receipt.raw,
+                ),
+            )
+            return ReceiptOutcome.STALE
+        # A receipt proves the provider has the message: nothing is left for a worker to do,
+        # except a worker in the middle of sending it, which keeps its lease to record the result.
+        keep_lease = row.state is State.SENDING
+        tx.execute(
+            "UPDATE smsgate_messages SET state = ?, next_attempt_at = NULL, "
+            "provider_message_id = COALESCE(provider_message_id, ?), "
+            "provider = COALESCE(provider, ?), "
+            + ("" if keep_lease else "lease_owner = NULL, lease_expires_at = NULL, ")
+            + "updated_at = ? WHERE id = ?",
+            (target.value, receipt.provider_message_id, receipt.provider, now, row.id),
+        )
+        reason = receipt.reason or f"{receipt.provider} reports {receipt.status}"
+        tx.execute(
+            INSERT_EVENT,
+            NewEvent(
+                row.id, receipt.at, row.status.value, target.status.value, source, reason,
+                receipt.provider, None, receipt.event_key, receipt.raw,
+            ),
+        )
+        return ReceiptOutcome.APPLIED
+
+    def _apply_pending(self, tx: Tx, pairs: Sequence[tuple[str, str]], now: float) -> None:
+        if not tx.execute("SELECT 1 FROM smsgate_pending_receipts LIMIT 1"):
+            return
+        wanted = set(pairs)
+        pending: list[Receipt] = []
+        for part in chunks([pmid for _, pmid in pairs], CHUNK):
+            clause, params = tx.in_list("provider_message_id", part)
+            for key, provider, pmid, status, at, reason, raw in tx.execute(
+                "SELECT event_key, provider, provider_message_id, status, at, reason, raw "
+                f"FROM smsgate_pending_receipts WHERE {clause} ORDER BY at",
+                params,
+            ):
+                if (provider, pmid) in wanted:
+                    pending.append(Receipt(provider, pmid, Status(status), key, at, None, reason, raw))
+        for receipt in pending:
+            found = tx.execute(
+                "SELECT id FROM smsgate_messages WHERE provider_message_id = ? AND provider = ?",
+                (receipt.provider_message_id, receipt.provider),
+            )
+            row = self._lock_one(tx, found[0][0]) if found else None
+            if row is not None:
+                self._apply_receipt(tx, row, receipt, now)
+                tx.execute("DELETE FROM smsgate_pending_receipts WHERE event_key = ?", (receipt.event_key,))
+
+    def pending_receipts(self) -> int:
+        with self._read() as tx:
+            rows = tx.execute("SELECT count(*) FROM smsgate_pending_receipts")
+        return int(rows[0][0])
+
+    # -- rate-limit buckets -------------------------------------------------------------------
+
+    def take_tokens(self, specs: Sequence[BucketSpec], n: int, now: float) -> float:
+        if not specs:
+            return 0.0
+        with self._write() as tx:
+            states = self._bucket_states(tx, specs)
+            new_states, wait = take_all(states, specs, n, now)
+            self._save_buckets(tx, specs, new_states)
+        return wait
+
+    def penalize_bucket(self, spec: BucketSpec, seconds: float, now: float) -> None:
+        with self._write() as tx:
+            (state,) = self._bucket_states(tx, [spec])
+            self._save_buckets(tx, [spec], [penalize_state(state, spec, seconds, now)])
+
+    def bucket_state(self, key: str) -> BucketState | None:
+        with self._read() as tx:
+            rows = tx.execute("SELECT tokens, updated_at FROM smsgate_rate_buckets WHERE key = ?", (key,))
+        return BucketState(float(rows[0][0]), float(rows[0][1])) if rows else None
+
+    def _bucket_states(self, tx: Tx, specs: Sequence[BucketSpec]) -> list[BucketState | None]:
+        # Lock rows in key order so concurrent takers of overlapping buckets cannot deadlock.
+        ordered = sorted({spec.key for spec in specs})
+        self._ensure_buckets(tx, ordered)
+        clause, params = tx.in_list("key", ordered)
+        found = {
+            key: BucketState(float(tokens), float(updated_at))
+            for key, tokens, updated_at in tx.execute(
+                f"SELECT key, tokens, updated_at FROM smsgate_rate_buckets WHERE {clause} "
+                f"ORDER BY key{self._for_update}",
+                params,
+            )
+            if updated_at is not None and tokens is not None and not _is_placeholder(tokens, updated_at)
+        }
+        return [found.get(spec.key) for spec in specs]
+
+    def _ensure_buckets(self, tx: Tx, keys: Sequence[str]) -> None:
+        """Create missing bucket rows (as placeholders) so they can be locked."""
+
+    def _save_buckets(self, tx: Tx, specs: Sequence[BucketSpec], states: Sequence[BucketState]) -> None:
+        tx.executemany(
+            "INSERT INTO smsgate_rate_buckets (key, tokens, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, "
+            "updated_at = excluded.updated_at",
+            [(spec.key, state.tokens, state.updated_at) for spec, state in zip(specs, states, strict=True)],
+        )
+
+
+#: a bucket row created only to be locked has never been filled: updated_at below zero
+_PLACEHOLDER_TIME = -1.0
+
+
+def _is_placeholder(tokens: float, updated_at: float) -> bool:
+    return float(updated_at) == _PLACEHOLDER_TIME
+
+
+class _BatchInserter:
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    def insert(
+        self, rows: Sequence[NewMessageRow], events: Sequence[NewEvent], *, fresh_ids: bool = False
+    ) -> list[tuple[str, bool]]:
+        with self._store._write() as tx:
+            return self._store._insert(tx, rows, events, fresh_ids)
+
+
+class _TxInserter:
+    def __init__(self, store: SqlStore, tx: Tx) -> None:
+        self._store = store
+        self._tx = tx
+
+    def insert(
+        self, rows: Sequence[NewMessageRow], events: Sequence[NewEvent], *, fresh_ids: bool = False
+    ) -> list[tuple[str, bool]]:
+        return self._store._insert(self._tx, rows, events, fresh_ids)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

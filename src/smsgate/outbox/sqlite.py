@@ -1,0 +1,222 @@
+"""The embedded store: one SQLite file in WAL mode, shared by the API and local workers.
+
+Each thread gets its own connection. Every write is a ``BEGIN IMMEDIATE`` transaction, so writers
+queue on SQLite's single write lock and a claim is a single-writer ``UPDATE ... RETURNING``: two
+workers (threads or processes) can never claim the same row. Readers never block writers (WAL).
+
+URL options: ``sqlite:///path.db?synchronous=normal`` trades durability on power loss for speed
+(the default ``full`` syncs the WAL at every commit; an application crash loses nothing either
+way), ``?busy_timeout=30`` is how long a writer waits for the lock, in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from smsgate.errors import ConfigError
+from smsgate.outbox.sql import CHUNK, SqlStore, Tx
+from smsgate.outbox.store import (
+    MESSAGE_COLUMNS,
+    WAITING,
+    Claimed,
+    NewEvent,
+    NewMessageRow,
+    StoredMessage,
+    StoreURL,
+)
+
+def _from_json(columns: str, values: int, *, repeat_last: bool = False) -> str:
+    picks = [f"json_extract(value, '$[{i}]')" for i in range(values)]
+    if repeat_last:
+        picks.append(picks[-1])
+    return f"INSERT INTO {columns} SELECT {', '.join(picks)} FROM json_each(?)"
+
+
+# created_at doubles as updated_at: the row tuple's last value is used twice
+_INSERT_MESSAGES_JSON = _from_json(
+    "smsgate_messages (id, state, purpose, to_number, sender, idempotency_key, payload, send_at, "
+    "expires_at, next_attempt_at, created_at, updated_at)",
+    11,
+    repeat_last=True,
+)
+_INSERT_EVENTS_JSON = _from_json(
+    "smsgate_events (message_id, at, from_status, to_status, source, reason, provider, attempt, "
+    "event_key, raw)",
+    10,
+)
+_SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
+_WAITING = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
+
+
+class _SqliteTx(Tx):
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._conn.executemany(sql, rows)
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+
+class SqliteStore(SqlStore):
+    engine: ClassVar[str] = "sqlite"
+
+    def __init__(self, url: StoreURL) -> None:
+        super().__init__(url)
+        self.path = url.path
+        options = dict(url.options)
+        sync = options.pop("synchronous", "full").lower()
+        if sync not in _SYNC:
+            raise ConfigError(
+                f"sqlite store option synchronous={sync!r} must be one of {', '.join(_SYNC)}",
+                field="store",
+            )
+        self._synchronous = _SYNC[sync]
+        try:
+            self._busy_timeout = float(options.pop("busy_timeout", "30"))
+        except ValueError:
+            raise ConfigError("sqlite store option busy_timeout must be seconds", field="store") from None
+        if options:
+            raise ConfigError(
+                f"unknown sqlite store option(s) {', '.join(sorted(options))}; "
+                "known: synchronous, busy_timeout",
+                field="store",
+            )
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise ConfigError(
+                f"the folder of the sqlite store {self.path!r} does not exist; create {folder}",
+                field="store",
+            )
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise ConfigError(
+                f"the sqlite store needs SQLite 3.35 or later (this Python has "
+                f"{sqlite3.sqlite_version}); use a newer Python or the postgresql store",
+                field="store",
+            )
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise RuntimeError("the outbox store is closed")
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA cache_size=-16384")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.ProgrammingError:  # pragma: no cover - closed by its thread already
+                pass
+        self._local = threading.local()
+
+    @contextmanager
+    def _write(self) -> Iterator[Tx]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield _SqliteTx(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[Tx]:
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield _SqliteTx(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    _migration_lock = _write
+
+    def _insert_rows(self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]) -> None:
+        # One statement per table for the whole batch: SQLite parses the JSON in C and the GIL
+        # is released for the whole insert, so a submitter can build its next batch meanwhile.
+        tx.execute(_INSERT_MESSAGES_JSON, (json.dumps(rows),))
+        tx.execute(_INSERT_EVENTS_JSON, (json.dumps(events),))
+
+    def _version_table_exists(self, tx: Tx) -> bool:
+        return bool(
+            tx.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'smsgate_schema_version'"
+            )
+        )
+
+    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claimed]:
+        if limit < 1:
+            return []
+        with self._write() as tx:
+            rows = tx.execute(
+                "UPDATE smsgate_messages SET lease_owner = ?, lease_expires_at = ?, "
+                "next_attempt_at = NULL, updated_at = ? WHERE id IN (SELECT id FROM smsgate_messages "
+                "WHERE next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) "
+                f"RETURNING {MESSAGE_COLUMNS}",
+                (owner, lease_until, now, now, limit),
+            )
+            claimed = [Claimed(StoredMessage.from_row(row)) for row in rows]
+            room = limit - len(claimed)
+            if room > 0:
+                claimed.extend(self._take_over(tx, owner, room, now, lease_until))
+        claimed.sort(key=lambda c: c.row.id)
+        return claimed
+
+    def _take_over(self, tx: Tx, owner: str, room: int, now: float, lease_until: float) -> list[Claimed]:
+        expired = tx.execute(
+            "SELECT id, lease_owner, state FROM smsgate_messages WHERE lease_expires_at < ? "
+            "ORDER BY lease_expires_at LIMIT ?",
+            (now, room),
+        )
+        taken: list[Claimed] = []
+        stale: list[str] = []
+        for message_id, previous, state in expired:
+            if state != "sending" and state not in {s.value for s in WAITING}:
+                stale.append(message_id)
+                continue
+            rows = tx.execute(
+                "UPDATE smsgate_messages SET lease_owner = ?, lease_expires_at = ?, "
+                f"next_attempt_at = NULL, updated_at = ? WHERE id = ? RETURNING {MESSAGE_COLUMNS}",
+                (owner, lease_until, now, message_id),
+            )
+            taken.append(Claimed(StoredMessage.from_row(rows[0]), previous_owner=previous))
+        for start in range(0, len(stale), CHUNK):
+            part = stale[start : start + CHUNK]
+            tx.execute(
+                "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL "
+                f"WHERE id IN ({', '.join('?' * len(part))})",
+                part,
+            )
+        return taken

@@ -1,0 +1,1057 @@
+"""Email-to-SMS over SMTP: each text is one plain mail to ``<number>@<carrier gateway>``.
+
+``smtp://USER:PASS@smtp.gmail.com:587?from=me@gmail.com&carrier=googlefi`` (``smtps://`` means
+implicit TLS on 465). This is what seeds 000 and 001 do by hand, done once and properly:
+
+- one SMTP connection (or a small pool, ``connections=N``) is reused for many messages, logged in
+  once and re-established when the server drops it; STARTTLS on 587 by default, implicit TLS on
+  465, ``tls=none`` only for a relay on loopback; ``ca_file=PATH`` trusts one CA (the emulator's)
+  instead of turning verification off;
+- the carrier comes from the message (``provider_options={"carrier": KEY}``, ``smsgate send
+  --carrier KEY``), from a contacts file (``contacts=PATH``) or from ``carrier=KEY``; the gateway
+  domain only from the registry (:mod:`smsgate.carriers`) or an explicit ``domain=`` override;
+  dead gateways are refused unless ``force=true``; deprecated ones warn;
+- nothing that reaches a header may carry CR, LF or another control character: such values are
+  refused before a connection is opened.
+
+Options: ``from`` (default: the user name when it is an address), ``from_name``, ``tls``
+(starttls | implicit | none), ``ca_file``, ``carrier``, ``contacts``, ``subject`` (default none:
+carriers prepend it to the text), ``force``, ``domain`` / ``mms_domain``, ``connections`` (pool
+size, default 2), ``helo``, ``timeout`` / ``connect_timeout``, ``idle_timeout`` (seconds before a
+pooled connection is replaced rather than reused, default 60), ``max_chars`` (warn past this many
+GSM-7 units, default 140), ``media_max_bytes`` (default 1,000,000) and ``allow_private_media``
+(fetch media from loopback and private addresses; off by default so a gateway cannot be used to
+read an internal network).
+
+Errors: 5xx replies become permanent errors naming the recipient (550 at RCPT ->
+``InvalidRecipient``, 552/554 -> ``InvalidMessage``, 5.4.5 quota -> ``ProviderUnavailable``); 4xx
+-> ``TransientError`` (450 4.2.1 "receiving mail too quickly" -> ``RateLimited``); 535/534 ->
+``AuthError``. A refused or timed-out connection is a ``TransientError``, as in the HTTP transport:
+nothing reached the server, so a retry is safe and, after a few, the router fails over; an
+untrusted certificate or a server without STARTTLS is ``ProviderUnavailable`` because retrying
+cannot fix configuration. A timeout or a dropped connection after the DATA terminator was sent is
+``AmbiguousSend``: the server may already have queued the mail.
+
+The result's ``provider_message_id`` is the mail's ``Message-ID`` (without angle brackets); it is
+derived from our message id, so a resend of the same message carries the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import ipaddress
+import logging
+import re
+import ssl
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formataddr, formatdate
+from pathlib import Path
+from typing import Any, NoReturn, Self
+from urllib.parse import urlsplit
+
+import aiosmtplib
+
+from smsgate.carriers import (
+    Carrier,
+    CarrierRegistry,
+    Contacts,
+    check_usable,
+    is_gateway_domain,
+    registry,
+    split_number,
+    today_utc,
+)
+from smsgate.errors import (
+    AmbiguousSend,
+    AuthError,
+    ConfigError,
+    InvalidMessage,
+    InvalidRecipient,
+    ProviderUnavailable,
+    RateLimited,
+    SmsgateError,
+    TransientError,
+    UnsupportedFeature,
+)
+from smsgate.message import Message, SendResult, Status
+from smsgate.providers.base import Capabilities, Provider
+from smsgate.providers.transport import HttpRequest, HttpResponse, Limits
+from smsgate.providers.url import ProviderURL
+
+logger = logging.getLogger("smsgate.providers.smtp")
+
+TLS_MODES = ("starttls", "implicit", "none")
+DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
+#: control characters, including the Unicode line and paragraph separators and NEL
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_MEDIA_TYPES = (
+    "image/",
+    "audio/",
+    "video/",
+    "text/plain",
+    "text/vcard",
+    "text/x-vcard",
+    "text/calendar",
+)
+_POLICY = SMTP_POLICY.clone(cte_type="7bit")
+_OPTIONS = frozenset({"carrier", "subject", "force"})
+
+
+class LongTextWarning(UserWarning):
+    """A text longer than a gateway comfortably carries (carriers add the From and subject)."""
+
+
+def _refuse_unsafe(value: str, what: str, error: type[SmsgateError], field: str) -> str:
+    """Refuse any value bound for a header that could start a new header line."""
+    if _UNSAFE.search(value):
+        raise error(
+            f"{what} contains a control character (CR, LF, ...); remove it "
+            "(it would let the value add mail headers such as Bcc)",
+            field=field,
+        )
+    return value
+
+
+def _check_address(value: str, what: str, error: type[SmsgateError], field: str) -> str:
+    _refuse_unsafe(value, what, error, field)
+    try:
+        address = Address(addr_spec=value)
+    except (ValueError, IndexError, TypeError, HeaderParseError) as exc:
+        raise error(f"{what} {value!r} is not an email address ({exc})", field=field) from None
+    if not value.isascii() or not address.username or not address.domain:
+        raise error(
+            f"{what} {value!r} must be a plain ASCII address such as me@example.com", field=field
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """One mail, addressed and checked, before any I/O."""
+
+    mail_from: str
+    from_header: str
+    rcpt: str
+    subject: str | None
+    message_id: str
+    carrier: Carrier | None
+    mms: bool
+
+
+class _Failure(Exception):
+    """Internal: how a transaction failed and what that means for its connection."""
+
+    def __init__(self, error: SmsgateError, *, keep: bool, stale: bool = False) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.keep = keep
+        self.stale = stale
+
+
+class _Connection:
+    __slots__ = ("client", "last_used", "sent")
+
+    def __init__(self, client: aiosmtplib.SMTP, now: float) -> None:
+        self.client = client
+        self.last_used = now
+        self.sent = 0
+
+
+class _Pool:
+    """At most ``size`` connections per event loop; idle ones are reused newest first."""
+
+    def __init__(self, size: int) -> None:
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[_Connection] = []
+
+
+@dataclass(slots=True)
+class SmtpStats:
+    """Counters for tests, benchmarks and the dashboard."""
+
+    connections: int = 0
+    logins: int = 0
+    reconnects: int = 0
+    sent: int = 0
+
+
+class SmtpProvider(Provider):
+    scheme = "smtp"
+    display_name = "Email-to-SMS (SMTP)"
+    capabilities = Capabilities(
+        mms=True,
+        idempotency="our id in the Message-ID header",
+        url_form="smtp://USER:PASS@smtp.example.com:587?from=me@example.com&carrier=googlefi",
+    )
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        from_address: str | None = None,
+        from_name: str | None = None,
+        tls: str = "starttls",
+        ca_file: str | None = None,
+        carrier: str | None = None,
+        contacts: str | Path | Contacts | None = None,
+        subject: str | None = None,
+        force: bool = False,
+        domain: str | None = None,
+        mms_domain: str | None = None,
+        connections: int = 2,
+        helo: str | None = None,
+        idle_timeout: float = 60.0,
+        max_chars: int = 140,
+        media_max_bytes: int = 1_000_000,
+        allow_private_media: bool = False,
+        carriers: CarrierRegistry | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if tls not in TLS_MODES:
+            raise ConfigError(
+                f"smtp:// option tls={tls!r}: use one of {', '.join(TLS_MODES)}", field="tls"
+            )
+        if not host or _UNSAFE.search(host):
+            raise ConfigError(
+                "smtp:// URL needs a server host, e.g. smtp://USER:PASS@smtp.example.com:587",
+                field="host",
+            )
+        if connections < 1:
+            raise ConfigError("smtp:// option connections must be at least 1", field="connections")
+        kwargs.setdefault("limits", Limits(max_connections=connections))
+        sender = from_address or (username if username and "@" in username else None)
+        if sender is None:
+            raise ConfigError(
+                "smtp:// URL needs a From address: add ?from=me@example.com "
+                "(or log in with an address)",
+                field="from",
+            )
+        _check_address(sender, "from address", ConfigError, "from")
+        super().__init__(sender=sender, **kwargs)
+        self.host = host
+        self.tls = tls
+        self.port = port or DEFAULT_PORTS[tls]
+        self.username = username
+        self._password = password
+        if username is not None and password is None:
+            raise ConfigError(
+                "smtp:// URL has a user but no password: smtp://USER:PASS@host", field="password"
+            )
+        if username and tls == "none" and host.lower() not in _LOCAL_HOSTS:
+            raise ConfigError(
+                f"refusing to send the password to {host} without TLS; use tls=starttls or "
+                "tls=implicit (tls=none with a login is only for a relay on loopback)",
+                field="tls",
+            )
+        if from_name is not None:
+            _refuse_unsafe(from_name, "from_name", ConfigError, "from_name")
+        self.from_name = from_name
+        self.subject = subject and _refuse_unsafe(subject, "subject", ConfigError, "subject")
+        self.carriers = carriers or registry()
+        self.default_carrier = self.carriers.get(carrier) if carrier else None
+        if carrier and self.default_carrier is None:
+            raise ConfigError(
+                f"smtp:// option carrier={carrier!r} is not in the registry "
+                "(run `smsgate carriers`)",
+                field="carrier",
+            )
+        for name, value in (("domain", domain), ("mms_domain", mms_domain)):
+            if value is not None and not is_gateway_domain(value):
+                raise ConfigError(
+                    f"smtp:// option {name}={value!r} is not a lowercase DNS name", field=name
+                )
+        self.domain = domain
+        self.mms_domain = mms_domain or domain
+        self.force = force
+        if isinstance(contacts, Contacts) or contacts is None:
+            self.contacts = contacts
+        else:
+            self.contacts = Contacts.load(contacts, self.carriers)
+        self.connections = connections
+        self.helo = helo
+        if helo is not None and (_UNSAFE.search(helo) or " " in helo):
+            raise ConfigError(f"smtp:// option helo={helo!r} must be a host name", field="helo")
+        self.idle_timeout = idle_timeout
+        self.max_chars = max_chars
+        self.media_max_bytes = media_max_bytes
+        self.allow_private_media = allow_private_media
+        self.ca_file = ca_file
+        self._ssl_context: ssl.SSLContext | None = None
+        if ca_file is not None:
+            self._ssl_context = self._make_ssl_context()
+        self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
+        self.stats = SmtpStats()
+
+    @classmethod
+    def from_url(cls, url: ProviderURL, *, name: str | None = None) -> Self:
+        host = url.require("host", "smtp://USER:PASS@smtp.example.com:587?from=me@example.com")
+        default_tls = "implicit" if url.scheme == "smtps" else "starttls"
+        common = cls.common_options(url)
+        common.pop("base_url")
+        common.pop("status_callback")
+        connections = int(url.number("connections", url.number("max_connections", 2)))
+        common["limits"] = Limits(max_connections=max(1, connections))
+        return cls(
+            name=name,
+            host=host,
+            port=url.port,
+            username=url.username,
+            password=url.password,
+            from_address=url.option("from"),
+            from_name=url.option("from_name"),
+            tls=(url.option("tls") or default_tls).lower(),
+            ca_file=url.option("ca_file"),
+            carrier=url.option("carrier"),
+            contacts=url.option("contacts"),
+            subject=url.option("subject"),
+            force=url.flag("force"),
+            domain=url.option("domain"),
+            mms_domain=url.option("mms_domain"),
+            connections=connections,
+            helo=url.option("helo"),
+            idle_timeout=url.number("idle_timeout", 60.0),
+            max_chars=int(url.number("max_chars", 140)),
+            media_max_bytes=int(url.number("media_max_bytes", 1_000_000)),
+            allow_private_media=url.flag("allow_private_media"),
+            **common,
+        )
+
+    def __repr__(self) -> str:
+        # The password never appears; the user name is an address, not a secret.
+        carrier = self.default_carrier.key if self.default_carrier else None
+        return (
+            f"SmtpProvider(name={self.name!r}, host={self.host!r}, port={self.port}, "
+            f"tls={self.tls!r}, "
+            f"user={self.username!r}, sender={self.sender!r}, carrier={carrier!r})"
+        )
+
+    def supported_options(self) -> frozenset[str]:
+        return _OPTIONS
+
+    # -- addressing (no I/O) ------------------------------------------------------------------
+
+    def carrier_for(self, message: Message) -> tuple[Carrier | None, str]:
+        """The carrier for a message and where that came from (message, contacts or default)."""
+        key = message.provider_options.get("carrier")
+        if key is not None:
+            if not isinstance(key, str):
+                raise InvalidMessage(
+                    "provider option carrier must be a carrier key", field="carrier"
+                )
+            return self.carriers.require(key), "message"
+        if self.contacts is not None:
+            contact = self.contacts.by_number(message.to)
+            if contact is not None:
+                return contact.carrier, "contacts"
+        return self.default_carrier, "default"
+
+    def plan(self, message: Message) -> Mail:
+        """Address and check one message; raises before anything is sent."""
+        mms = bool(message.media)
+        carrier, origin = self.carrier_for(message)
+        override = self.mms_domain if mms else self.domain
+        if carrier is None and override is None:
+            raise UnsupportedFeature(
+                f"no carrier known for {message.to}: pass carrier=KEY on the message (smsgate send "
+                "--carrier KEY), list the number in the contacts file, or set carrier= on the "
+                "smtp:// URL",
+                provider=self.name,
+                field="carrier",
+            )
+        if carrier is not None:
+            force = bool(message.provider_options.get("force", self.force))
+            check_usable(
+                carrier, force=force, today=today_utc(self.clock.time()), provider=self.name
+            )
+            if not carrier.serves(message.to):
+                text = (
+                    f"{message.to} is not a {carrier.country} number; "
+                    f"{carrier.name}'s gateway cannot reach it"
+                )
+                if origin == "default":
+                    # The provider's own default does not fit: another provider may still reach it.
+                    raise UnsupportedFeature(text, provider=self.name, field="carrier")
+                raise InvalidRecipient(text, provider=self.name, field="to")
+        if override is not None:
+            local = carrier.local_part(message.to) if carrier else split_number(message.to)[1]
+            rcpt = f"{local}@{override}"
+        else:
+            assert carrier is not None
+            try:
+                rcpt = carrier.address(message.to, mms=mms)
+            except UnsupportedFeature as exc:
+                exc.provider = self.name
+                raise
+        _refuse_unsafe(rcpt, "recipient address", InvalidRecipient, "to")
+        mail_from, from_header = self._sender(message)
+        subject = message.provider_options.get("subject", self.subject)
+        if subject is not None:
+            if not isinstance(subject, str):
+                raise InvalidMessage(
+                    "provider option subject must be text", provider=self.name, field="subject"
+                )
+            _refuse_unsafe(subject, "subject", InvalidMessage, "subject")
+        domain = mail_from.rpartition("@")[2]
+        return Mail(
+            mail_from=mail_from,
+            from_header=from_header,
+            rcpt=rcpt,
+            subject=subject or None,
+            message_id=f"{message.id}.smsgate@{domain}",
+            carrier=carrier,
+            mms=mms,
+        )
+
+    def _sender(self, message: Message) -> tuple[str, str]:
+        """(envelope sender, From header): a sender with ``@`` is the address, else a name."""
+        address = self.sender or ""
+        name = self.from_name
+        if message.sender:
+            _refuse_unsafe(message.sender, "sender", InvalidMessage, "sender")
+            if "@" in message.sender:
+                address = _check_address(message.sender, "sender", InvalidMessage, "sender")
+            else:
+                name = message.sender
+        return address, formataddr((name, address), charset="utf-8") if name else address
+
+    def compose(
+        self, message: Message, mail: Mail, attachments: list[tuple[str, str, bytes]]
+    ) -> bytes:
+        """The mail as bytes (CRLF line ends, 7-bit safe): plain text plus any media parts."""
+        if not attachments:
+            return self._compose_text(message, mail)
+        email = EmailMessage(policy=_POLICY)
+        email["From"] = mail.from_header
+        email["To"] = mail.rcpt
+        if mail.subject:
+            email["Subject"] = mail.subject
+        email["Date"] = formatdate(self.clock.time(), usegmt=True)
+        email["Message-ID"] = f"<{mail.message_id}>"
+        if message.body:
+            email.set_content(message.body, subtype="plain", charset="utf-8")
+        for filename, content_type, data in attachments:
+            maintype, _, subtype = content_type.partition("/")
+            email.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+        return email.as_bytes(policy=_POLICY)
+
+    def _compose_text(self, message: Message, mail: Mail) -> bytes:
+        # Built by hand: every value was checked (or made) by plan(), and the email package's
+        # header parsing costs more CPU than the SMTP round trips of a pooled connection.
+        text = message.body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+        data = text.encode("utf-8")
+        cte = "7bit"
+        if not data.isascii() or any(len(line) > 998 for line in data.split(b"\r\n")):
+            cte = "quoted-printable"
+            data = binascii.b2a_qp(data, istext=True)
+        lines = [f"From: {mail.from_header}", f"To: {mail.rcpt}"]
+        if mail.subject:
+            lines.append(f"Subject: {_header_text(mail.subject, 'Subject')}")
+        lines += [
+            f"Date: {formatdate(self.clock.time(), usegmt=True)}",
+            f"Message-ID: <{mail.message_id}>",
+            "MIME-Version: 1.0",
+            'Content-Type: text/plain; charset="utf-8"',
+            f"Content-Transfer-Encoding: {cte}",
+        ]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+        return head + data + (b"" if data.endswith(b"\r\n") else b"\r\n")
+
+    def _warn_length(self, message: Message) -> None:
+        if not message.body:
+            return
+        from smsgate.encoding import segments
+
+        info = segments(message.body)
+        limit = self.max_chars if info.encoding == "GSM-7" else self.max_chars // 2
+        if info.units > limit:
+            text = (
+                f"the text is {info.units} {info.encoding} units; gateways add the From address "
+                "and "
+                f"subject and split or cut texts past about {limit}"
+            )
+            logger.warning("%s", text)
+            warnings.warn(text, LongTextWarning, stacklevel=3)
+
+    # -- the send pipeline --------------------------------------------------------------------
+
+    async def asend(self, message: Message) -> SendResult:
+        """Check, address, fetch media, then one SMTP transaction on a pooled connection."""
+        self.check_features(message)
+        mail = self.plan(message)
+        self._warn_length(message)
+        attachments = await self._fetch_media(message.media) if message.media else []
+        payload = self.compose(message, mail, attachments)
+        started = time.perf_counter()
+        reply = await self._deliver(mail, payload, message)
+        self.stats.sent += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            # The recipient's number stays out of the log; the gateway domain says enough.
+            logger.debug(
+                "%s mail %s to @%s -> %d in %.1f ms",
+                self.name,
+                mail.message_id,
+                mail.rcpt.rpartition("@")[2],
+                reply.code,
+                (time.perf_counter() - started) * 1000,
+            )
+        return self.result(
+            message,
+            # The relay queued the mail; gateways send no receipts, so this is as far as we see.
+            status=Status.SENT,
+            provider_message_id=mail.message_id,
+            raw={
+                "message_id": mail.message_id,
+                "rcpt": mail.rcpt,
+                "carrier": mail.carrier.key if mail.carrier else None,
+                "reply": {"code": reply.code, "message": reply.message},
+            },
+        )
+
+    def build_send_request(self, message: Message) -> HttpRequest:
+        raise UnsupportedFeature(
+            "the SMTP provider sends mail, not HTTP requests", provider=self.name
+        )
+
+    def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult:
+        raise UnsupportedFeature(
+            "the SMTP provider sends mail, not HTTP requests", provider=self.name
+        )
+
+    # -- SMTP ---------------------------------------------------------------------------------
+
+    def _pool(self) -> _Pool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = _Pool(self.connections)
+        return pool
+
+    def _take_idle(self, pool: _Pool) -> _Connection | None:
+        now = self.clock.monotonic()
+        while pool.idle:
+            conn = pool.idle.pop()
+            if conn.client.is_connected and now - conn.last_used < self.idle_timeout:
+                return conn
+            # Servers close idle sessions (Postfix after 300 s); a new one beats a failed MAIL.
+            conn.client.close()
+        return None
+
+    def _release(self, pool: _Pool, conn: _Connection) -> None:
+        conn.last_used = self.clock.monotonic()
+        if conn.client.is_connected:
+            pool.idle.append(conn)
+
+    async def _deliver(
+        self, mail: Mail, payload: bytes, message: Message
+    ) -> aiosmtplib.SMTPResponse:
+        pool = self._pool()
+        async with pool.slots:
+            conn = self._take_idle(pool)
+            retried = False
+            while True:
+                reused = conn is not None
+                if conn is None:
+                    conn = await self._connect()
+                try:
+                    reply = await self._transaction(conn, mail, payload, message)
+                except _Failure as failure:
+                    if failure.keep:
+                        self._release(pool, conn)
+                    else:
+                        conn.client.close()
+                    if failure.stale and reused and not retried:
+                        # The server dropped a pooled session before taking anything: reconnect.
+                        retried = True
+                        self.stats.reconnects += 1
+                        conn = None
+                        continue
+                    raise failure.error from None
+                except BaseException:
+                    conn.client.close()
+                    raise
+                conn.sent += 1
+                self._release(pool, conn)
+                return reply
+
+    async def _connect(self) -> _Connection:
+        if self.helo is None:
+            import socket
+
+            self.helo = await asyncio.to_thread(socket.getfqdn)
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            timeout=self.timeout.read,
+            use_tls=self.tls == "implicit",
+            start_tls=False,
+            tls_context=self._context() if self.tls != "none" else None,
+            local_hostname=self.helo,
+        )
+        stage = "connect"
+        try:
+            await client.connect(timeout=self.timeout.connect)
+            self.stats.connections += 1
+            if self.tls == "starttls":
+                stage = "tls"
+                await client.ehlo()
+                if not client.supports_extension("starttls"):
+                    raise ProviderUnavailable(
+                        f"{self._server} does not offer STARTTLS; refusing to send mail and "
+                        "credentials in the clear (use tls=implicit on port 465, or tls=none "
+                        "for a loopback relay)",
+                        provider=self.name,
+                        field="tls",
+                    )
+                await client.starttls(timeout=self.timeout.connect)
+            if self.username is not None:
+                stage = "auth"
+                await self._login(client)
+                self.stats.logins += 1
+        except SmsgateError:
+            client.close()
+            raise
+        except aiosmtplib.SMTPResponseException as exc:
+            client.close()
+            raise self._reply_error(exc.code, exc.message, stage, None, None) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            self._raise_connect_error(exc, stage)
+        return _Connection(client, self.clock.monotonic())
+
+    async def _login(self, client: aiosmtplib.SMTP) -> None:
+        assert self.username is not None and self._password is not None
+        await client.ehlo()
+        if not client.supports_extension("auth"):
+            raise AuthError(
+                f"{self._server} offers no AUTH; drop USER:PASS from the URL for an open "
+                "relay, or check tls=",
+                provider=self.name,
+            )
+        # One mechanism, not aiosmtplib's try-them-all: a 535 is about the password, and a
+        # second attempt would only count as another failed login against the account.
+        methods = client.server_auth_methods
+        if "plain" in methods:
+            await client.auth_plain(self.username, self._password, timeout=self.timeout.read)
+        elif "login" in methods:
+            await client.auth_login(self.username, self._password, timeout=self.timeout.read)
+        else:
+            try:
+                await client.login(self.username, self._password, timeout=self.timeout.read)
+            except aiosmtplib.SMTPResponseException:
+                raise
+            except aiosmtplib.SMTPException as exc:
+                raise AuthError(f"{self._server}: {exc}", provider=self.name) from None
+
+    def _raise_connect_error(self, exc: BaseException, stage: str) -> NoReturn:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, ssl.SSLError):
+            cause = cause.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise ProviderUnavailable(
+                f"the TLS certificate of {self._server} is not trusted ({cause.verify_message}); "
+                "pass ca_file=PATH to trust its CA",
+                provider=self.name,
+                field="ca_file",
+            ) from None
+        if isinstance(cause, ssl.SSLError):
+            raise ProviderUnavailable(
+                f"TLS with {self._server} failed ({cause.reason or cause}); "
+                "check tls= and the port "
+                "(465 is implicit TLS, 587 is STARTTLS)",
+                provider=self.name,
+                field="tls",
+            ) from None
+        if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+            doing = "connecting to" if stage == "connect" else "setting up a session with"
+            raise TransientError(
+                f"timed out {doing} {self._server}; nothing was sent",
+                provider=self.name,
+            ) from None
+        if isinstance(
+            exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError | OSError
+        ):
+            reason = _os_reason(exc)
+            raise TransientError(
+                f"could not {'connect to' if stage == 'connect' else 'set up the session with'} "
+                f"{self._server} ({reason}); nothing was sent",
+                provider=self.name,
+            ) from None
+        raise ProviderUnavailable(
+            f"SMTP session with {self._server} failed: {exc}", provider=self.name
+        ) from None
+
+    async def _transaction(
+        self, conn: _Connection, mail: Mail, payload: bytes, message: Message
+    ) -> aiosmtplib.SMTPResponse:
+        client = conn.client
+        stage = "mail"
+        timeout = self.timeout.read
+        try:
+            await client.mail(mail.mail_from, timeout=timeout)
+            stage = "rcpt"
+            await client.rcpt(mail.rcpt, timeout=timeout)
+            stage = "data"
+            start = await client.execute_command(b"DATA", timeout=timeout)
+            if start.code != 354:
+                raise aiosmtplib.SMTPDataError(start.code, start.message)
+            protocol = client.protocol
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost")
+            # DATA by hand so we know when the terminator has left: past this point a lost
+            # reply means the server may have queued the mail.
+            protocol.write(_dot_stuff(payload))
+            stage = "message"
+            reply = await protocol.read_response(timeout=timeout)
+            if reply.code != 250:
+                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+            return reply
+        except aiosmtplib.SMTPResponseException as exc:
+            error = self._reply_error(exc.code, exc.message, stage, mail, message)
+            if exc.code == 421 or not client.is_connected:
+                client.close()
+                # 421 before MAIL was taken: the server is closing a session it no longer wants.
+                raise _Failure(error, keep=False, stale=stage == "mail") from None
+            keep = stage == "message" or await self._reset(client)
+            raise _Failure(error, keep=keep) from None
+        except aiosmtplib.SMTPTimeoutError:
+            client.close()
+            if stage == "message":
+                raise _Failure(
+                    AmbiguousSend(
+                        f"no reply from {self._server} within {timeout:g} s after the message to "
+                        f"{mail.rcpt} was sent; it may have been accepted",
+                        provider=self.name,
+                    ),
+                    keep=False,
+                ) from None
+            raise _Failure(
+                TransientError(
+                    f"{self._server} did not answer {stage.upper()} within {timeout:g} s; "
+                    "nothing was sent",
+                    provider=self.name,
+                ),
+                keep=False,
+            ) from None
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            client.close()
+            if stage == "message":
+                raise _Failure(
+                    AmbiguousSend(
+                        f"the connection to {self._server} dropped after the message to "
+                        f"{mail.rcpt} "
+                        "was sent; it may have been accepted",
+                        provider=self.name,
+                    ),
+                    keep=False,
+                ) from None
+            raise _Failure(
+                TransientError(
+                    f"the connection to {self._server} dropped at {stage.upper()} "
+                    f"({_os_reason(exc)}); "
+                    "nothing was sent",
+                    provider=self.name,
+                ),
+                keep=False,
+                stale=True,
+            ) from None
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> bool:
+        """RSET after a refused transaction so the session can carry the next mail."""
+        try:
+            await client.rset(timeout=self.timeout.read)
+        except aiosmtplib.SMTPException:
+            client.close()
+            return False
+        return True
+
+    def _reply_error(
+        self, code: int, text: str, stage: str, mail: Mail | None, message: Message | None
+    ) -> SmsgateError:
+        """An SMTP reply in the taxonomy; ``stage`` is the command it answered."""
+        match = _ENHANCED.match(text)
+        enhanced = match.group(1) if match else None
+        reply = f"{code} {text}".strip()
+        raw = {"stage": stage, "code": code, "enhanced": enhanced, "message": text}
+        who = ""
+        if mail is not None and message is not None:
+            raw["recipient"] = mail.rcpt
+            who = f"{mail.rcpt} ({message.to})"
+        kwargs: dict[str, Any] = {"provider": self.name, "code": code, "raw": raw}
+        if stage in ("connect", "tls"):
+            if 400 <= code < 500:
+                return TransientError(f"{self._server} is not taking mail now: {reply}", **kwargs)
+            return ProviderUnavailable(f"{self._server} refused the session: {reply}", **kwargs)
+        if stage == "auth" or code in (530, 534, 535, 538):
+            if 400 <= code < 500:
+                return TransientError(
+                    f"{self._server} could not check the login now: {reply}", **kwargs
+                )
+            hint = ""
+            if code == 534 or (enhanced or "").startswith("5.7.9"):
+                hint = " (Gmail and others need an app password: https://support.google.com/mail/answer/185833)"
+            return AuthError(
+                f"{self._server} refused the login for {self.username}: {reply}{hint}", **kwargs
+            )
+        if code == 450 and enhanced == "4.2.1":
+            return RateLimited(
+                f"{self._server} is throttling mail to {who}: {reply}", retry_after=None, **kwargs
+            )
+        if 400 <= code < 500:
+            return TransientError(
+                f"{self._server} deferred the mail to {who}: {reply}; nothing was sent", **kwargs
+            )
+        if (enhanced or "").startswith("5.4.5"):
+            return ProviderUnavailable(
+                f"{self._server} says the account's sending quota is used up: {reply}", **kwargs
+            )
+        if stage == "mail":
+            if code == 552:
+                return InvalidMessage(
+                    f"{self._server} refused the mail to {who} as too large: {reply}", **kwargs
+                )
+            text_ = f"{self._server} refused the sender {mail.mail_from if mail else ''}: {reply}"
+            if message is not None and message.sender:
+                return InvalidMessage(text_, field="sender", **kwargs)
+            return ProviderUnavailable(
+                f"{text_}; fix from= in the smtp:// URL", field="from", **kwargs
+            )
+        if stage == "rcpt":
+            if code in (552, 554):
+                return InvalidMessage(
+                    f"{self._server} refused the mail to {who}: {reply}", **kwargs
+                )
+            return InvalidRecipient(
+                f"{self._server} refused the recipient {who}: {reply}", field="to", **kwargs
+            )
+        if (enhanced or "").startswith("5.1."):
+            return InvalidRecipient(
+                f"{self._server} refused the recipient {who}: {reply}", field="to", **kwargs
+            )
+        return InvalidMessage(f"{self._server} rejected the message to {who}: {reply}", **kwargs)
+
+    @property
+    def _server(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = self._make_ssl_context()
+        return self._ssl_context
+
+    def _make_ssl_context(self) -> ssl.SSLContext:
+        try:
+            # With a CA file only that CA is trusted: the emulator's certificate, nothing else.
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"smtp:// option ca_file={self.ca_file!r} cannot be loaded: {exc}", field="ca_file"
+            ) from None
+
+    # -- media --------------------------------------------------------------------------------
+
+    async def _fetch_media(self, urls: tuple[str, ...]) -> list[tuple[str, str, bytes]]:
+        """Download media for attachments: a total size cap, no fetches from private networks."""
+        import aiohttp
+
+        budget = self.media_max_bytes
+        parts: list[tuple[str, str, bytes]] = []
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout.connect, sock_read=self.timeout.read
+        )
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for index, url in enumerate(urls):
+                data, content_type, final = await self._fetch_one(session, url, budget)
+                budget -= len(data)
+                parts.append((_filename(final, index, content_type), content_type, data))
+        return parts
+
+    async def _fetch_one(self, session: Any, url: str, budget: int) -> tuple[bytes, str, str]:
+        import aiohttp
+        from yarl import URL
+
+        shown = _shown(url)
+        for _ in range(4):
+            await self._check_media_host(url)
+            try:
+                async with session.get(url, allow_redirects=False) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                        # Follow by hand so every hop passes the private-address check.
+                        url = str(resp.url.join(URL(resp.headers["Location"])))
+                        continue
+                    if resp.status >= 500:
+                        raise TransientError(
+                            f"media {shown} answered HTTP {resp.status}; try later",
+                            provider=self.name,
+                            field="media",
+                        )
+                    if resp.status >= 400:
+                        raise InvalidMessage(
+                            f"media {shown} answered HTTP {resp.status}",
+                            provider=self.name,
+                            field="media",
+                        )
+                    content_type = (
+                        resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                    )
+                    if not content_type:
+                        import mimetypes
+
+                        content_type = mimetypes.guess_type(urlsplit(url).path)[0] or ""
+                    if not content_type.startswith(_MEDIA_TYPES):
+                        raise InvalidMessage(
+                            f"media {shown} is {content_type or 'of unknown type'}; gateways "
+                            "take images, audio, video or text",
+                            provider=self.name,
+                            field="media",
+                        )
+                    length = resp.content_length
+                    if length is not None and length > budget:
+                        self._too_big(shown)
+                    data = bytearray()
+                    async for chunk in resp.content.iter_chunked(65536):
+                        data += chunk
+                        if len(data) > budget:
+                            self._too_big(shown)
+                    return bytes(data), content_type, url
+            except aiohttp.ClientError as exc:
+                raise TransientError(
+                    f"could not fetch media {shown}: {type(exc).__name__}",
+                    provider=self.name,
+                    field="media",
+                ) from None
+            except TimeoutError:
+                raise TransientError(
+                    f"timed out fetching media {shown}", provider=self.name, field="media"
+                ) from None
+        raise InvalidMessage(
+            f"media {shown} redirects too many times", provider=self.name, field="media"
+        )
+
+    def _too_big(self, shown: str) -> NoReturn:
+        raise InvalidMessage(
+            f"media {shown} would take the mail past {self.media_max_bytes} bytes; "
+            "gateways drop large MMS "
+            "(raise media_max_bytes= if your carrier takes more)",
+            provider=self.name,
+            field="media",
+        )
+
+    async def _check_media_host(self, url: str) -> None:
+        if self.allow_private_media:
+            return
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
+        except OSError:
+            raise TransientError(
+                f"cannot resolve the media host {host}", provider=self.name, field="media"
+            ) from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if not address.is_global:
+                raise InvalidMessage(
+                    f"media {_shown(url)} points at a private address ({address}); "
+                    "smsgate does not fetch "
+                    "from private networks unless allow_private_media=true",
+                    provider=self.name,
+                    field="media",
+                )
+
+    # -- closing ------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.items()), {}
+        for loop, pool in pools:
+            idle, pool.idle = pool.idle, []
+            if loop is asyncio.get_running_loop():
+                await asyncio.gather(*(_quit(conn.client) for conn in idle))
+            elif not loop.is_closed() and loop.is_running():
+                for conn in idle:
+                    loop.call_soon_threadsafe(conn.client.close)
+            else:
+                for conn in idle:
+                    with contextlib.suppress(Exception):
+                        conn.client.close()
+        await super().aclose()
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        if client.is_connected:
+            await client.quit(timeout=2)
+    except (aiosmtplib.SMTPException, OSError):
+        pass
+    finally:
+        client.close()
+
+
+def _header_text(value: str, name: str) -> str:
+    """A header value as 7-bit text: as is when plain ASCII, else RFC 2047 encoded words."""
+    if value.isascii() and len(value) < 900:
+        return value
+    from email.header import Header
+
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def _dot_stuff(payload: bytes) -> bytes:
+    # RFC 5321 4.5.2: a line starting with "." gets another; the body ends with CRLF "." CRLF.
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
+    payload = re.sub(rb"(?m)^\.", b"..", payload)
+    return payload + b".\r\n"
+
+
+def _os_reason(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        cause = cause.__cause__
+    return "connection lost" if "lost" in str(exc).lower() else type(exc).__name__
+
+
+def _shown(url: str) -> str:
+    """A media URL safe for an error message: signed URLs carry secrets in their query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _filename(url: str, index: int, content_type: str) -> str:
+    import mimetypes
+
+    name = Path(urlsplit(url).path).name
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64].strip("._")
+    if not name:
+        extension = mimetypes.guess_extension(content_type) or ""
+        name = f"media{index + 1}{extension}"
+    return name
+
+
+def provider_options(
+    carrier: str | None = None, *, subject: str | None = None, force: bool = False
+) -> Mapping[str, Any]:
+    """``Message.provider_options`` for an email-to-SMS send."""
+    options: dict[str, Any] = {}
+    if carrier is not None:
+        options["carrier"] = carrier
+    if subject is not None:
+        options["subject"] = subject
+    if force:
+        options["force"] = True
+    return options

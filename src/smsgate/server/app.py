@@ -1,0 +1,221 @@
+"""The application factory: ``create_app(config)`` returns the ASGI app ``smsgate serve`` runs.
+
+It opens the outbox (refusing a store on an old schema, with the command to run), builds one
+provider per ``[providers.NAME]`` with its status-callback URL under ``public_url``, and on start
+runs, next to the API: the submit grouper, the in-process worker (unless disabled), the relay of
+message events to user webhooks, the webhook dispatcher and the metrics follower. On shutdown it
+stops them in that order's reverse, letting the worker finish or release what it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from smsgate import __version__
+from smsgate.clock import SYSTEM_CLOCK, Clock
+from smsgate.config import Config
+from smsgate.outbox import Outbox
+from smsgate.providers import create_provider
+from smsgate.providers.base import Provider
+from smsgate.server import errors
+from smsgate.server.auth import ApiKeyMiddleware, Authenticator
+from smsgate.server.fastpath import FastSubmit
+from smsgate.server.inbound import InboundHandler
+from smsgate.server.metrics import EventFollower, Metrics, StoreCollector
+from smsgate.server.relay import EventRelay
+from smsgate.server.routes import health, messages, optouts, providers, tools, webhooks
+from smsgate.server.services import Services
+from smsgate.server.settings import ServerSettings
+from smsgate.server.store import ServerStore
+from smsgate.server.submit import Submitter
+from smsgate.server.webhooks_out import RetrySchedule, WebhookDispatcher
+
+logger = logging.getLogger("smsgate.server")
+
+
+
+class WorkerRunner(Protocol):
+    """The in-process worker as the server drives it (see :mod:`smsgate.server.worker`)."""
+
+    async def run(
+        self, outbox: Outbox, providers: Mapping[str, Provider], stop: asyncio.Event
+    ) -> None:
+        """Send until ``stop`` is set, then finish or release what is held, and return."""
+
+    def circuits(self) -> Mapping[str, str]:
+        """Each provider's circuit-breaker state (closed, half_open, open)."""
+
+
+def callback_url(public_url: str, provider: str) -> str:
+    """Where ``provider`` should send delivery receipts for this server."""
+    return f"{public_url.rstrip('/')}/webhooks/{provider}/status"
+
+
+def build_providers(config: Config, public_url: str | None) -> dict[str, Provider]:
+    """One provider per ``[providers.NAME]``; without a ``callback=`` in its URL, receipts are
+    asked for at ``{public_url}/webhooks/NAME/status``."""
+    built: dict[str, Provider] = {}
+    for name, entry in config.providers.items():
+        provider = create_provider(entry.url, name=name)
+        if provider.status_callback is None and public_url:
+            provider.status_callback = callback_url(public_url, name)
+        built[name] = provider
+    return built
+
+
+def create_app(
+    config: Config,
+    *,
+    settings: ServerSettings | None = None,
+    outbox: Outbox | None = None,
+    providers_by_name: Mapping[str, Provider] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    worker: WorkerRunner | None = None,
+    background: bool = True,
+) -> FastAPI:
+    """The API. ``worker`` is run in-process while the app runs; ``background`` False leaves the
+    relay, the webhook dispatcher and the metrics follower to the caller (tests drive them)."""
+    settings = settings or ServerSettings.from_config(config)
+    owned = outbox is None
+    box = outbox or Outbox(config.store, clock=clock)
+    try:
+        store = ServerStore.of(box)
+        chosen = dict(providers_by_name) if providers_by_name is not None else build_providers(
+            config, settings.public_url
+        )
+    except BaseException:
+        if owned:
+            box.close()
+        raise
+    metrics = Metrics()
+    dispatcher = WebhookDispatcher(
+        store, clock=clock, schedule=RetrySchedule(horizon=settings.webhook_retry_horizon),
+        timeout=settings.webhook_timeout,
+    )
+    svc = Services(
+        settings=settings,
+        outbox=box,
+        store=store,
+        providers=chosen,
+        clock=clock,
+        metrics=metrics,
+        authenticator=Authenticator(store, clock=clock),
+        submitter=Submitter(box, store, settings, clock=clock),
+        inbound=InboundHandler(box, store, settings, clock=clock),
+        dispatcher=dispatcher,
+        worker_state="starting" if worker is not None else "disabled",
+    )
+    metrics.registry.register(
+        StoreCollector(box.counts, None if worker is None else worker.circuits)
+    )
+    relay = EventRelay(store, clock=clock, on_queued=dispatcher.wake)
+    follower = EventFollower(store, metrics, clock=clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        svc.submitter.start()
+        worker_task = None
+        if worker is not None:
+            worker_task = asyncio.create_task(_supervise(svc, worker, stop), name="smsgate-worker")
+        if background:
+            tasks += [
+                asyncio.create_task(relay.run(stop), name="smsgate-relay"),
+                asyncio.create_task(dispatcher.run(stop), name="smsgate-webhooks"),
+                asyncio.create_task(follower.run(stop), name="smsgate-metrics"),
+            ]
+        try:
+            yield
+        finally:
+            stop.set()
+            await svc.submitter.stop()
+            if worker_task is not None:
+                await worker_task
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await dispatcher.aclose()
+            for provider in chosen.values():
+                with contextlib.suppress(Exception):
+                    await provider.aclose()
+            if owned:
+                box.close()
+
+    app = FastAPI(
+        title="smsgate",
+        version=__version__,
+        description="Send SMS through many providers with a durable queue, delivery receipts, "
+        "opt-outs and signed webhooks. Authenticate /v1 with `Authorization: Bearer sgk_...`.",
+        lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry hooks cost a tracer lookup per request; smsgate
+        # reports through /metrics instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.services = svc
+    app.state.relay = relay
+    app.state.follower = follower
+    errors.install(app)
+    for module in (messages, tools, optouts, webhooks, providers, health):
+        app.include_router(module.router)
+    if settings.fast_submit:
+        app.add_middleware(FastSubmit, submitter=svc.submitter)
+    app.add_middleware(ApiKeyMiddleware, authenticator=svc.authenticator)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _supervise(svc: Services, worker: WorkerRunner, stop: asyncio.Event) -> None:
+    svc.worker_state = "running"
+    try:
+        await worker.run(svc.outbox, svc.providers, stop)
+        svc.worker_state = "stopped"
+    except Exception:
+        svc.worker_state = "failed"
+        logger.exception("the in-process worker failed; the API keeps running")
+
+
+_ERROR_REF = {
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+}
+_COMMON: dict[str, str] = {"503": "a dependency (the store) is not available"}
+_AUTHED: dict[str, str] = {
+    "401": "no valid API key",
+    "429": "over the key's rate or quota (see Retry-After)",
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema with the error answers every endpoint can give, and Bearer auth on /v1."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http", "scheme": "bearer", "description": "sgk_... from smsgate keys create",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            extra = dict(_COMMON)
+            if path.startswith("/v1"):
+                operation["security"] = [{"bearer": []}]
+                extra.update(_AUTHED)
+            if operation.get("parameters") or operation.get("requestBody") or "422" in responses:
+                extra["422"] = "the request is not valid (the answer names the field)"
+            if operation.get("requestBody"):
+                extra["413"] = "the body is too large"
+            for code, text in extra.items():
+                responses[code] = {"description": text, **_ERROR_REF}
+    schemas = components.get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = schema
+    return schema

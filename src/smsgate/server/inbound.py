@@ -1,0 +1,144 @@
+"""What happens to a message a person sends us: stored once, opt-out keywords applied, answered.
+
+The inbound row, the suppression change and the webhook events it causes are one transaction, so
+a provider's retry of the same webhook changes nothing. Replies (HELP, and STOP/START
+confirmations when configured) go through the outbox with an idempotency key derived from the
+inbound message, so they too are sent once; they are not blocked by the opt-out they confirm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import anyio.to_thread
+
+from smsgate.clock import SYSTEM_CLOCK, Clock
+from smsgate.errors import SmsgateError
+from smsgate.ids import new_id
+from smsgate.message import InboundMessage, Purpose
+from smsgate.outbox import Outbox
+from smsgate.server.optout import Action, classify, keyword, number_key, scope_of
+from smsgate.server.settings import ServerSettings
+from smsgate.server.store import InboundRecord, OutboundEvent, ServerStore, Suppression
+from smsgate.server.webhooks_out import iso, make_event
+
+logger = logging.getLogger("smsgate.server.inbound")
+
+
+class InboundHandler:
+    def __init__(
+        self,
+        outbox: Outbox,
+        store: ServerStore,
+        settings: ServerSettings,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.outbox = outbox
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    async def handle(self, messages: Sequence[InboundMessage]) -> int:
+        """Store and act on each message; returns how many were new."""
+        return await anyio.to_thread.run_sync(self.handle_sync, list(messages))
+
+    def handle_sync(self, messages: list[InboundMessage]) -> int:
+        return sum(self._one(message) for message in messages)
+
+    def _one(self, message: InboundMessage) -> bool:
+        now = self.clock.time()
+        received = message.received_at.timestamp() if message.received_at else now
+        sender = number_key(message.sender)
+        ours = number_key(message.to)
+        action = classify(message.body)
+        record = InboundRecord(
+            id=new_id("in"),
+            provider=message.provider,
+            provider_message_id=message.provider_message_id,
+            sender=sender,
+            to=ours,
+            body=message.body,
+            media=tuple(message.media),
+            action=None if action is None else action.value,
+            received_at=received,
+        )
+        events = [make_event("inbound.received", _inbound_data(record), received)]
+        add = remove = None
+        changes: list[OutboundEvent] = []
+        if action in (Action.OPT_OUT, Action.OPT_OUT_ALL):
+            (our_number,) = scope_of(action, ours)
+            add = Suppression(sender, our_number, "keyword", keyword(message.body), None, received)
+            changes.append(make_event("suppression.added", _suppression_data(add), received))
+        elif action is Action.OPT_IN:
+            numbers = scope_of(action, ours)
+            remove = (sender, numbers)
+            changes.append(
+                make_event(
+                    "suppression.removed",
+                    {"recipient": sender, "our_numbers": numbers, "source": "keyword",
+                     "keyword": keyword(message.body)},
+                    received,
+                )
+            )
+        new = self.store.record_inbound(
+            record, message.raw, add=add, remove=remove, events=events, change_events=changes
+        )
+        if new and action is not None:
+            self._reply(message, record, action)
+        return new
+
+    def _reply(self, message: InboundMessage, record: InboundRecord, action: Action) -> None:
+        text = {
+            Action.HELP: self.settings.help_text,
+            Action.OPT_OUT: self.settings.stop_reply,
+            Action.OPT_OUT_ALL: self.settings.stop_reply,
+            Action.OPT_IN: self.settings.start_reply,
+        }[action]
+        if not text:
+            return
+        reply: dict[str, Any] = {
+            "to": record.sender,
+            "body": text,
+            "purpose": Purpose.TRANSACTIONAL.value,
+            "idempotency_key": f"reply:{record.provider}:{record.provider_message_id}",
+            "metadata": {"in_reply_to": record.id, "keyword": action.value},
+        }
+        if record.to:
+            reply["sender"] = record.to
+        try:
+            self.outbox.submit(reply)
+        except SmsgateError as exc:
+            logger.warning("could not queue the %s reply to inbound %s: %s", action.value,
+                           record.id, exc)
+
+
+def _inbound_data(record: InboundRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "provider": record.provider,
+        "provider_message_id": record.provider_message_id,
+        "from": record.sender,
+        "to": record.to,
+        "body": record.body,
+        "media": list(record.media),
+        "action": record.action,
+        "received_at": iso(record.received_at),
+    }
+
+
+def _suppression_data(item: Suppression) -> dict[str, Any]:
+    return {
+        "recipient": item.recipient,
+        "our_number": item.our_number,
+        "source": item.source,
+        "keyword": item.keyword,
+        "reason": item.reason,
+        "created_at": iso(item.created_at),
+    }
+
+
+def suppression_event(item: Suppression) -> OutboundEvent:
+    return make_event("suppression.added", _suppression_data(item), item.created_at)

@@ -1,0 +1,194 @@
+"""``/v1/messages``: submit one or many, read one with its history, list, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from smsgate.message import Status
+from smsgate.outbox import MessageNotFound, MessageRecord, NotCancelable
+from smsgate.server.auth import key_of
+from smsgate.server.errors import ApiError, not_found
+from smsgate.server.models import (
+    BatchIn,
+    BatchItem,
+    BatchOut,
+    ErrorOut,
+    EventOut,
+    MessageAccepted,
+    MessageIn,
+    MessageOut,
+    MessagePage,
+)
+from smsgate.server.services import Svc
+from smsgate.server.submit import Outcome, accept, prepare
+
+router = APIRouter(prefix="/v1/messages", tags=["messages"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key", min_length=1, max_length=200,
+        description="submitting the same key again returns the first message; nothing is resent",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=MessageAccepted,
+    responses={
+        200: {"model": MessageAccepted, "description": "an earlier message had this key"},
+        422: {"model": ErrorOut, "description": "invalid message or recipient opted out"},
+    },
+    summary="Submit one message",
+)
+async def submit_message(
+    svc: Svc,
+    message: MessageIn,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> MessageAccepted:
+    # Served by smsgate.server.fastpath when it is on (the default); this route is the
+    # OpenAPI declaration and the path taken with [server] fast_submit = false.
+    accepted = await accept(svc.submitter, key_of(request.state), message, idempotency_key)
+    response.status_code = accepted.status_code
+    response.headers.update(accepted.headers)
+    return accepted.body
+
+
+@router.post(
+    "/batch",
+    response_model=BatchOut,
+    summary="Submit up to 10,000 messages",
+    description="Each item is validated and stored on its own: the answer has one result per "
+    "item, in order, with the error of each refused one.",
+)
+async def submit_batch(
+    batch: BatchIn, request: Request, svc: Svc
+) -> BatchOut:
+    key = key_of(request.state)
+    if len(batch.messages) > svc.settings.max_batch:
+        raise ApiError(
+            413, "too_large", f"{len(batch.messages)} messages in one batch",
+            field="messages", fix=f"send at most {svc.settings.max_batch} per request",
+        )
+    results: list[Outcome | None] = []
+    items = []
+    for message in batch.messages:
+        try:
+            items.append(prepare(message, key))
+            results.append(None)
+        except ApiError as exc:
+            results.append(Outcome(None, None, False, exc))
+    await svc.submitter.charge(key, len(items))
+    stored = iter(await svc.submitter.submit_many(items)) if items else iter(())
+    outcomes = [r if r is not None else next(stored) for r in results]
+    if any(o.id is not None and o.status is None for o in outcomes):
+        outcomes = await anyio.to_thread.run_sync(svc.submitter.with_statuses, outcomes)
+    return BatchOut(
+        accepted=sum(o.created for o in outcomes),
+        duplicates=sum(o.id is not None and not o.created for o in outcomes),
+        rejected=sum(o.error is not None for o in outcomes),
+        results=[
+            BatchItem(
+                index=i, id=o.id, status=o.status, created=o.created,
+                error=None if o.error is None else ErrorOut(**o.error.body()),
+            )
+            for i, o in enumerate(outcomes)
+        ],
+    )
+
+
+@router.get(
+    "/{message_id}",
+    response_model=MessageOut,
+    responses={404: {"model": ErrorOut}},
+    summary="A message, its status and its event history",
+)
+async def get_message(message_id: str, svc: Svc) -> MessageOut:
+    try:
+        record = await svc.outbox.astatus(message_id)
+    except MessageNotFound:
+        raise not_found("message", message_id) from None
+    return message_out(record, events=True)
+
+
+@router.get(
+    "",
+    response_model=MessagePage,
+    summary="Messages, newest first",
+    responses={422: {"model": ErrorOut}},
+)
+async def list_messages(
+    svc: Svc,
+    status: Annotated[Status | None, Query(description="only messages in this status")] = None,
+    to: Annotated[str | None, Query(max_length=64, description="only this recipient")] = None,
+    since: Annotated[
+        datetime | None, Query(description="created at or after (ISO 8601 with a zone)")
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> MessagePage:
+    if since is not None and since.utcoffset() is None:
+        raise ApiError(422, "invalid_request", "since has no time zone", field="since",
+                       fix="write e.g. 2024-05-01T00:00:00Z")
+    page = await svc.outbox.alist(status=status, to=to, since=since, cursor=cursor, limit=limit)
+    return MessagePage(
+        items=[message_out(item, events=False) for item in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.post(
+    "/{message_id}/cancel",
+    response_model=MessageOut,
+    responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+    summary="Cancel a scheduled or queued message",
+)
+async def cancel_message(message_id: str, svc: Svc) -> MessageOut:
+    try:
+        record = await svc.outbox.acancel(message_id, reason="canceled through the API")
+    except MessageNotFound:
+        raise not_found("message", message_id) from None
+    except NotCancelable as exc:
+        raise ApiError(
+            409, "not_cancelable", exc.message, field="id",
+            fix="only scheduled or queued messages can be canceled",
+        ) from None
+    return message_out(record, events=False)
+
+
+def message_out(record: MessageRecord, *, events: bool) -> MessageOut:
+    return MessageOut(
+        id=record.id,
+        status=record.status,
+        to=record.to,
+        body=record.body,
+        sender=record.sender,
+        media=list(record.media),
+        purpose=record.purpose,
+        idempotency_key=record.idempotency_key,
+        metadata=record.metadata,
+        attempts=record.attempts,
+        route=record.route,
+        provider=record.provider,
+        provider_message_id=record.provider_message_id,
+        send_at=record.send_at,
+        next_attempt_at=record.next_attempt_at,
+        last_error=record.last_error,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        events=[
+            EventOut(
+                id=e.id, at=e.at, from_status=e.from_status, to_status=e.to_status,
+                source=e.source, reason=e.reason, provider=e.provider, attempt=e.attempt,
+            )
+            for e in record.events
+        ] if events else None,
+    )

@@ -1,0 +1,129 @@
+"""``/webhooks/{provider}/status`` and ``/webhooks/{provider}/inbound``: what providers call.
+
+``provider`` is the name of a ``[providers.NAME]`` table; the provider's own verify-and-parse
+functions decide. A request that does not verify gets 403 and nothing is stored; a body the
+provider cannot parse gets 400; a provider we do not have, or one without that kind of webhook,
+gets 404. A receipt is recorded once (the same event id twice is a duplicate) and moves a message
+forward only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from smsgate.errors import SmsgateError, UnsupportedFeature, WebhookVerificationError
+from smsgate.outbox import ReceiptOutcome
+from smsgate.providers.base import Provider, WebhookRequest
+from smsgate.server.errors import ApiError
+from smsgate.server.models import ErrorOut, WebhookReceipt
+from smsgate.server.services import Services, Svc
+
+logger = logging.getLogger("smsgate.server.webhooks")
+router = APIRouter(prefix="/webhooks", tags=["provider webhooks"])
+T = TypeVar("T")
+MAX_BODY = 1024 * 1024
+
+_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut, "description": "the body is not this provider's webhook"},
+    403: {"model": ErrorOut, "description": "the signature does not verify; nothing stored"},
+    404: {"model": ErrorOut, "description": "no such provider, or no such webhook for it"},
+}
+
+
+@router.post(
+    "/{provider}/status", response_model=WebhookReceipt, responses=_RESPONSES,
+    summary="A provider's delivery receipt",
+)
+@router.get(
+    "/{provider}/status", response_model=WebhookReceipt, responses=_RESPONSES,
+    summary="A provider's delivery receipt (providers that call back with GET)",
+    operation_id="status_webhook_get",
+)
+async def status_webhook(
+    provider: str, request: Request, svc: Svc
+) -> JSONResponse:
+    impl = _provider(svc, provider)
+    webhook = await _webhook_request(svc, request)
+    events = _verified(svc, impl, "status", lambda: impl.handle_status_webhook(webhook))
+    stored = 0
+    for event in events:
+        result = await svc.outbox.arecord_event(event)
+        stored += result.outcome is not ReceiptOutcome.DUPLICATE
+    svc.metrics.webhooks.labels(impl.name, "status", "stored" if stored else "duplicate").inc()
+    return JSONResponse(WebhookReceipt(received=len(events), stored=stored).model_dump())
+
+
+@router.post(
+    "/{provider}/inbound", response_model=WebhookReceipt, responses=_RESPONSES,
+    summary="A message a person sent to one of our numbers",
+)
+@router.get(
+    "/{provider}/inbound", response_model=WebhookReceipt, responses=_RESPONSES,
+    summary="A message a person sent to one of our numbers (GET callbacks)",
+    operation_id="inbound_webhook_get",
+)
+async def inbound_webhook(
+    provider: str, request: Request, svc: Svc
+) -> JSONResponse:
+    impl = _provider(svc, provider)
+    webhook = await _webhook_request(svc, request)
+    messages = _verified(svc, impl, "inbound", lambda: impl.handle_inbound_webhook(webhook))
+    stored = await svc.inbound.handle(messages)
+    if stored:
+        svc.dispatcher.wake()
+    svc.metrics.webhooks.labels(impl.name, "inbound", "stored" if stored else "duplicate").inc()
+    return JSONResponse(WebhookReceipt(received=len(messages), stored=stored).model_dump())
+
+
+def _provider(svc: Services, name: str) -> Provider:
+    impl = svc.providers.get(name)
+    if impl is None:
+        raise ApiError(404, "not_found", f"no provider named {name!r} is configured",
+                       field="provider", fix="use the name of a [providers.NAME] table")
+    return impl
+
+
+async def _webhook_request(svc: Services, request: Request) -> WebhookRequest:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ApiError(413, "too_large", "the webhook body is over 1 MiB",
+                           fix="providers send small bodies: check the caller")
+    return WebhookRequest(
+        url=public_url_of(request, svc.settings.public_url),
+        method=request.method,
+        headers=dict(request.headers),
+        body=body,
+    )
+
+
+def public_url_of(request: Request, public_url: str | None) -> str:
+    """The URL the provider called: behind a proxy, the configured public URL with this path."""
+    url = str(request.url)
+    if public_url is None:
+        return url
+    path_qs = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return public_url.rstrip("/") + path_qs
+
+
+def _verified(svc: Services, impl: Provider, kind: str, handle: Callable[[], T]) -> T:
+    try:
+        return handle()
+    except WebhookVerificationError as exc:
+        svc.metrics.webhooks.labels(impl.name, kind, "refused").inc()
+        logger.info("%s %s webhook refused: %s", impl.name, kind, exc.message)
+        raise ApiError(403, "webhook_verification", exc.message,
+                       fix="check the provider's credentials and the public_url setting") from None
+    except UnsupportedFeature:
+        raise ApiError(404, "not_found", f"{impl.display_name} sends no {kind} webhooks",
+                       field="provider") from None
+    except (SmsgateError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        svc.metrics.webhooks.labels(impl.name, kind, "malformed").inc()
+        raise ApiError(400, "malformed_webhook", f"not a {impl.display_name} {kind} webhook: "
+                       f"{type(exc).__name__}", fix="check the caller") from None

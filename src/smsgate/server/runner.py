@@ -1,0 +1,146 @@
+"""Serving the app on uvicorn: in the foreground (``smsgate serve``) or on a thread (tests, demo).
+
+The listening socket is bound before the app is built, so ``--port 0`` works and, without a
+configured ``public_url``, the callback URLs given to providers name the port actually bound.
+Uvicorn turns SIGINT/SIGTERM into a graceful shutdown: it stops accepting connections, lets
+requests in flight finish, then the app's shutdown stops the worker, which finishes or releases
+the messages it holds.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from smsgate.clock import SYSTEM_CLOCK, Clock
+from smsgate.config import Config
+from smsgate.server.app import create_app
+from smsgate.server.settings import ServerSettings
+
+#: seconds uvicorn lets requests in flight finish on shutdown
+GRACEFUL_SECONDS = 30
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def local_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    elif host == "0.0.0.0":
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
+def build_app(
+    config: Config,
+    settings: ServerSettings,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    **options: Any,
+) -> FastAPI:
+    """The app with the in-process worker when ``settings.worker`` is on."""
+    worker = None
+    if settings.worker and config.providers:
+        from smsgate.server.worker import InProcessWorker
+
+        worker = InProcessWorker(config, clock=clock)
+    return create_app(config, settings=settings, clock=clock, worker=worker, **options)
+
+
+def uvicorn_server(
+    app: FastAPI, *, log_level: str = "info", access_log: bool = False
+) -> uvicorn.Server:
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level=log_level,
+            access_log=access_log,
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+            backlog=2048,
+        )
+    )
+
+
+def serve(config: Config, settings: ServerSettings, *, log_level: str = "info",
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Bind, build and serve until SIGINT/SIGTERM (the ``smsgate serve`` command)."""
+    sock = bind(settings.host, settings.port)
+    url = local_url(sock)
+    if settings.public_url is None:
+        settings = replace(settings, public_url=url)
+    app = build_app(config, settings)
+    server = uvicorn_server(app, log_level=log_level)
+    if on_ready is not None:
+        on_ready(url)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+class ServerThread:
+    """The app served on a background thread at ``url`` (a free loopback port by default).
+
+    ``make_app(url)`` builds the app once the socket is bound, so callbacks can name the port.
+    """
+
+    def __init__(
+        self,
+        make_app: Callable[[str], FastAPI],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        timeout: float = 30.0,
+    ) -> None:
+        self._sock = bind(host, port)
+        self.url = local_url(self._sock)
+        self.app = make_app(self.url)
+        self.server = uvicorn_server(self.app, log_level=log_level)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="smsgate-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if self._error is not None or not self._thread.is_alive():
+                raise RuntimeError(f"the server did not start: {self._error!r}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server did not start in time")
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        try:
+            self.server.run(sockets=[self._sock])
+        except BaseException as exc:  # reported by the starting thread
+            self._error = exc
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)
+        self._sock.close()
+        if self._thread.is_alive():
+            raise TimeoutError("the server did not stop in time")
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

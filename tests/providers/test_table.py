@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smsgate.providers import available_providers
+from smsgate.providers.base import Capabilities
+from smsgate.providers.table import (
+    COLUMNS,
+    END,
+    START,
+    current_table,
+    main,
+    render,
+    replace_table,
+    row,
+)
+from smsgate.providers.vonage import VonageProvider
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "providers.md"
+
+
+def test_committed_table_is_the_generated_one() -> None:
+    assert current_table(DOC.read_text(encoding="utf-8")) == render(), (
+        "docs/providers.md is out of date: run python -m smsgate.providers.table --write"
+    )
+
+
+def test_every_available_provider_has_one_row() -> None:
+    table = render()
+    for provider in available_providers():
+        assert table.count(f"| {provider.display_name} (`{provider.scheme}`) |") == 1
+    lines = table.strip().splitlines()
+    assert len(lines) == 2 + len(available_providers())
+    assert all(line.count(" | ") == len(COLUMNS) - 1 for line in lines[2:])
+
+
+def test_rows_follow_the_declared_capabilities() -> None:
+    class Changed(VonageProvider):
+        capabilities = dataclasses.replace(
+            VonageProvider.capabilities, mms=True, hlr=True, dedupes=True, url_form="vonage://X|Y@Z"
+        )
+
+    before, after = row(VonageProvider), row(Changed)
+    index = {name: i for i, name in enumerate(COLUMNS)}
+    assert before[index["MMS"]] == "—" and after[index["MMS"]] == "yes"
+    assert after[index["HLR / lookup"]] == "yes"
+    assert "deduplicated" in after[index["Idempotency"]]
+    assert "X\\|Y" in render([Changed])  # a pipe cannot break the table
+
+    class Silent(VonageProvider):
+        capabilities = dataclasses.replace(Capabilities(), url_form="")
+
+    silent = row(Silent)
+    assert silent[index["Delivery webhooks (verification)"]] == "—"
+    assert silent[index["URL form"]] == "—" and silent[index["Idempotency"]] == "—"
+
+
+def test_write_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "providers.md"
+    doc.write_text(f"# notes\n\n{START}\nstale\n{END}\n\nmore notes\n", encoding="utf-8")
+    assert main(["--check", "--doc", str(doc)]) == 1
+    assert main(["--write", "--doc", str(doc)]) == 0
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("# notes\n") and text.endswith("more notes\n")
+    assert current_table(text) == render()
+    assert main(["--check", "--doc", str(doc)]) == 0
+    (tmp_path / "bare.md").write_text("no markers\n", encoding="utf-8")
+    assert main(["--write", "--doc", str(tmp_path / "bare.md")]) == 2
+    with pytest.raises(ValueError):
+        replace_table("no markers", "x")
+
+
+def test_module_entry_point_prints_the_table() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "smsgate.providers.table"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert out == render()
