@@ -5,8 +5,9 @@
 Runs each command as a fresh process ``--runs`` times (after one unmeasured warm-up run, so the
 page cache is warm) and prints the median and the spread. Beside smsgate's own commands it times
 the floors it cannot go below: the interpreter alone, ``python -c "import typer"``, and a
-one-command Typer app run the same way (Typer 0.2x builds a pydantic TypeAdapter per parameter
-when a command runs, so the floor of any Typer command is well above ``import typer``).
+one-command Typer app run the same way (Typer 0.29 builds a pydantic TypeAdapter per parameter
+when a command runs, which put the floor of any Typer command near 0.4 s on this machine; the
+project pins typer<0.29).
 ``--importtime`` prints the slowest imports of each smsgate command (``python -X importtime``).
 """
 
@@ -50,13 +51,21 @@ def smsgate_command() -> list[str]:
     return [sys.executable, "-c", "from smsgate.cli import main; main()"]
 
 
+def typer_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("typer")
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def time_runs(argv: list[str], runs: int) -> list[float]:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    subprocess.run(argv, capture_output=True, check=True, env=env)  # warm-up, and must succeed
+    subprocess.run(argv, capture_output=True, check=True)  # warm-up, and must succeed
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=True, env=env)
+        subprocess.run(argv, capture_output=True, check=True)
         times.append(time.perf_counter() - started)
     return times
 
@@ -98,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             ('python -c "import typer"', [sys.executable, "-c", "import typer"], False),
             ("one-command Typer app", [sys.executable, str(minimal), "segments", "hello"], False),
         ]
+        cached = "off" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
+        print(f"typer {typer_version()}; bytecode caching {cached} "
+              "(off: smsgate's own modules are compiled on every start)")
         print(f"{'command':<28} {'median':>8} {'min':>7} {'max':>7}  ({args.runs} runs each)")
         missed = []
         for label, command, targeted in cases:

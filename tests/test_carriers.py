@@ -160,7 +160,7 @@ def test_mms_address_and_carriers_without_mms() -> None:
 
 
 def _entry(**changes: Any) -> dict[str, Any]:
-    entry = json.loads(DATA.read_text(encoding="utf-8"))["carriers"][0]
+    entry: dict[str, Any] = json.loads(DATA.read_text(encoding="utf-8"))["carriers"][0]
     entry.update(changes)
     return entry
 

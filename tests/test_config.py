@@ -20,6 +20,7 @@ from smsgate.config import (
     load_config,
     mask_settings,
     mask_url,
+    parse_duration,
 )
 from smsgate.errors import ConfigError
 from smsgate.message import Message, Purpose
@@ -530,6 +531,12 @@ def test_numbers_may_come_from_the_environment() -> None:
 )
 def test_durations(text: str, seconds: float) -> None:
     assert from_toml(f'[otp]\nttl = "{text}"').otp.ttl == seconds
+
+
+def test_parse_duration_is_usable_by_other_settings() -> None:
+    assert parse_duration("2h", "server.webhook_timeout") == 7200.0
+    with pytest.raises(ConfigError, match=r"^server\.webhook_timeout: 'later' is not a duration"):
+        parse_duration("later", "server.webhook_timeout")
 
 
 # ---- secrets are masked

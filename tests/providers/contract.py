@@ -52,6 +52,9 @@ class ProviderContract:
     callback_option: ClassVar[str] = "callback"
     #: whether the provider's webhooks carry a timestamp that can go stale
     signs_timestamps: ClassVar[bool] = False
+    #: whether the provider accepts a message to an opted-out recipient and reports the opt-out
+    #: later, in a failed delivery receipt (Plivo), instead of refusing the send with OptedOut
+    opt_out_in_receipt: ClassVar[bool] = False
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -73,7 +76,9 @@ class ProviderContract:
 
     def secrets(self, emulator: Emulator) -> list[str]:
         """Values that must never appear in logs, reprs or errors."""
-        return [part for part in emulator.credentials.split(":")[1:] if part] or [emulator.credentials]
+        return [part for part in emulator.credentials.split(":")[1:] if part] or [
+            emulator.credentials
+        ]
 
     # -- fixtures -------------------------------------------------------------------------------
 
@@ -95,7 +100,9 @@ class ProviderContract:
 
     # -- sending --------------------------------------------------------------------------------
 
-    def test_send_returns_provider_id_and_reaches_the_provider(self, gateway: smsgate.Gateway, emulator: EmulatorThread) -> None:
+    def test_send_returns_provider_id_and_reaches_the_provider(
+        self, gateway: smsgate.Gateway, emulator: EmulatorThread
+    ) -> None:
         result = gateway.send(GOOD, "Your code is 481902")
         assert result.ok
         assert result.status in (Status.QUEUED, Status.SENT, Status.SENDING)
@@ -106,12 +113,16 @@ class ProviderContract:
         assert stored["body"] == "Your code is 481902"
         assert stored["id"] == result.provider_message_id
 
-    def test_unicode_body_arrives_intact(self, gateway: smsgate.Gateway, emulator: EmulatorThread) -> None:
+    def test_unicode_body_arrives_intact(
+        self, gateway: smsgate.Gateway, emulator: EmulatorThread
+    ) -> None:
         result = gateway.send(GOOD, "Привет 😜")
         assert result.encoding == "UCS-2"
         assert self.accepted(emulator)[0]["body"] == "Привет 😜"
 
-    def test_mms_is_sent_or_refused_before_any_request(self, gateway: smsgate.Gateway, emulator: EmulatorThread) -> None:
+    def test_mms_is_sent_or_refused_before_any_request(
+        self, gateway: smsgate.Gateway, emulator: EmulatorThread
+    ) -> None:
         provider = next(iter(gateway.providers.values()))
         if provider.capabilities.mms:
             result = gateway.send(GOOD, "look", media=(MEDIA,))
@@ -128,19 +139,37 @@ class ProviderContract:
         assert info.value.code and info.value.raw is not None
         assert self.accepted(emulator) == []
 
-    def test_opted_out_recipient(self, gateway: smsgate.Gateway) -> None:
-        with pytest.raises(OptedOut) as info:
-            gateway.send(MAGIC_OPTED_OUT, "hello")
-        assert info.value.code
+    def test_opted_out_recipient(
+        self, gateway: smsgate.Gateway, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    ) -> None:
+        if not self.opt_out_in_receipt:
+            with pytest.raises(OptedOut) as info:
+                gateway.send(MAGIC_OPTED_OUT, "hello")
+            assert info.value.code
+            return
+        # Accepted (the send raises nothing), then failed in a receipt that says why.
+        self._status_webhooks(emulator, webhook_receiver, to=MAGIC_OPTED_OUT)
+        provider = self.webhook_provider(emulator.emulator)
+        final = {Status.FAILED, Status.UNDELIVERED}
+        events = self._events_until(provider, webhook_receiver, final)
+        failed = [e for e in events if e.status in final]
+        assert any(e.opted_out and e.error_code for e in failed)
+        assert all(e.provider_message_id == self._sent_id for e in failed)
 
-    def test_429_becomes_rate_limited_with_retry_after(self, gateway: smsgate.Gateway, emulator: EmulatorThread) -> None:
-        emulator.call(lambda: emulator.emulator.faults.update({"rate_limit_rate": 1, "retry_after": 7}))
+    def test_429_becomes_rate_limited_with_retry_after(
+        self, gateway: smsgate.Gateway, emulator: EmulatorThread
+    ) -> None:
+        emulator.call(
+            lambda: emulator.emulator.faults.update({"rate_limit_rate": 1, "retry_after": 7})
+        )
         with pytest.raises(RateLimited) as info:
             gateway.send(GOOD, "hello")
         assert info.value.retry_after == 7
         assert info.value.retryable
 
-    def test_unavailable_is_transient(self, gateway: smsgate.Gateway, emulator: EmulatorThread) -> None:
+    def test_unavailable_is_transient(
+        self, gateway: smsgate.Gateway, emulator: EmulatorThread
+    ) -> None:
         emulator.call(lambda: emulator.emulator.faults.update({"error_rate": 1}))
         with pytest.raises(TransientError):
             gateway.send(GOOD, "hello")
@@ -148,7 +177,10 @@ class ProviderContract:
     def test_bad_credentials_are_an_auth_error(self, emulator: EmulatorThread) -> None:
         other = self.emulator_cls(credentials=self.wrong_credentials)
         other.url = emulator.url
-        with smsgate.Gateway.from_url(other.provider_url()) as gateway, pytest.raises(AuthError) as info:
+        with (
+            smsgate.Gateway.from_url(other.provider_url()) as gateway,
+            pytest.raises(AuthError) as info,
+        ):
             gateway.send(GOOD, "hello")
         assert info.value.failover and not info.value.retryable
         assert self.accepted(emulator) == []
@@ -159,7 +191,9 @@ class ProviderContract:
         with smsgate.Gateway.from_url(url) as gateway, pytest.raises(AmbiguousSend):
             gateway.send(GOOD, "hello")
 
-    def test_reset_after_accept_is_ambiguous(self, gateway: smsgate.Gateway, emulator: EmulatorThread) -> None:
+    def test_reset_after_accept_is_ambiguous(
+        self, gateway: smsgate.Gateway, emulator: EmulatorThread
+    ) -> None:
         emulator.call(lambda: emulator.emulator.faults.update({"reset_rate": 1}))
         with pytest.raises(AmbiguousSend):
             gateway.send(GOOD, "hello")
@@ -175,18 +209,28 @@ class ProviderContract:
         with smsgate.Gateway.from_url(url) as gateway, pytest.raises(TransientError):
             gateway.send(GOOD, "hello")
 
-    def test_send_many_mixes_good_and_bad_recipients_in_order(self, gateway: smsgate.Gateway, emulator: EmulatorThread) -> None:
+    def test_send_many_mixes_good_and_bad_recipients_in_order(
+        self, gateway: smsgate.Gateway, emulator: EmulatorThread
+    ) -> None:
         numbers = [GOOD, MAGIC_INVALID, GOOD_2, MAGIC_OPTED_OUT, "+15555550101"]
         results = gateway.send_many([Message(to=n, body="Your order shipped") for n in numbers])
         assert [r.to for r in results] == numbers
-        assert [r.ok for r in results] == [True, False, True, False, True]
+        # A provider that reports opt-outs in receipts accepts the opted-out recipient here.
+        assert [r.ok for r in results] == [True, False, True, self.opt_out_in_receipt, True]
         assert isinstance(results[1].error, InvalidRecipient)
-        assert isinstance(results[3].error, OptedOut)
+        accepted = [GOOD, GOOD_2, "+15555550101"]
+        if self.opt_out_in_receipt:
+            assert results[3].provider_message_id
+            accepted.append(MAGIC_OPTED_OUT)
+        else:
+            assert isinstance(results[3].error, OptedOut)
         assert sorted(m["to"].lstrip("+") for m in self.accepted(emulator)) == sorted(
-            n.lstrip("+") for n in (GOOD, GOOD_2, "+15555550101")
+            n.lstrip("+") for n in accepted
         )
 
-    def test_no_secret_in_logs_reprs_or_errors(self, emulator: EmulatorThread, caplog: pytest.LogCaptureFixture) -> None:
+    def test_no_secret_in_logs_reprs_or_errors(
+        self, emulator: EmulatorThread, caplog: pytest.LogCaptureFixture
+    ) -> None:
         caplog.set_level(logging.DEBUG)
         url = self.provider_url(emulator.emulator)
         texts = []
@@ -219,18 +263,27 @@ class ProviderContract:
         if not getattr(capabilities, capability):
             pytest.skip(f"{self.emulator_cls.name} declares no {capability.replace('_', ' ')}")
 
-    def _status_webhooks(self, emulator: EmulatorThread, receiver: WebhookReceiver, count: int = 1) -> list[WebhookRequest]:
+    def _status_webhooks(
+        self, emulator: EmulatorThread, receiver: WebhookReceiver, count: int = 1, to: str = GOOD
+    ) -> list[WebhookRequest]:
         self._require(emulator, "delivery_webhooks")
-        url = self.provider_url(emulator.emulator, **{self.callback_option: f"{receiver.url}/status"})
+        url = self.provider_url(
+            emulator.emulator, **{self.callback_option: f"{receiver.url}/status"}
+        )
         with smsgate.Gateway.from_url(url) as gateway:
-            result = gateway.send(GOOD, "track me")
+            result = gateway.send(to, "track me")
         requests = receiver.wait(count, path="/status")
         self._sent_id = result.provider_message_id
         self._our_id = result.id
         return requests
 
-    def _events_until(self, provider: Provider, receiver: WebhookReceiver, wanted: set[Status],
-                      timeout: float = 5.0) -> list[smsgate.DeliveryEvent]:
+    def _events_until(
+        self,
+        provider: Provider,
+        receiver: WebhookReceiver,
+        wanted: set[Status],
+        timeout: float = 5.0,
+    ) -> list[smsgate.DeliveryEvent]:
         """Parse every status webhook received until one reaches a wanted status."""
         import time
 
@@ -244,7 +297,9 @@ class ProviderContract:
             time.sleep(0.02)
         raise AssertionError(f"no {wanted} receipt; got {[e.status for e in events]}")
 
-    def test_delivery_receipt_verifies_and_parses(self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver) -> None:
+    def test_delivery_receipt_verifies_and_parses(
+        self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    ) -> None:
         self._status_webhooks(emulator, webhook_receiver)
         provider = self.webhook_provider(emulator.emulator)
         events = self._events_until(provider, webhook_receiver, {Status.DELIVERED})
@@ -253,8 +308,12 @@ class ProviderContract:
         assert len({e.event_id for e in events}) == len(events)
         assert all(e.raw for e in events)
 
-    def test_undelivered_receipt_keeps_code_and_reason(self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver) -> None:
-        emulator.call(lambda: setattr(emulator.emulator.callbacks, "outcomes", {"undelivered": 1.0}))
+    def test_undelivered_receipt_keeps_code_and_reason(
+        self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    ) -> None:
+        emulator.call(
+            lambda: setattr(emulator.emulator.callbacks, "outcomes", {"undelivered": 1.0})
+        )
         provider = self.webhook_provider(emulator.emulator)
         self._status_webhooks(emulator, webhook_receiver)
         events = self._events_until(provider, webhook_receiver, {Status.UNDELIVERED, Status.FAILED})
@@ -262,23 +321,31 @@ class ProviderContract:
         assert bad[0].error_code and bad[0].reason
         assert bad[0].provider_message_id == self._sent_id
 
-    def test_tampered_webhook_is_refused(self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver) -> None:
+    def test_tampered_webhook_is_refused(
+        self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    ) -> None:
         [request, *_] = self._status_webhooks(emulator, webhook_receiver)
         provider = self.webhook_provider(emulator.emulator)
         body = request.body
-        tampered_body = body.replace(b"delivered", b"failed") if b"delivered" in body else body + b" "
+        tampered_body = (
+            body.replace(b"delivered", b"failed") if b"delivered" in body else body + b" "
+        )
         if tampered_body == body or not body:
             tampered_body = body[:-1] + (b"x" if body[-1:] != b"x" else b"y")
         tampered = WebhookRequest(request.url, request.method, request.headers, tampered_body)
         with pytest.raises(WebhookVerificationError):
             provider.handle_status_webhook(tampered)
 
-    def test_webhook_signed_with_another_key_is_refused(self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver) -> None:
+    def test_webhook_signed_with_another_key_is_refused(
+        self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    ) -> None:
         [request, *_] = self._status_webhooks(emulator, webhook_receiver)
         with pytest.raises(WebhookVerificationError):
             self.webhook_provider(emulator.emulator, wrong_key=True).handle_status_webhook(request)
 
-    def test_webhook_with_stale_timestamp_is_refused(self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver) -> None:
+    def test_webhook_with_stale_timestamp_is_refused(
+        self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    ) -> None:
         if not self.signs_timestamps:
             pytest.skip("this provider's webhooks carry no timestamp")
         [request, *_] = self._status_webhooks(emulator, webhook_receiver)
@@ -287,13 +354,20 @@ class ProviderContract:
         with pytest.raises(WebhookVerificationError):
             provider.handle_status_webhook(self.stale(request, emulator.emulator))
 
-    def test_inbound_message_verifies_and_parses(self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver) -> None:
+    def test_inbound_message_verifies_and_parses(
+        self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    ) -> None:
         import requests
 
         self._require(emulator, "inbound")
         answer = requests.post(
             f"{emulator.url}/_emulator/inbound",
-            json={"from": "+15555550199", "to": "+15005550006", "body": "STOP", "url": f"{webhook_receiver.url}/inbound"},
+            json={
+                "from": "+15555550199",
+                "to": "+15005550006",
+                "body": "STOP",
+                "url": f"{webhook_receiver.url}/inbound",
+            },
             timeout=10,
         )
         assert answer.status_code == 200, answer.text

@@ -18,7 +18,6 @@ from smsgate.errors import (
     InsufficientFunds,
     InvalidMessage,
     InvalidRecipient,
-    OptedOut,
     ProviderUnavailable,
     RateLimited,
     TransientError,
@@ -29,7 +28,14 @@ from smsgate.providers import create_provider
 from smsgate.providers.base import WebhookRequest
 from smsgate.providers.plivo import PlivoProvider, plivo_v3_signature
 from smsgate.providers.transport import HttpResponse
-from tests.providers.contract import GOOD, GOOD_2, MEDIA, ProviderContract, with_options
+from tests.providers.contract import (
+    GOOD,
+    GOOD_2,
+    MAGIC_OPTED_OUT,
+    MEDIA,
+    ProviderContract,
+    with_options,
+)
 from tests.support.webhooks import WebhookReceiver
 
 TOKEN = "MzE0NjA1YjFmNDkxNGEzZjliY2M5NDcyNWQwZmFi"
@@ -38,6 +44,7 @@ TOKEN = "MzE0NjA1YjFmNDkxNGEzZjliY2M5NDcyNWQwZmFi"
 class TestPlivoContract(ProviderContract):
     emulator_cls = PlivoEmulator
     wrong_credentials = "MAWRONG0000000000000:not-the-token"
+    opt_out_in_receipt = True
 
 
 @pytest.fixture
@@ -173,17 +180,60 @@ def test_mixed_validity_bulk_is_one_request_with_per_recipient_results(
     }
     assert json.loads(request_fields)["text"] == "Your order shipped"
     assert [r.to for r in results] == numbers
-    assert [r.ok for r in results] == [True, False, True, False, False, True]
+    # the opted-out number is accepted: Plivo fails it later, in its status callback
+    assert [r.ok for r in results] == [True, False, True, False, True, True]
     for i in (1, 3):
         assert isinstance(results[i].error, InvalidRecipient)
         assert results[i].error.code == "invalid_number"
         assert results[i].status is Status.REJECTED
-    assert isinstance(results[4].error, OptedOut)
     # each accepted recipient got the uuid the emulator gave its own destination
     stored = {m["to"]: m["id"] for m in summary["messages"]}
-    for result in (results[0], results[2], results[5]):
+    for result in (results[0], results[2], results[4], results[5]):
         assert result.provider_message_id == stored[result.to.lstrip("+")]
-    assert len({r.provider_message_id for r in results if r.ok}) == 3
+    assert len({r.provider_message_id for r in results if r.ok}) == 4
+
+
+def test_opted_out_recipient_is_accepted_then_failed_in_its_callback(
+    emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+) -> None:
+    numbers = [GOOD, MAGIC_OPTED_OUT]
+    with smsgate.Gateway.from_url(_callback_url(emulator, webhook_receiver)) as gateway:
+        results = gateway.send_many([Message(to=n, body="Your order shipped") for n in numbers])
+    assert all(r.ok and r.provider_message_id for r in results)
+    # Plivo's answer has no field for opt-outs: only what its API documents
+    assert set(results[1].raw) <= {"api_id", "message", "message_uuid", "invalid_number"}
+    requests_ = webhook_receiver.wait(3, path="/status")  # sent + delivered, then one failed
+    provider = create_provider(emulator.emulator.provider_url())
+    events = [e for r in requests_ for e in provider.handle_status_webhook(r)]
+    by_id = {r.provider_message_id: r.to for r in results}
+    [blocked] = [e for e in events if by_id[e.provider_message_id] == MAGIC_OPTED_OUT]
+    assert blocked.status is Status.FAILED and blocked.error_code == "200" and blocked.opted_out
+    assert blocked.reason == "recipient opted out (STOP)"
+    good = [e for e in events if by_id[e.provider_message_id] == GOOD]
+    assert [e.status for e in good] == [Status.SENT, Status.DELIVERED]
+    assert not any(e.opted_out for e in good)
+
+
+def test_start_lifts_a_stop(emulator: EmulatorThread, webhook_receiver: WebhookReceiver) -> None:
+    provider = create_provider(emulator.emulator.provider_url())
+    statuses = []
+    for word, callbacks in (("STOP", 1), ("start", 3)):  # failed; then sent and delivered
+        requests.post(
+            f"{emulator.url}/_emulator/inbound",
+            timeout=10,
+            # our number written another way is still our number
+            json={
+                "from": GOOD,
+                "to": "+1 (500) 555-0006",
+                "body": word,
+                "url": f"{webhook_receiver.url}/in",
+            },
+        )
+        with smsgate.Gateway.from_url(_callback_url(emulator, webhook_receiver)) as gateway:
+            assert gateway.send(GOOD, f"after {word}").ok
+        received = webhook_receiver.wait(callbacks, path="/status")
+        statuses = [e.status for r in received for e in provider.handle_status_webhook(r)]
+    assert statuses == [Status.FAILED, Status.SENT, Status.DELIVERED]
 
 
 def test_a_recipient_twice_in_one_bulk_is_sent_twice(emulator: EmulatorThread) -> None:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -265,3 +266,40 @@ def test_hash_and_token_never_reach_debug_logs(caplog: pytest.LogCaptureFixture)
     provider = create_provider(url)
     assert isinstance(provider, SmspmProvider)
     assert "emulator-token" not in repr(provider)
+
+
+# -- the bulk fallback hook -----------------------------------------------------------------------
+
+
+class _AlwaysFallBack(SmspmProvider):
+    """An SMSPM client that would resend every failed array one by one, if the base let it."""
+
+    def bulk_fallback(self, error: smsgate.SmsgateError, group: Sequence[Message]) -> bool:
+        return True
+
+
+def test_bulk_fallback_is_never_asked_after_an_ambiguous_failure() -> None:
+    with running() as emulator:
+        emulator.call(lambda: emulator.emulator.faults.update({"reset_rate": 1}))
+        provider = _AlwaysFallBack(
+            hash="emulator-hash", token="emulator-token", sender="SMSPM", base_url=emulator.url
+        )
+
+        async def send() -> list[smsgate.SendResult]:
+            try:
+                return await provider.asend_many([Message(to=n, body="hi") for n in (GOOD, GOOD_2)])
+            finally:
+                await provider.aclose()
+
+        results = asyncio.run(send())
+        assert all(isinstance(r.error, AmbiguousSend) for r in results)
+        # the array arrived once; resending it one by one would have sent each message twice
+        assert sorted(m["to"] for m in stored(emulator)) == sorted([GOOD, GOOD_2])
+
+
+def test_a_refusal_before_any_request_is_each_recipients_result() -> None:
+    provider = SmspmProvider(hash="h", token="t", base_url="http://127.0.0.1:9")
+    messages = [Message(to=n, body="no sender anywhere") for n in (GOOD, GOOD_2)]
+    results = asyncio.run(provider.asend_many(messages))
+    assert [r.to for r in results] == [GOOD, GOOD_2]
+    assert all(isinstance(r.error, InvalidMessage) and r.error.field == "sender" for r in results)

@@ -39,6 +39,7 @@ from smsgate.errors import (
     InvalidRecipient,
     ProviderUnavailable,
     RateLimited,
+    SmsgateError,
     TransientError,
     UnsupportedFeature,
 )
@@ -65,6 +66,13 @@ def without_option(url: str, name: str) -> str:
     return base + ("?" + "&".join(kept) if kept else "")
 
 
+def emu(thread: EmulatorThread) -> SmtpEmulator:
+    """The running SMTP emulator behind a thread handle (typed)."""
+    emulator = thread.emulator
+    assert isinstance(emulator, SmtpEmulator)
+    return emulator
+
+
 @pytest.fixture
 def start() -> Iterator[Callable[..., EmulatorThread]]:
     running: list[EmulatorThread] = []
@@ -86,19 +94,19 @@ def emulator(start: Callable[..., EmulatorThread]) -> EmulatorThread:
 
 
 def summary(emulator: EmulatorThread) -> dict[str, Any]:
-    result: dict[str, Any] = emulator.call(emulator.emulator.summary)
+    result: dict[str, Any] = emulator.call(emu(emulator).summary)
     return result
 
 
 def set_faults(emulator: EmulatorThread, **values: float) -> None:
-    emulator.call(lambda: emulator.emulator.faults.update(values))
+    emulator.call(lambda: emu(emulator).faults.update(values))
 
 
 def url_of(emulator: EmulatorThread, **options: Any) -> str:
     return (
-        with_options(emulator.emulator.provider_url(), **options)
+        with_options(emu(emulator).provider_url(), **options)
         if options
-        else emulator.emulator.provider_url()
+        else emu(emulator).provider_url()
     )
 
 
@@ -146,7 +154,7 @@ def test_a_line_starting_with_a_dot_survives_dot_stuffing(emulator: EmulatorThre
 @pytest.mark.parametrize("tls", ["none", "starttls", "implicit"])
 def test_plain_starttls_and_implicit_tls(start: Callable[..., EmulatorThread], tls: str) -> None:
     emulator = start(tls=tls)
-    assert f"tls={tls}" in emulator.emulator.provider_url()
+    assert f"tls={tls}" in emu(emulator).provider_url()
     with gateway(emulator) as gw:
         assert gw.send(GOOD, f"over {tls}").ok
     data = summary(emulator)
@@ -183,7 +191,7 @@ def test_send_many_uses_at_most_the_pool_and_logs_in_once_per_connection(
         results = gw.send_many([Message(to=GOOD, body=f"bulk {i}") for i in range(100)])
     assert all(r.ok for r in results)
     assert (summary(emulator)["connections"], summary(emulator)["logins"]) == (1, 1)
-    emulator.call(emulator.emulator.reset)
+    emulator.call(emu(emulator).reset)
     with gateway(emulator, connections=4) as gw:
         results = gw.send_many([Message(to=GOOD, body=f"bulk {i}") for i in range(100)])
     assert all(r.ok for r in results)
@@ -195,7 +203,7 @@ def test_send_many_uses_at_most_the_pool_and_logs_in_once_per_connection(
 def test_reconnects_after_the_server_drops_an_idle_connection(emulator: EmulatorThread) -> None:
     with gateway(emulator) as gw:
         assert gw.send(GOOD, "one").ok
-        assert emulator.call(emulator.emulator.drop_connections) == 1
+        assert emulator.call(emu(emulator).drop_connections) == 1
         assert gw.send(GOOD, "two").ok
     data = summary(emulator)
     assert data["count"] == 2 and data["connections"] == 2 and data["logins"] == 2
@@ -357,7 +365,7 @@ def test_bad_media_is_refused_before_any_mail(
     media: MediaServer,
     path: str,
     options: dict[str, Any],
-    error: type,
+    error: type[SmsgateError],
     words: str,
 ) -> None:
     with (
@@ -671,7 +679,7 @@ def test_5xx_at_rcpt_names_the_recipient_and_keeps_the_reply(emulator: EmulatorT
     ],
 )
 def test_4xx_and_5xx_replies_map_into_the_taxonomy(
-    emulator: EmulatorThread, fault: str, error: type, code: str
+    emulator: EmulatorThread, fault: str, error: type[SmsgateError], code: str
 ) -> None:
     set_faults(emulator, **{fault: 1})
     with gateway(emulator) as gw, pytest.raises(error) as info:
@@ -757,7 +765,7 @@ def test_send_many_keeps_order_and_isolates_failures(emulator: EmulatorThread) -
     ],
 )
 def test_reply_codes_by_stage(
-    code: int, text: str, stage: str, sender: str | None, error: type, words: str
+    code: int, text: str, stage: str, sender: str | None, error: type[SmsgateError], words: str
 ) -> None:
     provider = create_provider("smtp://me%40example.com:pw@smtp.example.com?carrier=googlefi")
     assert isinstance(provider, SmtpProvider)
@@ -801,7 +809,7 @@ def test_a_refused_connection_is_transient(emulator: EmulatorThread) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    url = url_of(emulator).replace(f":{emulator.emulator.smtp_port}?", f":{port}?")
+    url = url_of(emulator).replace(f":{emu(emulator).smtp_port}?", f":{port}?")
     with smsgate.Gateway.from_url(url) as gw, pytest.raises(TransientError) as info:
         gw.send(GOOD, "hello")
     assert info.value.retryable and info.value.failover
@@ -871,3 +879,63 @@ def test_no_secret_in_logs_reprs_or_errors(
     assert "refused the login" in joined
     for secret in (password, wrong, quote(password, safe=""), quote(wrong, safe="")):
         assert secret not in joined
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+def test_smsgate_send_with_carrier(emulator: EmulatorThread) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    beside = Path(sys.executable).with_name("smsgate")
+    command = [str(beside)] if beside.exists() else [shutil.which("smsgate") or "smsgate"]
+    out = subprocess.run(
+        [
+            *command,
+            "send",
+            GOOD_2,
+            "hi from the CLI",
+            "--carrier",
+            "boost",
+            "--provider",
+            url_of(emulator),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    assert printed["status"] == "sent" and printed["provider"] == "smtp"
+    [stored] = summary(emulator)["messages"]
+    assert (
+        stored["rcpt"] == "5555550101@sms.myboostmobile.com"
+        and stored["id"] == printed["provider_message_id"]
+    )
+    dead = subprocess.run(
+        [*command, "send", GOOD, "hi", "--carrier", "att", "--provider", url_of(emulator)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        dead.returncode == 1
+        and "AT&T closed its email-to-text gateway on 2025-06-17" in dead.stderr
+    )
+    assert "emulator-password" not in dead.stderr + out.stdout + out.stderr
+
+
+def test_async_use_from_the_callers_own_loop(emulator: EmulatorThread) -> None:
+    async def run() -> list[smsgate.SendResult]:
+        async with smsgate.Gateway.from_url(url_of(emulator, connections=3)) as gw:
+            first = await gw.asend(GOOD, "async one")
+            many = await gw.asend_many([Message(to=GOOD_2, body=f"async {i}") for i in range(20)])
+            return [first, *many]
+
+    results = asyncio.run(run())
+    assert all(r.ok for r in results) and len(results) == 21
+    data = summary(emulator)
+    assert data["count"] == 21 and data["connections"] <= 3

@@ -22,7 +22,7 @@ import requests
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import Config
 from smsgate.outbox import Outbox
-from smsgate.server.app import WorkerRunner, create_app
+from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
 from smsgate.server.services import Services
@@ -123,7 +123,7 @@ def server_factory() -> Iterator[ServerFactory]:
         config: Mapping[str, Any] | None = None,
         server: Mapping[str, Any] | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        worker: WorkerRunner | None = None,
+        worker: bool = False,
         background: bool = True,
         key: Mapping[str, Any] | None = None,
     ) -> Running:
@@ -138,7 +138,11 @@ def server_factory() -> Iterator[ServerFactory]:
                 resolved.server, public_url=resolved.public_url or url
             )
             return create_app(
-                resolved, settings=settings, outbox=outbox, clock=clock, worker=worker,
+                resolved,
+                settings=settings,
+                outbox=outbox,
+                clock=clock,
+                worker=worker,
                 background=background,
             )
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from tests.server.conftest import Running, ServerFactory
 
 TO = "+15555550100"
@@ -102,7 +101,10 @@ def test_fast_path_and_route_answer_alike(
     bad = submit(running, {"to": TO})
     wrong = submit(running, {"to": "12", "body": "x"})
     assert (ok.status_code, again.status_code, bad.status_code, wrong.status_code) == (
-        201, 200, 422, 422,
+        201,
+        200,
+        422,
+        422,
     )
     assert set(ok.json()) == {"id", "status", "to", "created"}
     assert again.headers["Idempotent-Replayed"] == "true"
@@ -196,8 +198,13 @@ def _force_sent(server: Running, message_id: str) -> None:
     from smsgate.message import DeliveryEvent, Status
 
     server.outbox.record_event(
-        DeliveryEvent(provider="p", provider_message_id="SM1", status=Status.SENT,
-                      event_id="e1", message_id=message_id)
+        DeliveryEvent(
+            provider="p",
+            provider_message_id="SM1",
+            status=Status.SENT,
+            event_id="e1",
+            message_id=message_id,
+        )
     )
 
 
@@ -227,14 +234,21 @@ def test_health_and_readiness_need_no_key(server: Running) -> None:
     assert ready.status_code == 200 and ready.json()["store"] == "ok"
 
 
-def test_readyz_is_503_when_the_store_is_gone(server_factory: ServerFactory, sqlite_url: str) -> None:
+def test_readyz_and_submit_are_503_when_the_store_breaks(
+    server_factory: ServerFactory, sqlite_url: str
+) -> None:
+    import sqlite3
+
     running = server_factory(sqlite_url)
-    running.outbox.store.close()
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:  # another process wrecks the schema
+        conn.execute("ALTER TABLE smsgate_schema_version RENAME TO gone")
+        conn.execute("ALTER TABLE smsgate_messages RENAME TO gone_too")
     response = running.anonymous.get(running.url + "/readyz")
     assert response.status_code == 503 and response.json()["status"] == "unavailable"
     failed = submit(running, {"to": TO, "body": "x"})
     assert failed.status_code == 503 and failed.json()["error"] == "unavailable"
-    assert "Traceback" not in failed.text
+    assert failed.headers["Retry-After"] == "1" and "Traceback" not in failed.text
 
 
 def test_unknown_paths_and_methods_are_json(server: Running) -> None:
@@ -247,10 +261,20 @@ def test_unknown_paths_and_methods_are_json(server: Running) -> None:
 def test_openapi_and_docs_are_served(server: Running) -> None:
     schema = server.anonymous.get(server.url + "/openapi.json").json()
     for path in (
-        "/v1/messages", "/v1/messages/batch", "/v1/messages/{message_id}",
-        "/v1/messages/{message_id}/cancel", "/v1/segments", "/v1/lookup/{number}", "/healthz",
-        "/readyz", "/metrics", "/v1/inbound", "/v1/suppressions", "/v1/webhooks",
-        "/webhooks/{provider}/status", "/webhooks/{provider}/inbound",
+        "/v1/messages",
+        "/v1/messages/batch",
+        "/v1/messages/{message_id}",
+        "/v1/messages/{message_id}/cancel",
+        "/v1/segments",
+        "/v1/lookup/{number}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/inbound",
+        "/v1/suppressions",
+        "/v1/webhooks",
+        "/webhooks/{provider}/status",
+        "/webhooks/{provider}/inbound",
     ):
         assert path in schema["paths"], path
     assert schema["paths"]["/v1/messages"]["post"]["security"] == [{"bearer": []}]

@@ -11,7 +11,9 @@ that are the same everywhere:
   rate with ``Retry-After``, connection resets and hangs (both *after* the message was accepted,
   which is what makes a send ambiguous);
 - delivery callbacks signed in the provider's real scheme, after a delay, with an outcome mix;
-- ``POST /_emulator/inbound`` posts the provider's inbound webhook to a URL.
+- ``POST /_emulator/inbound`` posts the provider's inbound webhook to a URL, and an emulator that
+  sets ``stop_words`` remembers an inbound STOP (:meth:`Emulator.track_keyword`) so that later
+  sends to that number can fail the way the provider fails them.
 """
 
 from __future__ import annotations
@@ -53,7 +55,15 @@ class Faults:
         for key, value in values.items():
             if key not in known:
                 raise ValueError(f"unknown fault {key!r}; known: {', '.join(sorted(known))}")
-            setattr(self, key, None if value is None and key == "seed" else float(value) if key != "seed" else int(value))
+            setattr(
+                self,
+                key,
+                None
+                if value is None and key == "seed"
+                else float(value)
+                if key != "seed"
+                else int(value),
+            )
 
 
 @dataclass(slots=True)
@@ -99,6 +109,10 @@ class Emulator(ABC):
     default_credentials: ClassVar[str]
     #: the outcome names a provider reports in callbacks
     outcome_names: ClassVar[tuple[str, ...]] = ("delivered", "undelivered", "failed")
+    #: inbound texts that opt the sender out of messages from the number it texted, and back in
+    #: (empty: this emulator does not track opt-outs)
+    stop_words: ClassVar[frozenset[str]] = frozenset()
+    start_words: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -121,6 +135,8 @@ class Emulator(ABC):
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.callback_log: list[dict[str, Any]] = []
+        #: (recipient, sender) pairs, as :func:`address_key` forms, opted out by an inbound STOP
+        self.opted_out: set[tuple[str, str]] = set()
 
     # -- what a provider emulator writes ------------------------------------------------------
 
@@ -134,14 +150,16 @@ class Emulator(ABC):
 
     @abstractmethod
     def error_response(self, status: int, kind: str) -> web.Response:
-        """The provider's own error body for an injected fault (``kind``: unavailable, throttled)."""
+        """The provider's error body for an injected fault (``kind``: unavailable, throttled)."""
 
     @abstractmethod
     async def deliver_callback(self, message: EmulatedMessage, outcome: str) -> None:
         """Post the provider's signed status callback(s) for ``message`` ending in ``outcome``."""
 
     @abstractmethod
-    async def post_inbound(self, url: str, sender: str, to: str, body: str, media: list[str]) -> int:
+    async def post_inbound(
+        self, url: str, sender: str, to: str, body: str, media: list[str]
+    ) -> int:
         """Post the provider's signed inbound-message webhook; return the HTTP status received."""
 
     def describe(self) -> list[str]:
@@ -176,12 +194,21 @@ class Emulator(ABC):
         except Exception as exc:  # a user's webhook being down must not stop the emulator
             logger.info("callback for %s failed: %s", message.id, exc)
 
-    async def post(self, url: str, *, data: Any = None, json: Any = None, headers: dict[str, str] | None = None) -> int:
+    async def post(
+        self, url: str, *, data: Any = None, json: Any = None, headers: dict[str, str] | None = None
+    ) -> int:
         """POST a webhook; logs the attempt for introspection; returns the HTTP status."""
+        return await self._webhook("POST", url, data=data, json=json, headers=headers)
+
+    async def get(self, url: str, *, headers: dict[str, str] | None = None) -> int:
+        """GET a webhook whose parameters are already in ``url``; logged as :meth:`post` is."""
+        return await self._webhook("GET", url, headers=headers)
+
+    async def _webhook(self, method: str, url: str, **kwargs: Any) -> int:
         if self._client is None or self._client.closed:
             self._client = ClientSession(timeout=ClientTimeout(total=10))
         try:
-            async with self._client.post(url, data=data, json=json, headers=headers) as resp:
+            async with self._client.request(method, url, **kwargs) as resp:
                 await resp.read()
                 status = resp.status
         except Exception as exc:
@@ -189,6 +216,19 @@ class Emulator(ABC):
             raise
         self.callback_log.append({"url": url, "status": status})
         return status
+
+    def track_keyword(self, sender: str, to: str, body: str) -> None:
+        """Note a text from ``sender`` to our number ``to``: STOP opts out, START opts back in."""
+        word = body.strip().lower()
+        pair = (address_key(sender), address_key(to))
+        if word in self.stop_words:
+            self.opted_out.add(pair)
+        elif word in self.start_words:
+            self.opted_out.discard(pair)
+
+    def has_opted_out(self, recipient: str, sender: str) -> bool:
+        """Whether ``recipient`` texted STOP to ``sender`` (and not START since)."""
+        return (address_key(recipient), address_key(sender)) in self.opted_out
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -211,7 +251,9 @@ class Emulator(ABC):
     # -- the server ---------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._fault_middleware], client_max_size=10 * 1024 * 1024)
+        app = web.Application(
+            middlewares=[self._fault_middleware], client_max_size=10 * 1024 * 1024
+        )
         app.router.add_get("/_emulator/messages", self._h_messages)
         app.router.add_post("/_emulator/reset", self._h_reset)
         app.router.add_get("/_emulator/faults", self._h_faults)
@@ -232,9 +274,9 @@ class Emulator(ABC):
             return self.error_response(503, "unavailable")
         roll -= faults.error_rate
         if roll < faults.rate_limit_rate:
-            response = self.error_response(429, "throttled")
-            response.headers["Retry-After"] = f"{faults.retry_after:g}"
-            return response
+            throttled = self.error_response(429, "throttled")
+            throttled.headers["Retry-After"] = f"{faults.retry_after:g}"
+            return throttled
         roll -= faults.rate_limit_rate
         response = await handler(request)
         if roll < faults.reset_rate:
@@ -272,14 +314,22 @@ class Emulator(ABC):
             data = await request.json()
             sender, to, body = str(data["from"]), str(data["to"]), str(data.get("body", ""))
         except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": "send JSON {from, to, body, media?, url?}"}, status=400)
+            return web.json_response(
+                {"error": "send JSON {from, to, body, media?, url?}"}, status=400
+            )
         url = data.get("url") or self.inbound_url
         if not url:
-            return web.json_response({"error": "no url given and no --inbound-url configured"}, status=400)
+            return web.json_response(
+                {"error": "no url given and no --inbound-url configured"}, status=400
+            )
         try:
-            status = await self.post_inbound(str(url), sender, to, body, list(data.get("media") or []))
+            status = await self.post_inbound(
+                str(url), sender, to, body, list(data.get("media") or [])
+            )
         except Exception as exc:
-            return web.json_response({"error": f"could not reach {url}: {type(exc).__name__}"}, status=502)
+            return web.json_response(
+                {"error": f"could not reach {url}: {type(exc).__name__}"}, status=502
+            )
         return web.json_response({"delivered_to": url, "status": status})
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -322,15 +372,59 @@ class Emulator(ABC):
         return predicate()
 
 
+def address_key(value: str) -> str:
+    """A number as bare digits (``+``, spaces, dashes, dots and brackets dropped), else the text.
+
+    So ``+1 (555) 555-0100`` and ``15555550100`` are the same number, and ``MyApp`` stays a sender
+    id, wherever an emulator compares addresses.
+    """
+    stripped = "".join(ch for ch in value if ch not in "+-.() \t")
+    return stripped if stripped.isdigit() else value.strip()
+
+
+def possible_number(number: str) -> bool:
+    """Whether ``number`` (digits, with or without ``+``) could be a phone number anywhere."""
+    from smsgate.errors import InvalidRecipient
+    from smsgate.phone import normalize
+
+    digits = number.strip().removeprefix("+")
+    if not digits.isdigit():
+        return False
+    try:
+        normalize(f"+{digits}", strict=False)
+    except InvalidRecipient:
+        return False
+    return True
+
+
+async def request_fields(request: web.Request) -> dict[str, Any] | None:
+    """A JSON request's object body, or a form request's fields as text.
+
+    None when a JSON body is not valid JSON or not an object; each provider refuses that its own
+    way.
+    """
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+    return {key: str(value) for key, value in (await request.post()).items()}
+
+
 class EmulatorThread:
     """An emulator serving on its own event-loop thread."""
 
     def __init__(self, emulator: Emulator, host: str, port: int) -> None:
         self.emulator = emulator
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=f"{emulator.name}-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name=f"{emulator.name}-emulator", daemon=True
+        )
         self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(emulator.start(host, port), self.loop).result(10)
+        self.url = asyncio.run_coroutine_threadsafe(emulator.start(host, port), self.loop).result(
+            10
+        )
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the emulator's loop (to read or change its state safely)."""

@@ -8,13 +8,12 @@ Run it with ``smsgate emulate plivo``. What it speaks:
   ``media_urls``, ``url``, ``method``; 202 ``{"api_id", "message": "message(s) queued",
   "message_uuid": [...]}`` with one uuid per accepted destination, in ``dst`` order;
 - refused destinations listed in ``invalid_number`` (Plivo's field): numbers that are not
-  possible, and Twilio's magic invalid, unreachable, region-not-enabled and not-mobile numbers;
-- Twilio's magic opted-out number listed in ``opted_out_number``, a field Plivo itself does not
-  have. Plivo blocks opted-out numbers only after accepting them (a ``failed`` callback with
-  ``ErrorCode`` 200); the emulator does that for numbers that texted STOP through
-  ``POST /_emulator/inbound``, and reports the magic test number at once so a test can see an
-  opt-out without a callback. When no destination is accepted the answer is still 202, with an
-  empty ``message_uuid``;
+  possible, and Twilio's magic invalid, unreachable, region-not-enabled and not-mobile numbers.
+  When no destination is accepted the answer is still 202, with an empty ``message_uuid``;
+- opted-out recipients accepted, as Plivo accepts them, then failed: the status callback says
+  ``failed`` with ``ErrorCode`` 200. That happens to Twilio's magic opted-out number
+  (+15005550004) and to numbers that texted STOP (or another of Plivo's opt-out keywords) through
+  ``POST /_emulator/inbound``, until they text START;
 - the magic senders as ``{"api_id", "error"}`` refusals (400, or 429 for a full queue);
   401 for wrong credentials, 404 for an unknown message, injected 429 and 503 with Plivo's body;
 - ``GET .../Message/{uuid}/`` and ``GET .../Message/`` (the newest first, ``limit``/``offset``);
@@ -34,16 +33,20 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from smsgate.emulators.base import EmulatedMessage, Emulator
+from smsgate.emulators.base import (
+    EmulatedMessage,
+    Emulator,
+    address_key,
+    possible_number,
+    request_fields,
+)
 from smsgate.emulators.magic import MAGIC_FROM, MAGIC_TO, Outcome
 from smsgate.providers.plivo import MAX_DESTINATIONS, plivo_v3_signature
 
 RATE = "0.00500"
-STOP_WORDS = frozenset({"stop", "stopall", "stop all", "end", "quit", "cancel", "unsubscribe",
-                        "unsub"})
-START_WORDS = frozenset({"start", "unstop", "yes", "resume", "go"})
-_INVALID = frozenset({Outcome.INVALID_TO, Outcome.UNREACHABLE, Outcome.REGION_NOT_ENABLED,
-                      Outcome.NOT_MOBILE})
+_INVALID = frozenset(
+    {Outcome.INVALID_TO, Outcome.UNREACHABLE, Outcome.REGION_NOT_ENABLED, Outcome.NOT_MOBILE}
+)
 #: emulator outcome -> (callback Status, ErrorCode)
 _OUTCOMES: dict[str, tuple[str, str]] = {
     "delivered": ("delivered", ""),
@@ -63,11 +66,13 @@ class PlivoEmulator(Emulator):
     default_credentials = "MAEMULATOR0000000000:emulator-auth-token"
     default_sender = "+15005550006"
     outcome_names = tuple(_OUTCOMES)
+    stop_words = frozenset(
+        {"stop", "stopall", "stop all", "end", "quit", "cancel", "unsubscribe", "unsub"}
+    )
+    start_words = frozenset({"start", "unstop", "yes", "resume", "go"})
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: (recipient digits, sender digits) pairs blocked by an inbound STOP
-        self.blocked: set[tuple[str, str]] = set()
         #: how many send requests arrived (a bulk request counts once)
         self.send_requests = 0
 
@@ -99,8 +104,10 @@ class PlivoEmulator(Emulator):
     def _check_auth(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         expected = "Basic " + base64.b64encode(self.credentials.encode()).decode()
-        if not secrets.compare_digest(header.encode(), expected.encode()) or \
-                request.match_info["auth_id"] != self.auth_id:
+        if (
+            not secrets.compare_digest(header.encode(), expected.encode())
+            or request.match_info["auth_id"] != self.auth_id
+        ):
             return plivo_error(401, "authentication failed")
         return None
 
@@ -123,24 +130,14 @@ class PlivoEmulator(Emulator):
 
     # -- the API ------------------------------------------------------------------------------
 
-    async def _body(self, request: web.Request) -> dict[str, Any] | None:
-        if request.content_type == "application/json":
-            try:
-                body = await request.json()
-            except ValueError:
-                return None
-            return body if isinstance(body, dict) else None
-        form = await request.post()
-        return {key: str(value) for key, value in form.items()}
-
     async def create(self, request: web.Request) -> web.Response:
         if (denied := self._check_auth(request)) is not None:
             return denied
-        body = await self._body(request)
+        body = await request_fields(request)
         if body is None:
             return plivo_error(400, "invalid JSON body")
         self.send_requests += 1
-        src = _digits_or_text(str(body.get("src") or ""))
+        src = address_key(str(body.get("src") or ""))
         if not src and not body.get("powerpack_uuid"):
             return plivo_error(400, "Specify either powerpack_uuid or src in request params")
         kind = str(body.get("type") or "sms").lower()
@@ -167,19 +164,17 @@ class PlivoEmulator(Emulator):
         if sender_outcome is Outcome.FROM_QUEUE_FULL:
             return plivo_error(429, f"src {src} has too many messages queued")
         if sender_outcome is not None:
-            return plivo_error(400, f"src {src} is not a Plivo number on this account or is "
-                                    "not SMS-enabled")
-        invalid, opted_out, uuids = [], [], []
+            return plivo_error(
+                400, f"src {src} is not a Plivo number on this account or is not SMS-enabled"
+            )
+        invalid, uuids = [], []
         from smsgate.encoding import segments
 
         units = max(1, segments(text).segments) if text else 1
         for dst in destinations:
             outcome = MAGIC_TO.get(f"+{dst}")
-            if outcome in _INVALID or not _possible(dst):
+            if outcome in _INVALID or not possible_number(dst):
                 invalid.append(dst)
-                continue
-            if outcome is Outcome.OPTED_OUT:
-                opted_out.append(dst)
                 continue
             message = self.record(
                 EmulatedMessage(
@@ -194,7 +189,8 @@ class PlivoEmulator(Emulator):
                     segments=units,
                     fields={
                         "method": str(body.get("method") or "POST").upper(),
-                        "blocked": (dst, src) in self.blocked,
+                        # Accepted all the same: Plivo fails it afterwards, in the callback.
+                        "blocked": outcome is Outcome.OPTED_OUT or self.has_opted_out(dst, src),
                         "request": {k: v for k, v in body.items() if k != "dst"},
                     },
                 )
@@ -207,8 +203,6 @@ class PlivoEmulator(Emulator):
         }
         if invalid:
             answer["invalid_number"] = invalid
-        if opted_out:
-            answer["opted_out_number"] = opted_out
         return web.json_response(answer, status=202)
 
     async def fetch(self, request: web.Request) -> web.Response:
@@ -228,21 +222,25 @@ class PlivoEmulator(Emulator):
         except ValueError:
             return plivo_error(400, "limit and offset must be integers")
         newest = list(reversed(self.messages))
-        page = newest[offset:offset + limit]
+        page = newest[offset : offset + limit]
         path = request.path
-        return web.json_response({
-            "api_id": str(uuid.uuid4()),
-            "meta": {
-                "limit": limit,
-                "offset": offset,
-                "total_count": len(newest),
-                "next": f"{path}?limit={limit}&offset={offset + limit}"
-                if offset + limit < len(newest) else None,
-                "previous": f"{path}?limit={limit}&offset={max(offset - limit, 0)}"
-                if offset else None,
-            },
-            "objects": [self._resource(m) for m in page],
-        })
+        return web.json_response(
+            {
+                "api_id": str(uuid.uuid4()),
+                "meta": {
+                    "limit": limit,
+                    "offset": offset,
+                    "total_count": len(newest),
+                    "next": f"{path}?limit={limit}&offset={offset + limit}"
+                    if offset + limit < len(newest)
+                    else None,
+                    "previous": f"{path}?limit={limit}&offset={max(offset - limit, 0)}"
+                    if offset
+                    else None,
+                },
+                "objects": [self._resource(m) for m in page],
+            }
+        )
 
     # -- callbacks ----------------------------------------------------------------------------
 
@@ -276,12 +274,7 @@ class PlivoEmulator(Emulator):
     async def post_inbound(
         self, url: str, sender: str, to: str, body: str, media: list[str]
     ) -> int:
-        word = body.strip().lower()
-        pair = (_digits_or_text(sender), _digits_or_text(to))
-        if word in STOP_WORDS:
-            self.blocked.add(pair)
-        elif word in START_WORDS:
-            self.blocked.discard(pair)
+        self.track_keyword(sender, to, body)
         fields = {
             "From": sender.lstrip("+"),
             "To": to.lstrip("+"),
@@ -307,24 +300,9 @@ class PlivoEmulator(Emulator):
     async def signed(self, url: str, fields: dict[str, str], *, method: str = "POST") -> int:
         if method == "GET":
             target = url + ("&" if "?" in url else "?") + urlencode(fields)
-            return await self._get(target, self.sign(target, {}, method="GET"))
+            return await self.get(target, headers=self.sign(target, {}, method="GET"))
         headers = {**self.sign(url, fields), "Content-Type": "application/x-www-form-urlencoded"}
         return await self.post(url, data=fields, headers=headers)
-
-    async def _get(self, url: str, headers: dict[str, str]) -> int:
-        from aiohttp import ClientSession, ClientTimeout
-
-        if self._client is None or self._client.closed:
-            self._client = ClientSession(timeout=ClientTimeout(total=10))
-        try:
-            async with self._client.get(url, headers=headers) as resp:
-                await resp.read()
-                status = resp.status
-        except Exception as exc:
-            self.callback_log.append({"url": url, "status": None, "error": type(exc).__name__})
-            raise
-        self.callback_log.append({"url": url, "status": status})
-        return status
 
 
 def _destinations(dst: str) -> list[str]:
@@ -335,21 +313,3 @@ def _destinations(dst: str) -> list[str]:
         if number:
             seen.setdefault(number, None)
     return list(seen)
-
-
-def _digits_or_text(value: str) -> str:
-    stripped = "".join(ch for ch in value if ch not in "+-.() \t")
-    return stripped if stripped.isdigit() else value.strip()
-
-
-def _possible(digits: str) -> bool:
-    from smsgate.errors import InvalidRecipient
-    from smsgate.phone import normalize
-
-    if not digits.isdigit():
-        return False
-    try:
-        normalize(f"+{digits}", strict=False)
-    except InvalidRecipient:
-        return False
-    return True

@@ -295,7 +295,7 @@ class _Handler:
             server.abort_instead_of_reply = True
         elif roll - faults.reset_rate < faults.hang_rate:
             await asyncio.sleep(faults.hang_seconds)
-        return f"250 2.0.0 OK queued as {stored.id}"
+        return f"250 2.0.0 OK queued as {stored[0].id if stored else 'nothing'}"
 
 
 class SmtpEmulator(Emulator):
@@ -350,6 +350,7 @@ class SmtpEmulator(Emulator):
         self._server: asyncio.Server | None = None
         self._ssl: Any = None
         self._spooled = 0
+        self._serial = 0
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -385,7 +386,7 @@ class SmtpEmulator(Emulator):
         if self.ca_file:
             lines.append(
                 f"CA certificate: {self.ca_file} "
-                "(smsgate: ca_file=PATH; smtplib: SSL_CERT_FILE=PATH)"
+                "(smsgate: ca_file=PATH; default SSL contexts: SSL_CERT_FILE=PATH)"
             )
         lines.append(f"provider URL: {self.provider_url()}")
         lines.append(f"recorded mails: {self.url}/_emulator/messages")
@@ -422,7 +423,7 @@ class SmtpEmulator(Emulator):
         except InvalidRecipient:
             return local
 
-    def store(self, server: _Server, envelope: Any) -> EmulatedMessage:
+    def store(self, server: _Server, envelope: Any) -> list[EmulatedMessage]:
         from smsgate.carriers import registry
 
         raw: bytes = envelope.original_content or b""
@@ -454,9 +455,7 @@ class SmtpEmulator(Emulator):
         text = (body or "").replace("\r\n", "\n")
         # MIME text ends with a line break the sender did not type.
         text = text[:-1] if text.endswith("\n") else text
-        rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
         message_id = (_decoded(parsed.get("Message-ID")) or "").strip().strip("<>")
-        carriers = registry().by_domain(rcpt.rpartition("@")[2])
         eml: str | None = None
         if self.spool is not None:
             self._spooled += 1
@@ -464,29 +463,33 @@ class SmtpEmulator(Emulator):
             path = self.spool / f"{self._spooled:06d}-{secrets.token_hex(4)}.eml"
             path.write_bytes(raw)
             eml = str(path)
-        message = EmulatedMessage(
-            id=message_id or f"emulator-{secrets.token_hex(8)}",
-            to=self.number_of(rcpt),
-            sender=_decoded(parsed.get("From")) or "",
-            body=text,
-            status="accepted",
-            created_at=time.time(),
-            media=[str(a["filename"]) for a in attachments],
-            reference=message_id or None,
-            fields={
-                "rcpt": rcpt,
-                "rcpt_tos": list(envelope.rcpt_tos),
-                "mail_from": envelope.mail_from,
-                "subject": _decoded(parsed.get("Subject")),
-                "attachments": attachments,
-                "carrier": carriers[0].key if carriers else None,
-                "connection": server.serial,
-                "tls": server.transport is not None
-                and server.transport.get_extra_info("sslcontext") is not None,
-                "eml": eml,
-            },
-        )
-        return self.record(message)
+        shared = {
+            "mail_from": envelope.mail_from,
+            "subject": _decoded(parsed.get("Subject")),
+            "attachments": attachments,
+            "connection": server.serial,
+            "tls": server.transport is not None
+            and server.transport.get_extra_info("sslcontext") is not None,
+            "eml": eml,
+        }
+        stored = []
+        # A gateway turns each recipient of a mail into its own text: one record per RCPT.
+        for rcpt in envelope.rcpt_tos:
+            carriers = registry().by_domain(rcpt.rpartition("@")[2])
+            message = EmulatedMessage(
+                id=message_id or f"emulator-{secrets.token_hex(8)}",
+                to=self.number_of(rcpt),
+                sender=_decoded(parsed.get("From")) or "",
+                body=text,
+                status="accepted",
+                created_at=time.time(),
+                media=[str(a["filename"]) for a in attachments],
+                # The same Message-ID to the same address again is a resend.
+                reference=f"{message_id} {rcpt}" if message_id else None,
+                fields={"rcpt": rcpt, "carrier": carriers[0].key if carriers else None, **shared},
+            )
+            stored.append(self.record(message))
+        return stored
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -560,10 +563,11 @@ class SmtpEmulator(Emulator):
 
     def _protocol(self) -> _Server:
         self.connections += 1
+        self._serial += 1
         tls_context = self._ssl if self.tls == "starttls" else None
         return _Server(
             self,
-            self.connections,
+            self._serial,
             hostname="smsgate-emulator",
             ident="smsgate SMTP emulator",
             tls_context=tls_context,

@@ -32,14 +32,17 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from smsgate.emulators.base import EmulatedMessage, Emulator
-from smsgate.emulators.magic import MAGIC_FROM, MAGIC_TO, Outcome
+from smsgate.emulators.base import (
+    EmulatedMessage,
+    Emulator,
+    possible_number,
+    request_fields,
+)
+from smsgate.emulators.magic import Outcome, magic_outcome
 from smsgate.providers.vonage import SIGNATURE_METHODS, vonage_signature
 
 PART_PRICE = "0.03330000"
 NETWORK = "310090"
-STOP_WORDS = frozenset({"stop", "stopall", "end", "quit", "cancel", "unsubscribe"})
-START_WORDS = frozenset({"start", "unstop", "yes"})
 WEBHOOK_METHODS = ("POST", "JSON", "GET")
 
 _MAGIC: dict[Outcome, tuple[str, str]] = {
@@ -74,6 +77,8 @@ class VonageEmulator(Emulator):
     default_credentials = "abcd1234:emulator-api-secret"
     default_sender = "+15005550006"
     outcome_names = tuple(_RECEIPTS)
+    stop_words = frozenset({"stop", "stopall", "end", "quit", "cancel", "unsubscribe"})
+    start_words = frozenset({"start", "unstop", "yes"})
 
     def __init__(
         self,
@@ -94,8 +99,6 @@ class VonageEmulator(Emulator):
         self.signature_method = method
         self.webhook_method = webhook_method.upper()
         self.balance = float(balance) if balance is not None and balance != "" else None
-        #: (recipient digits, sender) pairs barred by an inbound STOP
-        self.barred: set[tuple[str, str]] = set()
 
     @property
     def api_key(self) -> str:
@@ -107,8 +110,10 @@ class VonageEmulator(Emulator):
 
     def provider_url(self) -> str:
         # base_url stays as typed so it can be read (and replaced) in the printed URL.
-        signing = urlencode({"signature_secret": self.signature_secret,
-                             "signature_method": self.signature_method}, quote_via=quote)
+        signing = urlencode(
+            {"signature_secret": self.signature_secret, "signature_method": self.signature_method},
+            quote_via=quote,
+        )
         return f"vonage://{self.credentials}@{self.default_sender}?base_url={self.url}&{signing}"
 
     def describe(self) -> list[str]:
@@ -127,25 +132,22 @@ class VonageEmulator(Emulator):
             # The SMS API never answers 429: throttling is status 1 inside an HTTP 200.
             return refusal("1", "Throttled")
         return web.json_response(
-            {"type": "https://developer.vonage.com/api-errors#service-unavailable",
-             "title": "Service Unavailable", "detail": "The service is temporarily unavailable"},
+            {
+                "type": "https://developer.vonage.com/api-errors#service-unavailable",
+                "title": "Service Unavailable",
+                "detail": "The service is temporarily unavailable",
+            },
             status=status,
         )
 
     # -- the API ------------------------------------------------------------------------------
 
     async def _params(self, request: web.Request) -> dict[str, str]:
-        params = {k: v for k, v in request.query.items()}
+        params = dict(request.query)
         if request.method == "POST":
-            if request.content_type == "application/json":
-                try:
-                    body = await request.json()
-                except ValueError:
-                    body = None
-                if isinstance(body, dict):
-                    params.update({str(k): str(v) for k, v in body.items()})
-            else:
-                params.update({k: str(v) for k, v in (await request.post()).items()})
+            # A body that is not a JSON object adds nothing: the answer is then "Missing … param".
+            body = await request_fields(request) or {}
+            params.update({key: str(value) for key, value in body.items()})
         return params
 
     def _authenticate(self, params: Mapping[str, str]) -> web.Response | None:
@@ -155,12 +157,16 @@ class VonageEmulator(Emulator):
                 return refusal("32", "Signature And API Secret Disallowed")
             expected = vonage_signature(params, self.signature_secret, self.signature_method)
             fresh = abs(time.time() - float(params.get("timestamp") or 0)) <= 300
-            if not key_ok or not fresh or not secrets.compare_digest(
-                    expected.encode(), params["sig"].lower().encode()):
+            if (
+                not key_ok
+                or not fresh
+                or not secrets.compare_digest(expected.encode(), params["sig"].lower().encode())
+            ):
                 return refusal("14", "Invalid Signature")
             return None
-        secret_ok = secrets.compare_digest(params.get("api_secret", "").encode(),
-                                           self.api_secret.encode())
+        secret_ok = secrets.compare_digest(
+            params.get("api_secret", "").encode(), self.api_secret.encode()
+        )
         if not (key_ok and secret_ok):
             return refusal("4", "Bad Credentials")
         return None
@@ -179,11 +185,11 @@ class VonageEmulator(Emulator):
             return refusal("3", "Invalid type param", to)
         if not text:
             return refusal("2", "Missing text param", to)
-        if not to.lstrip("+").isdigit() or not _possible(to):
+        if not possible_number(to):
             return refusal("3", "Invalid to address", to)
         if len(text) > 1600:
             return refusal("12", "Message Too Long", to)
-        outcome = MAGIC_FROM.get(_plus(sender)) or MAGIC_TO.get(_plus(to))
+        outcome = magic_outcome(to, sender)
         if outcome is not None:
             code, error_text = _MAGIC[outcome]
             return refusal(code, error_text, to)
@@ -211,16 +217,21 @@ class VonageEmulator(Emulator):
                 fields={
                     **{k: v for k, v in params.items() if k not in ("api_secret", "sig")},
                     "part_ids": part_ids,
-                    "barred": (digits, _sender_form(sender)) in self.barred,
+                    "barred": self.has_opted_out(digits, sender),
                 },
             )
         )
         remaining = "" if self.balance is None else f"{self.balance:.8f}"
         entries = []
         for part_id in part_ids:
-            entry = {"to": digits, "message-id": part_id, "status": "0",
-                     "remaining-balance": remaining or "10.00000000",
-                     "message-price": PART_PRICE, "network": NETWORK}
+            entry = {
+                "to": digits,
+                "message-id": part_id,
+                "status": "0",
+                "remaining-balance": remaining or "10.00000000",
+                "message-price": PART_PRICE,
+                "network": NETWORK,
+            }
             if params.get("client-ref"):
                 entry["client-ref"] = params["client-ref"]
             entries.append(entry)
@@ -263,12 +274,7 @@ class VonageEmulator(Emulator):
     async def post_inbound(
         self, url: str, sender: str, to: str, body: str, media: list[str]
     ) -> int:
-        word = body.strip().lower()
-        pair = (sender.lstrip("+"), _sender_form(to))
-        if word in STOP_WORDS:
-            self.barred.add(pair)
-        elif word in START_WORDS:
-            self.barred.discard(pair)
+        self.track_keyword(sender, to, body)
         params = {
             "msisdn": sender.lstrip("+"),
             "to": to.lstrip("+"),
@@ -288,42 +294,6 @@ class VonageEmulator(Emulator):
             return await self.post(url, json=signed)
         if self.webhook_method == "POST":
             return await self.post(url, data=signed)
-        return await self._get(url, signed)
-
-    async def _get(self, url: str, params: dict[str, str]) -> int:
-        from aiohttp import ClientSession, ClientTimeout
-
-        if self._client is None or self._client.closed:
-            self._client = ClientSession(timeout=ClientTimeout(total=10))
-        target = url + ("&" if "?" in url else "?") + urlencode(params, quote_via=quote)
-        try:
-            async with self._client.get(target) as resp:
-                await resp.read()
-                status = resp.status
-        except Exception as exc:
-            self.callback_log.append({"url": url, "status": None, "error": type(exc).__name__})
-            raise
-        self.callback_log.append({"url": url, "status": status})
-        return status
-
-
-def _plus(number: str) -> str:
-    number = number.strip()
-    return number if number.startswith("+") else f"+{number}"
-
-
-def _sender_form(sender: str) -> str:
-    """A sender as the API sees it in ``from`` (numbers with or without ``+`` are the same)."""
-    digits = sender.strip().lstrip("+")
-    return digits if digits.isdigit() else sender.strip()
-
-
-def _possible(number: str) -> bool:
-    from smsgate.errors import InvalidRecipient
-    from smsgate.phone import normalize
-
-    try:
-        normalize(_plus(number), strict=False)
-    except InvalidRecipient:
-        return False
-    return True
+        return await self.get(
+            url + ("&" if "?" in url else "?") + urlencode(signed, quote_via=quote)
+        )

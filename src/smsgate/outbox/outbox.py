@@ -132,15 +132,14 @@ class Outbox:
     ) -> Iterator[SubmitOutcome]:
         """Validate and store ``items`` in batches, yielding one outcome per item in order.
 
-        Streaming: at most two batches are in memory; the next batch is validated while the
-        previous one is written. Each batch is stored in one transaction, so a crash leaves whole
+        Streaming: only one batch is in memory. Each batch is stored in one transaction, so a crash leaves whole
         batches; submitting again with the same idempotency keys stores only what is missing.
         Invalid items are refused (``outcome.error``), never stored.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         with self.store.inserter(atomic=False) as inserter:
-            yield from self._stream(items, batch_size, source, inserter.insert, pipelined=True)
+            yield from self._stream(items, batch_size, source, inserter.insert)
 
     def _stream(
         self,
@@ -148,27 +147,12 @@ class Outbox:
         batch_size: int,
         source: str,
         insert: Callable[..., list[tuple[str, bool]]],
-        *,
-        pipelined: bool,
     ) -> Iterator[SubmitOutcome]:
-        batches = self._batches(items, batch_size, source)
-        if not pipelined:
-            for batch in batches:
-                yield from _store_batch(batch, insert)
-            return
-        from concurrent.futures import Future, ThreadPoolExecutor
-
-        writer = ThreadPoolExecutor(1, thread_name_prefix="smsgate-submit")
-        pending: Future[list[SubmitOutcome]] | None = None
-        try:
-            for batch in batches:
-                if pending is not None:
-                    yield from pending.result()
-                pending = writer.submit(_store_batch, batch, insert)
-            if pending is not None:
-                yield from pending.result()
-        finally:
-            writer.shutdown(wait=True)
+        # One thread: SQLite's driver takes the GIL back after every row, so a writer thread
+        # would crawl behind a validating one; bulk loaders parallelize with a process instead
+        # (smsgate.outbox.bulk).
+        for batch in self._batches(items, batch_size, source):
+            yield from _store_batch(batch, insert)
 
     def _batches(self, items: Iterable[Item], batch_size: int, source: str) -> Iterator[_Batch]:
         build = self._validator.build
@@ -237,9 +221,7 @@ class Outbox:
         else:
             try:
                 with self.store.inserter(atomic=True) as inserter:
-                    count(
-                        self._stream(items, batch_size, source, inserter.insert, pipelined=False)
-                    )
+                    count(self._stream(items, batch_size, source, inserter.insert))
                     if report.rejected:
                         raise _Rollback
             except _Rollback:

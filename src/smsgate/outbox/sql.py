@@ -119,7 +119,8 @@ class SqlStore(ABC):
             with self._migration_lock() as tx:
                 tx.execute(
                     f"CREATE TABLE IF NOT EXISTS {migrations.VERSION_TABLE} ("
-                    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                    "applied_at DOUBLE PRECISION NOT NULL)"
                 )
                 found = tx.execute(
                     f"SELECT 1 FROM {migrations.VERSION_TABLE} WHERE version = ?",
@@ -191,8 +192,33 @@ class SqlStore(ABC):
             new_rows = [new_rows[i] for i in keep]
             new_events = [new_events[i] for i in keep]
             results = [(mid, created and mid not in taken) for mid, created in results]
-        self._insert_rows(tx, new_rows, new_events)
-        return results
+        inserted = self._insert_rows(tx, new_rows, new_events) if new_rows else set()
+        if len(inserted) == len(new_rows):
+            return results
+        # Rows that lost a race with a concurrent submit of the same key (or id) map to the
+        # stored message.
+        lost_keys = [
+            row.idempotency_key
+            for row in new_rows
+            if row.id not in inserted and row.idempotency_key is not None
+        ]
+        winners: dict[str, str] = {}
+        for part in chunks(lost_keys, CHUNK):
+            clause, params = tx.in_list("idempotency_key", part)
+            for key, message_id in tx.execute(
+                f"SELECT idempotency_key, id FROM smsgate_messages WHERE {clause}", params
+            ):
+                winners[key] = message_id
+        by_id = {row.id: row for row in new_rows}
+        fixed: list[tuple[str, bool]] = []
+        for message_id, created in results:
+            row = by_id.get(message_id)
+            if row is not None and message_id not in inserted:
+                key = row.idempotency_key
+                message_id = winners.get(key, message_id) if key is not None else message_id
+                created = False
+            fixed.append((message_id, created))
+        return fixed
 
     def _existing_ids(self, tx: Tx, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -201,9 +227,14 @@ class SqlStore(ABC):
             found.update(r[0] for r in tx.execute(f"SELECT id FROM smsgate_messages WHERE {clause}", params))
         return found
 
-    def _insert_rows(self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]) -> None:
+    def _insert_rows(
+        self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]
+    ) -> set[str]:
+        """Insert rows none of which is stored yet (the caller checked under the write lock);
+        returns the ids inserted. Engines without a store-wide write lock override this."""
         tx.executemany(INSERT_MESSAGE, [(*row, row.created_at) for row in rows])
         tx.executemany(INSERT_EVENT, events)
+        return {row.id for row in rows}
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -250,6 +281,17 @@ class SqlStore(ABC):
             rows = tx.execute("SELECT state, count(*) FROM smsgate_messages GROUP BY state")
         return {State(state): int(n) for state, n in rows}
 
+    def work_left(self) -> tuple[float | None, float | None]:
+        with self._read() as tx:
+            due = tx.execute(
+                "SELECT min(next_attempt_at) FROM smsgate_messages WHERE next_attempt_at IS NOT NULL"
+            )
+            leased = tx.execute(
+                "SELECT min(lease_expires_at) FROM smsgate_messages "
+                "WHERE lease_expires_at IS NOT NULL"
+            )
+        return due[0][0], leased[0][0]
+
     # -- cancel -------------------------------------------------------------------------------
 
     def cancel(self, message_id: str, now: float, reason: str) -> tuple[StoredMessage | None, bool]:
@@ -289,8 +331,8 @@ class SqlStore(ABC):
         for part in chunks(ids, CHUNK):
             clause, params = tx.in_list("id", part)
             for message_id, state, lease_owner in tx.execute(
-                f"SELECT id, state, lease_owner FROM smsgate_messages WHERE {clause}"
-                f"{self._for_update}",
+                f"SELECT id, state, lease_owner FROM smsgate_messages WHERE {clause} "
+                f"ORDER BY id{self._for_update}",
                 params,
             ):
                 if lease_owner == owner:

@@ -11,7 +11,6 @@ way), ``?busy_timeout=30`` is how long a writer waits for the lock, in seconds.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -25,31 +24,10 @@ from smsgate.outbox.store import (
     MESSAGE_COLUMNS,
     WAITING,
     Claimed,
-    NewEvent,
-    NewMessageRow,
     StoredMessage,
     StoreURL,
 )
 
-def _from_json(columns: str, values: int, *, repeat_last: bool = False) -> str:
-    picks = [f"json_extract(value, '$[{i}]')" for i in range(values)]
-    if repeat_last:
-        picks.append(picks[-1])
-    return f"INSERT INTO {columns} SELECT {', '.join(picks)} FROM json_each(?)"
-
-
-# created_at doubles as updated_at: the row tuple's last value is used twice
-_INSERT_MESSAGES_JSON = _from_json(
-    "smsgate_messages (id, state, purpose, to_number, sender, idempotency_key, payload, send_at, "
-    "expires_at, next_attempt_at, created_at, updated_at)",
-    11,
-    repeat_last=True,
-)
-_INSERT_EVENTS_JSON = _from_json(
-    "smsgate_events (message_id, at, from_status, to_status, source, reason, provider, attempt, "
-    "event_key, raw)",
-    10,
-)
 _SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
 _WAITING = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
 
@@ -162,12 +140,6 @@ class SqliteStore(SqlStore):
             conn.execute("COMMIT")
 
     _migration_lock = _write
-
-    def _insert_rows(self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]) -> None:
-        # One statement per table for the whole batch: SQLite parses the JSON in C and the GIL
-        # is released for the whole insert, so a submitter can build its next batch meanwhile.
-        tx.execute(_INSERT_MESSAGES_JSON, (json.dumps(rows),))
-        tx.execute(_INSERT_EVENTS_JSON, (json.dumps(events),))
 
     def _version_table_exists(self, tx: Tx) -> bool:
         return bool(

@@ -310,6 +310,10 @@ class Store(Protocol):
 
     def counts(self) -> dict[State, int]: ...
 
+    def work_left(self) -> tuple[float | None, float | None]:
+        """The earliest ``next_attempt_at`` and the earliest lease expiry (None: there is none)."""
+        ...
+
     def cancel(self, message_id: str, now: float, reason: str) -> tuple[StoredMessage | None, bool]:
         """Cancel a row that has not been handed to a provider: (row after, whether canceled)."""
         ...

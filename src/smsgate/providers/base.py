@@ -9,7 +9,8 @@ writes only what is specific to it:
 - ``from_url``: read credentials and options from ``scheme://credentials@sender?options``;
 - ``build_send_request`` / ``parse_send_response``: the wire format of one send;
 - ``map_error_response``: the provider's error bodies into the taxonomy;
-- optionally ``build_bulk_request``/``parse_bulk_response``, ``afetch_status``, ``areconcile``;
+- optionally ``build_bulk_request``/``parse_bulk_response`` (and ``bulk_fallback``),
+  ``afetch_status``, ``areconcile``;
 - webhooks: ``verify_webhook``, ``parse_status_webhook``, ``parse_inbound_webhook``.
 """
 
@@ -29,6 +30,7 @@ from smsgate.errors import (
     AmbiguousSend,
     AuthError,
     InvalidMessage,
+    ProviderUnavailable,
     RateLimited,
     SmsgateError,
     TransientError,
@@ -159,7 +161,10 @@ class Provider(ABC):
 
     def __repr__(self) -> str:
         # Credentials are never part of the repr.
-        return f"{type(self).__name__}(name={self.name!r}, sender={self.sender!r}, base_url={self.base_url!r})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, sender={self.sender!r}, "
+            f"base_url={self.base_url!r})"
+        )
 
     @property
     def transport(self) -> HttpTransport:
@@ -226,7 +231,12 @@ class Provider(ABC):
         if not error.retryable and not error.failover and not isinstance(error, AmbiguousSend):
             status = Status.REJECTED
         return SendResult(
-            id=message.id, to=message.to, status=status, provider=self.name, error=error, raw=error.raw
+            id=message.id,
+            to=message.to,
+            status=status,
+            provider=self.name,
+            error=error,
+            raw=error.raw,
         )
 
     def _bulk_groups(self, messages: Sequence[Message]) -> Iterable[list[int]]:
@@ -249,17 +259,29 @@ class Provider(ABC):
         return (message.body, message.sender or self.sender, message.purpose, message.validity)
 
     async def _send_bulk_group(self, group: list[Message]) -> list[SendResult]:
-        for message in group:
-            self.check_features(message)
         try:
+            # Inside the try: a refusal before any I/O is each recipient's result, not a raise.
+            for message in group:
+                self.check_features(message)
             response = await self.transport.request(self.build_bulk_request(group))
             if response.status >= 400 or self.is_error_response(response):
                 raise self._error_from(response, group[0], recipients=len(group))
             return self.parse_bulk_response(group, response)
         except SmsgateError as exc:
+            # After an ambiguous failure part of the group may have gone out: never resend it.
+            if (
+                len(group) > 1
+                and not isinstance(exc, AmbiguousSend)
+                and self.bulk_fallback(exc, group)
+            ):
+                results: list[SendResult | None] = [None] * len(group)
+                await self._send_concurrently(group, list(range(len(group))), results)
+                return [r for r in results if r is not None]
             return [self.failed_result(message, exc) for message in group]
 
-    def _error_from(self, response: HttpResponse, message: Message, *, recipients: int = 1) -> SmsgateError:
+    def _error_from(
+        self, response: HttpResponse, message: Message, *, recipients: int = 1
+    ) -> SmsgateError:
         error = self.map_error_response(response, message)
         if error.provider is None:
             error.provider = self.name
@@ -312,26 +334,49 @@ class Provider(ABC):
         """Map an error response into the taxonomy; providers extend this for their codes."""
         return self.map_http_status(response)
 
-    def map_http_status(self, response: HttpResponse, detail: str | None = None, code: Any = None) -> SmsgateError:
+    def map_http_status(
+        self, response: HttpResponse, detail: str | None = None, code: Any = None
+    ) -> SmsgateError:
         """The generic HTTP meaning of a status, for codes a provider does not explain."""
         status = response.status
         text = detail or f"HTTP {status} from {self.display_name}"
         if status in (401, 403):
             return AuthError(f"{self.display_name} refused the credentials: {text}", code=code)
         if status == 429:
-            return RateLimited(f"{self.display_name} is throttling: {text}", retry_after=retry_after(response), code=code)
+            return RateLimited(
+                f"{self.display_name} is throttling: {text}",
+                retry_after=retry_after(response),
+                code=code,
+            )
         if status in (502, 503, 504):
             # Gateways and load balancers answer these before the application sees the request.
             return TransientError(f"{self.display_name} is unavailable: {text}", code=code)
         if status >= 500:
-            return AmbiguousSend(f"{self.display_name} failed while handling the request: {text}", code=code)
+            return AmbiguousSend(
+                f"{self.display_name} failed while handling the request: {text}", code=code
+            )
         return InvalidMessage(f"{self.display_name} refused the request: {text}", code=code)
 
     def build_bulk_request(self, messages: list[Message]) -> HttpRequest:
         raise UnsupportedFeature(f"{self.display_name} has no bulk endpoint", provider=self.name)
 
-    def parse_bulk_response(self, messages: list[Message], response: HttpResponse) -> list[SendResult]:
+    def parse_bulk_response(
+        self, messages: list[Message], response: HttpResponse
+    ) -> list[SendResult]:
         raise UnsupportedFeature(f"{self.display_name} has no bulk endpoint", provider=self.name)
+
+    def bulk_fallback(self, error: SmsgateError, group: Sequence[Message]) -> bool:
+        """Whether to send ``group`` again one message at a time after its bulk request failed.
+
+        Called when the whole bulk request for ``group`` failed with ``error`` (an error response,
+        or a refusal before any I/O). Return True only when ``error`` proves that nothing in the
+        group was sent and that single sends may fare differently, e.g. a provider that refuses a
+        whole list because of one bad number: each message is then sent on its own and gets its
+        own result. Never consulted for :class:`~smsgate.errors.AmbiguousSend` (part of the group
+        may have gone out; resending would duplicate it). The default, False, fails every message
+        of the group with ``error``.
+        """
+        return False
 
     async def afetch_status(self, provider_message_id: str) -> SendResult:
         """Ask the provider where a message is now."""
@@ -339,19 +384,27 @@ class Provider(ABC):
 
     async def areconcile(self, message: Message) -> SendResult | None:
         """Find a message whose send was ambiguous; None when the provider has no record of it."""
-        raise UnsupportedFeature(f"{self.display_name} cannot look a message up without its id", provider=self.name)
+        raise UnsupportedFeature(
+            f"{self.display_name} cannot look a message up without its id", provider=self.name
+        )
 
     # -- webhooks -----------------------------------------------------------------------------
 
     def verify_webhook(self, request: WebhookRequest) -> None:
         """Raise :class:`WebhookVerificationError` unless the request is authentic."""
-        raise UnsupportedFeature(f"{self.display_name} webhooks are not supported", provider=self.name)
+        raise UnsupportedFeature(
+            f"{self.display_name} webhooks are not supported", provider=self.name
+        )
 
     def parse_status_webhook(self, request: WebhookRequest) -> list[DeliveryEvent]:
-        raise UnsupportedFeature(f"{self.display_name} sends no delivery webhooks", provider=self.name)
+        raise UnsupportedFeature(
+            f"{self.display_name} sends no delivery webhooks", provider=self.name
+        )
 
     def parse_inbound_webhook(self, request: WebhookRequest) -> list[InboundMessage]:
-        raise UnsupportedFeature(f"{self.display_name} sends no inbound webhooks", provider=self.name)
+        raise UnsupportedFeature(
+            f"{self.display_name} sends no inbound webhooks", provider=self.name
+        )
 
     def handle_status_webhook(self, request: WebhookRequest) -> list[DeliveryEvent]:
         """Verify, then parse: the one call a webhook endpoint makes."""
@@ -367,9 +420,31 @@ class Provider(ABC):
     def sender_for(self, message: Message) -> str:
         return message.sender or self.sender or ""
 
-    def result(self, message: Message, *, status: Status, provider_message_id: str | None,
-               raw: Any, segments: int | None = None, price: str | None = None,
-               price_unit: str | None = None) -> SendResult:
+    def sender_refused(
+        self, message: Message, reason: str, *, code: Any = None, fix: str | None = None
+    ) -> SmsgateError:
+        """The error for a sender the provider refused, blamed on whoever chose it.
+
+        A sender set on the message is the caller's mistake (:class:`InvalidMessage`); the URL's
+        sender is this provider's configuration and wrong for every message, so the error is
+        :class:`ProviderUnavailable` (the gateway fails over) and says how to fix the URL.
+        """
+        if message.sender is not None:
+            return InvalidMessage(reason, code=code, field="sender")
+        fix = fix or f"fix the sender in the {self.scheme}:// URL"
+        return ProviderUnavailable(f"{reason}; {fix}", code=code, field="sender")
+
+    def result(
+        self,
+        message: Message,
+        *,
+        status: Status,
+        provider_message_id: str | None,
+        raw: Any,
+        segments: int | None = None,
+        price: str | None = None,
+        price_unit: str | None = None,
+    ) -> SendResult:
         """A successful result; segments and encoding default to our encoder's count."""
         encoding: str | None = None
         if message.body:

@@ -16,10 +16,9 @@ The wire contract, and what smsgate makes of it:
   second request, so each message is sent.
 - Refusals are ``{"api_id", "error": "<sentence>"}`` with 400/401/404/429/500; Plivo has no
   error codes, so 400s are mapped by the words of the sentence and the HTTP status is the code.
-- Plivo blocks opted-out recipients *after* accepting: the status callback says ``failed`` with
-  ``ErrorCode`` 200 (an ``opted_out`` event). The emulator also refuses Twilio's opted-out test
-  number up front by listing it in ``opted_out_number`` (its own field, see the emulator); that
-  list is read here as :class:`~smsgate.errors.OptedOut` and never occurs with Plivo itself.
+- Plivo blocks opted-out recipients *after* accepting them: the send succeeds (the recipient gets
+  a uuid) and the status callback says ``failed`` with ``ErrorCode`` 200, read as an event with
+  ``opted_out=True``. A send never raises :class:`~smsgate.errors.OptedOut`; watch the receipts.
 - Callbacks are form POSTs (one per destination and status) signed with ``X-Plivo-Signature-V3``:
   Base64(HMAC-SHA256(auth token, URL + ``?`` + sorted query + ``.`` + sorted POST params as
   name+value + ``.`` + nonce)); the header may carry several comma-separated signatures, any
@@ -47,8 +46,6 @@ from smsgate.errors import (
     InsufficientFunds,
     InvalidMessage,
     InvalidRecipient,
-    OptedOut,
-    ProviderUnavailable,
     RateLimited,
     SmsgateError,
     WebhookVerificationError,
@@ -98,12 +95,26 @@ DELIVERY_ERRORS: dict[str, str] = {
 }
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-_OPTIONS = frozenset({"log", "trackable", "message_expiry", "dlt_entity_id", "dlt_template_id",
-                      "dlt_template_category"})
+_OPTIONS = frozenset(
+    {
+        "log",
+        "trackable",
+        "message_expiry",
+        "dlt_entity_id",
+        "dlt_template_id",
+        "dlt_template_category",
+    }
+)
 
 
-def plivo_v3_signature(auth_token: str, url: str, nonce: str,
-                       params: Iterable[tuple[str, str]] = (), *, method: str = "POST") -> str:
+def plivo_v3_signature(
+    auth_token: str,
+    url: str,
+    nonce: str,
+    params: Iterable[tuple[str, str]] = (),
+    *,
+    method: str = "POST",
+) -> str:
     """``X-Plivo-Signature-V3`` for a callback to ``url`` carrying ``params``.
 
     GET callbacks carry their parameters in the URL; pass them there (or in ``params``).
@@ -142,8 +153,9 @@ class PlivoProvider(Provider):
         url_form=URL_FORM,
     )
 
-    def __init__(self, *, auth_id: str, auth_token: str, public_url: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, auth_id: str, auth_token: str, public_url: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.auth_id = auth_id
         self._auth_token = auth_token
@@ -242,13 +254,20 @@ class PlivoProvider(Provider):
         refused = _refusals(body, self.name)
         uuids = [str(u) for u in body.get("message_uuid") or []]
         # Plivo keeps the first copy of a repeated destination, so each number counts once.
-        accepted = list(dict.fromkeys(
-            digits for digits in (_digits(m.to) for m in messages) if digits not in refused))
+        accepted = list(
+            dict.fromkeys(
+                digits for digits in (_digits(m.to) for m in messages) if digits not in refused
+            )
+        )
         if len(uuids) != len(accepted):
             # Ids follow the accepted destinations in order; if the counts differ that order
             # cannot be trusted, and a wrong id is worse than none (callbacks still carry To).
-            logger.warning("%s: %d uuids for %d accepted destinations; ids left unset",
-                           self.name, len(uuids), len(accepted))
+            logger.warning(
+                "%s: %d uuids for %d accepted destinations; ids left unset",
+                self.name,
+                len(uuids),
+                len(accepted),
+            )
             uuids = []
         ids = dict(zip(accepted, uuids, strict=False))
         results = []
@@ -257,8 +276,14 @@ class PlivoProvider(Provider):
             if error is not None:
                 results.append(self.failed_result(message, error))
                 continue
-            results.append(self.result(message, status=Status.QUEUED,
-                                       provider_message_id=ids.get(_digits(message.to)), raw=body))
+            results.append(
+                self.result(
+                    message,
+                    status=Status.QUEUED,
+                    provider_message_id=ids.get(_digits(message.to)),
+                    raw=body,
+                )
+            )
         return results
 
     def map_error_response(self, response: HttpResponse, message: Message) -> SmsgateError:
@@ -269,31 +294,38 @@ class PlivoProvider(Provider):
         text = str(body.get("error") or "") if isinstance(body, dict) else response.text[:200]
         code = str(response.status)
         if response.status < 400:
-            return AmbiguousSend(f"Plivo answered HTTP {code} without message uuids; the message "
-                                 "may have been queued", code=code)
+            return AmbiguousSend(
+                f"Plivo answered HTTP {code} without message uuids; the message "
+                "may have been queued",
+                code=code,
+            )
         words = text.lower()
         if response.status == 401:
-            return AuthError("Plivo refused the auth ID or auth token in the plivo:// URL",
-                             code=code)
+            return AuthError(
+                "Plivo refused the auth ID or auth token in the plivo:// URL", code=code
+            )
         if response.status == 404:
-            return AuthError(f"Plivo has no account {self.auth_id!r} at this path: {text}; check "
-                             "the auth ID in the plivo:// URL", code=code)
+            return AuthError(
+                f"Plivo has no account {self.auth_id!r} at this path: {text}; check "
+                "the auth ID in the plivo:// URL",
+                code=code,
+            )
         if response.status == 429:
-            return RateLimited(f"Plivo is throttling: {text}", code=code,
-                               retry_after=retry_after(response, 1.0))
+            return RateLimited(
+                f"Plivo is throttling: {text}", code=code, retry_after=retry_after(response, 1.0)
+            )
         if response.status in (400, 402, 403):
             if any(w in words for w in ("credit", "balance", "insufficient")):
-                return InsufficientFunds(f"the Plivo account has too little credit: {text}",
-                                         code=code)
+                return InsufficientFunds(
+                    f"the Plivo account has too little credit: {text}", code=code
+                )
             if "src" in words or "powerpack" in words or "source" in words:
                 reason = f"Plivo refused the sender {self.sender_for(message)!r}: {text}"
-                if message.sender is not None:
-                    return InvalidMessage(reason, code=code, field="sender")
-                return ProviderUnavailable(f"{reason}; fix the sender in the plivo:// URL",
-                                           code=code, field="sender")
+                return self.sender_refused(message, reason, code=code)
             if "dst" in words or "destination" in words:
-                return InvalidRecipient(f"Plivo refused recipient {message.to}: {text}", code=code,
-                                        field="to")
+                return InvalidRecipient(
+                    f"Plivo refused recipient {message.to}: {text}", code=code, field="to"
+                )
             return InvalidMessage(f"Plivo refused the message: {text}", code=code)
         return self.map_http_status(response, detail=text or None, code=code)
 
@@ -304,8 +336,12 @@ class PlivoProvider(Provider):
             HttpRequest("GET", f"{self._path}{provider_message_id}/", auth=self._auth)
         )
         if response.status == 404:
-            raise InvalidMessage(f"Plivo has no message {provider_message_id}", code="404",
-                                 provider=self.name, raw=response.json())
+            raise InvalidMessage(
+                f"Plivo has no message {provider_message_id}",
+                code="404",
+                provider=self.name,
+                raw=response.json(),
+            )
         if response.status >= 400:
             raise self._error_from_fetch(response)
         data = response.json() or {}
@@ -324,8 +360,11 @@ class PlivoProvider(Provider):
 
     def _error_from_fetch(self, response: HttpResponse) -> SmsgateError:
         body = response.json()
-        error = self.map_http_status(response, detail=str(body.get("error") or "")
-                                     if isinstance(body, dict) else None, code=str(response.status))
+        error = self.map_http_status(
+            response,
+            detail=str(body.get("error") or "") if isinstance(body, dict) else None,
+            code=str(response.status),
+        )
         error.provider, error.raw = self.name, body
         return error
 
@@ -337,7 +376,8 @@ class PlivoProvider(Provider):
         if not header or not nonce:
             raise WebhookVerificationError(
                 "missing X-Plivo-Signature-V3 or X-Plivo-Signature-V3-Nonce header",
-                provider=self.name)
+                provider=self.name,
+            )
         given = [s.strip() for s in header.split(",") if s.strip()]
         method = request.method.upper()
         params = [] if method == "GET" else request.form()
@@ -356,8 +396,9 @@ class PlivoProvider(Provider):
         uuid = first(form, "MessageUUID")
         status_text = first(form, "Status")
         if not uuid or not status_text:
-            raise WebhookVerificationError("not a Plivo status callback (no MessageUUID/Status)",
-                                           provider=self.name)
+            raise WebhookVerificationError(
+                "not a Plivo status callback (no MessageUUID/Status)", provider=self.name
+            )
         status = STATUSES.get(status_text.lower(), Status.UNKNOWN)
         code = first(form, "ErrorCode") or None
         if code == "000":
@@ -385,8 +426,9 @@ class PlivoProvider(Provider):
         uuid = first(form, "MessageUUID")
         sender = first(form, "From")
         if not uuid or not sender:
-            raise WebhookVerificationError("not a Plivo inbound message (no MessageUUID/From)",
-                                           provider=self.name)
+            raise WebhookVerificationError(
+                "not a Plivo inbound message (no MessageUUID/From)", provider=self.name
+            )
         media = []
         count = first(form, "MediaCount") or ""
         for i in range(int(count) if count.isdigit() else 10):
@@ -416,11 +458,11 @@ def _refusals(body: Any, provider: str) -> dict[str, SmsgateError]:
     for number in body.get("invalid_number") or []:
         refused[_digits(str(number))] = InvalidRecipient(
             f"Plivo refused recipient {number} as an invalid destination number",
-            code="invalid_number", field="to", provider=provider, raw=body)
-    for number in body.get("opted_out_number") or []:
-        refused[_digits(str(number))] = OptedOut(
-            f"recipient {number} opted out (replied STOP) of messages from this sender",
-            code=OPTED_OUT_CODE, field="to", provider=provider, raw=body)
+            code="invalid_number",
+            field="to",
+            provider=provider,
+            raw=body,
+        )
     return refused
 
 

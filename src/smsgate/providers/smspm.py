@@ -10,7 +10,9 @@ The wire contract (SMSPM API docs v2, and seed 002):
   URLs end up in proxy and server access logs. (The transport logs the path only in any case.)
 - ``toNumber`` is one number or, for the same text to several people, a JSON array of up to 100
   numbers (the docs' "multiple recipients" form: ``"toNumber": ["37256789045", "37257788990"]``).
-  Numbers go as digits without ``+``, as in the docs' examples.
+  Numbers go as digits without ``+``, as in the docs' examples. An array refused as a whole for
+  one bad or opted-out number is sent again one number at a time (``bulk_fallback``), so every
+  other recipient still gets the message and the bad one gets its own error.
 - Two answer shapes are in the wild and both are read: the older one the seed shows,
   ``{"status": "success", "messageId": …}`` / ``{"status": "error", "message": …}`` (an API-level
   refusal may come with HTTP 200), and the v2 one, ``{"messages": [{"id", "toNumber",
@@ -26,8 +28,8 @@ API takes none, so an ambiguous send cannot be resent safely).
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from typing import Any, Self
 
 from smsgate.errors import (
@@ -38,7 +40,6 @@ from smsgate.errors import (
     InvalidMessage,
     InvalidRecipient,
     OptedOut,
-    ProviderUnavailable,
     RateLimited,
     SmsgateError,
     UnsupportedFeature,
@@ -195,13 +196,10 @@ class SmspmProvider(Provider):
                 results.append(self._accepted(message, entry, raw=entry))
         return results
 
-    async def _send_bulk_group(self, group: list[Message]) -> list[SendResult]:
-        results = await super()._send_bulk_group(group)
-        if len(group) > 1 and all(_recipient_level(r.error) for r in results):
-            # SMSPM refused the whole array because of one number (its error names a single
-            # recipient). Nothing was sent, so each recipient is asked alone for its own answer.
-            return list(await asyncio.gather(*(self.asend_result(m) for m in group)))
-        return results
+    def bulk_fallback(self, error: SmsgateError, group: Sequence[Message]) -> bool:
+        # SMSPM may refuse a whole array because of one number (its error names that recipient).
+        # Nothing was sent, so each recipient is asked alone for its own answer.
+        return isinstance(error, (InvalidRecipient, OptedOut))
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -235,16 +233,11 @@ class SmspmProvider(Provider):
                 f"this SMSPM account cannot send to {message.to}'s country ({text})", code=code
             )
         if _has(lowered, _SENDER_WORDS):
-            sender = self.sender_for(message)
-            if message.sender is not None:
-                return InvalidMessage(
-                    f"sender {sender!r} refused by SMSPM ({text})", code=code, field="sender"
-                )
-            return ProviderUnavailable(
-                f"sender {sender!r} refused by SMSPM ({text}); use an approved sender id in the "
-                "smspm:// URL",
+            return self.sender_refused(
+                message,
+                f"sender {self.sender_for(message)!r} refused by SMSPM ({text})",
                 code=code,
-                field="sender",
+                fix="use an approved sender id in the smspm:// URL",
             )
         if _has(lowered, _RECIPIENT_WORDS):
             return InvalidRecipient(
@@ -290,7 +283,3 @@ def _error_text(body: Any) -> str | None:
         return str(body["message"])
     status = body.get("status")
     return f"status {status}" if status else None
-
-
-def _recipient_level(error: SmsgateError | None) -> bool:
-    return isinstance(error, (InvalidRecipient, OptedOut))

@@ -108,8 +108,9 @@ _OPTIONS = frozenset({"account-ref", "message-class", "protocol-id", "entity-id"
 _FAILURES = (Status.REJECTED, Status.FAILED, Status.UNDELIVERED, Status.EXPIRED, Status.CANCELED)
 
 
-def vonage_signature(params: Mapping[str, str] | Iterable[tuple[str, str]], secret: str,
-                     method: str) -> str:
+def vonage_signature(
+    params: Mapping[str, str] | Iterable[tuple[str, str]], secret: str, method: str
+) -> str:
     """Vonage's ``sig`` over webhook (or request) parameters, as lowercase hex."""
     items = params.items() if isinstance(params, Mapping) else params
     data = "".join(
@@ -264,7 +265,8 @@ class VonageProvider(Provider):
             if response.status < 400:
                 return AmbiguousSend(
                     "Vonage answered HTTP 200 without a messages list; the message may have "
-                    "been accepted", code=str(response.status),
+                    "been accepted",
+                    code=str(response.status),
                 )
             return self.map_http_status(response)
         failed = [part for part in parts if str(part.get("status")) != "0"]
@@ -279,41 +281,46 @@ class VonageProvider(Provider):
             )
         return error
 
-    def _map_status(self, code: str, text: str, message: Message,
-                    response: HttpResponse) -> SmsgateError:
+    def _map_status(
+        self, code: str, text: str, message: Message, response: HttpResponse
+    ) -> SmsgateError:
         detail = f"{text} (status {code})" if text else f"status {code}"
         if code in ("1", "10"):
             return RateLimited(
                 f"Vonage is throttling this API key: {detail}; slow down to the account's "
                 "throughput (30 requests/s by default)",
-                code=code, retry_after=retry_after(response, THROTTLE_RETRY_AFTER),
+                code=code,
+                retry_after=retry_after(response, THROTTLE_RETRY_AFTER),
             )
         if code in ("4", "14", "32"):
             return AuthError(
                 f"Vonage refused the credentials: {detail}; check the API key and secret "
-                "in the vonage:// URL", code=code,
+                "in the vonage:// URL",
+                code=code,
             )
         if code == "5":
-            return TransientError(f"Vonage had an internal error and did not accept the message: "
-                                  f"{detail}", code=code)
+            return TransientError(
+                f"Vonage had an internal error and did not accept the message: {detail}", code=code
+            )
         if code in ("6", "33"):
             reason = "has an unrecognized prefix" if code == "6" else "is de-activated"
-            return InvalidRecipient(f"recipient {message.to} {reason}: {detail}", code=code,
-                                    field="to")
+            return InvalidRecipient(
+                f"recipient {message.to} {reason}: {detail}", code=code, field="to"
+            )
         if code == "7":
             return OptedOut(
                 f"recipient {message.to} is barred (blacklisted, e.g. after replying STOP) and "
-                f"may not receive messages: {detail}", code=code, field="to",
+                f"may not receive messages: {detail}",
+                code=code,
+                field="to",
             )
         if code == "9":
-            return InsufficientFunds(f"the Vonage account has too little credit: {detail}; "
-                                     "top up and retry", code=code)
+            return InsufficientFunds(
+                f"the Vonage account has too little credit: {detail}; top up and retry", code=code
+            )
         if code == "15":
             text = f"sender {self.sender_for(message)!r} is not allowed by Vonage: {detail}"
-            if message.sender is not None:
-                return InvalidMessage(text, code=code, field="sender")
-            return ProviderUnavailable(f"{text}; fix the sender in the vonage:// URL", code=code,
-                                       field="sender")
+            return self.sender_refused(message, text, code=code)
         if code == "29":
             return UnsupportedFeature(
                 f"this Vonage account is in demo mode and may only send to whitelisted numbers, "
@@ -323,12 +330,16 @@ class VonageProvider(Provider):
         if code in ("8", "11"):
             return ProviderUnavailable(f"the Vonage account cannot send: {detail}", code=code)
         if code == "23":
-            return ProviderUnavailable(f"Vonage refused the receipt URL: {detail}; fix the "
-                                       "callback= option of the vonage:// URL", code=code,
-                                       field="callback")
+            return ProviderUnavailable(
+                f"Vonage refused the receipt URL: {detail}; fix the "
+                "callback= option of the vonage:// URL",
+                code=code,
+                field="callback",
+            )
         if code == "12":
-            return InvalidMessage(f"the message is too long for Vonage: {detail}", code=code,
-                                  field="body")
+            return InvalidMessage(
+                f"the message is too long for Vonage: {detail}", code=code, field="body"
+            )
         return InvalidMessage(f"Vonage refused the message: {detail}", code=code)
 
     # -- webhooks ---------------------------------------------------------------------------
@@ -341,8 +352,9 @@ class VonageProvider(Provider):
         if "json" in content_type or request.body.lstrip()[:1] == b"{":
             body = request.json()
             if not isinstance(body, dict):
-                raise WebhookVerificationError("Vonage JSON webhook body is not an object",
-                                               provider=self.name)
+                raise WebhookVerificationError(
+                    "Vonage JSON webhook body is not an object", provider=self.name
+                )
             return {str(key): _param_text(value) for key, value in body.items()}
         return dict(request.form())
 
@@ -354,31 +366,38 @@ class VonageProvider(Provider):
                     "no signature_secret is configured, so this Vonage webhook cannot be checked; "
                     "enable signed webhooks in the Vonage dashboard and set signature_secret= and "
                     "signature_method= in the vonage:// URL (or allow_unsigned=true to accept "
-                    "unsigned webhooks)", provider=self.name, field="signature_secret",
+                    "unsigned webhooks)",
+                    provider=self.name,
+                    field="signature_secret",
                 )
             if not self._warned_unsigned:
-                logger.warning("%s: accepting unsigned Vonage webhooks (allow_unsigned=true)",
-                               self.name)
+                logger.warning(
+                    "%s: accepting unsigned Vonage webhooks (allow_unsigned=true)", self.name
+                )
                 self._warned_unsigned = True
             return
         signature = params.get("sig")
         if not signature:
-            raise WebhookVerificationError("Vonage webhook has no sig parameter; is signing "
-                                           "enabled in the dashboard?", provider=self.name)
+            raise WebhookVerificationError(
+                "Vonage webhook has no sig parameter; is signing enabled in the dashboard?",
+                provider=self.name,
+            )
         self._check_timestamp(params.get("timestamp"))
         expected = vonage_signature(params, self._signature_secret, self.signature_method)
         if not constant_time_equal(expected, signature.lower()):
             raise WebhookVerificationError(
                 f"Vonage sig does not match (signature_method={self.signature_method}); check "
-                "the signature secret and method against the dashboard", provider=self.name,
+                "the signature secret and method against the dashboard",
+                provider=self.name,
             )
 
     def _check_timestamp(self, value: str | None) -> None:
         try:
             sent = float(value or "")
         except ValueError:
-            raise WebhookVerificationError("Vonage webhook has no valid timestamp parameter",
-                                           provider=self.name) from None
+            raise WebhookVerificationError(
+                "Vonage webhook has no valid timestamp parameter", provider=self.name
+            ) from None
         skew = abs(self.clock.time() - sent)
         if skew > self.timestamp_tolerance:
             raise WebhookVerificationError(
@@ -392,8 +411,9 @@ class VonageProvider(Provider):
         part_id = params.get("messageId") or params.get("message-id")
         status_text = params.get("status")
         if not part_id or not status_text:
-            raise WebhookVerificationError("not a Vonage delivery receipt (no messageId/status)",
-                                           provider=self.name)
+            raise WebhookVerificationError(
+                "not a Vonage delivery receipt (no messageId/status)", provider=self.name
+            )
         code = params.get("err-code") or None
         if code == "0":
             code = None
@@ -419,8 +439,9 @@ class VonageProvider(Provider):
         message_id = params.get("messageId")
         sender = params.get("msisdn")
         if not message_id or not sender:
-            raise WebhookVerificationError("not a Vonage inbound message (no messageId/msisdn)",
-                                           provider=self.name)
+            raise WebhookVerificationError(
+                "not a Vonage inbound message (no messageId/msisdn)", provider=self.name
+            )
         return [
             InboundMessage(
                 provider=self.name,
@@ -473,8 +494,18 @@ def _param_text(value: Any) -> str:
 def _receipt_id(params: Mapping[str, str]) -> str:
     # Vonage re-signs a retried receipt (new timestamp, nonce, sig), so those are left out: a
     # retry of the same receipt gets the same id and is dropped as a duplicate.
-    stable = "|".join(params.get(name, "") for name in (
-        "messageId", "status", "err-code", "scts", "message-timestamp", "client-ref", "msisdn"))
+    stable = "|".join(
+        params.get(name, "")
+        for name in (
+            "messageId",
+            "status",
+            "err-code",
+            "scts",
+            "message-timestamp",
+            "client-ref",
+            "msisdn",
+        )
+    )
     return hashlib.sha256(stable.encode()).hexdigest()[:32]
 
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -22,6 +22,8 @@ from smsgate import __version__
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import Config
 from smsgate.outbox import Outbox
+from smsgate.outbox.cli_support import build_worker
+from smsgate.outbox.worker import Worker
 from smsgate.providers import create_provider
 from smsgate.providers.base import Provider
 from smsgate.server import errors
@@ -41,33 +43,28 @@ logger = logging.getLogger("smsgate.server")
 
 
 
-class WorkerRunner(Protocol):
-    """The in-process worker as the server drives it (see :mod:`smsgate.server.worker`)."""
-
-    async def run(
-        self, outbox: Outbox, providers: Mapping[str, Provider], stop: asyncio.Event
-    ) -> None:
-        """Send until ``stop`` is set, then finish or release what is held, and return."""
-
-    def circuits(self) -> Mapping[str, str]:
-        """Each provider's circuit-breaker state (closed, half_open, open)."""
-
-
 def callback_url(public_url: str, provider: str) -> str:
     """Where ``provider`` should send delivery receipts for this server."""
     return f"{public_url.rstrip('/')}/webhooks/{provider}/status"
 
 
-def build_providers(config: Config, public_url: str | None) -> dict[str, Provider]:
-    """One provider per ``[providers.NAME]``; without a ``callback=`` in its URL, receipts are
-    asked for at ``{public_url}/webhooks/NAME/status``."""
-    built: dict[str, Provider] = {}
-    for name, entry in config.providers.items():
-        provider = create_provider(entry.url, name=name)
+def build_providers(config: Config) -> dict[str, Provider]:
+    """One provider per ``[providers.NAME]`` (for webhooks only: the API-only server)."""
+    return {name: create_provider(entry.url, name=name) for name, entry in config.providers.items()}
+
+
+def prepare_providers(
+    providers: Mapping[str, Provider], public_url: str | None, clock: Clock
+) -> None:
+    """Point receipts at this server and check webhook timestamps on ``clock``.
+
+    A provider whose URL has no ``callback=`` is asked for receipts at
+    ``{public_url}/webhooks/NAME/status``.
+    """
+    for name, provider in providers.items():
+        provider.clock = clock
         if provider.status_callback is None and public_url:
             provider.status_callback = callback_url(public_url, name)
-        built[name] = provider
-    return built
 
 
 def create_app(
@@ -75,21 +72,27 @@ def create_app(
     *,
     settings: ServerSettings | None = None,
     outbox: Outbox | None = None,
-    providers_by_name: Mapping[str, Provider] | None = None,
     clock: Clock = SYSTEM_CLOCK,
-    worker: WorkerRunner | None = None,
+    worker: bool | None = None,
     background: bool = True,
 ) -> FastAPI:
-    """The API. ``worker`` is run in-process while the app runs; ``background`` False leaves the
-    relay, the webhook dispatcher and the metrics follower to the caller (tests drive them)."""
+    """The API for ``config``. ``worker`` (default: ``[server] worker``) runs the outbox worker in
+    the server process when providers are configured. ``outbox`` is used instead of opening the
+    config's store (the caller then closes it). ``background`` False leaves the relay, the
+    webhook dispatcher and the metrics follower to the caller (tests drive them)."""
     settings = settings or ServerSettings.from_config(config)
+    run_worker = settings.worker if worker is None else worker
     owned = outbox is None
     box = outbox or Outbox(config.store, clock=clock)
     try:
         store = ServerStore.of(box)
-        chosen = dict(providers_by_name) if providers_by_name is not None else build_providers(
-            config, settings.public_url
-        )
+        sender: Worker | None = None
+        if run_worker and config.providers:
+            sender = build_worker(box, config, clock=clock)
+            chosen: Mapping[str, Provider] = sender.providers
+        else:
+            chosen = build_providers(config)
+        prepare_providers(chosen, settings.public_url, clock)
     except BaseException:
         if owned:
             box.close()
@@ -110,10 +113,10 @@ def create_app(
         submitter=Submitter(box, store, settings, clock=clock),
         inbound=InboundHandler(box, store, settings, clock=clock),
         dispatcher=dispatcher,
-        worker_state="starting" if worker is not None else "disabled",
+        worker_state="starting" if sender is not None else "disabled",
     )
     metrics.registry.register(
-        StoreCollector(box.counts, None if worker is None else worker.circuits)
+        StoreCollector(box.counts, None if sender is None else sender.circuits)
     )
     relay = EventRelay(store, clock=clock, on_queued=dispatcher.wake)
     follower = EventFollower(store, metrics, clock=clock)
@@ -124,8 +127,8 @@ def create_app(
         tasks: list[asyncio.Task[None]] = []
         svc.submitter.start()
         worker_task = None
-        if worker is not None:
-            worker_task = asyncio.create_task(_supervise(svc, worker, stop), name="smsgate-worker")
+        if sender is not None:
+            worker_task = asyncio.create_task(_supervise(svc, sender, stop), name="smsgate-worker")
         if background:
             tasks += [
                 asyncio.create_task(relay.run(stop), name="smsgate-relay"),
@@ -141,9 +144,10 @@ def create_app(
                 await worker_task
             await asyncio.gather(*tasks, return_exceptions=True)
             await dispatcher.aclose()
-            for provider in chosen.values():
-                with contextlib.suppress(Exception):
-                    await provider.aclose()
+            if sender is None:  # the worker closes the providers it sent with
+                for provider in chosen.values():
+                    with contextlib.suppress(Exception):
+                        await provider.aclose()
             if owned:
                 box.close()
 
@@ -170,10 +174,11 @@ def create_app(
     return app
 
 
-async def _supervise(svc: Services, worker: WorkerRunner, stop: asyncio.Event) -> None:
+async def _supervise(svc: Services, worker: Worker, stop: asyncio.Event) -> None:
+    """Run the worker until ``stop``; it then finishes or gives back what it holds."""
     svc.worker_state = "running"
     try:
-        await worker.run(svc.outbox, svc.providers, stop)
+        await worker.run(stop=stop)
         svc.worker_state = "stopped"
     except Exception:
         svc.worker_state = "failed"

@@ -14,12 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
-from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import Config
 from smsgate.server.app import create_app
 from smsgate.server.settings import ServerSettings
@@ -47,22 +45,6 @@ def local_url(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def build_app(
-    config: Config,
-    settings: ServerSettings,
-    *,
-    clock: Clock = SYSTEM_CLOCK,
-    **options: Any,
-) -> FastAPI:
-    """The app with the in-process worker when ``settings.worker`` is on."""
-    worker = None
-    if settings.worker and config.providers:
-        from smsgate.server.worker import InProcessWorker
-
-        worker = InProcessWorker(config, clock=clock)
-    return create_app(config, settings=settings, clock=clock, worker=worker, **options)
-
-
 def uvicorn_server(
     app: FastAPI, *, log_level: str = "info", access_log: bool = False
 ) -> uvicorn.Server:
@@ -86,7 +68,7 @@ def serve(config: Config, settings: ServerSettings, *, log_level: str = "info",
     url = local_url(sock)
     if settings.public_url is None:
         settings = replace(settings, public_url=url)
-    app = build_app(config, settings)
+    app = create_app(config, settings=settings)
     server = uvicorn_server(app, log_level=log_level)
     if on_ready is not None:
         on_ready(url)

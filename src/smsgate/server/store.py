@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from smsgate.errors import ConfigError
 from smsgate.ids import new_id
 from smsgate.outbox import Outbox
+from smsgate.outbox.migrate import check_version
 from smsgate.outbox.sql import SqlStore, Tx
 from smsgate.outbox.store import chunks
 
@@ -300,10 +301,10 @@ class ServerStore:
     def _read(self) -> Any:
         return self._store._read()
 
-    def ping(self) -> None:
-        """Raise unless the store answers a query."""
-        with self._read() as tx:
-            tx.execute("SELECT 1")
+    def check(self) -> None:
+        """Raise unless the store answers and has the schema this smsgate needs."""
+        found = self._store.schema_version()
+        check_version(found, self._store.url)
 
     # -- API keys -----------------------------------------------------------------------------
 

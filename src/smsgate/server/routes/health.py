@@ -6,6 +6,7 @@ import anyio.to_thread
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from smsgate.errors import SmsgateError
 from smsgate.server.metrics import CONTENT_TYPE
 from smsgate.server.models import Health
 from smsgate.server.services import Svc
@@ -26,10 +27,12 @@ async def healthz() -> Health:
 )
 async def readyz(svc: Svc) -> Response:
     try:
-        await anyio.to_thread.run_sync(svc.store.ping)
+        await anyio.to_thread.run_sync(svc.store.check)
     except Exception as exc:
-        body = Health(status="unavailable", store=f"unreachable: {type(exc).__name__}",
-                      worker=svc.worker_state)
+        # Our own errors say what to run (smsgate db upgrade); others could carry connection
+        # details, so only their kind is shown.
+        detail = exc.message if isinstance(exc, SmsgateError) else type(exc).__name__
+        body = Health(status="unavailable", store=detail, worker=svc.worker_state)
         return JSONResponse(body.model_dump(), status_code=503)
     return JSONResponse(Health(status="ready", store="ok", worker=svc.worker_state).model_dump())
 

@@ -1,0 +1,91 @@
+"""/metrics: counters derived from the outbox history, gauges read at scrape time."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+from tests.server.conftest import Running, ServerFactory
+from tests.server.test_provider_webhooks import TOKEN, TWILIO_URL
+from twilio.request_validator import RequestValidator
+
+from smsgate.server.metrics import EventFollower
+
+
+def scrape(running: Running) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = running.anonymous.get(running.url + "/metrics", timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def receipt(running: Running, message_id: str, status: str, code: str | None = None) -> None:
+    url = f"{running.url}/webhooks/twilio/status?" + urlencode({"smsgate_id": message_id})
+    fields = {"MessageSid": f"SM{status}", "MessageStatus": status}
+    if code:
+        fields["ErrorCode"] = code
+    headers = {
+        "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, fields),
+        "I-Twilio-Idempotency-Token": f"{message_id}{status}",
+    }
+    assert requests.post(url, data=fields, headers=headers, timeout=10).status_code == 200
+
+
+def test_counters_follow_the_history(server_factory: ServerFactory, store_url: str) -> None:
+    running = server_factory(
+        store_url, config={"providers": {"twilio": {"url": TWILIO_URL}}}, background=False
+    )
+    follower: EventFollower = running.thread.app.state.follower
+    follower.step()  # start from here
+    ids = [
+        running.post("/v1/messages", json={"to": "+15555550100", "body": "x", "purpose": p}).json()[
+            "id"
+        ]
+        for p in ("transactional", "transactional", "otp", "marketing")
+    ]
+    running.post(f"/v1/messages/{ids[3]}/cancel")
+    receipt(running, ids[0], "delivered")
+    receipt(running, ids[1], "undelivered", "30003")
+    receipt(running, ids[1], "undelivered", "30003")  # a replay counts once
+    assert follower.step() >= 7
+    metrics = scrape(running)
+    assert metrics[("smsgate_messages_submitted_total", (("purpose", "transactional"),))] == 2
+    assert metrics[("smsgate_messages_submitted_total", (("purpose", "otp"),))] == 1
+    assert (
+        metrics[("smsgate_messages_delivered_total", (("provider", "twilio"), ("route", "none")))]
+        == 1
+    )
+    failed = (
+        "smsgate_messages_failed_total",
+        (
+            ("error", "receipt"),
+            ("provider", "twilio"),
+            ("route", "none"),
+            ("status", "undelivered"),
+        ),
+    )
+    assert metrics[failed] == 1
+    assert metrics[("smsgate_queue_depth", (("status", "queued"),))] == 1
+    assert metrics[("smsgate_queue_depth", (("status", "canceled"),))] == 1
+    assert metrics[("smsgate_queue_depth", (("status", "delivered"),))] == 1
+    refused = (
+        "smsgate_provider_webhooks_total",
+        (("kind", "status"), ("outcome", "duplicate"), ("provider", "twilio")),
+    )
+    assert metrics[refused] == 1
+
+
+def test_metrics_need_no_key_and_are_prometheus_text(server: Running) -> None:
+    response = server.anonymous.get(server.url + "/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    names = {family.name for family in text_string_to_metric_families(response.text)}
+    assert {
+        "smsgate_messages_submitted",
+        "smsgate_send_latency_seconds",
+        "smsgate_queue_depth",
+        "smsgate_send_retries",
+    } <= names
