@@ -39,7 +39,9 @@ class _LoopThread:
             pass
         else:
             coro.close()
-            raise RuntimeError("the sync Gateway methods cannot run inside an event loop; use the a* twins")
+            raise RuntimeError(
+                "the sync Gateway methods cannot run inside an event loop; use the a* twins"
+            )
         loop = self._ensure()
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
         return future.result()
@@ -63,7 +65,9 @@ class _LoopThread:
 class Gateway:
     """Send through one provider or an ordered failover chain of providers."""
 
-    def __init__(self, providers: Provider | Sequence[Provider], *, default_region: str | None = None) -> None:
+    def __init__(
+        self, providers: Provider | Sequence[Provider], *, default_region: str | None = None
+    ) -> None:
         chain = [providers] if isinstance(providers, Provider) else list(providers)
         if not chain:
             raise ConfigError("a Gateway needs at least one provider", field="providers")
@@ -77,7 +81,7 @@ class Gateway:
     @classmethod
     def from_url(cls, *urls: str, default_region: str | None = None, **overrides: Any) -> Self:
         """``Gateway.from_url("twilio://SID:TOKEN@+1...", "smsroute://KEY@MyApp")``: a chain."""
-        providers = []
+        providers: list[Provider] = []
         for i, url in enumerate(urls):
             provider = create_provider(url, **overrides)
             if any(p.name == provider.name for p in providers):
@@ -146,7 +150,9 @@ class Gateway:
         assert last is not None
         raise last
 
-    async def asend_many(self, messages: Iterable[Message], *, provider: str | None = None) -> list[SendResult]:
+    async def asend_many(
+        self, messages: Iterable[Message], *, provider: str | None = None
+    ) -> list[SendResult]:
         """Send many; results in input order; never raises because of one recipient.
 
         Messages a provider refuses for provider-side reasons go to the next provider in the chain.
@@ -165,7 +171,9 @@ class Gateway:
                 results[i] = result
         return results
 
-    async def afetch_status(self, provider_message_id: str, *, provider: str | None = None) -> SendResult:
+    async def afetch_status(
+        self, provider_message_id: str, *, provider: str | None = None
+    ) -> SendResult:
         return await self._chain(provider, None)[0].afetch_status(provider_message_id)
 
     async def alookup_hlr(self, number: str, *, provider: str | None = None) -> dict[str, Any]:
@@ -189,10 +197,14 @@ class Gateway:
 
     # -- sync twins ---------------------------------------------------------------------------
 
-    def send(self, to: str | Message, body: str = "", *, provider: str | None = None, **fields: Any) -> SendResult:
+    def send(
+        self, to: str | Message, body: str = "", *, provider: str | None = None, **fields: Any
+    ) -> SendResult:
         return self._runner.run(self.asend(to, body, provider=provider, **fields))
 
-    def send_many(self, messages: Iterable[Message], *, provider: str | None = None) -> list[SendResult]:
+    def send_many(
+        self, messages: Iterable[Message], *, provider: str | None = None
+    ) -> list[SendResult]:
         return self._runner.run(self.asend_many(list(messages), provider=provider))
 
     def fetch_status(self, provider_message_id: str, *, provider: str | None = None) -> SendResult:
@@ -218,7 +230,8 @@ class Gateway:
         if name is not None:
             if name not in self.providers:
                 raise ConfigError(
-                    f"no provider named {name!r}; configured: {', '.join(self.providers)}", field="provider"
+                    f"no provider named {name!r}; configured: {', '.join(self.providers)}",
+                    field="provider",
                 )
             return [self.providers[name]]
         return list(self.providers.values())

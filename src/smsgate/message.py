@@ -131,7 +131,9 @@ class Message:
         media = (self.media,) if isinstance(self.media, str) else tuple(self.media or ())
         set_(self, "media", media)
         if not self.body and not media:
-            raise InvalidMessage("body is empty and there is no media; give a body or a media URL", field="body")
+            raise InvalidMessage(
+                "body is empty and there is no media; give a body or a media URL", field="body"
+            )
         if len(self.body) > MAX_BODY_CHARS:
             raise InvalidMessage(
                 f"body is {len(self.body)} characters; the limit is {MAX_BODY_CHARS} "
@@ -152,7 +154,12 @@ class Message:
             ) from None
         if self.idempotency_key is not None:
             key = self.idempotency_key
-            if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+            if (
+                not isinstance(key, str)
+                or not key
+                or len(key) > MAX_IDEMPOTENCY_KEY
+                or not key.isprintable()
+            ):
                 raise InvalidMessage(
                     f"idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters",
                     field="idempotency_key",
@@ -170,7 +177,9 @@ class Message:
             validity = int(validity.total_seconds())
         if validity is not None:
             if isinstance(validity, bool) or not isinstance(validity, int) or validity <= 0:
-                raise InvalidMessage("validity must be a positive number of seconds", field="validity")
+                raise InvalidMessage(
+                    "validity must be a positive number of seconds", field="validity"
+                )
             set_(self, "validity", validity)
         set_(self, "metadata", _frozen_mapping(self.metadata, "metadata"))
         set_(self, "provider_options", _frozen_mapping(self.provider_options, "provider_options"))
@@ -195,22 +204,34 @@ class Message:
 def _check_media(media: Iterable[Any]) -> None:
     items = list(media)
     if len(items) > MAX_MEDIA:
-        raise InvalidMessage(f"{len(items)} media URLs; at most {MAX_MEDIA} per message", field="media")
+        raise InvalidMessage(
+            f"{len(items)} media URLs; at most {MAX_MEDIA} per message", field="media"
+        )
     for url in items:
-        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")) or len(url) < 10:
+        if (
+            not isinstance(url, str)
+            or not url.lower().startswith(("http://", "https://"))
+            or len(url) < 10
+        ):
             raise InvalidMessage(
                 f"media URL {url!r} is not an http(s) URL; providers fetch media from a public URL",
                 field="media",
             )
         if any(ch.isspace() or ord(ch) < 32 for ch in url):
-            raise InvalidMessage(f"media URL {url!r} contains spaces or control characters", field="media")
+            raise InvalidMessage(
+                f"media URL {url!r} contains spaces or control characters", field="media"
+            )
 
 
 def _check_sender(sender: Any) -> None:
     if not isinstance(sender, str) or not sender.strip():
-        raise InvalidMessage("sender must be a non-empty string (a number or an alphanumeric id)", field="sender")
+        raise InvalidMessage(
+            "sender must be a non-empty string (a number or an alphanumeric id)", field="sender"
+        )
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in sender):
-        raise InvalidMessage("sender contains control characters (CR, LF, ...); remove them", field="sender")
+        raise InvalidMessage(
+            "sender contains control characters (CR, LF, ...); remove them", field="sender"
+        )
     if len(sender) > 64:
         raise InvalidMessage("sender is longer than 64 characters", field="sender")
 
@@ -233,7 +254,11 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.status not in (Status.FAILED, Status.REJECTED, Status.UNDELIVERED)
+        return self.error is None and self.status not in (
+            Status.FAILED,
+            Status.REJECTED,
+            Status.UNDELIVERED,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -57,7 +57,9 @@ def _fail(text: str, reason: str, fix: str, field: str) -> InvalidRecipient:
     return InvalidRecipient(f"{field} {text!r}: {reason}; {fix}", field=field, code=None)
 
 
-def parse(text: str, region: str | None = None, *, strict: bool = True, field: str = _FIELD) -> phonenumbers.PhoneNumber:
+def parse(
+    text: str, region: str | None = None, *, strict: bool = True, field: str = _FIELD
+) -> phonenumbers.PhoneNumber:
     """Parse ``text`` into a libphonenumber ``PhoneNumber`` or raise ``InvalidRecipient``."""
     import phonenumbers
     from phonenumbers import NumberParseException
@@ -68,10 +70,17 @@ def parse(text: str, region: str | None = None, *, strict: bool = True, field: s
     if not raw:
         raise _fail(text, "empty", "give a number in E.164 form such as +15555550100", field)
     if not _ALLOWED.match(raw):
-        raise _fail(text, "not a phone number (letters or symbols)", "use digits, with + and the country code", field)
+        raise _fail(
+            text,
+            "not a phone number (letters or symbols)",
+            "use digits, with + and the country code",
+            field,
+        )
     region = region.upper() if region else None
     if region is not None and region not in phonenumbers.SUPPORTED_REGIONS:
-        raise InvalidRecipient(f"region {region!r} is not a known ISO 3166 region code", field="region")
+        raise InvalidRecipient(
+            f"region {region!r} is not a known ISO 3166 region code", field="region"
+        )
     compact = re.sub(r"[\s().\-/]", "", raw)
     if compact.startswith("00") and (region is None or not _is_idd(compact, region)):
         compact = "+" + compact[2:]
@@ -86,13 +95,24 @@ def parse(text: str, region: str | None = None, *, strict: bool = True, field: s
         number = phonenumbers.parse(compact, region)
     except NumberParseException as exc:
         reasons = {
-            NumberParseException.INVALID_COUNTRY_CODE: ("unknown country code", "check the digits after +"),
-            NumberParseException.NOT_A_NUMBER: ("not a phone number", "use digits, with + and the country code"),
-            NumberParseException.TOO_SHORT_AFTER_IDD: ("too short after the international prefix", "check the digits"),
+            NumberParseException.INVALID_COUNTRY_CODE: (
+                "unknown country code",
+                "check the digits after +",
+            ),
+            NumberParseException.NOT_A_NUMBER: (
+                "not a phone number",
+                "use digits, with + and the country code",
+            ),
+            NumberParseException.TOO_SHORT_AFTER_IDD: (
+                "too short after the international prefix",
+                "check the digits",
+            ),
             NumberParseException.TOO_SHORT_NSN: ("too short", "check for missing digits"),
             NumberParseException.TOO_LONG: ("too long", "check for extra digits"),
         }
-        reason, fix = reasons.get(exc.error_type, ("not a phone number", "use E.164 such as +15555550100"))
+        reason, fix = reasons.get(
+            exc.error_type, ("not a phone number", "use E.164 such as +15555550100")
+        )
         raise _fail(text, reason, fix, field) from None
     _check_possible(number, text, field)
     if strict and not phonenumbers.is_valid_number(number):
@@ -111,19 +131,25 @@ def _is_idd(compact: str, region: str) -> bool:
 
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     prefix = metadata.international_prefix if metadata else None
-    return bool(prefix) and re.match(prefix, compact) is not None and compact.startswith("00")
+    if not prefix or not compact.startswith("00"):
+        return False
+    return re.match(prefix, compact) is not None
 
 
 def _check_possible(number: phonenumbers.PhoneNumber, text: str, field: str) -> None:
     import phonenumbers
     from phonenumbers import ValidationResult
 
-    if phonenumbers.region_code_for_country_code(number.country_code) == "ZZ":
-        raise _fail(text, f"unknown country code +{number.country_code}", "check the digits after +", field)
+    if phonenumbers.region_code_for_country_code(number.country_code or 0) == "ZZ":
+        raise _fail(
+            text, f"unknown country code +{number.country_code}", "check the digits after +", field
+        )
     result = phonenumbers.is_possible_number_with_reason(number)
     if result in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
         if result == ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
-            raise _fail(text, "too short (a local number without its area code)", "add the area code", field)
+            raise _fail(
+                text, "too short (a local number without its area code)", "add the area code", field
+            )
         return
     messages = {
         ValidationResult.INVALID_COUNTRY_CODE: ("unknown country code", "check the digits after +"),
@@ -143,7 +169,9 @@ def _normalize_cached(text: str, region: str | None, strict: bool, field: str) -
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-def normalize(text: str, region: str | None = None, *, strict: bool = True, field: str = _FIELD) -> str:
+def normalize(
+    text: str, region: str | None = None, *, strict: bool = True, field: str = _FIELD
+) -> str:
     """Return ``text`` as E.164 (``+15555550100``) or raise :class:`InvalidRecipient`.
 
     ``region`` is the ISO 3166 code used for national numbers (``"US"``, ``"GB"``). With
@@ -178,7 +206,7 @@ def lookup(text: str, region: str | None = None) -> NumberInfo:
     return NumberInfo(
         e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
         region=_region(number),
-        country_code=number.country_code,
+        country_code=number.country_code or 0,
         national_number=str(number.national_number),
         type=type_names.get(phonenumbers.number_type(number), "unknown"),
         valid=phonenumbers.is_valid_number(number),
@@ -195,9 +223,7 @@ def national_digits(e164: str) -> str:
 
 
 def region_of(e164: str) -> str | None:
-    """The ISO region of an E.164 number, or None when the country code spans several unknown ones."""
-    import phonenumbers
-
+    """The ISO region of an E.164 number, or None when the country code has no single region."""
     return _region(parse(e164, strict=False))
 
 
@@ -205,7 +231,7 @@ def _region(number: phonenumbers.PhoneNumber) -> str | None:
     # A fictional number (+1 555 01xx) has no region of its own; fall back to its country code's.
     import phonenumbers
 
-    region = phonenumbers.region_code_for_number(number) or phonenumbers.region_code_for_country_code(
-        number.country_code
-    )
+    region = phonenumbers.region_code_for_number(
+        number
+    ) or phonenumbers.region_code_for_country_code(number.country_code or 0)
     return None if region in (None, "ZZ", "001") else str(region)

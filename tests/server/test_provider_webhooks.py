@@ -31,8 +31,8 @@ def gateway(server_factory: ServerFactory, store_url: str) -> Running:
     return server_factory(store_url, config={"providers": {"twilio": {"url": TWILIO_URL}}})
 
 
-def queued(gateway: Running) -> str:
-    response = gateway.post("/v1/messages", json={"to": "+15555550100", "body": "hi"})
+def queued(gateway: Running, body: str = "hi") -> str:
+    response = gateway.post("/v1/messages", json={"to": "+15555550100", "body": body})
     assert response.status_code == 201
     message_id: str = response.json()["id"]
     return message_id
@@ -256,7 +256,7 @@ def test_emulator_receipts_flip_states_live(
             store_url, worker=True,
             config={"providers": {"twilio": {"url": emulator.provider_url()}}},
         )
-        ids = [queued(gateway) for _ in range(5)]
+        ids = [queued(gateway, f"message {n}") for n in range(5)]
 
         def final() -> bool:
             return all(gateway.get(f"/v1/messages/{m}").json()["status"] == outcome for m in ids)

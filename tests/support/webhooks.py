@@ -41,18 +41,27 @@ class WebhookReceiver:
         body = await request.read()
         url = f"{self.url}{request.path_qs}"
         self.received.append(
-            Received(WebhookRequest(url=url, method=request.method, headers=dict(request.headers), body=body), request.path)
+            Received(
+                WebhookRequest(
+                    url=url, method=request.method, headers=dict(request.headers), body=body
+                ),
+                request.path,
+            )
         )
         return web.Response(status=self.status, text="")
 
-    def wait(self, count: int = 1, timeout: float = 10.0, path: str | None = None) -> list[WebhookRequest]:
+    def wait(
+        self, count: int = 1, timeout: float = 10.0, path: str | None = None
+    ) -> list[WebhookRequest]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = [r.request for r in self.received if path is None or r.path == path]
             if len(found) >= count:
                 return found
             time.sleep(0.01)
-        raise AssertionError(f"expected {count} webhook(s) at {path or 'any path'}, got {len(self.received)}")
+        raise AssertionError(
+            f"expected {count} webhook(s) at {path or 'any path'}, got {len(self.received)}"
+        )
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)

@@ -8,7 +8,16 @@ from typing import Any, NoReturn
 
 #: command modules, registered in this order
 AREAS = (
-    "encoding", "numbers", "send", "emulate", "carriers", "config", "outbox", "serve", "keys", "demo",
+    "encoding",
+    "numbers",
+    "send",
+    "emulate",
+    "carriers",
+    "config",
+    "outbox",
+    "serve",
+    "keys",
+    "demo",
 )
 
 

@@ -15,18 +15,32 @@ def emulate_command(
     name: str = typer.Argument(..., help="twilio, smspm, smsroute, vonage, plivo, telnyx or smtp."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(0, "--port", help="Port (0 picks a free one)."),
-    credentials: str = typer.Option(None, "--credentials", help="As in the provider URL, e.g. SID:TOKEN."),
+    credentials: str = typer.Option(
+        None, "--credentials", help="As in the provider URL, e.g. SID:TOKEN."
+    ),
     latency: float = typer.Option(0.0, "--latency", help="Seconds added to every API response."),
     error_rate: float = typer.Option(0.0, "--error-rate", help="Fraction answered 503."),
     rate_limit_rate: float = typer.Option(0.0, "--rate-limit-rate", help="Fraction answered 429."),
     retry_after: float = typer.Option(1.0, "--retry-after", help="Retry-After seconds on a 429."),
-    reset_rate: float = typer.Option(0.0, "--reset-rate", help="Fraction accepted, then the connection dropped."),
-    hang_rate: float = typer.Option(0.0, "--hang-rate", help="Fraction accepted, then never answered."),
+    reset_rate: float = typer.Option(
+        0.0, "--reset-rate", help="Fraction accepted, then the connection dropped."
+    ),
+    hang_rate: float = typer.Option(
+        0.0, "--hang-rate", help="Fraction accepted, then never answered."
+    ),
     seed: int = typer.Option(None, "--seed", help="Seed for the fault and outcome draws."),
-    callback_delay: float = typer.Option(0.2, "--callback-delay", help="Seconds before a delivery callback."),
-    outcomes: str = typer.Option("delivered=1", "--outcomes", help="Callback mix, e.g. delivered=0.9,undelivered=0.1."),
-    inbound_url: str = typer.Option(None, "--inbound-url", help="Where POST /_emulator/inbound sends messages."),
-    option: list[str] = typer.Option([], "--option", help="Emulator-specific KEY=VALUE (repeatable)."),
+    callback_delay: float = typer.Option(
+        0.2, "--callback-delay", help="Seconds before a delivery callback."
+    ),
+    outcomes: str = typer.Option(
+        "delivered=1", "--outcomes", help="Callback mix, e.g. delivered=0.9,undelivered=0.1."
+    ),
+    inbound_url: str = typer.Option(
+        None, "--inbound-url", help="Where POST /_emulator/inbound sends messages."
+    ),
+    option: list[str] = typer.Option(
+        [], "--option", help="Emulator-specific KEY=VALUE (repeatable)."
+    ),
 ) -> None:
     """Run NAME's emulator: the provider's API, signed callbacks and fault injection."""
     import asyncio
@@ -45,8 +59,13 @@ def emulate_command(
         extra[key.replace("-", "_")] = value
     try:
         faults = Faults(
-            latency=latency, error_rate=error_rate, rate_limit_rate=rate_limit_rate,
-            retry_after=retry_after, reset_rate=reset_rate, hang_rate=hang_rate, seed=seed,
+            latency=latency,
+            error_rate=error_rate,
+            rate_limit_rate=rate_limit_rate,
+            retry_after=retry_after,
+            reset_rate=reset_rate,
+            hang_rate=hang_rate,
+            seed=seed,
         )
         mix = Callbacks(delay=callback_delay, outcomes=Callbacks.parse_outcomes(outcomes))
         emulator = emulator_class(name)(

@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
 def normalize_command(
     number: str = typer.Argument(..., help="A phone number as people type it."),
     region: str = typer.Option(None, "--region", help="ISO region for national numbers, e.g. US."),
-    lenient: bool = typer.Option(False, "--lenient", help="Accept any possible number (test ranges)."),
+    lenient: bool = typer.Option(
+        False, "--lenient", help="Accept any possible number (test ranges)."
+    ),
     json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Print NUMBER in E.164, or say which rule it breaks."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from smsgate.cli.common import fail, print_json
+
+if TYPE_CHECKING:
+    from smsgate.message import Message
 
 
 def register(app: typer.Typer) -> None:
@@ -15,29 +20,49 @@ def send_command(
     to: str = typer.Argument(..., help="Recipient, E.164 (or national with --region)."),
     body: str = typer.Argument("", help="The text."),
     provider: str = typer.Option(
-        None, "--provider", envvar="SMSGATE_PROVIDER", help="Provider URL (or set SMSGATE_PROVIDER)."
+        None,
+        "--provider",
+        envvar="SMSGATE_PROVIDER",
+        help="Provider URL (or set SMSGATE_PROVIDER).",
     ),
     sender: str = typer.Option(None, "--sender", help="Sender number or alphanumeric id."),
     media: list[str] = typer.Option([], "--media", help="Media URL for MMS (repeatable)."),
     region: str = typer.Option(None, "--region", help="Default region for a national number."),
     carrier: str = typer.Option(None, "--carrier", help="Carrier key for email-to-SMS (smtp://)."),
-    purpose: str = typer.Option("transactional", "--purpose", help="transactional, otp or marketing."),
-    idempotency_key: str = typer.Option(None, "--idempotency-key", help="Sends once per key (with --queue)."),
-    queue: bool = typer.Option(False, "--queue", help="Submit to the outbox instead of sending now."),
-    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help="smsgate.toml (with --queue)."),
+    purpose: str = typer.Option(
+        "transactional", "--purpose", help="transactional, otp or marketing."
+    ),
+    idempotency_key: str = typer.Option(
+        None, "--idempotency-key", help="Sends once per key (with --queue)."
+    ),
+    queue: bool = typer.Option(
+        False, "--queue", help="Submit to the outbox instead of sending now."
+    ),
+    config: str = typer.Option(
+        None, "--config", envvar="SMSGATE_CONFIG", help="smsgate.toml (with --queue)."
+    ),
     json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Send BODY to TO and print our id, the provider's id, status, segments and encoding."""
-    from smsgate.errors import SmsgateError
-    from smsgate.message import Message
+    from smsgate.errors import InvalidMessage, SmsgateError
+    from smsgate.message import Message, Purpose
     from smsgate.phone import normalize
 
     try:
         number = normalize(to, region, strict=False)
         options = {"carrier": carrier} if carrier else {}
+        if purpose not in Purpose.__members__.values():
+            raise InvalidMessage(
+                f"--purpose {purpose!r} is not one of {', '.join(Purpose)}", field="purpose"
+            )
         message = Message(
-            to=number, body=body, sender=sender, media=tuple(media), purpose=purpose,
-            idempotency_key=idempotency_key, provider_options=options,
+            to=number,
+            body=body,
+            sender=sender,
+            media=tuple(media),
+            purpose=Purpose(purpose),
+            idempotency_key=idempotency_key,
+            provider_options=options,
         )
     except SmsgateError as exc:
         fail(str(exc))
@@ -45,7 +70,9 @@ def send_command(
         _queue(message, config, json)
         return
     if not provider:
-        fail("no provider: pass --provider URL or set SMSGATE_PROVIDER (e.g. twilio://SID:TOKEN@+15017122661)")
+        fail(
+            "no provider: pass --provider URL or set SMSGATE_PROVIDER (e.g. twilio://SID:TOKEN@+15017122661)"
+        )
     from smsgate.gateway import Gateway
 
     try:
@@ -76,7 +103,7 @@ def _explain(exc: Exception) -> str:
     return str(exc)
 
 
-def _queue(message: object, config_path: str | None, json: bool) -> None:
+def _queue(message: Message, config_path: str | None, json: bool) -> None:
     from smsgate.errors import SmsgateError
     from smsgate.outbox.cli_support import queue_message
 

@@ -55,15 +55,10 @@ class Faults:
         for key, value in values.items():
             if key not in known:
                 raise ValueError(f"unknown fault {key!r}; known: {', '.join(sorted(known))}")
-            setattr(
-                self,
-                key,
-                None
-                if value is None and key == "seed"
-                else float(value)
-                if key != "seed"
-                else int(value),
-            )
+            if key == "seed":
+                self.seed = None if value is None else int(value)
+            else:
+                setattr(self, key, float(value))
 
 
 @dataclass(slots=True)
@@ -422,9 +417,8 @@ class EmulatorThread:
             target=self.loop.run_forever, name=f"{emulator.name}-emulator", daemon=True
         )
         self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(emulator.start(host, port), self.loop).result(
-            10
-        )
+        started = asyncio.run_coroutine_threadsafe(emulator.start(host, port), self.loop)
+        self.url = started.result(10)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the emulator's loop (to read or change its state safely)."""

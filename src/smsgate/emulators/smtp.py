@@ -73,11 +73,14 @@ class SmtpFaults(Faults):
 
     @classmethod
     def from_faults(cls, faults: Faults | None, **extra: Any) -> SmtpFaults:
+        """SMTP faults from the CLI's ``Faults`` plus ``--option`` values (strings or numbers)."""
+        extra = {k: v for k, v in extra.items() if v is not None}
         if isinstance(faults, SmtpFaults) and not extra:
             return faults
-        values = {f.name: getattr(faults, f.name) for f in fields(Faults)} if faults else {}
-        result = cls(**values)
-        result.update({k: v for k, v in extra.items() if v is not None})
+        source = faults or Faults()
+        names = [f.name for f in fields(source)]
+        result = cls(**{name: getattr(source, name) for name in names})
+        result.update(extra)
         return result
 
 

@@ -15,26 +15,46 @@ from typing import Any
 
 from aiohttp import web
 
-from smsgate.emulators.base import EmulatedMessage, Emulator
+from smsgate.emulators.base import EmulatedMessage, Emulator, possible_number
 from smsgate.emulators.magic import Outcome, magic_outcome
 from smsgate.providers.signing import twilio_signature
 
 _ERRORS: dict[Outcome, tuple[int, str]] = {
     Outcome.INVALID_TO: (21211, "The 'To' number {to} is not a valid phone number."),
-    Outcome.UNREACHABLE: (21612, "The 'To' phone number: {to}, is not currently reachable using the 'From' phone number: {sender} via SMS."),
-    Outcome.REGION_NOT_ENABLED: (21408, "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: {to}."),
+    Outcome.UNREACHABLE: (
+        21612,
+        "The 'To' phone number: {to}, is not currently reachable using the 'From' phone number: {sender} via SMS.",
+    ),
+    Outcome.REGION_NOT_ENABLED: (
+        21408,
+        "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: {to}.",
+    ),
     Outcome.OPTED_OUT: (21610, "Attempt to send to unsubscribed recipient"),
     Outcome.NOT_MOBILE: (21614, "'To' number is not a valid mobile number"),
-    Outcome.INVALID_FROM: (21212, "The 'From' number {sender} is not a valid phone number, shortcode, or alphanumeric sender ID."),
-    Outcome.FROM_NOT_OWNED: (21606, "The 'From' phone number provided ({sender}) is not a valid message-capable Twilio phone number for this destination."),
-    Outcome.FROM_QUEUE_FULL: (21611, "This 'From' number has exceeded the maximum number of queued messages"),
+    Outcome.INVALID_FROM: (
+        21212,
+        "The 'From' number {sender} is not a valid phone number, shortcode, or alphanumeric sender ID.",
+    ),
+    Outcome.FROM_NOT_OWNED: (
+        21606,
+        "The 'From' phone number provided ({sender}) is not a valid message-capable Twilio phone number for this destination.",
+    ),
+    Outcome.FROM_QUEUE_FULL: (
+        21611,
+        "This 'From' number has exceeded the maximum number of queued messages",
+    ),
 }
 _DELIVERY_CODES = {"undelivered": "30003", "failed": "30008"}
 
 
 def twilio_error(status: int, code: int, message: str) -> web.Response:
     return web.json_response(
-        {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status},
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
         status=status,
     )
 
@@ -58,7 +78,7 @@ class TwilioEmulator(Emulator):
     def add_routes(self, app: web.Application) -> None:
         base = "/2010-04-01/Accounts/{sid}/Messages"
         app.router.add_post(base + ".json", self.create)
-        app.router.add_get(base + ".json", self.list)
+        app.router.add_get(base + ".json", self.list_messages)
         app.router.add_get(base + "/{msid}.json", self.fetch)
         app.router.add_post(base + "/{msid}.json", self.update)
 
@@ -70,7 +90,10 @@ class TwilioEmulator(Emulator):
     def _check_auth(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         expected = "Basic " + base64.b64encode(self.credentials.encode()).decode()
-        if not secrets.compare_digest(header.encode(), expected.encode()) or request.match_info["sid"] != self.account_sid:
+        if (
+            not secrets.compare_digest(header.encode(), expected.encode())
+            or request.match_info["sid"] != self.account_sid
+        ):
             return twilio_error(401, 20003, "Authenticate")
         return None
 
@@ -96,7 +119,9 @@ class TwilioEmulator(Emulator):
             "date_updated": created,
             "date_sent": None if m.status in ("queued", "accepted", "scheduled") else created,
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{m.id}.json",
-            "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{m.id}/Media.json"},
+            "subresource_uris": {
+                "media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{m.id}/Media.json"
+            },
         }
 
     async def create(self, request: web.Request) -> web.Response:
@@ -114,15 +139,21 @@ class TwilioEmulator(Emulator):
         if not body and not media:
             return twilio_error(400, 21602, "Message body is required.")
         if len(body) > 1600:
-            return twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+            return twilio_error(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
         if len(media) > 10:
             return twilio_error(400, 21623, "The number of media files exceeds the limit of 10.")
-        if not _possible(to):
+        if not possible_number(to):
             return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         outcome = magic_outcome(to, sender)
         if outcome is not None:
             code, text = _ERRORS[outcome]
-            return twilio_error(400 if outcome is not Outcome.FROM_QUEUE_FULL else 429, code, text.format(to=to, sender=sender))
+            return twilio_error(
+                400 if outcome is not Outcome.FROM_QUEUE_FULL else 429,
+                code,
+                text.format(to=to, sender=sender),
+            )
         from smsgate.encoding import segments
 
         message = self.record(
@@ -149,13 +180,14 @@ class TwilioEmulator(Emulator):
             return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
         return web.json_response(self._resource(message))
 
-    async def list(self, request: web.Request) -> web.Response:
+    async def list_messages(self, request: web.Request) -> web.Response:
         if (denied := self._check_auth(request)) is not None:
             return denied
         to, sender = request.query.get("To"), request.query.get("From")
         page_size = min(int(request.query.get("PageSize", "50") or 50), 1000)
         found = [
-            m for m in reversed(self.messages)
+            m
+            for m in reversed(self.messages)
             if (to is None or m.to == to) and (sender is None or m.sender == sender)
         ][:page_size]
         return web.json_response(
@@ -208,7 +240,9 @@ class TwilioEmulator(Emulator):
                 fields["RawDlrDoneDate"] = time.strftime("%y%m%d%H%M", time.gmtime())
             await self._signed_post(message.callback_url, fields, token=f"{message.id}-{status}")
 
-    async def post_inbound(self, url: str, sender: str, to: str, body: str, media: list[str]) -> int:
+    async def post_inbound(
+        self, url: str, sender: str, to: str, body: str, media: list[str]
+    ) -> int:
         fields = {
             "MessageSid": "SM" + secrets.token_hex(16),
             "SmsSid": "",
@@ -235,13 +269,3 @@ class TwilioEmulator(Emulator):
         }
         return await self.post(url, data=fields, headers=headers)
 
-
-def _possible(number: str) -> bool:
-    from smsgate.errors import InvalidRecipient
-    from smsgate.phone import normalize
-
-    try:
-        normalize(number, strict=False)
-    except InvalidRecipient:
-        return False
-    return True

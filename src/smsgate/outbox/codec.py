@@ -32,7 +32,7 @@ from smsgate.phone import normalize
 
 MESSAGE_FIELDS = frozenset(Message.__dataclass_fields__)
 #: fields the fast path handles itself; any other field sends the item through ``Message``
-_FAST_FIELDS = frozenset({"to", "body", "sender", "purpose", "idempotency_key", "id"})
+_FAST_FIELDS = frozenset({"to", "body", "sender", "purpose", "idempotency_key", "id", "send_at"})
 _E164 = re.compile(r"\+[1-9][0-9]{3,15}")
 
 
@@ -169,6 +169,15 @@ class Validator:
             message_id = self._ids()
         elif type(message_id) is not str:
             return None
+        send_at = item.get("send_at")
+        if send_at is not None:
+            if not isinstance(send_at, datetime) or send_at.utcoffset() is None:
+                return None
+            payload = '{"body":' + _encode_string(body) + "}"
+            return _row(
+                message_id, to, sender, _PURPOSES[purpose], key, payload,
+                send_at.timestamp(), None, now, source,
+            )
         return (
             NewMessageRow(
                 message_id, "queued", _PURPOSES[purpose], to, sender, key,

@@ -149,7 +149,7 @@ class PostgresStore(SqlStore):
                 [list(column) for column in columns],
             )
         }
-        kept = [event for event in events if event.message_id in inserted]
+        kept = [event for event in events if event[0] in inserted]
         if kept:
             self._insert_events(tx, kept)
         return inserted

@@ -41,6 +41,8 @@ from smsgate.ratelimit import BucketSpec, BucketState, penalize_state, take_all
 
 #: ids per ``IN (...)`` list
 CHUNK = 500
+#: the position of idempotency_key in a NewMessageRow
+_KEY = NewMessageRow._fields.index("idempotency_key")
 WAITING_SQL = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
 INSERT_MESSAGE = (
     "INSERT INTO smsgate_messages (id, state, purpose, to_number, sender, idempotency_key, "
@@ -157,7 +159,8 @@ class SqlStore(ABC):
     ) -> list[tuple[str, bool]]:
         """Insert inside ``tx``. Rows whose idempotency key or id is already stored (or repeated
         in this batch) are not inserted and map to the stored id."""
-        keys = [row.idempotency_key for row in rows if row.idempotency_key is not None]
+        # Rows may be plain tuples (from a bulk loader's other process): index, don't name.
+        keys = [row[_KEY] for row in rows if row[_KEY] is not None]
         existing: dict[str, str] = {}
         for part in chunks(keys, CHUNK):
             clause, params = tx.in_list("idempotency_key", part)
@@ -170,25 +173,25 @@ class SqlStore(ABC):
         new_events: list[NewEvent] = []
         seen_ids: set[str] = set()
         for row, event in zip(rows, events, strict=True):
-            key = row.idempotency_key
+            key = row[_KEY]
             if key is not None:
                 found = existing.get(key)
                 if found is not None:
                     results.append((found, False))
                     continue
-                existing[key] = row.id
-            if row.id in seen_ids:
-                results.append((row.id, False))
+                existing[key] = row[0]
+            if row[0] in seen_ids:
+                results.append((row[0], False))
                 continue
-            seen_ids.add(row.id)
+            seen_ids.add(row[0])
             new_rows.append(row)
             new_events.append(event)
-            results.append((row.id, True))
+            results.append((row[0], True))
         if not new_rows:
             return results
-        taken = set() if fresh_ids else self._existing_ids(tx, [row.id for row in new_rows])
+        taken = set() if fresh_ids else self._existing_ids(tx, [row[0] for row in new_rows])
         if taken:
-            keep = [i for i, row in enumerate(new_rows) if row.id not in taken]
+            keep = [i for i, row in enumerate(new_rows) if row[0] not in taken]
             new_rows = [new_rows[i] for i in keep]
             new_events = [new_events[i] for i in keep]
             results = [(mid, created and mid not in taken) for mid, created in results]
@@ -197,11 +200,7 @@ class SqlStore(ABC):
             return results
         # Rows that lost a race with a concurrent submit of the same key (or id) map to the
         # stored message.
-        lost_keys = [
-            row.idempotency_key
-            for row in new_rows
-            if row.id not in inserted and row.idempotency_key is not None
-        ]
+        lost_keys = [row[_KEY] for row in new_rows if row[0] not in inserted and row[_KEY] is not None]
         winners: dict[str, str] = {}
         for part in chunks(lost_keys, CHUNK):
             clause, params = tx.in_list("idempotency_key", part)
@@ -209,12 +208,12 @@ class SqlStore(ABC):
                 f"SELECT idempotency_key, id FROM smsgate_messages WHERE {clause}", params
             ):
                 winners[key] = message_id
-        by_id = {row.id: row for row in new_rows}
+        by_id = {row[0]: row for row in new_rows}
         fixed: list[tuple[str, bool]] = []
         for message_id, created in results:
             row = by_id.get(message_id)
             if row is not None and message_id not in inserted:
-                key = row.idempotency_key
+                key = row[_KEY]
                 message_id = winners.get(key, message_id) if key is not None else message_id
                 created = False
             fixed.append((message_id, created))
@@ -232,9 +231,9 @@ class SqlStore(ABC):
     ) -> set[str]:
         """Insert rows none of which is stored yet (the caller checked under the write lock);
         returns the ids inserted. Engines without a store-wide write lock override this."""
-        tx.executemany(INSERT_MESSAGE, [(*row, row.created_at) for row in rows])
+        tx.executemany(INSERT_MESSAGE, [(*row, row[-1]) for row in rows])
         tx.executemany(INSERT_EVENT, events)
-        return {row.id for row in rows}
+        return {row[0] for row in rows}
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -19,12 +19,33 @@ if TYPE_CHECKING:
 PROVIDERS: dict[str, ProviderInfo] = {
     info.scheme: info
     for info in (
-        ProviderInfo("twilio", "smsgate.providers.twilio", "TwilioProvider", "twilio://SID:TOKEN@+15017122661"),
-        ProviderInfo("smspm", "smsgate.providers.smspm", "SmspmProvider", "smspm://HASH:TOKEN@MyApp"),
-        ProviderInfo("smsroute", "smsgate.providers.smsroute", "SmsrouteProvider", "smsroute://KEY@MyApp"),
-        ProviderInfo("vonage", "smsgate.providers.vonage", "VonageProvider", "vonage://KEY:SECRET@MyApp"),
-        ProviderInfo("plivo", "smsgate.providers.plivo", "PlivoProvider", "plivo://AUTH_ID:TOKEN@+14155550100"),
-        ProviderInfo("telnyx", "smsgate.providers.telnyx", "TelnyxProvider", "telnyx://KEY@+14155550100?profile=ID"),
+        ProviderInfo(
+            "twilio",
+            "smsgate.providers.twilio",
+            "TwilioProvider",
+            "twilio://SID:TOKEN@+15017122661",
+        ),
+        ProviderInfo(
+            "smspm", "smsgate.providers.smspm", "SmspmProvider", "smspm://HASH:TOKEN@MyApp"
+        ),
+        ProviderInfo(
+            "smsroute", "smsgate.providers.smsroute", "SmsrouteProvider", "smsroute://KEY@MyApp"
+        ),
+        ProviderInfo(
+            "vonage", "smsgate.providers.vonage", "VonageProvider", "vonage://KEY:SECRET@MyApp"
+        ),
+        ProviderInfo(
+            "plivo",
+            "smsgate.providers.plivo",
+            "PlivoProvider",
+            "plivo://AUTH_ID:TOKEN@+14155550100",
+        ),
+        ProviderInfo(
+            "telnyx",
+            "smsgate.providers.telnyx",
+            "TelnyxProvider",
+            "telnyx://KEY@+14155550100?profile=ID",
+        ),
         ProviderInfo(
             "smtp",
             "smsgate.providers.smtp",
@@ -47,7 +68,9 @@ def provider_class(scheme: str) -> type[Provider]:
         module = import_module(info.module)
     except ModuleNotFoundError as exc:
         if exc.name == info.module:
-            raise ConfigError(f"provider {scheme!r} is not available in this build", field="provider") from None
+            raise ConfigError(
+                f"provider {scheme!r} is not available in this build", field="provider"
+            ) from None
         raise
     cls: type[Provider] = getattr(module, info.cls)
     return cls

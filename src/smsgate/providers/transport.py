@@ -137,7 +137,9 @@ class HttpTransport:
                 body = await resp.read()
                 response = HttpResponse(resp.status, resp.headers, body)
         except aiohttp.ConnectionTimeoutError:
-            raise TransientError(f"timed out connecting to {self.provider}", provider=self.provider) from None
+            raise TransientError(
+                f"timed out connecting to {self.provider}", provider=self.provider
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise TransientError(
                 f"could not connect to {self.provider} ({exc.os_error.strerror or 'refused'})",
@@ -149,14 +151,21 @@ class HttpTransport:
                 "the message may have been accepted",
                 provider=self.provider,
             ) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
+        except (
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError,
+            aiohttp.ClientPayloadError,
+        ) as exc:
             raise AmbiguousSend(
                 f"connection to {self.provider} dropped after the request was sent "
                 f"({type(exc).__name__}); the message may have been accepted",
                 provider=self.provider,
             ) from None
         except aiohttp.ClientError as exc:
-            raise TransientError(f"HTTP error talking to {self.provider}: {type(exc).__name__}", provider=self.provider) from None
+            raise TransientError(
+                f"HTTP error talking to {self.provider}: {type(exc).__name__}",
+                provider=self.provider,
+            ) from None
         if logger.isEnabledFor(logging.DEBUG):
             # Path only: some providers (SMSPM) put credentials in the query string.
             logger.debug(

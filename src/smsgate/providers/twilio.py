@@ -93,7 +93,9 @@ class TwilioProvider(Provider):
         url_form="twilio://SID:TOKEN@+15017122661",
     )
 
-    def __init__(self, *, account_sid: str, auth_token: str, public_url: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, account_sid: str, auth_token: str, public_url: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.account_sid = account_sid
         self._auth_token = auth_token
@@ -170,7 +172,9 @@ class TwilioProvider(Provider):
         if code == "20003" or response.status == 401:
             return AuthError("Twilio refused the account SID or auth token", code=code)
         if code in ("20429", "21611") or response.status == 429:
-            return RateLimited(f"Twilio is throttling: {text}", code=code, retry_after=retry_after(response, 1.0))
+            return RateLimited(
+                f"Twilio is throttling: {text}", code=code, retry_after=retry_after(response, 1.0)
+            )
         if code == "21610":
             return OptedOut(f"recipient {message.to} opted out (replied STOP)", code=code)
         if code in ("21211", "21612", "21614", "21604"):
@@ -190,9 +194,13 @@ class TwilioProvider(Provider):
             text = f"sender {self.sender_for(message)!r} {reason}"
             if own_sender:
                 return InvalidMessage(text, code=code, field="sender")
-            return ProviderUnavailable(f"{text}; fix the sender in the twilio:// URL", code=code, field="sender")
+            return ProviderUnavailable(
+                f"{text}; fix the sender in the twilio:// URL", code=code, field="sender"
+            )
         if code == "21408":
-            return UnsupportedFeature(f"this Twilio account cannot send to {message.to}'s region", code=code)
+            return UnsupportedFeature(
+                f"this Twilio account cannot send to {message.to}'s region", code=code
+            )
         if code == "20005":
             return ProviderUnavailable("the Twilio account is not active", code=code)
         if code in ("21617", "21602", "21623", "21620", "21619"):
@@ -256,7 +264,9 @@ class TwilioProvider(Provider):
         sid = first(form, "MessageSid") or first(form, "SmsSid")
         status_text = first(form, "MessageStatus") or first(form, "SmsStatus")
         if not sid or not status_text:
-            raise WebhookVerificationError("not a Twilio status callback (no MessageSid/MessageStatus)", provider=self.name)
+            raise WebhookVerificationError(
+                "not a Twilio status callback (no MessageSid/MessageStatus)", provider=self.name
+            )
         code = first(form, "ErrorCode") or None
         return [
             DeliveryEvent(
@@ -268,7 +278,9 @@ class TwilioProvider(Provider):
                 message_id=first(request.query, "smsgate_id"),
                 to=first(form, "To"),
                 error_code=code,
-                reason=DELIVERY_ERRORS.get(code or "", status_text if code is None else f"error {code}"),
+                reason=DELIVERY_ERRORS.get(
+                    code or "", status_text if code is None else f"error {code}"
+                ),
                 opted_out=code == "21610",
                 raw=dict(form),
             )
@@ -279,7 +291,9 @@ class TwilioProvider(Provider):
         sid = first(form, "MessageSid")
         sender = first(form, "From")
         if not sid or not sender:
-            raise WebhookVerificationError("not a Twilio inbound message (no MessageSid/From)", provider=self.name)
+            raise WebhookVerificationError(
+                "not a Twilio inbound message (no MessageSid/From)", provider=self.name
+            )
         count = int(first(form, "NumMedia") or 0)
         media = tuple(v for i in range(count) if (v := first(form, f"MediaUrl{i}")))
         return [

@@ -67,7 +67,9 @@ class ProviderURL:
     def require(self, part: str, example: str) -> str:
         value = getattr(self, part)
         if not value:
-            raise ConfigError(f"{self.scheme}:// URL is missing its {part}; expected {example}", field="provider")
+            raise ConfigError(
+                f"{self.scheme}:// URL is missing its {part}; expected {example}", field="provider"
+            )
         return str(value)
 
     def option(self, name: str, default: str | None = None) -> str | None:
@@ -81,7 +83,9 @@ class ProviderURL:
             return True
         if value.lower() in _FALSE:
             return False
-        raise ConfigError(f"{self.scheme}:// option {name}={value!r} must be true or false", field=name)
+        raise ConfigError(
+            f"{self.scheme}:// option {name}={value!r} must be true or false", field=name
+        )
 
     def number(self, name: str, default: float) -> float:
         value = self.options.get(name)
@@ -90,7 +94,9 @@ class ProviderURL:
         try:
             return float(value)
         except ValueError:
-            raise ConfigError(f"{self.scheme}:// option {name}={value!r} must be a number", field=name) from None
+            raise ConfigError(
+                f"{self.scheme}:// option {name}={value!r} must be a number", field=name
+            ) from None
 
     def masked(self) -> str:
         """The URL with every secret replaced by ``***`` (safe to print)."""

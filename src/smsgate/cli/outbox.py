@@ -1,0 +1,373 @@
+"""The outbox commands: ``db upgrade``, ``worker``, ``status``, ``messages``, ``cancel``, ``bulk``.
+
+The store is the one of ``--store URL``, else of the config file (``--config`` or
+``SMSGATE_CONFIG``), else ``sqlite:///smsgate.db``. Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+from smsgate.cli.common import fail, print_json
+
+if TYPE_CHECKING:
+    from smsgate.config import Config
+    from smsgate.outbox import Outbox
+
+CONFIG_HELP = "smsgate.toml (default: $SMSGATE_CONFIG, else built-in defaults)."
+STORE_HELP = "Store URL, overriding the config (sqlite:///path.db or postgresql://...)."
+
+
+def register(app: typer.Typer) -> None:
+    db = typer.Typer(help="The outbox store's schema.", no_args_is_help=True)
+    db.command("upgrade")(db_upgrade)
+    db.command("version")(db_version)
+    app.add_typer(db, name="db")
+    app.command("worker")(worker_command)
+    app.command("status")(status_command)
+    app.command("messages")(messages_command)
+    app.command("cancel")(cancel_command)
+    app.command("bulk")(bulk_command)
+
+
+def _config(path: str | None) -> Config:
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.cli_support import resolve_config
+
+    try:
+        return resolve_config(path)
+    except SmsgateError as exc:
+        fail(str(exc))
+
+
+def _open(config: str | None, store: str | None) -> Outbox:
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.cli_support import open_outbox
+
+    try:
+        return open_outbox(None if store else _config(config), store=store)
+    except SmsgateError as exc:
+        fail(str(exc))
+
+
+def _fail_with(exc: Exception) -> NoReturn:
+    fail(str(exc), 1)
+
+
+# -- db -----------------------------------------------------------------------------------------
+
+
+def db_upgrade(
+    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
+    store: str = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """Create or upgrade the store's schema to this smsgate's version (safe to run again)."""
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.migrate import LATEST
+    from smsgate.outbox.store import open_store
+
+    url = store or _config(config).store
+    try:
+        target = open_store(url)
+    except SmsgateError as exc:
+        fail(str(exc))
+    try:
+        before = target.schema_version()
+        if before > LATEST:
+            fail(
+                f"the store {target.url} is at schema version {before}, newer than this smsgate "
+                f"({LATEST}); upgrade smsgate instead",
+                1,
+            )
+        applied = target.migrate()
+        after = target.schema_version()
+    finally:
+        target.close()
+    if applied:
+        done = ", ".join(str(v) for v in applied)
+        print(f"upgraded {target.url} from version {before} to {after} (applied {done})")
+    else:
+        print(f"{target.url} is at version {after}: nothing to do")
+
+
+def db_version(
+    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
+    store: str = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """Print the store's schema version and the one this smsgate needs (exit 1 if they differ)."""
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.migrate import LATEST
+    from smsgate.outbox.store import open_store
+
+    url = store or _config(config).store
+    try:
+        target = open_store(url)
+    except SmsgateError as exc:
+        fail(str(exc))
+    try:
+        found = target.schema_version()
+    finally:
+        target.close()
+    print(f"{target.url}: schema version {found}; this smsgate needs {LATEST}")
+    if found != LATEST:
+        raise typer.Exit(1)
+
+
+# -- worker -------------------------------------------------------------------------------------
+
+
+def worker_command(
+    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
+    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Sends in flight at once."),
+    until_idle: bool = typer.Option(
+        False, "--until-idle", help="Exit when no message is waiting or being sent."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every message."),
+) -> None:
+    """Send the outbox's messages until SIGTERM/SIGINT (finishing or releasing what it holds)."""
+    import asyncio
+    import logging
+
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.cli_support import build_worker
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    cfg = _config(config)
+    outbox = _open(None, store or cfg.store)
+    try:
+        worker = build_worker(outbox, cfg, concurrency=concurrency)
+    except SmsgateError as exc:
+        outbox.close()
+        fail(str(exc))
+
+    async def main() -> None:
+        worker.install_signal_handlers()
+        await worker.run(until_idle=until_idle)
+
+    try:
+        asyncio.run(main())
+    finally:
+        outbox.close()
+
+
+# -- status, messages, cancel -------------------------------------------------------------------
+
+
+def status_command(
+    message_id: str = typer.Argument(..., help="The message id (msg_...)."),
+    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
+    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show a message's status and its whole history."""
+    from smsgate.outbox import MessageNotFound
+
+    with _open(config, store) as outbox:
+        try:
+            record = outbox.status(message_id)
+        except MessageNotFound as exc:
+            fail(str(exc), 1)
+    if json:
+        print_json(record.to_dict())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"[bold]{record.id}[/] to {record.to}: [bold]{record.status.value}[/]"
+        f" ({record.attempts} attempt(s)"
+        + (f", {record.provider} {record.provider_message_id}" if record.provider_message_id else "")
+        + ")",
+        highlight=False,
+    )
+    if record.last_error:
+        console.print(f"last error: {record.last_error.get('message')}", highlight=False)
+    table = Table("time", "from", "to", "source", "reason")
+    for event in record.events:
+        table.add_row(
+            event.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            event.from_status.value if event.from_status else "",
+            event.to_status.value,
+            event.source,
+            event.reason or "",
+        )
+    console.print(table)
+
+
+def messages_command(
+    status: list[str] = typer.Option([], "--status", help="Only these statuses (repeatable)."),
+    to: str = typer.Option(None, "--to", help="Only messages to this number."),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000, help="How many (newest first)."),
+    cursor: str = typer.Option(None, "--cursor", help="Continue after this id (from a page)."),
+    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
+    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """List messages, newest first."""
+    from smsgate.errors import SmsgateError
+
+    with _open(config, store) as outbox:
+        try:
+            page = outbox.list(status=status or None, to=to, cursor=cursor, limit=limit)
+        except SmsgateError as exc:
+            fail(str(exc))
+        counts = outbox.counts()
+    if json:
+        print_json({**page.to_dict(), "counts": {k.value: v for k, v in counts.items()}})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "status", "to", "attempts", "provider", "created", "last error")
+    for record in page.items:
+        table.add_row(
+            record.id,
+            record.status.value,
+            record.to,
+            str(record.attempts),
+            record.provider or "",
+            record.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (record.last_error or {}).get("message", "") or "",
+        )
+    console = Console()
+    console.print(table)
+    summary = ", ".join(f"{k.value} {v}" for k, v in sorted(counts.items()))
+    console.print(f"in the outbox: {summary or 'nothing'}", highlight=False)
+    if page.next_cursor:
+        console.print(f"more: --cursor {page.next_cursor}", highlight=False)
+
+
+def cancel_command(
+    message_id: str = typer.Argument(..., help="The message id (msg_...)."),
+    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
+    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Stop a scheduled or queued message (exit 1 once it was handed to a provider)."""
+    from smsgate.outbox import MessageNotFound, NotCancelable
+
+    with _open(config, store) as outbox:
+        try:
+            record = outbox.cancel(message_id)
+        except (MessageNotFound, NotCancelable) as exc:
+            fail(str(exc), 1)
+    if json:
+        print_json(record.to_dict(events=False))
+    else:
+        print(f"canceled {record.id}")
+
+
+# -- bulk ---------------------------------------------------------------------------------------
+
+
+def bulk_command(
+    file: str = typer.Argument(..., help="CSV file with a header row."),
+    body: str = typer.Option(..., "--body", help='Template with {column} fields: "Hi {name}".'),
+    to_column: str = typer.Option("phone", "--to-column", help="The column with the numbers."),
+    sender: str = typer.Option(None, "--sender", help="Sender number or alphanumeric id."),
+    purpose: str = typer.Option("transactional", "--purpose", help="transactional, otp, marketing."),
+    region: str = typer.Option(None, "--region", help="Default region for national numbers."),
+    send_at: str = typer.Option(None, "--send-at", help="ISO time with zone to schedule for."),
+    rejects: str = typer.Option(None, "--rejects", help="Where refused rows go (FILE.rejects.csv)."),
+    key_prefix: str = typer.Option(
+        None, "--key-prefix", help="Idempotency keys PREFIX:LINE (default: from the file's hash)."
+    ),
+    no_keys: bool = typer.Option(False, "--no-keys", help="No idempotency keys (re-runs resend)."),
+    batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Rows per transaction."),
+    parallel: bool = typer.Option(
+        True, "--parallel/--no-parallel", help="Read and validate in a second process."
+    ),
+    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
+    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    json: bool = typer.Option(False, "--json", help="Print the summary as JSON, no progress bar."),
+) -> None:
+    """Stream a CSV into the outbox: one message per row, refused rows into a rejects CSV.
+
+    Each row's idempotency key is PREFIX:LINE, so running the same file again (after a crash,
+    say) stores nothing twice.
+    """
+    import os
+    import sys
+
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.bulk import BulkOptions, submit_csv
+
+    if not os.path.isfile(file):
+        fail(f"{file}: no such file")
+    try:
+        options = BulkOptions.build(
+            file,
+            body=body,
+            to_column=to_column,
+            sender=sender,
+            purpose=purpose,
+            region=region,
+            send_at=send_at,
+            key_prefix=None if no_keys else (key_prefix or "auto"),
+            rejects=rejects,
+        )
+    except SmsgateError as exc:
+        fail(str(exc))
+    with _open(config, store) as outbox:
+        progress: Any = None
+        try:
+            if json or not sys.stderr.isatty():
+                report = submit_csv(outbox, options, batch_size=batch_size, parallel=parallel)
+            else:
+                progress = _Progress(os.path.getsize(file))
+                with progress:
+                    report = submit_csv(
+                        outbox, options, batch_size=batch_size, parallel=parallel,
+                        on_progress=progress.update,
+                    )
+        except SmsgateError as exc:
+            fail(str(exc))
+    data = report.to_dict()
+    if json:
+        print_json(data)
+    else:
+        print(
+            f"{report.total} rows in {report.elapsed:.1f} s ({report.rate:,.0f}/s): "
+            f"{report.accepted} accepted, {report.duplicates} already in the outbox, "
+            f"{report.rejected} refused"
+        )
+        if report.rejected:
+            print(f"refused rows and reasons: {options.rejects}")
+            for reason, count in report.reasons.most_common(5):
+                print(f"  {count} x {reason}")
+    if report.rejected and not report.accepted and not report.duplicates:
+        raise typer.Exit(1)
+
+
+class _Progress:
+    """A rich progress bar over the bytes of the CSV read so far."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("[bold]submitting"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[rows]:,} rows, {task.fields[refused]:,} refused"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._task = self._bar.add_task("bulk", total=max(total, 1), rows=0, refused=0)
+
+    def __enter__(self) -> _Progress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(None, None, None)
+
+    def update(self, done_bytes: int, rows: int, refused: int) -> None:
+        self._bar.update(self._task, completed=done_bytes, rows=rows, refused=refused)

@@ -1,0 +1,439 @@
+"""The shared store suite: every test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from smsgate.clock import FakeClock
+from smsgate.errors import InvalidMessage, InvalidRecipient
+from smsgate.message import DeliveryEvent, Message, Status
+from smsgate.outbox import MessageNotFound, NotCancelable, Outbox, ReceiptOutcome, State
+from smsgate.outbox.store import NewEvent, StartSend, Transition
+
+TO = "+15555550100"
+
+
+def at(clock: FakeClock, seconds: float = 0.0) -> datetime:
+    return datetime.fromtimestamp(clock.time() + seconds, UTC)
+
+
+def start(outbox: Outbox, owner: str, ids: list[str], provider: str = "twilio") -> set[str]:
+    now = outbox.clock.time()
+    starts = [
+        StartSend(i, provider, 1, "default", NewEvent(i, now, "queued", "sending", owner, "go"))
+        for i in ids
+    ]
+    return outbox.store.start(owner, starts, now, now + 30)
+
+
+def finish(outbox: Outbox, owner: str, message_id: str, state: State, **fields: object) -> set[str]:
+    now = outbox.clock.time()
+    event = NewEvent(message_id, now, "sending", state.status.value, owner, f"to {state}")
+    transition = Transition(message_id, state, event, **fields)  # type: ignore[arg-type]
+    return outbox.store.finish(owner, [transition], now)
+
+
+# -- submit, idempotency, status --------------------------------------------------------------
+
+
+def test_submit_stores_a_queued_message_with_its_history(outbox: Outbox) -> None:
+    message_id = outbox.submit(Message(to=TO, body="hello", metadata={"order": 42}))
+    record = outbox.status(message_id)
+    assert record.status is Status.QUEUED
+    assert (record.to, record.body, record.metadata) == (TO, "hello", {"order": 42})
+    assert [(e.from_status, e.to_status, e.source) for e in record.events] == [
+        (None, Status.QUEUED, "submit")
+    ]
+    assert record.created_at.timestamp() == pytest.approx(outbox.clock.time())
+
+
+def test_the_same_idempotency_key_returns_the_first_message_and_stores_nothing(outbox: Outbox) -> None:
+    first = outbox.submit(Message(to=TO, body="code 1", idempotency_key="order-42"))
+    again = outbox.submit({"to": "+15555550199", "body": "code 2", "idempotency_key": "order-42"})
+    assert again == first
+    assert outbox.counts() == {Status.QUEUED: 1}
+    assert outbox.status(first).body == "code 1"
+    assert len(outbox.status(first).events) == 1
+
+
+def test_submitting_the_same_message_object_twice_stores_it_once(outbox: Outbox) -> None:
+    message = Message(to=TO, body="once")
+    assert outbox.submit(message) == outbox.submit(message) == message.id
+    assert outbox.counts() == {Status.QUEUED: 1}
+
+
+def test_a_mapping_is_validated_with_the_field_named(outbox: Outbox) -> None:
+    with pytest.raises(InvalidRecipient) as error:
+        outbox.submit({"to": "555-0100", "body": "hi"})
+    assert error.value.field == "to"
+    assert "country code" in str(error.value)
+    with pytest.raises(InvalidMessage) as error2:
+        outbox.submit({"to": TO, "body": "hi", "colour": "red"})
+    assert error2.value.field == "colour"
+    assert outbox.counts() == {}
+
+
+def test_a_mapping_with_a_region_accepts_national_numbers(store_url: str, clock: FakeClock) -> None:
+    with Outbox(store_url, clock=clock, migrate=True, region="GB") as box:
+        message_id = box.submit({"to": "07700 900123", "body": "hi"})
+        assert box.status(message_id).to == "+447700900123"
+
+
+def test_status_of_an_unknown_id_names_it(outbox: Outbox) -> None:
+    with pytest.raises(MessageNotFound, match="msg_nope"):
+        outbox.status("msg_nope")
+    assert outbox.get("msg_nope") is None
+
+
+def test_concurrent_submits_of_one_key_from_threads_store_one_message(
+    open_outbox: Callable[..., Outbox],
+) -> None:
+    boxes = [open_outbox() for _ in range(4)]
+    ids: list[str] = []
+    barrier = threading.Barrier(8)
+    lock = threading.Lock()
+
+    def submit(n: int) -> None:
+        box = boxes[n % len(boxes)]
+        barrier.wait()
+        for round_ in range(5):
+            got = box.submit({"to": TO, "body": f"try {n}", "idempotency_key": f"k-{round_}"})
+            with lock:
+                ids.append(got)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ids) == 40
+    assert len(set(ids)) == 5
+    assert boxes[0].counts() == {Status.QUEUED: 5}
+    for message_id in set(ids):
+        assert len(boxes[0].status(message_id).events) == 1
+
+
+# -- scheduling and cancel --------------------------------------------------------------------
+
+
+def test_send_at_schedules_and_only_a_due_message_is_claimed(outbox: Outbox, clock: FakeClock) -> None:
+    later = outbox.submit(Message(to=TO, body="later", send_at=at(clock, 60)))
+    now_id = outbox.submit(Message(to=TO, body="now"))
+    assert outbox.status(later).status is Status.SCHEDULED
+    assert "scheduled for" in (outbox.status(later).events[0].reason or "")
+    claimed = outbox.store.claim("w1", 10, clock.time(), clock.time() + 3600)
+    assert [c.row.id for c in claimed] == [now_id]
+    clock.advance(59)
+    assert outbox.store.claim("w1", 10, clock.time(), clock.time() + 3600) == []
+    clock.advance(1)
+    claimed = outbox.store.claim("w1", 10, clock.time(), clock.time() + 3600)
+    assert [(c.row.id, c.row.state) for c in claimed] == [(later, State.SCHEDULED)]
+
+
+def test_a_send_at_in_the_past_is_queued_at_once(outbox: Outbox, clock: FakeClock) -> None:
+    message_id = outbox.submit(Message(to=TO, body="late", send_at=at(clock, -5)))
+    assert outbox.status(message_id).status is Status.QUEUED
+
+
+def test_cancel_stops_scheduled_and_queued_messages(outbox: Outbox, clock: FakeClock) -> None:
+    scheduled = outbox.submit(Message(to=TO, body="s", send_at=at(clock, 3600)))
+    queued = outbox.submit(Message(to=TO, body="q"))
+    for message_id in (scheduled, queued):
+        record = outbox.cancel(message_id, reason="customer changed their mind")
+        assert record.status is Status.CANCELED
+        events = outbox.status(message_id).events
+        assert (events[-1].to_status, events[-1].reason) == (
+            Status.CANCELED, "customer changed their mind"
+        )
+    clock.advance(7200)
+    assert outbox.store.claim("w1", 10, clock.time(), clock.time() + 30) == []
+    # canceling again is a no-op, not an error
+    assert outbox.cancel(queued).status is Status.CANCELED
+    assert len(outbox.status(queued).events) == 2
+
+
+def test_cancel_wins_over_a_claim_that_has_not_started(outbox: Outbox, clock: FakeClock) -> None:
+    message_id = outbox.submit(Message(to=TO, body="q"))
+    assert len(outbox.store.claim("w1", 10, clock.time(), clock.time() + 30)) == 1
+    outbox.cancel(message_id)
+    assert start(outbox, "w1", [message_id]) == set()
+    assert outbox.status(message_id).status is Status.CANCELED
+
+
+def test_cancel_refuses_once_handed_to_a_provider(outbox: Outbox, clock: FakeClock) -> None:
+    message_id = outbox.submit(Message(to=TO, body="q"))
+    outbox.store.claim("w1", 10, clock.time(), clock.time() + 30)
+    assert start(outbox, "w1", [message_id]) == {message_id}
+    with pytest.raises(NotCancelable) as error:
+        outbox.cancel(message_id)
+    assert error.value.status is Status.SENDING
+    with pytest.raises(MessageNotFound):
+        outbox.cancel("msg_missing")
+
+
+def test_an_expired_validity_is_recorded_on_the_row(outbox: Outbox, clock: FakeClock) -> None:
+    message_id = outbox.submit(Message(to=TO, body="otp", validity=300))
+    record = outbox.status(message_id)
+    assert record.expires_at is not None
+    assert record.expires_at.timestamp() == pytest.approx(clock.time() + 300)
+
+
+# -- list -------------------------------------------------------------------------------------
+
+
+def test_list_filters_and_pages_newest_first(outbox: Outbox, clock: FakeClock) -> None:
+    ids = []
+    for n in range(7):
+        ids.append(outbox.submit(Message(to=TO if n % 2 else "+15555550111", body=f"m{n}")))
+        clock.advance(1)
+    outbox.cancel(ids[0])
+    page = outbox.list(limit=3)
+    assert [r.id for r in page.items] == ids[::-1][:3]
+    assert page.next_cursor is not None
+    rest = outbox.list(limit=10, cursor=page.next_cursor)
+    assert [r.id for r in rest.items] == ids[::-1][3:]
+    assert rest.next_cursor is None
+    assert [r.id for r in outbox.list(status="canceled").items] == [ids[0]]
+    assert {r.id for r in outbox.list(status=[Status.QUEUED]).items} == set(ids[1:])
+    assert [r.id for r in outbox.list(to="+1 555 555 0100").items] == [ids[5], ids[3], ids[1]]
+    since = datetime.fromtimestamp(clock.time() - 2.5, UTC)
+    assert [r.id for r in outbox.list(since=since).items] == [ids[6], ids[5]]
+
+
+def test_list_refuses_bad_filters_naming_them(outbox: Outbox) -> None:
+    with pytest.raises(InvalidMessage) as error:
+        outbox.list(status="lost")
+    assert error.value.field == "status"
+    with pytest.raises(InvalidMessage) as error:
+        outbox.list(limit=0)
+    assert error.value.field == "limit"
+    with pytest.raises(InvalidMessage) as error:
+        outbox.list(cursor="not-ours")
+    assert error.value.field == "cursor"
+
+
+# -- claims and leases ------------------------------------------------------------------------
+
+
+def test_claims_are_disjoint_and_ordered_by_due_time(outbox: Outbox, clock: FakeClock) -> None:
+    ids = [outbox.submit(Message(to=TO, body=f"m{n}")) for n in range(10)]
+    now = clock.time()
+    first = outbox.store.claim("w1", 4, now, now + 30)
+    second = outbox.store.claim("w2", 4, now, now + 30)
+    third = outbox.store.claim("w3", 4, now, now + 30)
+    got = [c.row.id for c in first + second + third]
+    assert sorted(got) == sorted(ids)
+    assert len(set(got)) == 10
+    assert {c.row.lease_owner for c in first} == {"w1"}
+    assert all(c.previous_owner is None for c in first + second + third)
+    # held rows are not due for anyone
+    assert outbox.store.claim("w4", 10, now, now + 30) == []
+
+
+def test_an_expired_claim_is_taken_over_and_the_first_owner_can_no_longer_write(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    claimed_id = outbox.submit(Message(to=TO, body="claimed"))
+    sending_id = outbox.submit(Message(to=TO, body="sending"))
+    now = clock.time()
+    assert len(outbox.store.claim("dead", 10, now, now + 30)) == 2
+    assert start(outbox, "dead", [sending_id]) == {sending_id}
+    clock.advance(29)
+    assert outbox.store.claim("w2", 10, clock.time(), clock.time() + 30) == []
+    clock.advance(2)
+    taken = outbox.store.claim("w2", 10, clock.time(), clock.time() + 30)
+    assert {(c.row.id, c.row.state, c.previous_owner) for c in taken} == {
+        (claimed_id, State.QUEUED, "dead"),
+        (sending_id, State.SENDING, "dead"),
+    }
+    assert finish(outbox, "dead", sending_id, State.SENT) == set()
+    assert finish(outbox, "w2", sending_id, State.SENT, provider_message_id="SM1") == {sending_id}
+    assert outbox.status(sending_id).status is Status.SENT
+
+
+def test_renew_keeps_a_lease_and_release_gives_back_unstarted_rows(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    ids = [outbox.submit(Message(to=TO, body=f"m{n}")) for n in range(3)]
+    now = clock.time()
+    outbox.store.claim("w1", 10, now, now + 30)
+    start(outbox, "w1", [ids[0]])
+    clock.advance(25)
+    assert outbox.store.renew("w1", ids, clock.time() + 30) == set(ids)
+    assert outbox.store.renew("w2", ids, clock.time() + 30) == set()
+    clock.advance(20)
+    assert outbox.store.claim("w2", 10, clock.time(), clock.time() + 30) == []
+    # a started row is never released: its request may be out
+    assert outbox.store.release("w1", ids, clock.time()) == 2
+    again = outbox.store.claim("w2", 10, clock.time(), clock.time() + 30)
+    assert sorted(c.row.id for c in again) == sorted(ids[1:])
+
+
+def test_finish_writes_the_state_the_fields_and_one_event(outbox: Outbox, clock: FakeClock) -> None:
+    message_id = outbox.submit(Message(to=TO, body="x"))
+    outbox.store.claim("w1", 1, clock.time(), clock.time() + 30)
+    start(outbox, "w1", [message_id])
+    clock.advance(1)
+    assert finish(
+        outbox, "w1", message_id, State.RETRYING,
+        next_attempt_at=clock.time() + 5, provider="twilio", provider_attempt=2,
+        last_error='{"error": "transient"}',
+    ) == {message_id}
+    record = outbox.status(message_id)
+    assert (record.status, record.state, record.attempts) == (Status.QUEUED, "retrying", 1)
+    assert record.last_error == {"error": "transient"}
+    assert record.next_attempt_at is not None
+    assert [e.to_status for e in record.events] == [Status.QUEUED, Status.SENDING, Status.QUEUED]
+    assert outbox.store.claim("w1", 1, clock.time(), clock.time() + 30) == []
+    clock.advance(5)
+    (again,) = outbox.store.claim("w1", 1, clock.time(), clock.time() + 30)
+    assert (again.row.provider, again.row.provider_attempt) == ("twilio", 2)
+
+
+# -- provider receipts ------------------------------------------------------------------------
+
+
+def receipt(status: Status, event_id: str, **fields: object) -> DeliveryEvent:
+    values: dict[str, object] = {"provider": "twilio", "provider_message_id": "SM1"}
+    values.update(fields)
+    return DeliveryEvent(status=status, event_id=event_id, raw={"MessageStatus": status.value}, **values)  # type: ignore[arg-type]
+
+
+def sent(outbox: Outbox, clock: FakeClock, pmid: str = "SM1") -> str:
+    message_id = outbox.submit(Message(to=TO, body="x"))
+    outbox.store.claim("w1", 1, clock.time(), clock.time() + 30)
+    start(outbox, "w1", [message_id])
+    finish(outbox, "w1", message_id, State.SENT, provider="twilio", provider_message_id=pmid)
+    return message_id
+
+
+def test_a_receipt_moves_a_message_forward_once(outbox: Outbox, clock: FakeClock) -> None:
+    message_id = sent(outbox, clock)
+    result = outbox.record_event(receipt(Status.DELIVERED, "e1"))
+    assert (result.outcome, result.message_id) == (ReceiptOutcome.APPLIED, message_id)
+    assert outbox.record_event(receipt(Status.DELIVERED, "e1")).outcome is ReceiptOutcome.DUPLICATE
+    late = outbox.record_event(receipt(Status.SENT, "e0"))
+    assert late.outcome is ReceiptOutcome.STALE
+    record = outbox.status(message_id)
+    assert record.status is Status.DELIVERED
+    last_two = [(e.from_status, e.to_status, e.source) for e in record.events[-2:]]
+    assert last_two == [
+        (Status.SENT, Status.DELIVERED, "webhook:twilio"),
+        (Status.DELIVERED, Status.DELIVERED, "webhook:twilio"),
+    ]
+    assert record.events[-2].raw == {"MessageStatus": "delivered"}
+
+
+def test_a_receipt_never_moves_a_final_status_sideways(outbox: Outbox, clock: FakeClock) -> None:
+    message_id = sent(outbox, clock)
+    outbox.record_event(receipt(Status.UNDELIVERED, "e1", error_code="30003"))
+    assert outbox.record_event(receipt(Status.DELIVERED, "e2")).outcome is ReceiptOutcome.STALE
+    record = outbox.status(message_id)
+    assert record.status is Status.UNDELIVERED
+    assert "30003" in (record.events[-2].reason or "")
+
+
+def test_a_receipt_can_resolve_an_unknown_message_by_our_id(outbox: Outbox, clock: FakeClock) -> None:
+    message_id = outbox.submit(Message(to=TO, body="x"))
+    outbox.store.claim("w1", 1, clock.time(), clock.time() + 30)
+    start(outbox, "w1", [message_id])
+    finish(outbox, "w1", message_id, State.UNKNOWN, provider="twilio")
+    result = outbox.record_event(receipt(Status.SENT, "e1", provider_message_id="SM9", message_id=message_id))
+    assert result.outcome is ReceiptOutcome.APPLIED
+    record = outbox.status(message_id)
+    assert (record.status, record.provider_message_id) == (Status.SENT, "SM9")
+
+
+def test_a_receipt_before_the_send_is_recorded_waits_and_is_applied_then(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    message_id = outbox.submit(Message(to=TO, body="x"))
+    outbox.store.claim("w1", 1, clock.time(), clock.time() + 30)
+    start(outbox, "w1", [message_id])
+    early = outbox.record_event(receipt(Status.DELIVERED, "e1", provider_message_id="SM7"))
+    assert (early.outcome, early.message_id) == (ReceiptOutcome.PENDING, None)
+    assert outbox.record_event(receipt(Status.DELIVERED, "e1", provider_message_id="SM7")).outcome is (
+        ReceiptOutcome.DUPLICATE
+    )
+    finish(outbox, "w1", message_id, State.SENT, provider="twilio", provider_message_id="SM7")
+    record = outbox.status(message_id)
+    assert record.status is Status.DELIVERED
+    assert [e.to_status for e in record.events] == [
+        Status.QUEUED, Status.SENDING, Status.SENT, Status.DELIVERED
+    ]
+    assert outbox.store.pending_receipts() == 0  # type: ignore[attr-defined]
+
+
+def test_a_receipt_while_sending_is_kept_when_the_send_is_recorded(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    message_id = outbox.submit(Message(to=TO, body="x"))
+    outbox.store.claim("w1", 1, clock.time(), clock.time() + 30)
+    start(outbox, "w1", [message_id])
+    outbox.record_event(receipt(Status.DELIVERED, "e1", message_id=message_id))
+    assert finish(outbox, "w1", message_id, State.SENT, provider="twilio", provider_message_id="SM1") == {
+        message_id
+    }
+    record = outbox.status(message_id)
+    assert (record.status, record.provider_message_id) == (Status.DELIVERED, "SM1")
+    assert "a receipt had already moved it to delivered" in (record.events[-1].reason or "")
+    assert record.state == "delivered"
+    # the lease is gone: nobody will take the message over
+    clock.advance(100)
+    assert outbox.store.claim("w2", 10, clock.time(), clock.time() + 30) == []
+
+
+# -- shared rate-limit buckets ----------------------------------------------------------------
+
+
+def test_buckets_are_shared_between_outbox_objects(
+    open_outbox: Callable[..., Outbox], clock: FakeClock
+) -> None:
+    from smsgate.ratelimit import BucketSpec
+
+    one, two = open_outbox(), open_outbox()
+    spec = BucketSpec("provider:twilio", rate=10.0, burst=5)
+    now = clock.time()
+    assert one.store.take_tokens([spec], 3, now) == 0.0
+    assert two.store.take_tokens([spec], 2, now) == 0.0
+    assert two.store.take_tokens([spec], 1, now) == pytest.approx(0.1)
+    clock.advance(0.1)
+    assert one.store.take_tokens([spec], 1, clock.time()) == 0.0
+    one.store.penalize_bucket(spec, 2.0, clock.time())
+    assert two.store.take_tokens([spec], 1, clock.time()) == pytest.approx(2.1)
+    clock.advance(2.1)
+    assert two.store.take_tokens([spec], 1, clock.time()) == 0.0
+
+
+def test_counts_group_internal_states_under_public_statuses(outbox: Outbox, clock: FakeClock) -> None:
+    a = outbox.submit(Message(to=TO, body="a"))
+    outbox.submit(Message(to=TO, body="b", send_at=at(clock, 10)))
+    outbox.store.claim("w1", 1, clock.time(), clock.time() + 30)
+    start(outbox, "w1", [a])
+    finish(outbox, "w1", a, State.RETRYING, next_attempt_at=clock.time() + 1)
+    assert outbox.counts() == {Status.QUEUED: 1, Status.SCHEDULED: 1}
+    assert outbox.store.counts() == {State.RETRYING: 1, State.SCHEDULED: 1}
+
+
+def test_work_left_reports_the_next_due_time_and_leases(outbox: Outbox, clock: FakeClock) -> None:
+    assert outbox.store.work_left() == (None, None)
+    outbox.submit(Message(to=TO, body="b", send_at=at(clock, 10)))
+    due, leased = outbox.store.work_left()
+    assert due == pytest.approx(clock.time() + 10) and leased is None
+    clock.advance(10)
+    outbox.store.claim("w1", 1, clock.time(), clock.time() + 30)
+    assert outbox.store.work_left() == (None, pytest.approx(clock.time() + 30))
+
+
+def test_history_survives_time_and_is_never_rewritten(outbox: Outbox, clock: FakeClock) -> None:
+    message_id = outbox.submit(Message(to=TO, body="x", send_at=at(clock, 5)))
+    first = outbox.status(message_id).events
+    clock.advance(timedelta(seconds=10).total_seconds())
+    outbox.cancel(message_id)
+    after = outbox.status(message_id).events
+    assert after[: len(first)] == first
+    assert [e.id for e in after] == sorted(e.id for e in after)
