@@ -7,3 +7,24 @@ from tests.providers.contract import ProviderContract
 class TestTwilioContract(ProviderContract):
     emulator_cls = TwilioEmulator
     wrong_credentials = "AC00000000000000000000000000000000:not-the-token"
+
+
+def test_options_scoped_to_another_provider_are_ignored_and_own_ones_pass_through() -> None:
+    import pytest
+
+    import smsgate
+
+    with TwilioEmulator().run_in_thread() as emulator, smsgate.Gateway.from_url(
+        emulator.emulator.provider_url()
+    ) as gateway:
+        # An SMTP-only option scoped to "smtp" does not stop Twilio from sending...
+        gateway.send("+15555550100", "hi", provider_options={"smtp": {"carrier": "verizon"}})
+        # ...Twilio's own scoped option reaches the request...
+        gateway.send("+15555550101", "hi", provider_options={"twilio": {"SmartEncoded": "true"}})
+        # ...and an unknown flat option is refused loudly before anything is sent.
+        with pytest.raises(smsgate.UnsupportedFeature, match="carrier"):
+            gateway.send("+15555550102", "hi", provider_options={"carrier": "verizon"})
+        messages = emulator.call(emulator.emulator.summary)["messages"]
+    assert [m["to"] for m in messages] == ["+15555550100", "+15555550101"]
+    assert messages[1]["fields"]["SmartEncoded"] == "true"
+    assert "SmartEncoded" not in messages[0]["fields"]

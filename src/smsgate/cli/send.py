@@ -50,7 +50,8 @@ def send_command(
 
     try:
         number = normalize(to, region, strict=False)
-        options = {"carrier": carrier} if carrier else {}
+        # scoped to the SMTP provider, so other providers of a chain ignore it
+        options = {"smtp": {"carrier": carrier}} if carrier else {}
         if purpose not in Purpose.__members__.values():
             raise InvalidMessage(
                 f"--purpose {purpose!r} is not one of {', '.join(Purpose)}", field="purpose"

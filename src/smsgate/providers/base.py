@@ -138,7 +138,6 @@ class Provider(ABC):
         self.timeout = timeout or Timeout()
         self.limits = limits or Limits()
         self.clock = clock
-        self._transport: HttpTransport | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -166,24 +165,16 @@ class Provider(ABC):
             f"base_url={self.base_url!r})"
         )
 
-    @property
-    def transport(self) -> HttpTransport:
-        if self._transport is None:
-            self._transport = HttpTransport(
-                self.base_url, provider=self.name, timeout=self.timeout, limits=self.limits
-            )
-        return self._transport
-
     # -- the send pipeline (template methods) -------------------------------------------------
 
     async def asend(self, message: Message) -> SendResult:
         """Send one message; raise a :class:`~smsgate.errors.SmsgateError` on failure."""
         self.check_features(message)
-        request = self.build_send_request(message)
-        response = await self.transport.request(request)
-        if response.status >= 400 or self.is_error_response(response):
-            raise self._error_from(response, message)
-        return self.parse_send_response(message, response)
+        return await self.deliver(message)
+
+    @abstractmethod
+    async def deliver(self, message: Message) -> SendResult:
+        """Hand one checked message to the provider (HTTP, SMTP, ...)."""
 
     async def asend_many(self, messages: Sequence[Message]) -> list[SendResult]:
         """Send many; results in input order; one recipient's failure never raises.
@@ -263,10 +254,7 @@ class Provider(ABC):
             # Inside the try: a refusal before any I/O is each recipient's result, not a raise.
             for message in group:
                 self.check_features(message)
-            response = await self.transport.request(self.build_bulk_request(group))
-            if response.status >= 400 or self.is_error_response(response):
-                raise self._error_from(response, group[0], recipients=len(group))
-            return self.parse_bulk_response(group, response)
+            return await self.deliver_bulk(group)
         except SmsgateError as exc:
             # After an ambiguous failure part of the group may have gone out: never resend it.
             if (
@@ -278,16 +266,6 @@ class Provider(ABC):
                 await self._send_concurrently(group, list(range(len(group))), results)
                 return [r for r in results if r is not None]
             return [self.failed_result(message, exc) for message in group]
-
-    def _error_from(
-        self, response: HttpResponse, message: Message, *, recipients: int = 1
-    ) -> SmsgateError:
-        error = self.map_error_response(response, message)
-        if error.provider is None:
-            error.provider = self.name
-        if error.raw is None:
-            error.raw = response.json() if response.json() is not None else response.text
-        return error
 
     # -- hooks a provider fills in ------------------------------------------------------------
 
@@ -307,7 +285,7 @@ class Provider(ABC):
                 provider=self.name,
                 field="sender",
             )
-        for option in message.provider_options:
+        for option in self.options_for(message):
             if option not in self.supported_options():
                 raise UnsupportedFeature(
                     f"{self.display_name} does not take provider option {option!r}; "
@@ -316,53 +294,27 @@ class Provider(ABC):
                     field="provider_options",
                 )
 
+    def options_for(self, message: Message) -> dict[str, Any]:
+        """The message's provider options that apply to this provider.
+
+        Flat keys apply to every provider; a key naming a provider scheme holds options for that
+        provider only (``{"smtp": {"carrier": "verizon"}}``), so one message can carry options
+        for each provider of a failover chain without the others refusing them.
+        """
+        from smsgate.providers import PROVIDERS
+
+        options = {k: v for k, v in message.provider_options.items() if k not in PROVIDERS}
+        scoped = message.provider_options.get(self.scheme)
+        if isinstance(scoped, Mapping):
+            options.update(scoped)
+        return options
+
     def supported_options(self) -> frozenset[str]:
         """Names accepted in ``Message.provider_options`` (passed through to the request)."""
         return frozenset()
 
-    @abstractmethod
-    def build_send_request(self, message: Message) -> HttpRequest: ...
-
-    @abstractmethod
-    def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult: ...
-
-    def is_error_response(self, response: HttpResponse) -> bool:
-        """True for a 2xx that still means failure (providers that always answer 200)."""
-        return False
-
-    def map_error_response(self, response: HttpResponse, message: Message) -> SmsgateError:
-        """Map an error response into the taxonomy; providers extend this for their codes."""
-        return self.map_http_status(response)
-
-    def map_http_status(
-        self, response: HttpResponse, detail: str | None = None, code: Any = None
-    ) -> SmsgateError:
-        """The generic HTTP meaning of a status, for codes a provider does not explain."""
-        status = response.status
-        text = detail or f"HTTP {status} from {self.display_name}"
-        if status in (401, 403):
-            return AuthError(f"{self.display_name} refused the credentials: {text}", code=code)
-        if status == 429:
-            return RateLimited(
-                f"{self.display_name} is throttling: {text}",
-                retry_after=retry_after(response),
-                code=code,
-            )
-        if status in (502, 503, 504):
-            # Gateways and load balancers answer these before the application sees the request.
-            return TransientError(f"{self.display_name} is unavailable: {text}", code=code)
-        if status >= 500:
-            return AmbiguousSend(
-                f"{self.display_name} failed while handling the request: {text}", code=code
-            )
-        return InvalidMessage(f"{self.display_name} refused the request: {text}", code=code)
-
-    def build_bulk_request(self, messages: list[Message]) -> HttpRequest:
-        raise UnsupportedFeature(f"{self.display_name} has no bulk endpoint", provider=self.name)
-
-    def parse_bulk_response(
-        self, messages: list[Message], response: HttpResponse
-    ) -> list[SendResult]:
+    async def deliver_bulk(self, group: list[Message]) -> list[SendResult]:
+        """Send one group of same-body messages in one request (providers with ``bulk``)."""
         raise UnsupportedFeature(f"{self.display_name} has no bulk endpoint", provider=self.name)
 
     def bulk_fallback(self, error: SmsgateError, group: Sequence[Message]) -> bool:
@@ -466,6 +418,96 @@ class Provider(ABC):
             price_unit=price_unit,
             raw=raw,
         )
+
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook, not an abstract one
+        """Release connections; providers holding any override this."""
+
+
+class HttpProvider(Provider):
+    """A provider spoken to over HTTP: fill in the request and response hooks.
+
+    ``deliver`` posts ``build_send_request`` through one keep-alive transport and maps failures
+    with ``map_error_response``; ``deliver_bulk`` does the same with the bulk hooks.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._transport: HttpTransport | None = None
+
+    @property
+    def transport(self) -> HttpTransport:
+        if self._transport is None:
+            self._transport = HttpTransport(
+                self.base_url, provider=self.name, timeout=self.timeout, limits=self.limits
+            )
+        return self._transport
+
+    async def deliver(self, message: Message) -> SendResult:
+        response = await self.transport.request(self.build_send_request(message))
+        if response.status >= 400 or self.is_error_response(response):
+            raise self._error_from(response, message)
+        return self.parse_send_response(message, response)
+
+    async def deliver_bulk(self, group: list[Message]) -> list[SendResult]:
+        response = await self.transport.request(self.build_bulk_request(group))
+        if response.status >= 400 or self.is_error_response(response):
+            raise self._error_from(response, group[0], recipients=len(group))
+        return self.parse_bulk_response(group, response)
+
+    def _error_from(
+        self, response: HttpResponse, message: Message, *, recipients: int = 1
+    ) -> SmsgateError:
+        error = self.map_error_response(response, message)
+        if error.provider is None:
+            error.provider = self.name
+        if error.raw is None:
+            error.raw = response.json() if response.json() is not None else response.text
+        return error
+
+    @abstractmethod
+    def build_send_request(self, message: Message) -> HttpRequest: ...
+
+    @abstractmethod
+    def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult: ...
+
+    def is_error_response(self, response: HttpResponse) -> bool:
+        """True for a 2xx that still means failure (providers that always answer 200)."""
+        return False
+
+    def map_error_response(self, response: HttpResponse, message: Message) -> SmsgateError:
+        """Map an error response into the taxonomy; providers extend this for their codes."""
+        return self.map_http_status(response)
+
+    def map_http_status(
+        self, response: HttpResponse, detail: str | None = None, code: Any = None
+    ) -> SmsgateError:
+        """The generic HTTP meaning of a status, for codes a provider does not explain."""
+        status = response.status
+        text = detail or f"HTTP {status} from {self.display_name}"
+        if status in (401, 403):
+            return AuthError(f"{self.display_name} refused the credentials: {text}", code=code)
+        if status == 429:
+            return RateLimited(
+                f"{self.display_name} is throttling: {text}",
+                retry_after=retry_after(response),
+                code=code,
+            )
+        if status in (502, 503, 504):
+            # Gateways and load balancers answer these before the application sees the request.
+            return TransientError(f"{self.display_name} is unavailable: {text}", code=code)
+        if status >= 500:
+            return AmbiguousSend(
+                f"{self.display_name} failed while handling the request: {text}", code=code
+            )
+        return InvalidMessage(f"{self.display_name} refused the request: {text}", code=code)
+
+    def build_bulk_request(self, messages: list[Message]) -> HttpRequest:
+        raise UnsupportedFeature(f"{self.display_name} has no bulk endpoint", provider=self.name)
+
+    def parse_bulk_response(
+        self, messages: list[Message], response: HttpResponse
+    ) -> list[SendResult]:
+        raise UnsupportedFeature(f"{self.display_name} has no bulk endpoint", provider=self.name)
 
     async def aclose(self) -> None:
         if self._transport is not None:

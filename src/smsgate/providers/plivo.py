@@ -51,7 +51,7 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, Provider, WebhookRequest, first, retry_after
+from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, first, retry_after
 from smsgate.providers.signing import constant_time_equal, url_variants
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
@@ -137,7 +137,7 @@ def plivo_v3_signature(
     return base64.b64encode(digest).decode()
 
 
-class PlivoProvider(Provider):
+class PlivoProvider(HttpProvider):
     scheme = "plivo"
     display_name = "Plivo"
     default_base_url = "https://api.plivo.com"
@@ -200,7 +200,7 @@ class PlivoProvider(Provider):
         if callback:
             payload["url"] = callback
             payload["method"] = "POST"
-        payload.update(message.provider_options)
+        payload.update(self.options_for(message))
         return payload
 
     def build_send_request(self, message: Message) -> HttpRequest:

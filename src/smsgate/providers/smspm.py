@@ -45,7 +45,7 @@ from smsgate.errors import (
     UnsupportedFeature,
 )
 from smsgate.message import Message, SendResult, Status
-from smsgate.providers.base import Capabilities, Provider, retry_after
+from smsgate.providers.base import Capabilities, HttpProvider, retry_after
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
 
@@ -71,7 +71,7 @@ _RECIPIENT_WORDS = ("phone", "recipient", "tonumber", "number")
 _BODY_WORDS = ("text", "message")
 
 
-class SmspmProvider(Provider):
+class SmspmProvider(HttpProvider):
     scheme = "smspm"
     display_name = "SMSPM"
     default_base_url = "https://api.smspm.com"

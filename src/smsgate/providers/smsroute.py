@@ -51,7 +51,7 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, Provider, WebhookRequest, retry_after
+from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, retry_after
 from smsgate.providers.signing import constant_time_equal
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
@@ -110,7 +110,7 @@ def smsroute_signature_header(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={smsroute_signature(secret, timestamp, body)}"
 
 
-class SmsrouteProvider(Provider):
+class SmsrouteProvider(HttpProvider):
     scheme = "smsroute"
     display_name = "smsroute"
     default_base_url = "https://api.smsroute.cc"

@@ -7,7 +7,7 @@ implicit TLS on 465). This is what seeds 000 and 001 do by hand, done once and p
   once and re-established when the server drops it; STARTTLS on 587 by default, implicit TLS on
   465, ``tls=none`` only for a relay on loopback; ``ca_file=PATH`` trusts one CA (the emulator's)
   instead of turning verification off;
-- the carrier comes from the message (``provider_options={"carrier": KEY}``, ``smsgate send
+- the carrier comes from the message (``provider_options={"smtp": {"carrier": KEY}}`` or flat, ``smsgate send
   --carrier KEY``), from a contacts file (``contacts=PATH``) or from ``carrier=KEY``; the gateway
   domain only from the registry (:mod:`smsgate.carriers`) or an explicit ``domain=`` override;
   dead gateways are refused unless ``force=true``; deprecated ones warn;
@@ -86,7 +86,7 @@ from smsgate.errors import (
 )
 from smsgate.message import Message, SendResult, Status
 from smsgate.providers.base import Capabilities, Provider
-from smsgate.providers.transport import HttpRequest, HttpResponse, Limits
+from smsgate.providers.transport import Limits
 from smsgate.providers.url import ProviderURL
 
 logger = logging.getLogger("smsgate.providers.smtp")
@@ -352,7 +352,7 @@ class SmtpProvider(Provider):
 
     def carrier_for(self, message: Message) -> tuple[Carrier | None, str]:
         """The carrier for a message and where that came from (message, contacts or default)."""
-        key = message.provider_options.get("carrier")
+        key = self.options_for(message).get("carrier")
         if key is not None:
             if not isinstance(key, str):
                 raise InvalidMessage(
@@ -387,7 +387,7 @@ class SmtpProvider(Provider):
                 field="carrier",
             )
         if carrier is not None:
-            force = bool(message.provider_options.get("force", self.force))
+            force = bool(self.options_for(message).get("force", self.force))
             check_usable(
                 carrier, force=force, today=today_utc(self.clock.time()), provider=self.name
             )
@@ -408,7 +408,7 @@ class SmtpProvider(Provider):
             rcpt = carrier.address(message.to, mms=mms)
         _refuse_unsafe(rcpt, "recipient address", InvalidRecipient, "to")
         mail_from, from_header = self._sender(message)
-        subject = message.provider_options.get("subject", self.subject)
+        subject = self.options_for(message).get("subject", self.subject)
         if subject is not None:
             if not isinstance(subject, str):
                 raise InvalidMessage(
@@ -498,12 +498,6 @@ class SmtpProvider(Provider):
 
     # -- the send pipeline --------------------------------------------------------------------
 
-    async def asend(self, message: Message) -> SendResult:
-        # The base template with deliver() in place of build request -> transport -> parse
-        # (the hook proposed for base.py; until then this override is the whole difference).
-        self.check_features(message)
-        return await self.deliver(message)
-
     async def deliver(self, message: Message) -> SendResult:
         """Address, fetch media, then one SMTP transaction on a pooled connection."""
         mail = self.plan(message)
@@ -534,16 +528,6 @@ class SmtpProvider(Provider):
                 "carrier": mail.carrier.key if mail.carrier else None,
                 "reply": {"code": reply.code, "message": reply.message},
             },
-        )
-
-    def build_send_request(self, message: Message) -> HttpRequest:
-        raise UnsupportedFeature(
-            "the SMTP provider sends mail, not HTTP requests", provider=self.name
-        )
-
-    def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult:
-        raise UnsupportedFeature(
-            "the SMTP provider sends mail, not HTTP requests", provider=self.name
         )
 
     # -- SMTP ---------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, Provider, WebhookRequest, first, retry_after
+from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, first, retry_after
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
 
@@ -104,7 +104,7 @@ def telnyx_signed_message(timestamp: str, body: bytes) -> bytes:
     return timestamp.encode() + b"|" + body
 
 
-class TelnyxProvider(Provider):
+class TelnyxProvider(HttpProvider):
     scheme = "telnyx"
     display_name = "Telnyx"
     default_base_url = "https://api.telnyx.com"
@@ -164,7 +164,7 @@ class TelnyxProvider(Provider):
             payload["webhook_url"] = (
                 f"{self.status_callback}{joiner}{urlencode({'smsgate_id': message.id})}"
             )
-        payload.update(message.provider_options)
+        payload.update(self.options_for(message))
         headers = {**self._headers, "Idempotency-Key": message.idempotency_key or message.id}
         return HttpRequest("POST", "/v2/messages", json=payload, headers=headers)
 

@@ -25,7 +25,7 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, Provider, WebhookRequest, first, retry_after
+from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, first, retry_after
 from smsgate.providers.signing import constant_time_equal, twilio_signature, url_variants
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
@@ -78,7 +78,7 @@ _OPTIONS = frozenset(
 )
 
 
-class TwilioProvider(Provider):
+class TwilioProvider(HttpProvider):
     scheme = "twilio"
     display_name = "Twilio"
     default_base_url = "https://api.twilio.com"
@@ -138,7 +138,7 @@ class TwilioProvider(Provider):
             fields.append(("StatusCallback", self.callback_url(message)))
         if message.validity:
             fields.append(("ValidityPeriod", str(min(max(message.validity, 1), 36000))))
-        fields.extend((key, str(value)) for key, value in message.provider_options.items())
+        fields.extend((key, str(value)) for key, value in self.options_for(message).items())
         return HttpRequest("POST", f"{self._path}.json", data=fields, auth=self._auth)
 
     def callback_url(self, message: Message) -> str:

@@ -57,7 +57,7 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, Provider, WebhookRequest, retry_after
+from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, retry_after
 from smsgate.providers.signing import constant_time_equal
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
@@ -162,7 +162,7 @@ def fold_part_events(events: Sequence[DeliveryEvent], parts: int | None = None) 
     return min(statuses, key=lambda status: status.rank)
 
 
-class VonageProvider(Provider):
+class VonageProvider(HttpProvider):
     scheme = "vonage"
     display_name = "Vonage"
     default_base_url = "https://rest.nexmo.com"
@@ -238,7 +238,7 @@ class VonageProvider(Provider):
             fields["status-report-req"] = "1"
         if message.validity:
             fields["ttl"] = str(min(max(message.validity * 1000, TTL_MS[0]), TTL_MS[1]))
-        fields.update((key, str(value)) for key, value in message.provider_options.items())
+        fields.update((key, str(value)) for key, value in self.options_for(message).items())
         return HttpRequest("POST", "/sms/json", data=fields)
 
     def is_error_response(self, response: HttpResponse) -> bool:

@@ -92,7 +92,9 @@ def create_app(
             chosen: Mapping[str, Provider] = sender.providers
         else:
             chosen = build_providers(config)
-        prepare_providers(chosen, settings.public_url, clock)
+        prepare_providers(
+            chosen, settings.public_url if settings.request_receipts else None, clock
+        )
     except BaseException:
         if owned:
             box.close()

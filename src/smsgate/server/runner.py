@@ -9,6 +9,7 @@ the messages it holds.
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -72,10 +73,19 @@ def serve(config: Config, settings: ServerSettings, *, log_level: str = "info",
     server = uvicorn_server(app, log_level=log_level)
     if on_ready is not None:
         on_ready(url)
+    # Uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the
+    # handler that was there before it; with these no-op handlers, a graceful stop exits 0.
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """Receives the signal uvicorn raises again after its graceful shutdown."""
 
 
 class ServerThread:

@@ -16,6 +16,7 @@ Every key is optional::
     webhook_timeout = "10s"
     max_batch = 10000
     fast_submit = true            # serve POST /v1/messages outside FastAPI's routing (faster)
+    request_receipts = true       # ask providers for receipts at {public_url}/webhooks/NAME/status
 
 A wrong value raises :class:`~smsgate.errors.ConfigError` naming ``server.KEY`` and the fix.
 """
@@ -44,6 +45,7 @@ _KEYS = (
     "webhook_timeout",
     "max_batch",
     "fast_submit",
+    "request_receipts",
 )
 
 
@@ -65,6 +67,8 @@ class ServerSettings:
     webhook_timeout: float = 10.0
     max_batch: int = MAX_BATCH
     fast_submit: bool = True
+    #: give providers {public_url}/webhooks/NAME/status as their status callback
+    request_receipts: bool = True
 
     @classmethod
     def from_config(cls, config: Config) -> ServerSettings:
@@ -99,6 +103,7 @@ class ServerSettings:
             ),
             max_batch=_whole(table, "max_batch", defaults.max_batch, 1, MAX_BATCH),
             fast_submit=_flag(table, "fast_submit", defaults.fast_submit),
+            request_receipts=_flag(table, "request_receipts", defaults.request_receipts),
         )
 
     def with_overrides(self, **changes: Any) -> ServerSettings:
