@@ -187,8 +187,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=10_000)
-    parser.add_argument("--worker-concurrency", type=int, default=100,
-                        help="sends the in-process worker keeps in flight")
+    parser.add_argument("--worker-concurrency", type=int,
+                        help="sends the in-process worker keeps in flight (default: the "
+                        "config default, [worker] concurrency)")
     parser.add_argument("--store", help="store URL (default: a SQLite file in a temp folder)")
     parser.add_argument("--receipts", action="store_true",
                         help="have the emulator call back with delivery receipts")
@@ -206,14 +207,16 @@ def main() -> None:
         config = folder / "smsgate.toml"
         config.write_text(
             f'store = "{store}"\n\n[providers.twilio]\nurl = "{provider_url}"\n\n'
-            f"[server]\nrequest_receipts = {'true' if args.receipts else 'false'}\n\n"
-            f"[worker]\nconcurrency = {args.worker_concurrency}\n"
+            f"[server]\nrequest_receipts = {'true' if args.receipts else 'false'}\n"
+            + (f"\n[worker]\nconcurrency = {args.worker_concurrency}\n"
+               if args.worker_concurrency else "")
         )
         with Outbox(store, migrate=True) as outbox:
             key = create_key(ServerStore.of(outbox), "bench").key
         gateway = start_gateway(config)
         print(f"gateway {gateway.url} (store {store.split('?')[0]}), emulator {emulator.url}, "
-              f"{args.connections} connections, receipts {'on' if args.receipts else 'off'}")
+              f"{args.connections} connections, receipts {'on' if args.receipts else 'off'}, "
+              f"worker concurrency {args.worker_concurrency or 'default'}")
 
         asyncio.run(load(gateway.url, key, 2_000, args.connections, 10_000_000))  # warm-up
         before = metrics(gateway.url)

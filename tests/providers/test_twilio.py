@@ -14,9 +14,10 @@ def test_options_scoped_to_another_provider_are_ignored_and_own_ones_pass_throug
 
     import smsgate
 
-    with TwilioEmulator().run_in_thread() as emulator, smsgate.Gateway.from_url(
-        emulator.emulator.provider_url()
-    ) as gateway:
+    with (
+        TwilioEmulator().run_in_thread() as emulator,
+        smsgate.Gateway.from_url(emulator.emulator.provider_url()) as gateway,
+    ):
         # An SMTP-only option scoped to "smtp" does not stop Twilio from sending...
         gateway.send("+15555550100", "hi", provider_options={"smtp": {"carrier": "verizon"}})
         # ...Twilio's own scoped option reaches the request...
@@ -28,3 +29,27 @@ def test_options_scoped_to_another_provider_are_ignored_and_own_ones_pass_throug
     assert [m["to"] for m in messages] == ["+15555550100", "+15555550101"]
     assert messages[1]["fields"]["SmartEncoded"] == "true"
     assert "SmartEncoded" not in messages[0]["fields"]
+
+
+def test_signature_counts_repeated_identical_parameters_once_like_twilios_validator() -> None:
+    from twilio.request_validator import RequestValidator
+
+    from smsgate.providers.signing import twilio_signature
+
+    class MultiDict(dict[str, list[str]]):
+        def getall(self, name: str) -> list[str]:
+            return self[name]
+
+    pairs = [
+        ("MediaUrl", "https://b"),
+        ("To", "+1555"),
+        ("MediaUrl", "https://b"),
+        ("MediaUrl", "https://a"),
+    ]
+    params = MultiDict()
+    for name, value in pairs:
+        params.setdefault(name, []).append(value)
+    url = "https://hooks.example.com/twilio/status?x=1"
+    ours = twilio_signature("secret-token", url, pairs)
+    assert ours == RequestValidator("secret-token").compute_signature(url, params)
+    assert ours != twilio_signature("secret-token", url, [*pairs, ("MediaUrl", "https://c")])

@@ -129,6 +129,21 @@ def test_a_late_sent_never_overwrites_delivered(gateway: Running) -> None:
     assert ("delivered", "delivered", "webhook:twilio") in history(gateway, mid)
 
 
+def test_an_opt_out_the_provider_reports_suppresses_the_recipient(gateway: Running) -> None:
+    mid = queued(gateway)
+    response = callback(gateway, mid, "undelivered", extra={"ErrorCode": "21610"})
+    assert response.status_code == 200
+    (item,) = gateway.get("/v1/suppressions").json()["items"]
+    assert (item["recipient"], item["our_number"], item["source"]) == (
+        "+15555550100", "+15005550006", "provider",
+    )  # the provider's own number: the message named none
+    refused = gateway.post("/v1/messages", json={"to": "+15555550100", "body": "again"})
+    assert refused.status_code == 422 and refused.json()["error"] == "opted_out"
+    assert callback(gateway, mid, "undelivered", extra={"ErrorCode": "21610"}).json() == {
+        "received": 1, "stored": 0,
+    }
+
+
 @pytest.mark.parametrize(
     "body",
     [b"", b"\xff\xfe\x00garbage", b"MessageSid=SM1", b"%%%", json.dumps({"a": 1}).encode()],

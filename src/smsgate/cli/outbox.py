@@ -176,10 +176,9 @@ def status_command(
     if json:
         print_json(record.to_dict())
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     console.print(
         f"[bold]{record.id}[/] to {record.to}: [bold]{record.status.value}[/]"
         f" ({record.attempts} attempt(s)"
@@ -190,9 +189,10 @@ def status_command(
     if record.last_error:
         console.print(f"last error: {record.last_error.get('message')}", highlight=False)
     table = Table("time", "from", "to", "source", "reason")
+    table.columns[0].no_wrap = True
     for event in record.events:
         table.add_row(
-            event.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            event.at.strftime("%H:%M:%S.%f")[:-3],
             event.from_status.value if event.from_status else "",
             event.to_status.value,
             event.source,
@@ -222,21 +222,25 @@ def messages_command(
     if json:
         print_json({**page.to_dict(), "counts": {k.value: v for k, v in counts.items()}})
         return
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "status", "to", "attempts", "provider", "created", "last error")
+    table = Table()
+    for column in ("id", "status", "to", "created"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("tries", justify="right")
+    table.add_column("provider", no_wrap=True)
+    table.add_column("last error", overflow="ellipsis", no_wrap=True)
     for record in page.items:
         table.add_row(
             record.id,
             record.status.value,
             record.to,
+            record.created_at.strftime("%m-%d %H:%M:%S"),
             str(record.attempts),
             record.provider or "",
-            record.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             (record.last_error or {}).get("message", "") or "",
         )
-    console = Console()
+    console = _console()
     console.print(table)
     summary = ", ".join(f"{k.value} {v}" for k, v in sorted(counts.items()))
     console.print(f"in the outbox: {summary or 'nothing'}", highlight=False)
@@ -262,6 +266,15 @@ def cancel_command(
         print_json(record.to_dict(events=False))
     else:
         print(f"canceled {record.id}")
+
+
+def _console() -> Any:
+    """A rich console; piped output gets a wide one so ids and reasons are not cut."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 # -- bulk ---------------------------------------------------------------------------------------

@@ -246,8 +246,16 @@ class Worker:
             asyncio.create_task(self._sender(), name=f"smsgate-send-{i}")
             for i in range(self.concurrency)
         ]
-        starter = asyncio.create_task(self._flush_loop(self._flush_starts, self._start_signal))
-        finisher = asyncio.create_task(self._flush_loop(self._flush_finishes, self._finish_signal))
+        starter = asyncio.create_task(
+            self._flush_loop(self._flush_starts, self._start_signal, lambda: bool(self._starts))
+        )
+        finisher = asyncio.create_task(
+            self._flush_loop(
+                self._flush_finishes,
+                self._finish_signal,
+                lambda: bool(self._finishes or self._releases),
+            )
+        )
         renewer = asyncio.create_task(self._renew_loop())
         try:
             await self._claim_loop(until_idle)
@@ -711,13 +719,18 @@ class Worker:
         self._start_signal.set()
         return future
 
-    async def _flush_loop(self, flush: Callable[[], Awaitable[bool]], signal_: asyncio.Event) -> None:
+    async def _flush_loop(
+        self,
+        flush: Callable[[], Awaitable[bool]],
+        signal_: asyncio.Event,
+        pending: Callable[[], bool],
+    ) -> None:
         while True:
             await signal_.wait()
             signal_.clear()
             while await flush():
                 pass
-            if self._closing and not (self._starts or self._finishes or self._releases):
+            if self._closing and not pending():
                 return
 
     async def _flush_starts(self) -> bool:

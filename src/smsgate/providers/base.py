@@ -301,6 +301,8 @@ class Provider(ABC):
         provider only (``{"smtp": {"carrier": "verizon"}}``), so one message can carry options
         for each provider of a failover chain without the others refusing them.
         """
+        if not message.provider_options:
+            return {}  # the common case, on every send: skip the import and the copy
         from smsgate.providers import PROVIDERS
 
         options = {k: v for k, v in message.provider_options.items() if k not in PROVIDERS}

@@ -14,8 +14,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
-    """Base64(HMAC-SHA1(token, url + each param sorted by name as name+value))."""
-    data = url + "".join(name + value for name, value in sorted(params))
+    """Base64(HMAC-SHA1(token, url + for each name in order, its distinct values in order)).
+
+    Repeated identical name/value pairs count once, as in Twilio's own request validator.
+    """
+    values: dict[str, set[str]] = {}
+    for name, value in params:
+        values.setdefault(name, set()).add(value)
+    data = url + "".join(name + value for name in sorted(values) for value in sorted(values[name]))
     digest = hmac.new(auth_token.encode(), data.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 

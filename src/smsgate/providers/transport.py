@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -69,8 +70,9 @@ class HttpResponse:
             return None
 
 
+@lru_cache(maxsize=64)
 def basic_auth(user: str, password: str) -> str:
-    """An ``Authorization: Basic`` header value."""
+    """An ``Authorization: Basic`` header value (cached: it is built for every request)."""
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 

@@ -21,7 +21,13 @@ from smsgate.message import InboundMessage, Purpose
 from smsgate.outbox import Outbox
 from smsgate.server.optout import Action, classify, keyword, number_key, scope_of
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import InboundRecord, OutboundEvent, ServerStore, Suppression
+from smsgate.server.store import (
+    ALL_NUMBERS,
+    InboundRecord,
+    OutboundEvent,
+    ServerStore,
+    Suppression,
+)
 from smsgate.server.webhooks_out import iso, make_event
 
 logger = logging.getLogger("smsgate.server.inbound")
@@ -89,6 +95,22 @@ class InboundHandler:
         if new and action is not None:
             self._reply(message, record, action)
         return new
+
+    def provider_opt_out(
+        self, recipient: str, our_number: str | None, provider: str, reason: str | None
+    ) -> bool:
+        """A provider reported that ``recipient`` opted out (a STOP it handled itself, or its
+        refusal to deliver to an unsubscribed number): suppress them for ``our_number`` (None:
+        for all of ours) as if they had sent STOP to us. Returns True when newly suppressed."""
+        item = Suppression(
+            recipient=number_key(recipient),
+            our_number=ALL_NUMBERS if not our_number else number_key(our_number),
+            source="provider",
+            keyword=None,
+            reason=f"reported by {provider}" + (f": {reason}" if reason else ""),
+            created_at=self.clock.time(),
+        )
+        return self.store.add_suppression(item, [suppression_event(item)])
 
     def _reply(self, message: InboundMessage, record: InboundRecord, action: Action) -> None:
         text = {

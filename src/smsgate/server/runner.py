@@ -1,4 +1,5 @@
-"""Serving the app on uvicorn: in the foreground (``smsgate serve``) or on a thread (tests, demo).
+"""Serving the app on uvicorn: in the foreground (``smsgate serve``), on a thread (tests), or in
+the caller's event loop (``smsgate demo``).
 
 The listening socket is bound before the app is built, so ``--port 0`` works and, without a
 configured ``public_url``, the callback URLs given to providers name the port actually bound.
@@ -9,12 +10,14 @@ the messages it holds.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 
 import uvicorn
 from fastapi import FastAPI
@@ -136,3 +139,49 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A server running in the current event loop (see :func:`serving`)."""
+
+    url: str
+    app: FastAPI
+    server: uvicorn.Server
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    make_app: Callable[[str], FastAPI],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    timeout: float = 30.0,
+) -> AsyncIterator[Served]:
+    """Serve in this event loop while the block runs, then shut down gracefully (the worker
+    finishes or gives back what it holds). ``make_app(url)`` builds the app once the socket is
+    bound: ``async with serving(lambda url: create_app(config, settings=...)) as served: ...``.
+    """
+    sock = bind(host, port)
+    url = local_url(sock)
+    try:
+        app = make_app(url)
+        server = uvicorn_server(app, log_level=log_level)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="smsgate-serve")
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped while starting")
+            if time.monotonic() > deadline:
+                server.should_exit = True
+                raise TimeoutError("the server did not start in time")
+            await asyncio.sleep(0.01)
+        try:
+            yield Served(url, app, server)
+        finally:
+            server.should_exit = True
+            await task
+    finally:
+        sock.close()

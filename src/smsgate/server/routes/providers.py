@@ -13,10 +13,12 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from smsgate.errors import SmsgateError, UnsupportedFeature, WebhookVerificationError
+from smsgate.message import DeliveryEvent
 from smsgate.outbox import ReceiptOutcome
 from smsgate.providers.base import Provider, WebhookRequest
 from smsgate.server.errors import ApiError
@@ -53,7 +55,11 @@ async def status_webhook(
     stored = 0
     for event in events:
         result = await svc.outbox.arecord_event(event)
-        stored += result.outcome is not ReceiptOutcome.DUPLICATE
+        if result.outcome is ReceiptOutcome.DUPLICATE:
+            continue
+        stored += 1
+        if event.opted_out and event.to:
+            await _suppress(svc, impl, event, result.message_id)
     svc.metrics.webhooks.labels(impl.name, "status", "stored" if stored else "duplicate").inc()
     return JSONResponse(WebhookReceipt(received=len(events), stored=stored).model_dump())
 
@@ -78,6 +84,21 @@ async def inbound_webhook(
         svc.dispatcher.wake()
     svc.metrics.webhooks.labels(impl.name, "inbound", "stored" if stored else "duplicate").inc()
     return JSONResponse(WebhookReceipt(received=len(messages), stored=stored).model_dump())
+
+
+async def _suppress(
+    svc: Services, impl: Provider, event: DeliveryEvent, message_id: str | None
+) -> None:
+    """The provider says the recipient unsubscribed: refuse further sends from that number."""
+    record = None
+    if message_id is not None:
+        record = await anyio.to_thread.run_sync(svc.outbox.get, message_id)
+    ours = (record.sender if record is not None else None) or impl.sender
+    assert event.to is not None
+    if await anyio.to_thread.run_sync(
+        svc.inbound.provider_opt_out, event.to, ours, impl.name, event.reason
+    ):
+        svc.dispatcher.wake()
 
 
 def _provider(svc: Services, name: str) -> Provider:

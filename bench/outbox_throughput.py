@@ -1,0 +1,254 @@
+"""The durable path against the direct ones: 20,000 messages to a loopback Twilio-compatible server.
+
+    .venv/bin/python bench/outbox_throughput.py [--messages 20000] [--rounds 2]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test]   (or SMSGATE_TEST_POSTGRES_URL)
+
+The server is smsgate's Twilio emulator in a separate process (``smsgate emulate twilio``), so it
+has its own core and its CPU is not charged to the clients. Each client sends the same messages
+(unique bodies to 1,000 fictional recipients, 100 requests in flight) and is checked: every
+message must be accepted, and the emulator must have recorded exactly that many, none twice.
+
+- ``outbox sqlite`` / ``outbox postgresql``: ``Outbox.submit_many`` then one in-process worker
+  (``Outbox.arun_worker``, concurrency 100) until every message is recorded as sent. Timed from
+  the first submit to the last result recorded (the last ``updated_at`` in the store). Every
+  message is written four times on the way (the row, a "submitted" event, the crash-safety
+  "sending" mark and event, and the result and its event).
+- ``Gateway.send_many``: smsgate's direct path, nothing stored.
+- ``twilio SDK async``: the official client, ``create_async`` on ``AsyncTwilioHttpClient``, 100
+  in flight, nothing stored.
+
+Rounds run the clients in turn; the best round of each is reported (a busy neighbour on a shared
+machine slows a round, never speeds one up), with every round's figure shown as it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+SENDER = "+15005550006"
+TARGET = 1.0  # the durable path on SQLite against the twilio SDK async
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    url: str
+    provider_url: str
+    sid: str
+    token: str
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/_emulator/reset", timeout=30).raise_for_status()
+
+    def summary(self) -> tuple[int, int]:
+        data = requests.get(f"{self.url}/_emulator/messages", timeout=120).json()
+        return int(data["count"]), int(data["duplicates"])
+
+
+def start_server() -> Server:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    smsgate = str(Path(sys.executable).with_name("smsgate"))
+    proc = subprocess.Popen(
+        [smsgate, "emulate", "twilio", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the emulator exited early ({proc.poll()})")
+        if line.startswith("provider URL: "):
+            url = line.removeprefix("provider URL: ").strip()
+            sid, _, token = url.removeprefix("twilio://").split("@", 1)[0].partition(":")
+            return Server(proc, f"http://127.0.0.1:{port}", url, sid, token)
+    proc.kill()
+    raise SystemExit("the emulator did not start within 30 s")
+
+
+def workload(n: int, tag: str) -> list[tuple[str, str]]:
+    numbers = [f"+1{201 + i // 100}555{100 + i % 100:04d}" for i in range(1000)]
+    return [(numbers[i % 1000], f"Order {tag}-{i:06d} has shipped.") for i in range(n)]
+
+
+# -- clients ----------------------------------------------------------------------------------
+
+
+def run_outbox(server: Server, store: str, work: list[tuple[str, str]]) -> dict[str, float]:
+    from smsgate.message import Status
+    from smsgate.outbox import Outbox
+    from smsgate.providers import create_provider
+
+    with Outbox(store, migrate=True) as outbox:
+        started = time.time()
+        wall = time.perf_counter()
+        report = outbox.submit_many({"to": to, "body": body} for to, body in work)
+        submitted = time.perf_counter() - wall
+        provider = create_provider(f"{server.provider_url}&max_connections=100")
+
+        async def send() -> None:
+            try:
+                await outbox.arun_worker(
+                    [provider], concurrency=100, batch_size=200, until_idle=True, poll_interval=0.01
+                )
+            finally:
+                await provider.aclose()
+
+        asyncio.run(send())
+        counts = outbox.counts()
+        last = _last_update(outbox)
+    if report.accepted != len(work) or counts.get(Status.SENT) != len(work):
+        raise SystemExit(f"outbox: submitted {report.accepted}, sent {counts}")
+    return {"seconds": last - started, "submit": submitted}
+
+
+def _last_update(outbox: object) -> float:
+    store = outbox.store  # type: ignore[attr-defined]
+    with store._read() as tx:
+        return float(tx.execute("SELECT max(updated_at) FROM smsgate_messages")[0][0])
+
+
+def run_send_many(server: Server, work: list[tuple[str, str]]) -> dict[str, float]:
+    import smsgate
+
+    started = time.perf_counter()
+    with smsgate.Gateway.from_url(f"{server.provider_url}&max_connections=100") as gateway:
+        results = gateway.send_many([smsgate.Message(to=to, body=body) for to, body in work])
+    seconds = time.perf_counter() - started
+    if sum(r.ok for r in results) != len(work):
+        raise SystemExit("send_many: not every message was accepted")
+    return {"seconds": seconds}
+
+
+def run_twilio_sdk(server: Server, work: list[tuple[str, str]]) -> dict[str, float]:
+    from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
+    from twilio.rest import Client  # type: ignore[import-untyped]
+
+    async def main() -> int:
+        http = AsyncTwilioHttpClient()
+        client = Client(server.sid, server.token, http_client=http)
+        client.api.base_url = server.url
+        pending = iter(work)
+        ok = 0
+
+        async def worker() -> None:
+            nonlocal ok
+            for to, body in pending:
+                await client.messages.create_async(to=to, from_=SENDER, body=body)
+                ok += 1
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(100)))
+        finally:
+            await http.close()
+        return ok
+
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ok = asyncio.run(main())
+    seconds = time.perf_counter() - started
+    if ok != len(work):
+        raise SystemExit("twilio SDK: not every message was accepted")
+    return {"seconds": seconds}
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+
+def postgres_store(base: str) -> tuple[str, Callable[[], None]]:
+    import psycopg
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    joiner = "&" if "?" in base else "?"
+
+    def drop() -> None:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    return f"{base}{joiner}schema={schema}", drop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--postgres", default=os.environ.get("SMSGATE_TEST_POSTGRES_URL"))
+    args = parser.parse_args(argv)
+    server = start_server()
+    print(f"emulator {server.url} (pid {server.proc.pid}); {os.cpu_count()} CPUs; "
+          f"load average {os.getloadavg()[0]:.2f}; {args.messages:,} messages per client, "
+          "100 in flight", flush=True)
+    folder = tempfile.mkdtemp(prefix="smsgate-bench-")
+    clients: list[tuple[str, Callable[[list[tuple[str, str]]], dict[str, float]]]] = [
+        ("outbox sqlite", lambda w: run_outbox(server, f"sqlite:///{folder}/{secrets.token_hex(4)}.db", w)),
+    ]
+    drops: list[Callable[[], None]] = []
+    if args.postgres:
+        def run_pg(work: list[tuple[str, str]]) -> dict[str, float]:
+            store, drop = postgres_store(args.postgres)
+            drops.append(drop)
+            return run_outbox(server, store, work)
+
+        clients.append(("outbox postgresql", run_pg))
+    else:
+        print("(no PostgreSQL: pass --postgres URL or set SMSGATE_TEST_POSTGRES_URL)")
+    clients += [
+        ("Gateway.send_many", lambda w: run_send_many(server, w)),
+        ("twilio SDK async", lambda w: run_twilio_sdk(server, w)),
+    ]
+    best: dict[str, dict[str, float]] = {}
+    try:
+        for name, fn in clients:  # warm-up: imports, connection pools, the emulator's JIT-free paths
+            server.reset()
+            fn(workload(300, "warm"))
+        for round_ in range(1, args.rounds + 1):
+            for name, fn in clients:
+                server.reset()
+                figure = fn(workload(args.messages, f"r{round_}"))
+                count, duplicates = server.summary()
+                if count != args.messages or duplicates:
+                    raise SystemExit(f"{name}: emulator recorded {count}, {duplicates} twice")
+                rate = args.messages / figure["seconds"]
+                extra = f" (submit {figure['submit']:.2f} s)" if "submit" in figure else ""
+                print(f"  round {round_}  {name:<18} {figure['seconds']:6.2f} s  {rate:>7,.0f} msg/s{extra}",
+                      flush=True)
+                if name not in best or figure["seconds"] < best[name]["seconds"]:
+                    best[name] = figure
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(10)
+        for drop in drops:
+            drop()
+    print("\nbest round per client (first submit -> last result recorded for the outbox):")
+    for name, figure in best.items():
+        print(f"  {name:<18} {args.messages / figure['seconds']:>7,.0f} msg/s  ({figure['seconds']:.2f} s)")
+    ratio = best["twilio SDK async"]["seconds"] / best["outbox sqlite"]["seconds"]
+    verdict = "met" if ratio >= TARGET else "MISSED"
+    print(f"\ndurable SQLite vs twilio SDK async: {ratio:.2f}x (target >= {TARGET:g}x: {verdict})")
+    if "outbox postgresql" in best:
+        ratio_pg = best["twilio SDK async"]["seconds"] / best["outbox postgresql"]["seconds"]
+        print(f"durable PostgreSQL vs twilio SDK async: {ratio_pg:.2f}x")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

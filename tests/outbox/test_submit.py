@@ -1,0 +1,141 @@
+"""submit_many: validation before storing, per-item errors, whole batches, streaming."""
+
+from __future__ import annotations
+
+import multiprocessing
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from smsgate.errors import InvalidMessage, InvalidRecipient
+from smsgate.message import Message, Status
+from smsgate.outbox import Outbox, SubmitOutcome
+
+
+def mixed() -> list[Any]:
+    return [
+        {"to": "+15555550100", "body": "ok 0"},
+        {"to": "+1 555", "body": "short number"},
+        Message(to="+15555550101", body="ok 2"),
+        {"to": "+15555550102", "body": ""},
+        {"to": "+15555550103", "body": "x" * 1601},
+        {"to": "+15555550104", "body": "ok 5", "idempotency_key": "k5"},
+        {"to": "+15555550105", "body": "bad purpose", "purpose": "spam"},
+        "not a message",
+        {"to": "+15555550106", "body": "ok 8", "idempotency_key": "k5"},
+        {"to": "+15555550107", "body": "unknown field", "priority": 1},
+    ]
+
+
+def test_mixed_rows_store_the_valid_ones_and_name_each_refusal(outbox: Outbox) -> None:
+    seen: list[SubmitOutcome] = []
+    report = outbox.submit_many(mixed(), batch_size=3, on_outcome=seen.append)
+    assert (report.total, report.accepted, report.duplicates, report.rejected) == (10, 3, 1, 6)
+    assert [o.index for o in seen] == list(range(10))
+    fields = {o.index: o.error.field for o in report.errors if o.error is not None}
+    assert fields == {1: "to", 3: "body", 4: "body", 6: "purpose", 7: "item", 9: "priority"}
+    assert isinstance(report.errors[0].error, InvalidRecipient)
+    assert report.errors[0].to == "+1 555"
+    assert "1601 characters" in str(report.errors[2].error)
+    assert seen[8].id == seen[5].id and seen[8].created is False
+    assert outbox.counts() == {Status.QUEUED: 3}
+    assert report.to_dict()["errors"][0]["error"]["field"] == "to"
+
+
+def test_atomic_stores_nothing_when_anything_is_refused(outbox: Outbox) -> None:
+    report = outbox.submit_many(mixed(), batch_size=3, atomic=True)
+    assert not report.committed and report.accepted == 0 and report.rejected == 6
+    assert outbox.counts() == {}
+    good = [{"to": f"+1555555{n:04d}", "body": f"m{n}"} for n in range(7)]
+    report = outbox.submit_many(good, batch_size=3, atomic=True)
+    assert report.committed and report.accepted == 7
+    assert outbox.counts() == {Status.QUEUED: 7}
+
+
+def test_a_failure_mid_stream_leaves_whole_batches_only(outbox: Outbox) -> None:
+    def items() -> Iterator[dict[str, str]]:
+        for n in range(250):
+            if n == 230:
+                raise RuntimeError("the source broke")
+            yield {"to": f"+1555555{n:04d}", "body": f"m{n}", "idempotency_key": f"row-{n}"}
+
+    with pytest.raises(RuntimeError, match="the source broke"):
+        outbox.submit_many(items(), batch_size=100)
+    assert outbox.counts() == {Status.QUEUED: 200}
+    # submitting the whole source again with the same keys stores only what is missing
+    again = [{"to": f"+1555555{n:04d}", "body": f"m{n}", "idempotency_key": f"row-{n}"} for n in range(250)]
+    report = outbox.submit_many(again, batch_size=100)
+    assert (report.accepted, report.duplicates) == (50, 200)
+
+
+def test_submit_many_streams_without_holding_the_items(outbox: Outbox) -> None:
+    def items(count: int) -> Iterator[dict[str, str]]:
+        for n in range(count):
+            yield {"to": f"+1555{n:07d}", "body": f"Hello number {n}, this is a bulk message."}
+
+    tracemalloc.start()
+    try:
+        report = outbox.submit_many(items(30_000), batch_size=500)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.accepted == 30_000
+    # one batch of 500 rows is well under 3 MB; 30,000 held rows would be far over it
+    assert peak < 3_000_000, peak
+
+
+def test_submit_stream_yields_outcomes_in_order(outbox: Outbox) -> None:
+    outcomes = list(outbox.submit_stream(mixed()[:4], batch_size=2))
+    assert [(o.index, o.ok) for o in outcomes] == [(0, True), (1, False), (2, True), (3, False)]
+    assert outcomes[0].created and outcomes[0].id and outcomes[0].id.startswith("msg_")
+
+
+def test_scheduled_items_through_the_fast_path(outbox: Outbox) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    later = datetime.fromtimestamp(outbox.clock.time(), UTC) + timedelta(hours=1)
+    report = outbox.submit_many(
+        [
+            {"to": "+15555550100", "body": "later", "send_at": later},
+            {"to": "+15555550101", "body": "naive", "send_at": later.replace(tzinfo=None)},
+        ]
+    )
+    assert report.accepted == 1
+    assert report.errors[0].error is not None and report.errors[0].error.field == "send_at"
+    assert outbox.counts() == {Status.SCHEDULED: 1}
+
+
+def _submit_in_process(url: str, key: str, barrier: Any, results: Any) -> None:
+    with Outbox(url) as outbox:
+        barrier.wait()
+        results.put(outbox.submit({"to": "+15555550100", "body": "once", "idempotency_key": key}))
+
+
+def test_concurrent_submits_of_one_key_from_processes_store_one_message(store_url: str) -> None:
+    Outbox(store_url, migrate=True).close()
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    results = context.Queue()
+    procs = [
+        context.Process(target=_submit_in_process, args=(store_url, "same-key", barrier, results))
+        for _ in range(4)
+    ]
+    for proc in procs:
+        proc.start()
+    ids = [results.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    assert len(set(ids)) == 1
+    with Outbox(store_url) as outbox:
+        assert outbox.counts() == {Status.QUEUED: 1}
+        assert len(outbox.status(ids[0]).events) == 1
+
+
+def test_bad_batch_size_is_refused(outbox: Outbox) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        list(outbox.submit_stream([], batch_size=0))
+    with pytest.raises(InvalidMessage):
+        outbox.submit(42)  # type: ignore[arg-type]
