@@ -1,7 +1,7 @@
 """``smsgate serve`` under load: POST /v1/messages with the worker running, then the batch endpoint.
 
     .venv/bin/python bench/api_throughput.py [--requests 40000] [--connections 64]
-        [--batches 5] [--batch-size 10000] [--store URL] [--receipts]
+        [--batches 5] [--batch-size 10000] [--postgres URL] [--receipts]
 
 Three processes on loopback, as in production: the Twilio emulator (``smsgate emulate twilio``),
 the gateway (``smsgate serve`` with its in-process worker sending to the emulator) and this
@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -190,7 +191,8 @@ def main() -> None:
     parser.add_argument("--worker-concurrency", type=int,
                         help="sends the in-process worker keeps in flight (default: the "
                         "config default, [worker] concurrency)")
-    parser.add_argument("--store", help="store URL (default: a SQLite file in a temp folder)")
+    parser.add_argument("--postgres", help="a PostgreSQL database to run on, in a schema of its "
+                        "own dropped afterwards (default: a SQLite file in a temp folder)")
     parser.add_argument("--receipts", action="store_true",
                         help="have the emulator call back with delivery receipts")
     args = parser.parse_args()
@@ -200,7 +202,10 @@ def main() -> None:
     from smsgate.server.store import ServerStore
 
     folder = Path(tempfile.mkdtemp(prefix="smsgate-bench-"))
-    store = args.store or f"sqlite:///{folder / 'bench.db'}"
+    store = f"sqlite:///{folder / 'bench.db'}"
+    schema = f"api_bench_{secrets.token_hex(4)}"
+    if args.postgres:
+        store = f"{args.postgres}{'&' if '?' in args.postgres else '?'}schema={schema}"
     emulator, provider_url = start_emulator()
     gateway = None
     try:
@@ -214,7 +219,7 @@ def main() -> None:
         with Outbox(store, migrate=True) as outbox:
             key = create_key(ServerStore.of(outbox), "bench").key
         gateway = start_gateway(config)
-        print(f"gateway {gateway.url} (store {store.split('?')[0]}), emulator {emulator.url}, "
+        print(f"gateway {gateway.url} ({'postgresql' if args.postgres else 'sqlite'} store), emulator {emulator.url}, "
               f"{args.connections} connections, receipts {'on' if args.receipts else 'off'}, "
               f"worker concurrency {args.worker_concurrency or 'default'}")
 
@@ -272,6 +277,11 @@ def main() -> None:
             gateway.stop()
         emulator.stop()
         shutil.rmtree(folder, ignore_errors=True)
+        if args.postgres:
+            import psycopg
+
+            with psycopg.connect(args.postgres, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 if __name__ == "__main__":

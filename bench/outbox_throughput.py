@@ -67,7 +67,9 @@ def start_server() -> Server:
     smsgate = str(Path(sys.executable).with_name("smsgate"))
     proc = subprocess.Popen(
         [smsgate, "emulate", "twilio", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
@@ -187,21 +189,30 @@ def postgres_store(base: str) -> tuple[str, Callable[[], None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--postgres", default=os.environ.get("SMSGATE_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
     server = start_server()
-    print(f"emulator {server.url} (pid {server.proc.pid}); {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.2f}; {args.messages:,} messages per client, "
-          "100 in flight", flush=True)
+    print(
+        f"emulator {server.url} (pid {server.proc.pid}); {os.cpu_count()} CPUs; "
+        f"load average {os.getloadavg()[0]:.2f}; {args.messages:,} messages per client, "
+        "100 in flight",
+        flush=True,
+    )
     folder = tempfile.mkdtemp(prefix="smsgate-bench-")
     clients: list[tuple[str, Callable[[list[tuple[str, str]]], dict[str, float]]]] = [
-        ("outbox sqlite", lambda w: run_outbox(server, f"sqlite:///{folder}/{secrets.token_hex(4)}.db", w)),
+        (
+            "outbox sqlite",
+            lambda w: run_outbox(server, f"sqlite:///{folder}/{secrets.token_hex(4)}.db", w),
+        ),
     ]
     drops: list[Callable[[], None]] = []
     if args.postgres:
+
         def run_pg(work: list[tuple[str, str]]) -> dict[str, float]:
             store, drop = postgres_store(args.postgres)
             drops.append(drop)
@@ -216,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     best: dict[str, dict[str, float]] = {}
     try:
-        for name, fn in clients:  # warm-up: imports, connection pools, the emulator's JIT-free paths
+        for _, fn in clients:  # warm-up: imports, connection pools, the first sessions
             server.reset()
             fn(workload(300, "warm"))
         for round_ in range(1, args.rounds + 1):
@@ -228,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{name}: emulator recorded {count}, {duplicates} twice")
                 rate = args.messages / figure["seconds"]
                 extra = f" (submit {figure['submit']:.2f} s)" if "submit" in figure else ""
-                print(f"  round {round_}  {name:<18} {figure['seconds']:6.2f} s  {rate:>7,.0f} msg/s{extra}",
-                      flush=True)
+                print(
+                    f"  round {round_}  {name:<18} {figure['seconds']:6.2f} s  {rate:>7,.0f} msg/s{extra}",
+                    flush=True,
+                )
                 if name not in best or figure["seconds"] < best[name]["seconds"]:
                     best[name] = figure
     finally:
@@ -239,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
             drop()
     print("\nbest round per client (first submit -> last result recorded for the outbox):")
     for name, figure in best.items():
-        print(f"  {name:<18} {args.messages / figure['seconds']:>7,.0f} msg/s  ({figure['seconds']:.2f} s)")
+        print(
+            f"  {name:<18} {args.messages / figure['seconds']:>7,.0f} msg/s  ({figure['seconds']:.2f} s)"
+        )
     ratio = best["twilio SDK async"]["seconds"] / best["outbox sqlite"]["seconds"]
     verdict = "met" if ratio >= TARGET else "MISSED"
     print(f"\ndurable SQLite vs twilio SDK async: {ratio:.2f}x (target >= {TARGET:g}x: {verdict})")

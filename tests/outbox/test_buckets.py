@@ -30,7 +30,9 @@ def test_two_limiters_on_one_store_share_the_rate(
     assert clock.time() - started == pytest.approx(4.0, abs=0.01)
 
 
-def test_a_sender_bucket_and_a_429_penalty(open_outbox: Callable[..., Outbox], clock: FakeClock) -> None:
+def test_a_sender_bucket_and_a_429_penalty(
+    open_outbox: Callable[..., Outbox], clock: FakeClock
+) -> None:
     outbox = open_outbox()
     limiter = shared_limiter(
         outbox,

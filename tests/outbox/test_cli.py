@@ -122,14 +122,18 @@ def test_bulk_names_a_bad_template_or_column(tmp_path: Path) -> None:
     assert "--to-column" in error
 
 
-def test_worker_sends_until_idle_and_send_queue_submits(tmp_path: Path, twilio: EmulatorThread) -> None:
+def test_worker_sends_until_idle_and_send_queue_submits(
+    tmp_path: Path, twilio: EmulatorThread
+) -> None:
     url = sqlite_url(tmp_path)
     config = tmp_path / "smsgate.toml"
     config.write_text(
         f'store = "{url}"\n[providers.twilio]\nurl = "{emulated(twilio).provider_url()}"\n',
         encoding="utf-8",
     )
-    queued = run("send", "+15555550100", "from the queue", "--queue", "--config", str(config), "--json")
+    queued = run(
+        "send", "+15555550100", "from the queue", "--queue", "--config", str(config), "--json"
+    )
     message_id = one_json(queued)["id"]
     result = run("worker", "--config", str(config), "--until-idle")
     assert result.returncode == 0, result.stderr

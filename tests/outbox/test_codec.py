@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from smsgate.errors import InvalidRecipient
 from smsgate.ids import new_id
 from smsgate.message import Message, Purpose
-from smsgate.outbox.codec import IdFactory, MESSAGE_FIELDS, Validator, fast_e164, message_from_row, row_for
+from smsgate.outbox.codec import (
+    MESSAGE_FIELDS,
+    IdFactory,
+    Validator,
+    fast_e164,
+    message_from_row,
+    row_for,
+)
 from smsgate.outbox.store import StoredMessage
 from smsgate.phone import normalize
 
@@ -50,8 +57,17 @@ def test_the_validator_builds_the_same_row_either_way() -> None:
 
 def test_a_message_rebuilt_from_its_row_equals_the_original() -> None:
     assert set(MESSAGE_FIELDS) == {
-        "to", "body", "sender", "media", "purpose", "idempotency_key", "send_at", "validity",
-        "metadata", "provider_options", "id",
+        "to",
+        "body",
+        "sender",
+        "media",
+        "purpose",
+        "idempotency_key",
+        "send_at",
+        "validity",
+        "metadata",
+        "provider_options",
+        "id",
     }
     original = Message(
         to="+15555550100",
@@ -67,8 +83,22 @@ def test_a_message_rebuilt_from_its_row_equals_the_original() -> None:
     )
     row, _ = row_for(original, 1_700_000_000.0)
     stored = StoredMessage.from_row(
-        (*row[:7], 0, None, 1, None, None, row.send_at, row.expires_at, row.next_attempt_at,
-         None, None, None, row.created_at, row.created_at)
+        (
+            *row[:7],
+            0,
+            None,
+            1,
+            None,
+            None,
+            row.send_at,
+            row.expires_at,
+            row.next_attempt_at,
+            None,
+            None,
+            None,
+            row.created_at,
+            row.created_at,
+        )
     )
     rebuilt = message_from_row(stored)
     assert rebuilt == original

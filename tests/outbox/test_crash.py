@@ -101,9 +101,7 @@ def crash_run(store: str, tmp_path: Path, twilio: EmulatorThread, workers: int) 
             killed_while_sending = _held_by(outbox, victim.pid)
             assert killed_while_sending, "the victim held no started message when killed"
             procs.append(start_worker(config, log))
-            wait_for(
-                lambda: outbox.counts().get(Status.SENT, 0) == count, 90, "every message sent"
-            )
+            wait_for(lambda: outbox.counts().get(Status.SENT, 0) == count, 90, "every message sent")
         finally:
             for proc in procs[1:]:
                 proc.send_signal(signal.SIGTERM)
@@ -116,9 +114,9 @@ def crash_run(store: str, tmp_path: Path, twilio: EmulatorThread, workers: int) 
         for message_id in killed_while_sending:
             reasons = [e.reason or "" for e in outbox.status(message_id).events]
             assert any("its lease expired" in r and str(victim.pid) in r for r in reasons), reasons
-            assert any(
-                "is not sent again" in r or "has no record of it" in r for r in reasons
-            ), reasons
+            assert any("is not sent again" in r or "has no record of it" in r for r in reasons), (
+                reasons
+            )
         assert {outbox.status(i).status for i in ids} == {Status.SENT}
         assert outbox.store.work_left() == (None, None)
 

@@ -65,7 +65,10 @@ def test_a_failure_mid_stream_leaves_whole_batches_only(outbox: Outbox) -> None:
         outbox.submit_many(items(), batch_size=100)
     assert outbox.counts() == {Status.QUEUED: 200}
     # submitting the whole source again with the same keys stores only what is missing
-    again = [{"to": f"+1555555{n:04d}", "body": f"m{n}", "idempotency_key": f"row-{n}"} for n in range(250)]
+    again = [
+        {"to": f"+1555555{n:04d}", "body": f"m{n}", "idempotency_key": f"row-{n}"}
+        for n in range(250)
+    ]
     report = outbox.submit_many(again, batch_size=100)
     assert (report.accepted, report.duplicates) == (50, 200)
 

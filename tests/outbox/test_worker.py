@@ -95,7 +95,9 @@ def test_sends_everything_and_records_each_step(box: Outbox, twilio: EmulatorThr
     assert box.store.work_left() == (None, None)
 
 
-def test_faults_end_final_with_no_unexplained_duplicate(box: Outbox, twilio: EmulatorThread) -> None:
+def test_faults_end_final_with_no_unexplained_duplicate(
+    box: Outbox, twilio: EmulatorThread
+) -> None:
     emulator = emulated(twilio)
     twilio.call(
         lambda: emulator.faults.update(
@@ -118,7 +120,9 @@ def test_faults_end_final_with_no_unexplained_duplicate(box: Outbox, twilio: Emu
     bodies = [body for body, _ in received]
     duplicates = [body for body, duplicate in received if duplicate]
     may_repeat = {
-        box.status(i).body for i in ids if any("may arrive twice" in r for _, _, r in history(box, i))
+        box.status(i).body
+        for i in ids
+        if any("may arrive twice" in r for _, _, r in history(box, i))
     }
     assert set(duplicates) <= may_repeat
     assert duplicates == []  # Twilio can be looked up: ambiguous sends are reconciled
@@ -160,7 +164,9 @@ def test_fails_over_when_a_provider_refuses_our_credentials(
     assert twilio.call(lambda: len(emulator.messages)) == 30
 
 
-def test_shared_rate_limit_spans_two_workers(box: Outbox, twilio: EmulatorThread, store_url: str) -> None:
+def test_shared_rate_limit_spans_two_workers(
+    box: Outbox, twilio: EmulatorThread, store_url: str
+) -> None:
     from smsgate.outbox.buckets import shared_limiter
     from smsgate.ratelimit import Limit
 
@@ -175,8 +181,15 @@ def test_shared_rate_limit_spans_two_workers(box: Outbox, twilio: EmulatorThread
             provider = provider_for(twilio)
             limiter = shared_limiter(outbox, {"twilio": Limit.parse("10/s", burst=2)})
             workers.append(
-                Worker(outbox, [provider], router=router("twilio"), limiter=limiter,
-                       concurrency=4, poll_interval=0.05, close_providers=True)
+                Worker(
+                    outbox,
+                    [provider],
+                    router=router("twilio"),
+                    limiter=limiter,
+                    concurrency=4,
+                    poll_interval=0.05,
+                    close_providers=True,
+                )
             )
         await asyncio.gather(*(w.run(until_idle=True) for w in workers))
         return loop.time() - started
@@ -208,7 +221,9 @@ def test_receipts_from_signed_webhooks_complete_the_history(
         for event in verifier.handle_status_webhook(request):
             outcomes.append(box.record_event(event).outcome.value)
     # a replay of the same webhook is recorded once
-    replay = WebhookRequest(requests[0].url, requests[0].method, requests[0].headers, requests[0].body)
+    replay = WebhookRequest(
+        requests[0].url, requests[0].method, requests[0].headers, requests[0].body
+    )
     assert box.record_event(verifier.handle_status_webhook(replay)[0]).outcome.value == "duplicate"
     # "sent" says nothing new after the worker recorded the send: kept in the history only
     assert sorted(outcomes) == ["applied"] * 6 + ["stale"] * 6
@@ -228,8 +243,13 @@ def test_stop_finishes_what_is_in_flight_and_gives_back_the_rest(
 
     async def main() -> WorkerStats:
         provider = provider_for(twilio)
-        worker = box.worker([provider], router=router("twilio"), concurrency=4, poll_interval=0.05,
-                            close_providers=True)
+        worker = box.worker(
+            [provider],
+            router=router("twilio"),
+            concurrency=4,
+            poll_interval=0.05,
+            close_providers=True,
+        )
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(0.2)
         worker.stop()
@@ -256,8 +276,13 @@ def test_a_forced_stop_records_abandoned_sends_as_ambiguous(
     ids = [box.submit(Message(to=f"+1555561{n:04d}", body=f"hang {n}")) for n in range(3)]
 
     async def main() -> None:
-        worker = box.worker([provider_for(twilio)], router=router("twilio"), concurrency=3,
-                            shutdown_grace=0.3, close_providers=True)
+        worker = box.worker(
+            [provider_for(twilio)],
+            router=router("twilio"),
+            concurrency=3,
+            shutdown_grace=0.3,
+            close_providers=True,
+        )
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(0.5)
         worker.stop()

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -46,12 +45,10 @@ def postgres_url() -> Iterator[str]:
 
     base = _postgres_base()
     schema = f"smsgate_test_{secrets.token_hex(6)}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
     joiner = "&" if "?" in base else "?"
-    yield f"{base}{joiner}options={quote(f'-csearch_path={schema}')}"
+    yield f"{base}{joiner}schema={schema}"
     with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

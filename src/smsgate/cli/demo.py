@@ -21,7 +21,13 @@ DEMO_MESSAGES: tuple[tuple[str, str, str, float, str], ...] = (
     ("+15555550102", "Your order #1002 has shipped.", "transactional", 0, "delivered"),
     ("+447700900123", "Your table for 2 is booked for 7pm.", "transactional", 0, "delivered"),
     ("+15555550103", "Your sign-in code is 481902.", "otp", 0, "delivered"),
-    ("+15555550104", "Spring sale: 20% off today. Reply STOP to opt out.", "marketing", 0, "delivered"),
+    (
+        "+15555550104",
+        "Spring sale: 20% off today. Reply STOP to opt out.",
+        "marketing",
+        0,
+        "delivered",
+    ),
     ("+15005550001", "This number is invalid (Twilio magic number).", "transactional", 0, "failed"),
     ("+15005550004", "This person replied STOP (Twilio magic number).", "marketing", 0, "failed"),
     ("+15555550105", "Reminder: your appointment is in 1 hour.", "transactional", 4, "delivered"),
@@ -67,7 +73,7 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
     from smsgate.emulators.base import Callbacks, Faults
     from smsgate.emulators.twilio import TwilioEmulator
     from smsgate.errors import SmsgateError
-    from smsgate.message import Message, Status
+    from smsgate.message import Message, Purpose, Status
     from smsgate.outbox import Outbox
     from smsgate.providers import create_provider
     from smsgate.providers.base import WebhookRequest
@@ -90,7 +96,9 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
         url = f"{receiver_url}{request.path_qs}"
         try:
             events = verifier.handle_status_webhook(
-                WebhookRequest(url=url, method=request.method, headers=dict(request.headers), body=body)
+                WebhookRequest(
+                    url=url, method=request.method, headers=dict(request.headers), body=body
+                )
             )
         except SmsgateError as exc:
             return web.Response(status=403, text=str(exc))
@@ -113,7 +121,7 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
     ids: list[tuple[str, str]] = []
     for to, body, purpose, delay, expect in DEMO_MESSAGES:
         send_at = now + timedelta(seconds=delay) if delay else None
-        message = Message(to=to, body=body, purpose=purpose, send_at=send_at)
+        message = Message(to=to, body=body, purpose=Purpose(purpose), send_at=send_at)
         ids.append((outbox.submit(message), expect))
     router = Router(
         [Route(name="default", providers=(provider.name,), retry=RetryPolicy(base_delay=0.2))]
@@ -222,7 +230,9 @@ class _Display:
                 latest = f"{record.last_error.get('error')} {record.last_error.get('code') or ''}"
             elif record.events:
                 event = record.events[-1]
-                who = "receipt" if event.source.startswith("webhook") else event.source.split(":")[0]
+                who = (
+                    "receipt" if event.source.startswith("webhook") else event.source.split(":")[0]
+                )
                 latest = f"{who}, {len(record.events)} events"
             table.add_row(
                 record.id[-6:],
@@ -258,6 +268,8 @@ def _print_summary(
         console.print("Every message ended as expected.", highlight=False)
     hint = f"smsgate status {records[0].id} --store '{summary['store']}'"
     if keep:
-        console.print(f"Each state change is an event in the outbox; see one: {hint}", highlight=False)
+        console.print(
+            f"Each state change is an event in the outbox; see one: {hint}", highlight=False
+        )
     else:
         console.print("Run with --keep to keep the outbox and read each message's history.")

@@ -182,7 +182,11 @@ def status_command(
     console.print(
         f"[bold]{record.id}[/] to {record.to}: [bold]{record.status.value}[/]"
         f" ({record.attempts} attempt(s)"
-        + (f", {record.provider} {record.provider_message_id}" if record.provider_message_id else "")
+        + (
+            f", {record.provider} {record.provider_message_id}"
+            if record.provider_message_id
+            else ""
+        )
         + ")",
         highlight=False,
     )
@@ -285,10 +289,14 @@ def bulk_command(
     body: str = typer.Option(..., "--body", help='Template with {column} fields: "Hi {name}".'),
     to_column: str = typer.Option("phone", "--to-column", help="The column with the numbers."),
     sender: str = typer.Option(None, "--sender", help="Sender number or alphanumeric id."),
-    purpose: str = typer.Option("transactional", "--purpose", help="transactional, otp, marketing."),
+    purpose: str = typer.Option(
+        "transactional", "--purpose", help="transactional, otp, marketing."
+    ),
     region: str = typer.Option(None, "--region", help="Default region for national numbers."),
     send_at: str = typer.Option(None, "--send-at", help="ISO time with zone to schedule for."),
-    rejects: str = typer.Option(None, "--rejects", help="Where refused rows go (FILE.rejects.csv)."),
+    rejects: str = typer.Option(
+        None, "--rejects", help="Where refused rows go (FILE.rejects.csv)."
+    ),
     key_prefix: str = typer.Option(
         None, "--key-prefix", help="Idempotency keys PREFIX:LINE (default: from the file's hash)."
     ),
@@ -337,7 +345,10 @@ def bulk_command(
                 progress = _Progress(os.path.getsize(file))
                 with progress:
                     report = submit_csv(
-                        outbox, options, batch_size=batch_size, parallel=parallel,
+                        outbox,
+                        options,
+                        batch_size=batch_size,
+                        parallel=parallel,
                         on_progress=progress.update,
                     )
         except SmsgateError as exc:

@@ -92,7 +92,14 @@ class BulkOptions:
         else:
             when = send_at
         # Everything that is the same for every row is checked once, on a sample message.
-        Message(to="+15555550100", body="x", sender=sender, purpose=purpose, send_at=when)
+        try:
+            kind = Purpose(purpose)
+        except ValueError:
+            raise InvalidMessage(
+                f"purpose {purpose!r} is not one of {', '.join(p.value for p in Purpose)}",
+                field="purpose",
+            ) from None
+        Message(to="+15555550100", body="x", sender=sender, purpose=kind, send_at=when)
         if region is not None:
             from smsgate.phone import normalize
 
@@ -185,7 +192,9 @@ def file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_chunks(options: BulkOptions, batch_size: int, now: Callable[[], float]) -> Iterator[_Chunk]:
+def read_chunks(
+    options: BulkOptions, batch_size: int, now: Callable[[], float]
+) -> Iterator[_Chunk]:
     """Read, render and validate the file in batches."""
     validator = Validator(region=options.region)
     build = validator.build
@@ -227,10 +236,18 @@ def read_chunks(options: BulkOptions, batch_size: int, now: Callable[[], float])
                         lines -= 1
                         continue
                     refused.append(
-                        (line, values, "csv", f"the line has {len(values)} fields, the header {width}")
+                        (
+                            line,
+                            values,
+                            "csv",
+                            f"the line has {len(values)} fields, the header {width}",
+                        )
                     )
                 else:
-                    item = {"to": values[to_index].strip(), "body": render(dict(zip(header, values)))}
+                    item = {
+                        "to": values[to_index].strip(),
+                        "body": render(dict(zip(header, values, strict=True))),
+                    }
                     if fixed:
                         item.update(fixed)
                     if prefix is not None:
@@ -247,7 +264,9 @@ def read_chunks(options: BulkOptions, batch_size: int, now: Callable[[], float])
                     rows, events, refused, lines = [], [], [], 0
                     stamp = now()
         except csv.Error as exc:
-            raise InvalidMessage(f"{options.path} line {reader.line_num}: {exc}", field="file") from None
+            raise InvalidMessage(
+                f"{options.path} line {reader.line_num}: {exc}", field="file"
+            ) from None
         except UnicodeDecodeError as exc:
             raise InvalidMessage(f"{options.path} is not UTF-8: {exc}", field="file") from None
         if lines:
@@ -273,8 +292,10 @@ def submit_csv(
     started = time.perf_counter()
     writer: Any = None
     rejects_handle: Any = None
-    chunks = _parallel_chunks(options, batch_size) if parallel else read_chunks(
-        options, batch_size, outbox.clock.time
+    chunks = (
+        _parallel_chunks(options, batch_size)
+        if parallel
+        else read_chunks(options, batch_size, outbox.clock.time)
     )
     try:
         with outbox.store.inserter(atomic=False) as inserter:

@@ -20,8 +20,9 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from smsgate.errors import InvalidMessage, InvalidRecipient, SmsgateError
@@ -83,7 +84,9 @@ def _row(
         due = now
         reason = "submitted"
     expires = None if validity is None else max(send_at or now, now) + validity
-    row = NewMessageRow(message_id, state.value, purpose, to, sender, key, payload, send_at, expires, due, now)
+    row = NewMessageRow(
+        message_id, state.value, purpose, to, sender, key, payload, send_at, expires, due, now
+    )
     return row, NewEvent(message_id, now, None, state.value, source, reason)
 
 
@@ -175,13 +178,30 @@ class Validator:
                 return None
             payload = '{"body":' + _encode_string(body) + "}"
             return _row(
-                message_id, to, sender, _PURPOSES[purpose], key, payload,
-                send_at.timestamp(), None, now, source,
+                message_id,
+                to,
+                sender,
+                _PURPOSES[purpose],
+                key,
+                payload,
+                send_at.timestamp(),
+                None,
+                now,
+                source,
             )
         return (
             NewMessageRow(
-                message_id, "queued", _PURPOSES[purpose], to, sender, key,
-                '{"body":' + _encode_string(body) + "}", None, None, now, now,
+                message_id,
+                "queued",
+                _PURPOSES[purpose],
+                to,
+                sender,
+                key,
+                '{"body":' + _encode_string(body) + "}",
+                None,
+                None,
+                now,
+                now,
             ),
             NewEvent(message_id, now, None, "queued", source, "submitted"),
         )
@@ -200,9 +220,7 @@ class IdFactory:
     base32 pass per thousand ids instead of a 26-step loop per id."""
 
     _BATCH = 1024
-    _TABLE = str.maketrans(
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    )
+    _TABLE = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
     def __init__(self, prefix: str = "msg") -> None:
         self._prefix = prefix
@@ -216,9 +234,10 @@ class IdFactory:
         if ms != self._ms:
             self._ms = ms
             # the top 10 characters of new_id: ms occupies bits 80..127 of the 130 encoded
-            self._head = f"{self._prefix}_" + new_id(self._prefix, now_ms=ms)[
-                len(self._prefix) + 1 : len(self._prefix) + 11
-            ]
+            self._head = (
+                f"{self._prefix}_"
+                + new_id(self._prefix, now_ms=ms)[len(self._prefix) + 1 : len(self._prefix) + 11]
+            )
         pos = self._pos
         if pos >= len(self._pool):
             raw = base64.b32encode(os.urandom(10 * self._BATCH)).decode("ascii")
@@ -279,43 +298,50 @@ def _country(code: str) -> tuple[re.Pattern[str] | None, frozenset[int]] | None:
     # libphonenumber's is_possible_number (type UNKNOWN) compares the length of the national
     # significant number with the general description's possible lengths; local-only lengths are
     # disjoint from those and rejected by smsgate.phone.
-    lengths = frozenset(metadata.general_desc.possible_length)
+    general = metadata.general_desc
+    if general is None:
+        return None
+    lengths = frozenset(general.possible_length)
     return (re.compile(prefix) if prefix else None), lengths
 
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_PURPOSE_BY_VALUE = {p.value: p for p in Purpose}
+# Each field's slot descriptor: setting through it bypasses the frozen dataclass's __setattr__.
+_SLOTS = {name: getattr(Message, name).__set__ for name in MESSAGE_FIELDS}
+
+
 def message_from_row(row: StoredMessage) -> Message:
-    """Rebuild the submitted message from its row, without validating it again."""
+    """Rebuild the submitted message from its row, without validating it again (it was
+    validated when it was submitted)."""
     payload = json.loads(row.payload)
-    send_at = None
-    if row.send_at is not None:
-        from smsgate.outbox.store import to_datetime
-
-        send_at = to_datetime(row.send_at)
-    from types import MappingProxyType
-
-    values: dict[str, Any] = {
-        "to": row.to_number,
-        "body": payload.get("body", ""),
-        "sender": row.sender,
-        "media": tuple(payload.get("media", ())),
-        "purpose": Purpose(row.purpose),
-        "idempotency_key": row.idempotency_key,
-        "send_at": send_at,
-        "validity": payload.get("validity"),
-        "metadata": MappingProxyType(payload.get("metadata") or {}),
-        "provider_options": MappingProxyType(payload.get("provider_options") or {}),
-        "id": row.id,
-    }
+    send_at = row.send_at
+    metadata = payload.get("metadata")
+    options = payload.get("provider_options")
     message = object.__new__(Message)
-    for name, value in values.items():
-        object.__setattr__(message, name, value)
+    slot = _SLOTS
+    slot["to"](message, row.to_number)
+    slot["body"](message, payload.get("body", ""))
+    slot["sender"](message, row.sender)
+    slot["media"](message, tuple(payload["media"]) if "media" in payload else ())
+    slot["purpose"](message, _PURPOSE_BY_VALUE[row.purpose])
+    slot["idempotency_key"](message, row.idempotency_key)
+    slot["send_at"](message, None if send_at is None else datetime.fromtimestamp(send_at, UTC))
+    slot["validity"](message, payload.get("validity"))
+    slot["metadata"](message, MappingProxyType(metadata) if metadata else _EMPTY)
+    slot["provider_options"](message, MappingProxyType(options) if options else _EMPTY)
+    slot["id"](message, row.id)
     return message
 
 
 def describe_error(error: BaseException) -> SmsgateError:
     if isinstance(error, SmsgateError):
         return error
-    return InvalidRecipient(str(error)) if isinstance(error, ValueError) else InvalidMessage(str(error))
+    return (
+        InvalidRecipient(str(error))
+        if isinstance(error, ValueError)
+        else InvalidMessage(str(error))
+    )
 
 
 def parse_time(value: float | datetime | None, name: str) -> float | None:

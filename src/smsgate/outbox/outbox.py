@@ -98,10 +98,10 @@ class Outbox:
         found = self.store.schema_version()
         if found == migrations.LATEST:
             return
-        if migrate or (migrate is None and found == 0 and self.store.engine == "sqlite"):
-            if found < migrations.LATEST:
-                self.store.migrate()
-                found = self.store.schema_version()
+        fresh_sqlite = migrate is None and found == 0 and self.store.engine == "sqlite"
+        if (migrate or fresh_sqlite) and found < migrations.LATEST:
+            self.store.migrate()
+            found = self.store.schema_version()
         migrations.check_version(found, self.url)
 
     def close(self) -> None:
@@ -291,7 +291,7 @@ class Outbox:
         number = None if to is None else normalize(to, strict=False, field="to")
         if cursor is not None and (not isinstance(cursor, str) or not cursor.startswith("msg_")):
             raise InvalidMessage("cursor is not one this outbox returned", field="cursor")
-        rows = self.store.list(
+        rows = self.store.list_messages(
             ListQuery(states, number, parse_time(since, "since"), cursor, limit + 1)
         )
         more = len(rows) > limit
@@ -339,7 +339,9 @@ class Outbox:
     async def astatus(self, message_id: str) -> MessageRecord:
         return await asyncio.to_thread(self.status, message_id)
 
-    async def acancel(self, message_id: str, *, reason: str = "canceled by request") -> MessageRecord:
+    async def acancel(
+        self, message_id: str, *, reason: str = "canceled by request"
+    ) -> MessageRecord:
         return await asyncio.to_thread(lambda: self.cancel(message_id, reason=reason))
 
     async def alist(self, **filters: Any) -> Page:

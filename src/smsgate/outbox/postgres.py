@@ -11,6 +11,9 @@ URL reaches libpq: ``schema=NAME`` (tables live in that schema, created by ``db 
 ``pool_size=N`` (connections per process, default 10). Every other query parameter is libpq's.
 """
 
+# ruff: noqa: S608 -- statements interpolate only column lists, engine fragments and placeholder
+# lists built here, never values; every value is a bound parameter
+
 from __future__ import annotations
 
 import re
@@ -77,7 +80,9 @@ class PostgresStore(SqlStore):
         try:
             pool_size = int(query.pop("pool_size", "10"))
         except ValueError:
-            raise ConfigError("store option pool_size must be a whole number", field="store") from None
+            raise ConfigError(
+                "store option pool_size must be a whole number", field="store"
+            ) from None
         scheme = "postgresql"
         conninfo = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))
         kwargs: dict[str, Any] = {"autocommit": True}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from smsgate.errors import SmsgateError
 from smsgate.message import Status
@@ -74,7 +74,9 @@ class MessageRecord:
             provider=row.provider,
             provider_message_id=row.provider_message_id,
             send_at=None if row.send_at is None else to_datetime(row.send_at),
-            next_attempt_at=None if row.next_attempt_at is None else to_datetime(row.next_attempt_at),
+            next_attempt_at=None
+            if row.next_attempt_at is None
+            else to_datetime(row.next_attempt_at),
             expires_at=None if row.expires_at is None else to_datetime(row.expires_at),
             last_error=None if row.last_error is None else json.loads(row.last_error),
             created_at=to_datetime(row.created_at),
@@ -131,7 +133,8 @@ class Page:
         }
 
 
-class SubmitOutcome(NamedTuple):
+@dataclass(slots=True)
+class SubmitOutcome:
     """What happened to one submitted item: stored (``created``), matched an earlier message with
     the same idempotency key or id (``created`` false), or refused (``error``)."""
 

@@ -4,6 +4,9 @@ Statements are written once with ``?`` placeholders; the PostgreSQL store turns 
 Where the engines differ for speed or locking (bulk insert, claim) the engine overrides the method.
 """
 
+# ruff: noqa: S608 -- statements interpolate only column lists, engine fragments and placeholder
+# lists built here, never values; every value is a bound parameter
+
 from __future__ import annotations
 
 import json
@@ -18,7 +21,9 @@ from smsgate.outbox import migrate as migrations
 from smsgate.outbox.store import (
     CANCELABLE,
     EVENT_COLUMNS,
+    INDEXED_STATES,
     MESSAGE_COLUMNS,
+    STATES,
     WAITING,
     Claimed,
     EventRecord,
@@ -43,6 +48,19 @@ from smsgate.ratelimit import BucketSpec, BucketState, penalize_state, take_all
 CHUNK = 500
 #: the position of idempotency_key in a NewMessageRow
 _KEY = NewMessageRow._fields.index("idempotency_key")
+
+
+def _key(row: Sequence[Any]) -> str | None:
+    key: str | None = row[_KEY]
+    return key
+
+
+def _id(row: Sequence[Any]) -> str:
+    message_id: str = row[0]
+    return message_id
+
+
+_INDEXED_SQL = ", ".join(f"'{state}'" for state in INDEXED_STATES)
 WAITING_SQL = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
 INSERT_MESSAGE = (
     "INSERT INTO smsgate_messages (id, state, purpose, to_number, sender, idempotency_key, "
@@ -160,7 +178,7 @@ class SqlStore(ABC):
         """Insert inside ``tx``. Rows whose idempotency key or id is already stored (or repeated
         in this batch) are not inserted and map to the stored id."""
         # Rows may be plain tuples (from a bulk loader's other process): index, don't name.
-        keys = [row[_KEY] for row in rows if row[_KEY] is not None]
+        keys = [key for row in rows if (key := _key(row)) is not None]
         existing: dict[str, str] = {}
         for part in chunks(keys, CHUNK):
             clause, params = tx.in_list("idempotency_key", part)
@@ -173,25 +191,26 @@ class SqlStore(ABC):
         new_events: list[NewEvent] = []
         seen_ids: set[str] = set()
         for row, event in zip(rows, events, strict=True):
-            key = row[_KEY]
+            key = _key(row)
+            message_id = _id(row)
             if key is not None:
                 found = existing.get(key)
                 if found is not None:
                     results.append((found, False))
                     continue
-                existing[key] = row[0]
-            if row[0] in seen_ids:
-                results.append((row[0], False))
+                existing[key] = message_id
+            if message_id in seen_ids:
+                results.append((message_id, False))
                 continue
-            seen_ids.add(row[0])
+            seen_ids.add(message_id)
             new_rows.append(row)
             new_events.append(event)
-            results.append((row[0], True))
+            results.append((message_id, True))
         if not new_rows:
             return results
-        taken = set() if fresh_ids else self._existing_ids(tx, [row[0] for row in new_rows])
+        taken = set() if fresh_ids else self._existing_ids(tx, [_id(row) for row in new_rows])
         if taken:
-            keep = [i for i, row in enumerate(new_rows) if row[0] not in taken]
+            keep = [i for i, row in enumerate(new_rows) if _id(row) not in taken]
             new_rows = [new_rows[i] for i in keep]
             new_events = [new_events[i] for i in keep]
             results = [(mid, created and mid not in taken) for mid, created in results]
@@ -200,7 +219,9 @@ class SqlStore(ABC):
             return results
         # Rows that lost a race with a concurrent submit of the same key (or id) map to the
         # stored message.
-        lost_keys = [row[_KEY] for row in new_rows if row[0] not in inserted and row[_KEY] is not None]
+        lost_keys = [
+            key for row in new_rows if _id(row) not in inserted and (key := _key(row)) is not None
+        ]
         winners: dict[str, str] = {}
         for part in chunks(lost_keys, CHUNK):
             clause, params = tx.in_list("idempotency_key", part)
@@ -208,12 +229,12 @@ class SqlStore(ABC):
                 f"SELECT idempotency_key, id FROM smsgate_messages WHERE {clause}", params
             ):
                 winners[key] = message_id
-        by_id = {row[0]: row for row in new_rows}
+        by_id = {_id(row): row for row in new_rows}
         fixed: list[tuple[str, bool]] = []
         for message_id, created in results:
-            row = by_id.get(message_id)
-            if row is not None and message_id not in inserted:
-                key = row[_KEY]
+            lost = by_id.get(message_id)
+            if lost is not None and message_id not in inserted:
+                key = _key(lost)
                 message_id = winners.get(key, message_id) if key is not None else message_id
                 created = False
             fixed.append((message_id, created))
@@ -223,7 +244,9 @@ class SqlStore(ABC):
         found: set[str] = set()
         for part in chunks(ids, CHUNK):
             clause, params = tx.in_list("id", part)
-            found.update(r[0] for r in tx.execute(f"SELECT id FROM smsgate_messages WHERE {clause}", params))
+            found.update(
+                r[0] for r in tx.execute(f"SELECT id FROM smsgate_messages WHERE {clause}", params)
+            )
         return found
 
     def _insert_rows(
@@ -233,13 +256,15 @@ class SqlStore(ABC):
         returns the ids inserted. Engines without a store-wide write lock override this."""
         tx.executemany(INSERT_MESSAGE, [(*row, row[-1]) for row in rows])
         tx.executemany(INSERT_EVENT, events)
-        return {row[0] for row in rows}
+        return {_id(row) for row in rows}
 
     # -- reads --------------------------------------------------------------------------------
 
     def get(self, message_id: str) -> StoredMessage | None:
         with self._read() as tx:
-            rows = tx.execute(f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages WHERE id = ?", (message_id,))
+            rows = tx.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages WHERE id = ?", (message_id,)
+            )
         return StoredMessage.from_row(rows[0]) if rows else None
 
     def events(self, message_id: str) -> list[EventRecord]:
@@ -250,7 +275,7 @@ class SqlStore(ABC):
             )
         return [EventRecord.from_row(row) for row in rows]
 
-    def list(self, query: ListQuery) -> list[StoredMessage]:
+    def list_messages(self, query: ListQuery) -> list[StoredMessage]:
         where: list[str] = []
         params: list[Any] = []
         with self._read() as tx:
@@ -258,6 +283,9 @@ class SqlStore(ABC):
                 clause, values = tx.in_list("state", [s.value for s in query.states])
                 where.append(clause)
                 params.extend(values)
+                if all(s.value in INDEXED_STATES for s in query.states):
+                    # the partial index's own predicate, so SQLite knows it may use it
+                    where.append(f"state IN ({_INDEXED_SQL})")
             if query.to is not None:
                 where.append("to_number = ?")
                 params.append(query.to)
@@ -305,7 +333,9 @@ class SqlStore(ABC):
             )
             tx.execute(
                 INSERT_EVENT,
-                NewEvent(message_id, now, row.status.value, Status.CANCELED.value, "cancel", reason),
+                NewEvent(
+                    message_id, now, row.status.value, Status.CANCELED.value, "cancel", reason
+                ),
             )
             after = self._lock_one(tx, message_id)
         return after, True
@@ -335,76 +365,105 @@ class SqlStore(ABC):
                 params,
             ):
                 if lease_owner == owner:
-                    held[message_id] = State(state)
+                    held[message_id] = STATES[state]
         return held
 
-    def start(self, owner: str, starts: Sequence[StartSend], now: float, lease_until: float) -> set[str]:
-        if not starts:
-            return set()
-        with self._write() as tx:
-            held = self._held(tx, owner, [s.id for s in starts])
-            go = [s for s in starts if held.get(s.id) in WAITING]
-            if go:
-                tx.executemany(
-                    "UPDATE smsgate_messages SET state = 'sending', attempts = attempts + 1, "
-                    "provider = ?, provider_attempt = ?, route = ?, lease_expires_at = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    [(s.provider, s.provider_attempt, s.route, lease_until, now, s.id) for s in go],
-                )
-                tx.executemany(INSERT_EVENT, [s.event for s in go])
-        return {s.id for s in go}
+    def start(
+        self, owner: str, starts: Sequence[StartSend], now: float, lease_until: float
+    ) -> set[str]:
+        return self.write(owner, starts, (), (), now, lease_until)[0]
 
     def finish(self, owner: str, transitions: Sequence[Transition], now: float) -> set[str]:
-        if not transitions:
-            return set()
+        return self.write(owner, (), transitions, (), now, now)[1]
+
+    def write(
+        self,
+        owner: str,
+        starts: Sequence[StartSend],
+        transitions: Sequence[Transition],
+        releases: Sequence[str],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        """:meth:`start`, :meth:`finish` and :meth:`release` in one transaction (the worker's
+        group commit); returns the ids started and the ids finished."""
+        if not (starts or transitions or releases):
+            return set(), set()
         with self._write() as tx:
-            held = self._held(tx, owner, [t.id for t in transitions])
-            updates: list[tuple[Any, ...]] = []
-            events: list[NewEvent] = []
-            with_ids: list[tuple[str, str]] = []
-            for t in transitions:
-                current = held.get(t.id)
-                if current is None:
-                    continue
-                state = merge_state(current, t.state)
-                event = t.event
-                if state is not t.state or current.status.value != event.from_status:
-                    reason = event.reason or ""
-                    if state is not t.state:
-                        reason += f" (a receipt had already moved it to {state.status})"
-                    event = event._replace(
-                        from_status=current.status.value, to_status=state.status.value, reason=reason
-                    )
-                events.append(event)
-                updates.append(
-                    (
-                        state.value,
-                        t.next_attempt_at if state.waiting else None,
-                        t.provider,
-                        t.provider_attempt,
-                        t.route,
-                        t.provider_message_id,
-                        t.last_error,
-                        now,
-                        t.id,
-                    )
+            held = self._held(tx, owner, [s.id for s in starts] + [t.id for t in transitions])
+            finished = self._finish_in(tx, held, transitions, now) if transitions else set()
+            started = self._start_in(tx, held, starts, now, lease_until) if starts else set()
+            if releases:
+                self._release_in(tx, owner, releases, now)
+        return started, finished
+
+    def _start_in(
+        self,
+        tx: Tx,
+        held: dict[str, State],
+        starts: Sequence[StartSend],
+        now: float,
+        lease_until: float,
+    ) -> set[str]:
+        go = [s for s in starts if held.get(s.id) in WAITING]
+        if go:
+            tx.executemany(
+                "UPDATE smsgate_messages SET state = 'sending', attempts = attempts + 1, "
+                "provider = ?, provider_attempt = ?, route = ?, updated_at = ? WHERE id = ?",
+                [(s.provider, s.provider_attempt, s.route, now, s.id) for s in go],
+            )
+            tx.executemany(INSERT_EVENT, [s.event for s in go])
+        return {s.id for s in go}
+
+    def _finish_in(
+        self, tx: Tx, held: dict[str, State], transitions: Sequence[Transition], now: float
+    ) -> set[str]:
+        updates: list[tuple[Any, ...]] = []
+        events: list[NewEvent] = []
+        with_ids: list[tuple[str, str]] = []
+        for t in transitions:
+            current = held.get(t.id)
+            if current is None:
+                continue
+            state = merge_state(current, t.state)
+            event = t.event
+            if state is not t.state or current.status.value != event.from_status:
+                reason = event.reason or ""
+                if state is not t.state:
+                    reason += f" (a receipt had already moved it to {state.status})"
+                event = event._replace(
+                    from_status=current.status.value, to_status=state.status.value, reason=reason
                 )
-                if t.provider_message_id is not None and t.provider is not None:
-                    with_ids.append((t.provider, t.provider_message_id))
-            if updates:
-                tx.executemany(
-                    "UPDATE smsgate_messages SET state = ?, next_attempt_at = ?, "
-                    "provider = COALESCE(?, provider), "
-                    "provider_attempt = COALESCE(?, provider_attempt), "
-                    "route = COALESCE(?, route), "
-                    "provider_message_id = COALESCE(?, provider_message_id), "
-                    "last_error = COALESCE(?, last_error), lease_owner = NULL, "
-                    "lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                    updates,
+            events.append(event)
+            updates.append(
+                (
+                    state.value,
+                    t.next_attempt_at if state.waiting else None,
+                    t.provider,
+                    t.provider_attempt,
+                    t.route,
+                    t.provider_message_id,
+                    t.last_error,
+                    now,
+                    t.id,
                 )
-                tx.executemany(INSERT_EVENT, events)
-            if with_ids:
-                self._apply_pending(tx, with_ids, now)
+            )
+            if t.provider_message_id is not None and t.provider is not None:
+                with_ids.append((t.provider, t.provider_message_id))
+        if updates:
+            tx.executemany(
+                "UPDATE smsgate_messages SET state = ?, next_attempt_at = ?, "
+                "provider = COALESCE(?, provider), "
+                "provider_attempt = COALESCE(?, provider_attempt), "
+                "route = COALESCE(?, route), "
+                "provider_message_id = COALESCE(?, provider_message_id), "
+                "last_error = COALESCE(?, last_error), lease_owner = NULL, "
+                "lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                updates,
+            )
+            tx.executemany(INSERT_EVENT, events)
+        if with_ids:
+            self._apply_pending(tx, with_ids, now)
         return {u[-1] for u in updates}
 
     def renew(self, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
@@ -425,24 +484,29 @@ class SqlStore(ABC):
     def release(self, owner: str, ids: Sequence[str], now: float) -> int:
         if not ids:
             return 0
-        count = 0
         with self._write() as tx:
-            for part in chunks(ids, CHUNK):
-                clause, params = tx.in_list("id", part)
-                rows = tx.execute(
-                    "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL, "
-                    f"next_attempt_at = ?, updated_at = ? WHERE lease_owner = ? AND {clause} "
-                    f"AND state IN ({WAITING_SQL}) RETURNING id",
-                    [now, now, owner, *params],
-                )
-                count += len(rows)
+            return self._release_in(tx, owner, ids, now)
+
+    def _release_in(self, tx: Tx, owner: str, ids: Sequence[str], now: float) -> int:
+        count = 0
+        for part in chunks(ids, CHUNK):
+            clause, params = tx.in_list("id", part)
+            rows = tx.execute(
+                "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL, "
+                f"next_attempt_at = ?, updated_at = ? WHERE lease_owner = ? AND {clause} "
+                f"AND state IN ({WAITING_SQL}) RETURNING id",
+                [now, now, owner, *params],
+            )
+            count += len(rows)
         return count
 
     # -- receipts -----------------------------------------------------------------------------
 
     def record_receipt(self, receipt: Receipt, now: float) -> tuple[ReceiptOutcome, str | None]:
         with self._write() as tx:
-            if tx.execute("SELECT 1 FROM smsgate_events WHERE event_key = ?", (receipt.event_key,)) or tx.execute(
+            if tx.execute(
+                "SELECT 1 FROM smsgate_events WHERE event_key = ?", (receipt.event_key,)
+            ) or tx.execute(
                 "SELECT 1 FROM smsgate_pending_receipts WHERE event_key = ?", (receipt.event_key,)
             ):
                 return ReceiptOutcome.DUPLICATE, None
@@ -473,7 +537,9 @@ class SqlStore(ABC):
                 return ReceiptOutcome.PENDING, None
             return self._apply_receipt(tx, row, receipt, now), row.id
 
-    def _apply_receipt(self, tx: Tx, row: StoredMessage, receipt: Receipt, now: float) -> ReceiptOutcome:
+    def _apply_receipt(
+        self, tx: Tx, row: StoredMessage, receipt: Receipt, now: float
+    ) -> ReceiptOutcome:
         target = receipt_target(row.state, receipt.status)
         source = f"webhook:{receipt.provider}"
         if target is None:
@@ -483,8 +549,16 @@ class SqlStore(ABC):
             tx.execute(
                 INSERT_EVENT,
                 NewEvent(
-                    row.id, receipt.at, row.status.value, row.status.value, source, reason,
-                    receipt.provider, None, receipt.event_key, receipt.raw,
+                    row.id,
+                    receipt.at,
+                    row.status.value,
+                    row.status.value,
+                    source,
+                    reason,
+                    receipt.provider,
+                    None,
+                    receipt.event_key,
+                    receipt.raw,
                 ),
             )
             return ReceiptOutcome.STALE
@@ -503,8 +577,16 @@ class SqlStore(ABC):
         tx.execute(
             INSERT_EVENT,
             NewEvent(
-                row.id, receipt.at, row.status.value, target.status.value, source, reason,
-                receipt.provider, None, receipt.event_key, receipt.raw,
+                row.id,
+                receipt.at,
+                row.status.value,
+                target.status.value,
+                source,
+                reason,
+                receipt.provider,
+                None,
+                receipt.event_key,
+                receipt.raw,
             ),
         )
         return ReceiptOutcome.APPLIED
@@ -522,7 +604,9 @@ class SqlStore(ABC):
                 params,
             ):
                 if (provider, pmid) in wanted:
-                    pending.append(Receipt(provider, pmid, Status(status), key, at, None, reason, raw))
+                    pending.append(
+                        Receipt(provider, pmid, Status(status), key, at, None, reason, raw)
+                    )
         for receipt in pending:
             found = tx.execute(
                 "SELECT id FROM smsgate_messages WHERE provider_message_id = ? AND provider = ?",
@@ -531,7 +615,9 @@ class SqlStore(ABC):
             row = self._lock_one(tx, found[0][0]) if found else None
             if row is not None:
                 self._apply_receipt(tx, row, receipt, now)
-                tx.execute("DELETE FROM smsgate_pending_receipts WHERE event_key = ?", (receipt.event_key,))
+                tx.execute(
+                    "DELETE FROM smsgate_pending_receipts WHERE event_key = ?", (receipt.event_key,)
+                )
 
     def pending_receipts(self) -> int:
         with self._read() as tx:
@@ -556,7 +642,9 @@ class SqlStore(ABC):
 
     def bucket_state(self, key: str) -> BucketState | None:
         with self._read() as tx:
-            rows = tx.execute("SELECT tokens, updated_at FROM smsgate_rate_buckets WHERE key = ?", (key,))
+            rows = tx.execute(
+                "SELECT tokens, updated_at FROM smsgate_rate_buckets WHERE key = ?", (key,)
+            )
         return BucketState(float(rows[0][0]), float(rows[0][1])) if rows else None
 
     def _bucket_states(self, tx: Tx, specs: Sequence[BucketSpec]) -> list[BucketState | None]:
@@ -571,19 +659,27 @@ class SqlStore(ABC):
                 f"ORDER BY key{self._for_update}",
                 params,
             )
-            if updated_at is not None and tokens is not None and not _is_placeholder(tokens, updated_at)
+            if updated_at is not None
+            and tokens is not None
+            and not _is_placeholder(tokens, updated_at)
         }
         return [found.get(spec.key) for spec in specs]
 
-    def _ensure_buckets(self, tx: Tx, keys: Sequence[str]) -> None:
-        """Create missing bucket rows (as placeholders) so they can be locked."""
+    def _ensure_buckets(self, tx: Tx, keys: Sequence[str]) -> None:  # noqa: B027
+        """Create missing bucket rows (as placeholders) so they can be locked; an engine whose
+        write transactions are serialized (SQLite) needs nothing here."""
 
-    def _save_buckets(self, tx: Tx, specs: Sequence[BucketSpec], states: Sequence[BucketState]) -> None:
+    def _save_buckets(
+        self, tx: Tx, specs: Sequence[BucketSpec], states: Sequence[BucketState]
+    ) -> None:
         tx.executemany(
             "INSERT INTO smsgate_rate_buckets (key, tokens, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, "
             "updated_at = excluded.updated_at",
-            [(spec.key, state.tokens, state.updated_at) for spec, state in zip(specs, states, strict=True)],
+            [
+                (spec.key, state.tokens, state.updated_at)
+                for spec, state in zip(specs, states, strict=True)
+            ],
         )
 
 

@@ -9,15 +9,19 @@ URL options: ``sqlite:///path.db?synchronous=normal`` trades durability on power
 way), ``?busy_timeout=30`` is how long a writer waits for the lock, in seconds.
 """
 
+# ruff: noqa: S608 -- statements interpolate only column lists, engine fragments and placeholder
+# lists built here, never values; every value is a bound parameter
+
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from smsgate.errors import ConfigError
 from smsgate.outbox.sql import CHUNK, INSERT_EVENT, INSERT_MESSAGE, SqlStore, Tx
@@ -30,6 +34,13 @@ from smsgate.outbox.store import (
     StoredMessage,
     StoreURL,
 )
+
+T = TypeVar("T")
+
+
+class StoreBusy(Exception):
+    """Another connection holds SQLite's write lock (see :meth:`SqliteStore.call_now`)."""
+
 
 _ROWS_PER_STATEMENT = 25
 
@@ -50,7 +61,10 @@ def _insert_multi(tx: Tx, single: str, multi: str, rows: Sequence[Sequence[Any]]
     if full:
         tx.executemany(
             multi,
-            [tuple(itertools.chain.from_iterable(rows[i : i + size])) for i in range(0, full, size)],
+            [
+                tuple(itertools.chain.from_iterable(rows[i : i + size]))
+                for i in range(0, full, size)
+            ],
         )
     if full < len(rows):
         tx.executemany(single, rows[full:])
@@ -94,7 +108,9 @@ class SqliteStore(SqlStore):
         try:
             self._busy_timeout = float(options.pop("busy_timeout", "30"))
         except ValueError:
-            raise ConfigError("sqlite store option busy_timeout must be seconds", field="store") from None
+            raise ConfigError(
+                "sqlite store option busy_timeout must be seconds", field="store"
+            ) from None
         if options:
             raise ConfigError(
                 f"unknown sqlite store option(s) {', '.join(sorted(options))}; "
@@ -141,10 +157,8 @@ class SqliteStore(SqlStore):
         with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:
-            try:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed by its thread already
                 conn.close()
-            except sqlite3.ProgrammingError:  # pragma: no cover - closed by its thread already
-                pass
         self._local = threading.local()
 
     @contextmanager
@@ -168,6 +182,26 @@ class SqliteStore(SqlStore):
             conn.execute("COMMIT")
 
     _migration_lock = _write
+
+    def call_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on this thread unless the store is locked by another writer.
+
+        The worker calls the store from its event loop this way: a SQLite transaction is a
+        millisecond of CPU, far less than handing it to a thread whose every statement must win
+        the GIL back from the busy loop. If another connection holds the write lock for more
+        than a moment, :class:`StoreBusy` is raised (before anything was written) and the
+        caller runs ``fn`` on a thread instead, where it may wait.
+        """
+        conn = self._conn()
+        conn.execute("PRAGMA busy_timeout = 20")
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(str(exc)) from None
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     def _insert_rows(
         self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]
@@ -202,7 +236,9 @@ class SqliteStore(SqlStore):
         claimed.sort(key=lambda c: c.row.id)
         return claimed
 
-    def _take_over(self, tx: Tx, owner: str, room: int, now: float, lease_until: float) -> list[Claimed]:
+    def _take_over(
+        self, tx: Tx, owner: str, room: int, now: float, lease_until: float
+    ) -> list[Claimed]:
         expired = tx.execute(
             "SELECT id, lease_owner, state FROM smsgate_messages WHERE lease_expires_at < ? "
             "ORDER BY lease_expires_at LIMIT ?",

@@ -73,7 +73,20 @@ _PUBLIC: dict[State, Status] = {
     else Status(state.value)
     for state in State
 }
+#: state by its stored value (faster than calling the enum)
+STATES: dict[str, State] = {state.value: state for state in State}
 WAITING = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING, State.RECONCILING})
+#: states with an entry in the partial index smsgate_messages_state (see migration 0001)
+INDEXED_STATES = (
+    "scheduled",
+    "reconciling",
+    "failed",
+    "undelivered",
+    "rejected",
+    "expired",
+    "canceled",
+    "unknown",
+)
 #: states a user may cancel: nothing has been handed to a provider yet
 CANCELABLE = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING})
 
@@ -122,13 +135,10 @@ MESSAGE_COLUMNS = (
     "provider_attempt, route, provider_message_id, send_at, expires_at, next_attempt_at, "
     "lease_owner, lease_expires_at, last_error, created_at, updated_at"
 )
-EVENT_COLUMNS = (
-    "id, message_id, at, from_status, to_status, source, reason, provider, attempt, raw"
-)
+EVENT_COLUMNS = "id, message_id, at, from_status, to_status, source, reason, provider, attempt, raw"
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
+class StoredMessage(NamedTuple):
     """One row of ``smsgate_messages`` as stored (times are epoch seconds)."""
 
     id: str
@@ -154,23 +164,21 @@ class StoredMessage:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> StoredMessage:
-        return cls(row[0], State(row[1]), *row[2:])
+        return cls(row[0], STATES[row[1]], *row[2:])
 
     @property
     def status(self) -> Status:
-        return self.state.status
+        return _PUBLIC[self.state]
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
+class Claimed(NamedTuple):
     """A row a worker now holds. ``previous_owner`` is set when its lease was taken over."""
 
     row: StoredMessage
     previous_owner: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StartSend:
+class StartSend(NamedTuple):
     """Move a held row to ``sending`` right before its request: the crash-safety marker."""
 
     id: str
@@ -180,8 +188,7 @@ class StartSend:
     event: NewEvent
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """The outcome of work on a held row: its new state, written with one event, lease freed.
 
     A receipt may have moved the row while the worker held it (a fast provider calls back before
@@ -306,7 +313,7 @@ class Store(Protocol):
 
     def events(self, message_id: str) -> list[EventRecord]: ...
 
-    def list(self, query: ListQuery) -> list[StoredMessage]: ...
+    def list_messages(self, query: ListQuery) -> list[StoredMessage]: ...
 
     def counts(self) -> dict[State, int]: ...
 
@@ -322,12 +329,26 @@ class Store(Protocol):
         """Lease up to ``limit`` rows: due waiting rows first, then rows whose lease expired."""
         ...
 
-    def start(self, owner: str, starts: Sequence[StartSend], now: float, lease_until: float) -> set[str]:
+    def start(
+        self, owner: str, starts: Sequence[StartSend], now: float, lease_until: float
+    ) -> set[str]:
         """Move held rows to ``sending``; returns the ids still held (others must not be sent)."""
         ...
 
     def finish(self, owner: str, transitions: Sequence[Transition], now: float) -> set[str]:
         """Write outcomes of held rows and free their leases; returns the ids written."""
+        ...
+
+    def write(
+        self,
+        owner: str,
+        starts: Sequence[StartSend],
+        transitions: Sequence[Transition],
+        releases: Sequence[str],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        """``start``, ``finish`` and ``release`` in one transaction: (ids started, finished)."""
         ...
 
     def renew(self, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
@@ -367,8 +388,14 @@ def to_datetime(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=str, check_circular=False
+)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    """Compact JSON for storage (one encoder, built once: this runs for every message)."""
+    return _ENCODER.encode(value)
 
 
 def error_json(error: SmsgateError) -> str:

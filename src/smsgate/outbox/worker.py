@@ -65,8 +65,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("smsgate.worker")
 T = TypeVar("T")
 
+#: the first wait when nothing is due; it doubles up to ``poll_interval`` while nothing comes
+_FIRST_IDLE_PAUSE = 0.002
 #: provider statuses that mean "accepted, not yet delivered": recorded as ``sent``
-_ACCEPTED = frozenset({Status.SCHEDULED, Status.QUEUED, Status.SENDING, Status.SENT, Status.UNKNOWN})
+_ACCEPTED = frozenset(
+    {Status.SCHEDULED, Status.QUEUED, Status.SENDING, Status.SENT, Status.UNKNOWN}
+)
 
 
 @dataclass(slots=True)
@@ -153,9 +157,10 @@ class Worker:
         concurrency: int = 50,
         batch_size: int | None = None,
         lease: float = 30.0,
-        poll_interval: float = 0.25,
+        poll_interval: float = 0.1,
         shutdown_grace: float = 10.0,
         send_timeout: float | None = None,
+        write_delay: float = 0.002,
         worker_id: str | None = None,
         clock: Clock | None = None,
         close_providers: bool = False,
@@ -183,6 +188,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
         self.send_timeout = send_timeout
+        self.write_delay = write_delay
         self.close_providers = close_providers
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.source = f"worker:{self.id}"
@@ -192,17 +198,20 @@ class Worker:
         self._releases: list[str] = []
         self._closing = False
         self._in_flight = 0
-        self._starts: list[tuple[StartSend, asyncio.Future[bool]]] = []
+        self._starts: list[tuple[StartSend, asyncio.Future[bool], _Job]] = []
         self._finishes: list[Transition] = []
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._wake = asyncio.Event()
-        self._start_signal = asyncio.Event()
-        self._finish_signal = asyncio.Event()
+        self._write_signal = asyncio.Event()
+        self._room = asyncio.Event()
         self._pools: dict[tuple[str, str | None], _TokenPool] = {}
         self._db_threads = 1 if self.store.engine == "sqlite" else 4
         self._db = ThreadPoolExecutor(self._db_threads, thread_name_prefix="smsgate-worker-db")
         self._ran = False
+        self._db_busy = False
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: dict[asyncio.Task[Any], bool] = {}
 
     def __repr__(self) -> str:
         return f"Worker(id={self.id!r}, store={self.store.url!r}, providers={list(self.providers)})"
@@ -246,17 +255,9 @@ class Worker:
             asyncio.create_task(self._sender(), name=f"smsgate-send-{i}")
             for i in range(self.concurrency)
         ]
-        starter = asyncio.create_task(
-            self._flush_loop(self._flush_starts, self._start_signal, lambda: bool(self._starts))
-        )
-        finisher = asyncio.create_task(
-            self._flush_loop(
-                self._flush_finishes,
-                self._finish_signal,
-                lambda: bool(self._finishes or self._releases),
-            )
-        )
+        writer = asyncio.create_task(self._write_loop(), name="smsgate-writer")
         renewer = asyncio.create_task(self._renew_loop())
+        watchdog = asyncio.create_task(self._watchdog())
         try:
             await self._claim_loop(until_idle)
         finally:
@@ -266,11 +267,11 @@ class Worker:
                 self._inbox.put_nowait(None)
             await self._shutdown(senders)
             self._closing = True
-            self._start_signal.set()
-            self._finish_signal.set()
-            await asyncio.gather(starter, finisher, return_exceptions=True)
+            self._write_signal.set()
+            await asyncio.gather(writer, return_exceptions=True)
             renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
+            watchdog.cancel()
+            await asyncio.gather(renewer, watchdog, return_exceptions=True)
             await self._release_unstarted(unstarted)
             self._db.shutdown(wait=True)
             if watcher is not None:
@@ -283,47 +284,66 @@ class Worker:
         return self.stats
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+        call_now = getattr(self.store, "call_now", None)
+        if call_now is not None and not self._db_busy:
+            # SQLite: on the loop itself (see SqliteStore.call_now), unless it is locked
+            from smsgate.outbox.sqlite import StoreBusy
+
+            try:
+                return call_now(fn, *args)  # type: ignore[no-any-return]
+            except StoreBusy:
+                self._db_busy = True
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+        finally:
+            self._db_busy = False
 
     # -- claiming -----------------------------------------------------------------------------
 
     async def _claim_loop(self, until_idle: bool) -> None:
-        pause = self.poll_interval
+        idle = _FIRST_IDLE_PAUSE
         while not self._stopping.is_set():
-            room = self.concurrency * 2 - len(self._held)
-            got = 0
-            if room >= min(self.batch_size, self.concurrency):
-                now = self.clock.time()
-                try:
-                    claimed = await self._db_call(
-                        self.store.claim, self.id, min(room, self.batch_size), now, now + self.lease
+            # Keep a batch ready beyond what is in flight, so senders never wait on a claim.
+            room = self.concurrency + self.batch_size - len(self._held)
+            if room < max(1, self.batch_size // 2):
+                # busy: claim again as soon as outcomes free enough room
+                self._room.clear()
+                await self._pause(self.poll_interval, self._room)
+                continue
+            now = self.clock.time()
+            try:
+                claimed = await self._db_call(
+                    self.store.claim, self.id, min(room, self.batch_size), now, now + self.lease
+                )
+            except Exception:
+                self.stats.store_errors += 1
+                logger.exception("worker %s: claiming failed; retrying", self.id)
+                await self._pause(1.0)
+                continue
+            for item in claimed:
+                job = _Job(item.row, item.previous_owner)
+                self._held[item.row.id] = job
+                self.stats.claimed += 1
+                if item.previous_owner is not None:
+                    self.stats.taken_over += 1
+                    logger.info(
+                        "worker %s took over %s from %s (lease expired)",
+                        self.id,
+                        item.row.id,
+                        item.previous_owner,
                     )
-                except Exception:
-                    self.stats.store_errors += 1
-                    logger.exception("worker %s: claiming failed; retrying", self.id)
-                    await self._pause(1.0)
-                    continue
-                got = len(claimed)
-                for item in claimed:
-                    job = _Job(item.row, item.previous_owner)
-                    self._held[item.row.id] = job
-                    self.stats.claimed += 1
-                    if item.previous_owner is not None:
-                        self.stats.taken_over += 1
-                        logger.info(
-                            "worker %s took over %s from %s (lease expired)",
-                            self.id, item.row.id, item.previous_owner,
-                        )
-                    self._inbox.put_nowait(job)
-            if got:
-                pause = 0.0 if got >= self.batch_size else min(0.005, self.poll_interval)
-                if pause:
-                    await self._pause(pause)
+                self._inbox.put_nowait(job)
+            if claimed:
+                idle = _FIRST_IDLE_PAUSE
+                if len(claimed) < min(room, self.batch_size):
+                    # caught up: let a little more arrive before the next claim
+                    await self._pause(_FIRST_IDLE_PAUSE)
                 continue
             if until_idle and await self._idle():
                 return
-            await self._pause(pause)
-            pause = min(self.poll_interval, max(pause * 2, 0.005))
+            # nothing due: look again soon, then less and less often, up to poll_interval
+            await self._pause(idle)
+            idle = min(self.poll_interval, idle * 2)
 
     async def _idle(self) -> bool:
         if self._held or self._in_flight or self._finishes or self._starts or self._releases:
@@ -331,18 +351,23 @@ class Worker:
         due, leased = await self._db_call(self.store.work_left)
         return due is None and leased is None
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep on the clock, waking early when a new outcome makes something due soon."""
+    async def _pause(self, seconds: float, also: asyncio.Event | None = None) -> None:
+        """Sleep on the clock, waking early when a new outcome makes something due soon (or
+        when ``also`` is set)."""
         if seconds <= 0 or self._stopping.is_set():
             return
         self._wake.clear()
-        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        stopper = asyncio.ensure_future(self._stopping.wait())
+        waits = {
+            asyncio.ensure_future(self.clock.sleep(seconds)),
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
+        }
+        if also is not None:
+            waits.add(asyncio.ensure_future(also.wait()))
         try:
-            await asyncio.wait({sleeper, waker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (sleeper, waker, stopper):
+            for task in waits:
                 task.cancel()
 
     # -- the per-message pipeline -------------------------------------------------------------
@@ -377,8 +402,9 @@ class Worker:
             self._finish(
                 job,
                 self._transition(
-                    job, State.EXPIRED, f"its validity ended at {_iso(row.expires_at)} before it "
-                    "could be sent",
+                    job,
+                    State.EXPIRED,
+                    f"its validity ended at {_iso(row.expires_at)} before it could be sent",
                 ),
             )
             return
@@ -424,26 +450,21 @@ class Worker:
             plan.attempt,
             plan.route,
             NewEvent(
-                row.id, self.clock.time(), row.status.value, Status.SENDING.value, self.source,
-                f"attempt {row.attempts + 1}: {plan.reason}", name, row.attempts + 1,
+                row.id,
+                self.clock.time(),
+                row.status.value,
+                Status.SENDING.value,
+                self.source,
+                f"attempt {row.attempts + 1}: {plan.reason}",
+                name,
+                row.attempts + 1,
             ),
         )
-        future = self._start(start)
         try:
-            started = await asyncio.shield(future)
+            started = await self._start(start, job)
         except asyncio.CancelledError:
-            # Stopped before the request went out; if the start was recorded, undo it.
-            with contextlib.suppress(Exception):
-                if await asyncio.wait_for(future, 30):
-                    self._finish(
-                        job,
-                        self._transition(
-                            job, State.RETRYING,
-                            f"worker {self.id} stopped before the request was made",
-                            next_attempt_at=self.clock.time(),
-                            from_status=Status.SENDING,
-                        ),
-                    )
+            # Stopped before the request went out: the writer undoes the start if it was
+            # recorded (see _write_batch).
             raise
         if not started:
             # canceled, or our lease was lost: someone else owns it now
@@ -457,15 +478,15 @@ class Worker:
             self._after_error(job, name, plan, error)
             return
         except asyncio.CancelledError:
-            self._after_error(
-                job, name, plan,
-                AmbiguousSend(f"worker {self.id} stopped while waiting for {name}'s answer", provider=name),
+            stopped = AmbiguousSend(
+                f"worker {self.id} stopped while waiting for {name}'s answer", provider=name
             )
+            self._after_error(job, name, plan, stopped)
             raise
         except Exception as exc:  # a provider bug after the request may have gone out
             logger.exception("worker %s: %s raised unexpectedly", self.id, name)
-            error = AmbiguousSend(f"{name} raised {type(exc).__name__}: {exc}", provider=name)
-            self._after_error(job, name, plan, error)
+            broken = AmbiguousSend(f"{name} raised {type(exc).__name__}: {exc}", provider=name)
+            self._after_error(job, name, plan, broken)
             return
         if result.error is not None:
             self._after_error(job, name, plan, result.error)
@@ -474,20 +495,48 @@ class Worker:
         self._finish(job, self._after_success(job, name, plan, result))
 
     async def _call(self, provider: Provider, call: Awaitable[T]) -> T:
-        timeout = self.send_timeout
-        if timeout is None:
-            limits = getattr(provider, "timeout", None)
-            connect = float(getattr(limits, "connect", 5.0))
-            read = float(getattr(limits, "read", 15.0))
-            timeout = connect + read + 5.0
+        """Await a provider call; the watchdog cancels it past its deadline (one timer for all
+        calls rather than one per call)."""
+        task = asyncio.current_task()
+        assert task is not None
+        # network time is real time, whatever clock the worker's schedule runs on
+        self._deadlines[task] = task.get_loop().time() + self._timeout_for(provider)
         try:
-            return await asyncio.wait_for(call, timeout)
-        except TimeoutError:
-            raise AmbiguousSend(
-                f"{provider.name} did not answer within {timeout:g} s", provider=provider.name
-            ) from None
+            return await call
+        except asyncio.CancelledError:
+            if self._expired.pop(task, False):
+                task.uncancel()
+                raise AmbiguousSend(
+                    f"{provider.name} did not answer within {self._timeout_for(provider):g} s",
+                    provider=provider.name,
+                ) from None
+            raise
+        finally:
+            self._deadlines.pop(task, None)
 
-    def _after_success(self, job: _Job, name: str, plan: Decision, result: SendResult) -> Transition:
+    def _timeout_for(self, provider: Provider) -> float:
+        if self.send_timeout is not None:
+            return self.send_timeout
+        limits = getattr(provider, "timeout", None)
+        connect = float(getattr(limits, "connect", 5.0))
+        read = float(getattr(limits, "read", 15.0))
+        return connect + read + 5.0
+
+    async def _watchdog(self) -> None:
+        """Cancel provider calls that outlive their deadline (the transport's own timeouts
+        normally fire first; this catches a provider that never returns)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.5)
+            now = loop.time()
+            for task, deadline in list(self._deadlines.items()):
+                if now > deadline and not task.done():
+                    self._expired[task] = True
+                    task.cancel()
+
+    def _after_success(
+        self, job: _Job, name: str, plan: Decision, result: SendResult
+    ) -> Transition:
         status = result.status
         state = State.SENT if status in _ACCEPTED else State.for_status(status)
         self.stats.sent += 1
@@ -499,8 +548,16 @@ class Worker:
             job.row.id,
             state,
             NewEvent(
-                job.row.id, self.clock.time(), Status.SENDING.value, state.status.value,
-                self.source, reason, name, job.row.attempts + 1, None, _raw(result.raw),
+                job.row.id,
+                self.clock.time(),
+                Status.SENDING.value,
+                state.status.value,
+                self.source,
+                reason,
+                name,
+                job.row.attempts + 1,
+                None,
+                _raw(result.raw),
             ),
             provider=name,
             provider_attempt=plan.attempt,
@@ -536,7 +593,8 @@ class Worker:
             self._finish(
                 job,
                 self._transition(
-                    job, State.UNKNOWN,
+                    job,
+                    State.UNKNOWN,
                     f"cannot look the message up: provider {name!r} is not configured on this "
                     "worker; status unknown until a receipt arrives",
                 ),
@@ -552,13 +610,19 @@ class Worker:
         except SmsgateError as error:
             lookup = AmbiguousSend(f"looking the message up failed: {error}", provider=name)
             decision = self.router.decide(
-                message, provider=name, attempt=row.provider_attempt, error=lookup,
-                provider_dedupes=provider.capabilities.dedupes, provider_can_lookup=True,
+                message,
+                provider=name,
+                attempt=row.provider_attempt,
+                error=lookup,
+                provider_dedupes=provider.capabilities.dedupes,
+                provider_can_lookup=True,
             )
             self._finish(job, self._from_decision(job, decision, from_status=row.status))
             return
         if found is None:
-            decision = self.router.lookup_missed(message, provider=name, attempt=row.provider_attempt)
+            decision = self.router.lookup_missed(
+                message, provider=name, attempt=row.provider_attempt
+            )
             decision = _with_reason(
                 decision, f"{name} has no record of it, so it was not sent; {decision.reason}"
             )
@@ -574,10 +638,18 @@ class Worker:
                 row.id,
                 state,
                 NewEvent(
-                    row.id, self.clock.time(), row.status.value, state.status.value, self.source,
-                    f"found at {name}" + (f" as {pmid}" if pmid else "")
+                    row.id,
+                    self.clock.time(),
+                    row.status.value,
+                    state.status.value,
+                    self.source,
+                    f"found at {name}"
+                    + (f" as {pmid}" if pmid else "")
                     + ": the ambiguous send did arrive, so it is not sent again",
-                    name, None, None, _raw(found.raw),
+                    name,
+                    None,
+                    None,
+                    _raw(found.raw),
                 ),
                 provider=name,
                 provider_message_id=pmid,
@@ -610,7 +682,9 @@ class Worker:
         if policy is AmbiguousPolicy.RECONCILE:
             self.stats.reconciling += 1
             return self._transition(
-                job, State.RECONCILING, f"{what}; looking it up at {name} because {why}",
+                job,
+                State.RECONCILING,
+                f"{what}; looking it up at {name} because {why}",
                 next_attempt_at=now,
             )
         if policy in (AmbiguousPolicy.RETRY_SAME_KEY, AmbiguousPolicy.RESEND) and (
@@ -623,12 +697,16 @@ class Worker:
                 else "retrying with the same idempotency key"
             )
             return self._transition(
-                job, State.RETRYING, f"{what}; {how} because {why}",
-                next_attempt_at=now, provider_attempt=row.provider_attempt + 1,
+                job,
+                State.RETRYING,
+                f"{what}; {how} because {why}",
+                next_attempt_at=now,
+                provider_attempt=row.provider_attempt + 1,
             )
         self.stats.unknown += 1
         return self._transition(
-            job, State.UNKNOWN,
+            job,
+            State.UNKNOWN,
             f"{what}; not sending again because {why}; status unknown until a receipt arrives",
         )
 
@@ -663,9 +741,16 @@ class Worker:
             row.id,
             state,
             NewEvent(
-                row.id, self.clock.time(), from_status.value, state.status.value, self.source,
-                decision.reason, decision.provider, row.attempts + (1 if job.started else 0),
-                None, dumps(raw),
+                row.id,
+                self.clock.time(),
+                from_status.value,
+                state.status.value,
+                self.source,
+                decision.reason,
+                decision.provider,
+                row.attempts + (1 if job.started else 0),
+                None,
+                dumps(raw),
             ),
             next_attempt_at=next_at,
             provider=decision.provider,
@@ -691,8 +776,14 @@ class Worker:
             row.id,
             state,
             NewEvent(
-                row.id, self.clock.time(), before.value, state.status.value, self.source,
-                reason, row.provider, None,
+                row.id,
+                self.clock.time(),
+                before.value,
+                state.status.value,
+                self.source,
+                reason,
+                row.provider,
+                None,
             ),
             next_attempt_at=next_attempt_at,
             provider_attempt=provider_attempt,
@@ -709,79 +800,84 @@ class Worker:
                 transition.next_attempt_at <= self.clock.time() + self.poll_interval
             ):
                 self._wake.set()
-        self._finish_signal.set()
+        self._write_signal.set()
 
     # -- group-committed writes ---------------------------------------------------------------
 
-    def _start(self, start: StartSend) -> asyncio.Future[bool]:
+    def _start(self, start: StartSend, job: _Job) -> asyncio.Future[bool]:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._starts.append((start, future))
-        self._start_signal.set()
+        self._starts.append((start, future, job))
+        self._write_signal.set()
         return future
 
-    async def _flush_loop(
-        self,
-        flush: Callable[[], Awaitable[bool]],
-        signal_: asyncio.Event,
-        pending: Callable[[], bool],
-    ) -> None:
+    async def _write_loop(self) -> None:
+        """Group commit: every start, outcome and release queued since the last write goes
+        into the next transaction (while one is being written, the next batch gathers)."""
         while True:
-            await signal_.wait()
-            signal_.clear()
-            while await flush():
-                pass
-            if self._closing and not pending():
+            await self._write_signal.wait()
+            self._write_signal.clear()
+            # Gather for a moment: one transaction per couple of milliseconds costs far less
+            # per message than one per response, and a send waits at most that long to start.
+            if self.write_delay > 0 and not self._closing:
+                await asyncio.sleep(self.write_delay)
+            while self._starts or self._finishes or self._releases:
+                await self._write_batch()
+            if self._closing:
                 return
 
-    async def _flush_starts(self) -> bool:
-        if not self._starts:
-            return False
-        batch, self._starts = self._starts[:500], self._starts[500:]
-        now = self.clock.time()
-        starts = [start for start, _ in batch]
-        for attempt in itertools.count():
-            try:
-                ok = await self._db_call(self.store.start, self.id, starts, now, now + self.lease)
-                break
-            except Exception:
-                self.stats.store_errors += 1
-                logger.exception("worker %s: recording sends as started failed", self.id)
-                if attempt >= 5 or self._force.is_set():
-                    ok = set()  # not started: nothing was sent; leases expire and it is retried
-                    break
-                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
-        for start, future in batch:
-            if not future.done():
-                future.set_result(start.id in ok)
-        return bool(self._starts)
-
-    async def _flush_finishes(self) -> bool:
-        if not self._finishes and not self._releases:
-            return False
-        batch, self._finishes = self._finishes[:500], self._finishes[500:]
+    async def _write_batch(self) -> None:
+        starts, self._starts = self._starts[:1000], self._starts[1000:]
+        batch, self._finishes = self._finishes[:1000], self._finishes[1000:]
         idle, self._releases = self._releases, []
+        now = self.clock.time()
+        started: set[str] = set()
         for attempt in itertools.count():
             try:
-                if batch:
-                    await self._db_call(self.store.finish, self.id, batch, self.clock.time())
-                if idle:
-                    await self._db_call(self.store.release, self.id, idle, self.clock.time())
+                started, _ = await self._db_call(
+                    self.store.write,
+                    self.id,
+                    [start for start, _, _ in starts],
+                    batch,
+                    idle,
+                    now,
+                    now + self.lease,
+                )
                 break
             except Exception:
                 self.stats.store_errors += 1
-                logger.exception("worker %s: writing %d outcomes failed", self.id, len(batch))
+                logger.exception("worker %s: writing to the store failed", self.id)
                 if attempt >= 20 or (self._force.is_set() and attempt >= 3):
+                    # Starts not written were never sent; outcomes not written are resolved
+                    # by another worker once our leases expire.
                     logger.error(
                         "worker %s: giving up on %d outcomes; their leases will expire and "
-                        "another worker will resolve them", self.id, len(batch),
+                        "another worker will resolve them",
+                        self.id,
+                        len(batch),
                     )
                     break
                 await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
+        for start, future, job in starts:
+            if not future.done():
+                future.set_result(start.id in started)
+            elif start.id in started:
+                # its sender was stopped while waiting for this write: nothing was sent
+                self._finish(
+                    job,
+                    self._transition(
+                        job,
+                        State.RETRYING,
+                        f"worker {self.id} stopped before the request was made",
+                        next_attempt_at=now,
+                        from_status=Status.SENDING,
+                    ),
+                )
         for transition in batch:
             self._held.pop(transition.id, None)
         for message_id in idle:
             self._held.pop(message_id, None)
-        return bool(self._finishes or self._releases)
+        if batch or idle:
+            self._room.set()
 
     async def _renew_loop(self) -> None:
         interval = self.lease / 3
@@ -801,7 +897,8 @@ class Worker:
             if lost:
                 logger.warning(
                     "worker %s lost the lease of %d messages (another worker took them over)",
-                    self.id, len(lost),
+                    self.id,
+                    len(lost),
                 )
 
     # -- stopping -----------------------------------------------------------------------------
@@ -816,7 +913,9 @@ class Worker:
         if pending:
             logger.warning(
                 "worker %s: %d sends still waiting after %.0f s; recording them as ambiguous",
-                self.id, len(pending), self.shutdown_grace,
+                self.id,
+                len(pending),
+                self.shutdown_grace,
             )
             for task in pending:
                 task.cancel()
@@ -842,7 +941,8 @@ class Worker:
         except Exception:
             logger.exception(
                 "worker %s: giving back %d messages failed; their leases will expire",
-                self.id, len(ids),
+                self.id,
+                len(ids),
             )
         for message_id in ids:
             self._held.pop(message_id, None)

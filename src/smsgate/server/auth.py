@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import secrets
 import threading
@@ -27,6 +26,7 @@ from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import ConfigError
 from smsgate.message import Purpose
 from smsgate.ratelimit import Rate, TokenBucket, parse_rate
+from smsgate.server.errors import send_json
 from smsgate.server.store import ApiKeyRecord, ServerStore
 
 KEY_PREFIX = "sgk"
@@ -253,11 +253,8 @@ async def _deny(
     send: Send, status: int, error: str, message: str, fix: str, headers: dict[str, str]
 ) -> None:
     """Answer with the API's JSON error shape, before any routing happened."""
-    body = json.dumps({"error": error, "message": message, "field": None, "fix": fix}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw.extend((name.lower().encode(), value.encode()) for name, value in headers.items())
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    body = {"error": error, "message": message, "field": None, "fix": fix}
+    await send_json(send, status, body, headers)
 
 
 def key_of(state: Any) -> ApiKey:

@@ -10,7 +10,6 @@ It sits inside :class:`~smsgate.server.auth.ApiKeyMiddleware`, which has already
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smsgate.server.auth import key_of
-from smsgate.server.errors import ApiError, problems_error
+from smsgate.server.errors import ApiError, problems_error, send_json
 from smsgate.server.models import MessageIn
 from smsgate.server.submit import Submitter, accept
 
@@ -48,7 +47,7 @@ class FastSubmit:
                              fix="retry later with the same Idempotency-Key",
                              headers={"Retry-After": "1"})
             status, body, headers = error.status, error.body(), error.headers or {}
-        await _send_json(send, status, body, headers)
+        await send_json(send, status, body, headers)
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, Any, dict[str, str]]:
         idempotency = None
@@ -86,11 +85,3 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def _send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> None:
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    raw.extend((name.lower().encode(), value.encode()) for name, value in headers.items())
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": payload})

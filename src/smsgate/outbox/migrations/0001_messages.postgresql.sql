@@ -39,7 +39,12 @@ CREATE INDEX smsgate_messages_leased
     ON smsgate_messages (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 CREATE INDEX smsgate_messages_provider_message_id
     ON smsgate_messages (provider_message_id) WHERE provider_message_id IS NOT NULL;
-CREATE INDEX smsgate_messages_state ON smsgate_messages (state, id);
+-- Listing by status: only the states people look for (the worker moves every message through
+-- queued, sending and sent, and indexing those would cost every send). Queries add the
+-- predicate verbatim so SQLite can use the partial index; common states are found by id order.
+CREATE INDEX smsgate_messages_state ON smsgate_messages (state, id)
+    WHERE state IN ('scheduled', 'reconciling', 'failed', 'undelivered', 'rejected', 'expired',
+                    'canceled', 'unknown');
 CREATE INDEX smsgate_messages_to ON smsgate_messages (to_number, id);
 
 -- Append-only: every state change of every message, never updated or deleted.
