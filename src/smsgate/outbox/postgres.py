@@ -34,14 +34,71 @@ from smsgate.outbox.store import (
     Claimed,
     NewEvent,
     NewMessageRow,
+    StartSend,
     StoredMessage,
     StoreURL,
+    Transition,
 )
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _WAITING_OR_SENDING = sorted({state.value for state in WAITING} | {"sending"})
 _MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 _LOCK_KEY = 0x5356_6174  # "smsgate" migrations: one advisory lock per database
+_WAITING = sorted(state.value for state in WAITING)
+_CLAIM_DUE = (
+    "WITH due AS (SELECT id FROM smsgate_messages WHERE next_attempt_at <= ? "
+    "ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+    "UPDATE smsgate_messages m SET lease_owner = ?, lease_expires_at = ?, "
+    "next_attempt_at = NULL, updated_at = ? FROM due WHERE m.id = due.id "
+    f"RETURNING {_MESSAGE_COLUMNS_M}"
+)
+# Starts, outcomes and their events in one statement. Only rows still held by the writer and in
+# the state the worker expects are touched; the caller finishes the others the general way.
+_FAST_WRITE = """
+WITH s_in AS (
+    SELECT * FROM unnest(?::text[], ?::text[], ?::int[], ?::text[])
+        AS t(id, provider, provider_attempt, route)
+), started AS (
+    UPDATE smsgate_messages m SET state = 'sending', attempts = m.attempts + 1,
+        provider = s_in.provider, provider_attempt = s_in.provider_attempt, route = s_in.route,
+        updated_at = ?
+    FROM s_in WHERE m.id = s_in.id AND m.lease_owner = ? AND m.state = ANY(?)
+    RETURNING m.id
+), f_in AS (
+    SELECT * FROM unnest(?::text[], ?::text[], ?::float8[], ?::text[], ?::int[], ?::text[],
+                         ?::text[], ?::text[])
+        AS t(id, state, next_attempt_at, provider, provider_attempt, route, provider_message_id,
+             last_error)
+), finished AS (
+    UPDATE smsgate_messages m SET state = f_in.state, next_attempt_at = f_in.next_attempt_at,
+        provider = COALESCE(f_in.provider, m.provider),
+        provider_attempt = COALESCE(f_in.provider_attempt, m.provider_attempt),
+        route = COALESCE(f_in.route, m.route),
+        provider_message_id = COALESCE(f_in.provider_message_id, m.provider_message_id),
+        last_error = COALESCE(f_in.last_error, m.last_error),
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+    FROM f_in WHERE m.id = f_in.id AND m.lease_owner = ? AND m.state = ANY(?)
+    RETURNING m.id
+), e_in AS (
+    SELECT * FROM unnest(?::text[], ?::float8[], ?::text[], ?::text[], ?::text[], ?::text[],
+                         ?::text[], ?::int[], ?::text[], ?::text[])
+        AS e(message_id, at, from_status, to_status, source, reason, provider, attempt,
+             event_key, raw)
+), written AS (
+    INSERT INTO smsgate_events (message_id, at, from_status, to_status, source, reason,
+                                provider, attempt, event_key, raw)
+    SELECT e_in.* FROM e_in
+    WHERE e_in.message_id IN (SELECT id FROM started UNION ALL SELECT id FROM finished)
+)
+SELECT 's', id FROM started
+UNION ALL SELECT 'f', id FROM finished
+UNION ALL SELECT 'p', NULL WHERE EXISTS (SELECT 1 FROM smsgate_pending_receipts)
+"""
+
+
+def _by_id(claimed: Claimed) -> str:
+    return claimed.row.id
+
 
 
 class _PgTx(Tx):
@@ -168,9 +225,73 @@ class PostgresStore(SqlStore):
             [list(column) for column in columns],
         )
 
-    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claimed]:
+    def write(
+        self,
+        owner: str,
+        starts: Sequence[StartSend],
+        transitions: Sequence[Transition],
+        releases: Sequence[str],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        """The worker's group commit in one statement (one round trip) for the usual case; the
+        rows a receipt moved meanwhile, and releases, take the general path."""
+        if not (starts or transitions):
+            return super().write(owner, starts, transitions, releases, now, lease_until)
+        events = [s.event for s in starts] + [t.event for t in transitions]
+        ecols = [list(c) for c in zip(*events, strict=True)]
+        params: list[Any] = [
+            [s.id for s in starts],
+            [s.provider for s in starts],
+            [s.provider_attempt for s in starts],
+            [s.route for s in starts],
+            now,
+            owner,
+            _WAITING,
+            [t.id for t in transitions],
+            [t.state.value for t in transitions],
+            [t.next_attempt_at if t.state.waiting else None for t in transitions],
+            [t.provider for t in transitions],
+            [t.provider_attempt for t in transitions],
+            [t.route for t in transitions],
+            [t.provider_message_id for t in transitions],
+            [t.last_error for t in transitions],
+            now,
+            owner,
+            _WAITING_OR_SENDING,
+            *ecols,
+        ]
+        with self._read() as tx:  # autocommit: the one statement is its own transaction
+            rows = tx.execute(_FAST_WRITE, params)
+        started = {i for kind, i in rows if kind == "s"}
+        finished = {i for kind, i in rows if kind == "f"}
+        pending = any(kind == "p" for kind, _ in rows)
+        rest = [t for t in transitions if t.id not in finished]
+        with_ids = [
+            (t.provider, t.provider_message_id)
+            for t in transitions
+            if t.id in finished and t.provider and t.provider_message_id
+        ]
+        if rest or releases or (pending and with_ids):
+            with self._write() as tx:
+                if rest:
+                    held = self._held(tx, owner, [t.id for t in rest])
+                    finished |= self._finish_in(tx, held, rest, now)
+                if releases:
+                    self._release_in(tx, owner, releases, now)
+                if pending and with_ids:
+                    self._apply_pending(tx, with_ids, now)
+        return started, finished
+
+    def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
+    ) -> list[Claimed]:
         if limit < 1:
             return []
+        if not take_over:
+            with self._read() as tx:  # autocommit: one statement, one round trip
+                rows = tx.execute(_CLAIM_DUE, (now, limit, owner, lease_until, now))
+            return sorted((Claimed(StoredMessage.from_row(row)) for row in rows), key=_by_id)
         with self._write() as tx:
             rows = tx.execute(
                 "WITH due AS (SELECT id FROM smsgate_messages WHERE next_attempt_at <= ? "
@@ -185,12 +306,12 @@ class PostgresStore(SqlStore):
             if room > 0:
                 taken = tx.execute(
                     "WITH expired AS (SELECT id, lease_owner AS previous FROM smsgate_messages "
-                    "WHERE lease_expires_at < ? AND state = ANY(?) ORDER BY lease_expires_at "
-                    "LIMIT ? FOR UPDATE SKIP LOCKED) "
+                    "WHERE lease_expires_at < ? AND state = ANY(?) AND lease_owner <> ? "
+                    "ORDER BY lease_expires_at LIMIT ? FOR UPDATE SKIP LOCKED) "
                     "UPDATE smsgate_messages m SET lease_owner = ?, lease_expires_at = ?, "
                     "next_attempt_at = NULL, updated_at = ? FROM expired WHERE m.id = expired.id "
                     f"RETURNING expired.previous, {_MESSAGE_COLUMNS_M}",
-                    (now, _WAITING_OR_SENDING, room, owner, lease_until, now),
+                    (now, _WAITING_OR_SENDING, owner, room, owner, lease_until, now),
                 )
                 claimed.extend(
                     Claimed(StoredMessage.from_row(row[1:]), previous_owner=row[0]) for row in taken

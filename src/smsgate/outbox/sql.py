@@ -352,7 +352,9 @@ class SqlStore(ABC):
     # -- the worker's side --------------------------------------------------------------------
 
     @abstractmethod
-    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claimed]: ...
+    def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
+    ) -> list[Claimed]: ...
 
     def _held(self, tx: Tx, owner: str, ids: Sequence[str]) -> dict[str, State]:
         """The states of those ``ids`` that ``owner`` holds (locked for this transaction)."""

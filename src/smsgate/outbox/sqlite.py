@@ -218,7 +218,9 @@ class SqliteStore(SqlStore):
             )
         )
 
-    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claimed]:
+    def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
+    ) -> list[Claimed]:
         if limit < 1:
             return []
         with self._write() as tx:
@@ -231,7 +233,7 @@ class SqliteStore(SqlStore):
             )
             claimed = [Claimed(StoredMessage.from_row(row)) for row in rows]
             room = limit - len(claimed)
-            if room > 0:
+            if room > 0 and take_over:
                 claimed.extend(self._take_over(tx, owner, room, now, lease_until))
         claimed.sort(key=lambda c: c.row.id)
         return claimed
@@ -239,10 +241,11 @@ class SqliteStore(SqlStore):
     def _take_over(
         self, tx: Tx, owner: str, room: int, now: float, lease_until: float
     ) -> list[Claimed]:
+        # never our own rows: a worker that still holds a row in memory must not send it twice
         expired = tx.execute(
             "SELECT id, lease_owner, state FROM smsgate_messages WHERE lease_expires_at < ? "
-            "ORDER BY lease_expires_at LIMIT ?",
-            (now, room),
+            "AND lease_owner <> ? ORDER BY lease_expires_at LIMIT ?",
+            (now, owner, room),
         )
         taken: list[Claimed] = []
         stale: list[str] = []

@@ -325,8 +325,11 @@ class Store(Protocol):
         """Cancel a row that has not been handed to a provider: (row after, whether canceled)."""
         ...
 
-    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claimed]:
-        """Lease up to ``limit`` rows: due waiting rows first, then rows whose lease expired."""
+    def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` rows: due waiting rows first, then (with ``take_over``) rows
+        whose lease expired."""
         ...
 
     def start(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -67,6 +68,8 @@ T = TypeVar("T")
 
 #: the first wait when nothing is due; it doubles up to ``poll_interval`` while nothing comes
 _FIRST_IDLE_PAUSE = 0.002
+#: the longest wait between looks for due messages while messages are coming in
+_BUSY_POLL = 0.01
 #: provider statuses that mean "accepted, not yet delivered": recorded as ``sent``
 _ACCEPTED = frozenset(
     {Status.SCHEDULED, Status.QUEUED, Status.SENDING, Status.SENT, Status.UNKNOWN}
@@ -205,6 +208,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._write_signal = asyncio.Event()
         self._room = asyncio.Event()
+        self._next_takeover = 0.0
         self._pools: dict[tuple[str, str | None], _TokenPool] = {}
         self._db_threads = 1 if self.store.engine == "sqlite" else 4
         self._db = ThreadPoolExecutor(self._db_threads, thread_name_prefix="smsgate-worker-db")
@@ -302,6 +306,8 @@ class Worker:
 
     async def _claim_loop(self, until_idle: bool) -> None:
         idle = _FIRST_IDLE_PAUSE
+        loop = asyncio.get_running_loop()
+        recent = 0.0
         while not self._stopping.is_set():
             # Keep a batch ready beyond what is in flight, so senders never wait on a claim.
             room = self.concurrency + self.batch_size - len(self._held)
@@ -311,9 +317,17 @@ class Worker:
                 await self._pause(self.poll_interval, self._room)
                 continue
             now = self.clock.time()
+            # Expired leases are rare: look for them about once a second, not on every claim.
+            take_over = now >= self._next_takeover
+            if take_over:
+                self._next_takeover = now + min(1.0, self.lease / 4)
             try:
                 claimed = await self._db_call(
-                    self.store.claim, self.id, min(room, self.batch_size), now, now + self.lease
+                    functools.partial(self.store.claim, take_over=take_over),
+                    self.id,
+                    min(room, self.batch_size),
+                    now,
+                    now + self.lease,
                 )
             except Exception:
                 self.stats.store_errors += 1
@@ -321,6 +335,8 @@ class Worker:
                 await self._pause(1.0)
                 continue
             for item in claimed:
+                if item.row.id in self._held:
+                    continue  # already ours (defensive: the store never hands it out twice)
                 job = _Job(item.row, item.previous_owner)
                 self._held[item.row.id] = job
                 self.stats.claimed += 1
@@ -335,15 +351,18 @@ class Worker:
                 self._inbox.put_nowait(job)
             if claimed:
                 idle = _FIRST_IDLE_PAUSE
+                recent = loop.time() + 1.0
                 if len(claimed) < min(room, self.batch_size):
                     # caught up: let a little more arrive before the next claim
                     await self._pause(_FIRST_IDLE_PAUSE)
                 continue
             if until_idle and await self._idle():
                 return
-            # nothing due: look again soon, then less and less often, up to poll_interval
+            # Nothing due: look again soon, then less and less often, up to poll_interval (but
+            # no more than 10 ms apart while messages kept coming in the last second).
             await self._pause(idle)
-            idle = min(self.poll_interval, idle * 2)
+            ceiling = _BUSY_POLL if loop.time() < recent else self.poll_interval
+            idle = min(ceiling, idle * 2)
 
     async def _idle(self) -> bool:
         if self._held or self._in_flight or self._finishes or self._starts or self._releases:

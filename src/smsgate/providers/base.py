@@ -22,6 +22,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl
 
@@ -535,6 +536,16 @@ def retry_after(response: HttpResponse, default: float | None = None) -> float |
     import time
 
     return max(0.0, when.timestamp() - time.time())
+
+
+def parse_iso_time(value: Any) -> datetime | None:
+    """An ISO 8601 time from a webhook (``Z`` accepted), or None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def first(fields: Iterable[tuple[str, str]], name: str) -> str | None:

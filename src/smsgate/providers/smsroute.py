@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
 from typing import Any, Self
 
 from smsgate.errors import (
@@ -51,7 +50,13 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, retry_after
+from smsgate.providers.base import (
+    Capabilities,
+    HttpProvider,
+    WebhookRequest,
+    parse_iso_time,
+    retry_after,
+)
 from smsgate.providers.signing import constant_time_equal
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
@@ -389,7 +394,7 @@ class SmsrouteProvider(HttpProvider):
                 # A message reaches each status once; smsroute re-signs a retried receipt with a
                 # new t, so t stays out of the id and retries de-duplicate.
                 event_id=f"{message_id}:{status_text}",
-                occurred_at=_parse_time(data.get("delivered_at")),
+                occurred_at=parse_iso_time(data.get("delivered_at")),
                 message_id=str(data["reference"]) if data.get("reference") else None,
                 to=str(data["to"]) if data.get("to") else None,
                 error_code=code,
@@ -412,7 +417,7 @@ class SmsrouteProvider(HttpProvider):
                 sender=str(data["from"]),
                 to=str(data.get("to") or ""),
                 body=str(body or ""),
-                received_at=_parse_time(data.get("received_at")),
+                received_at=parse_iso_time(data.get("received_at")),
                 raw=data,
             )
         ]
@@ -464,13 +469,4 @@ def _int_or_none(value: Any) -> int | None:
     try:
         return None if value is None or isinstance(value, bool) else int(value)
     except (TypeError, ValueError):
-        return None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
         return None

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlencode
 
@@ -48,7 +47,14 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, first, retry_after
+from smsgate.providers.base import (
+    Capabilities,
+    HttpProvider,
+    WebhookRequest,
+    first,
+    parse_iso_time,
+    retry_after,
+)
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
 
@@ -94,7 +100,8 @@ def load_public_key(value: str) -> Ed25519PublicKey:
     if len(raw) != 32:
         raise ConfigError(
             "telnyx:// option public_key must be the base64 Ed25519 public key (32 bytes) from "
-            "Mission Control > Keys & Credentials > Public Key", field="public_key",
+            "Mission Control > Keys & Credentials > Public Key",
+            field="public_key",
         )
     return Ed25519PublicKey.from_public_bytes(raw)
 
@@ -119,9 +126,15 @@ class TelnyxProvider(HttpProvider):
         url_form=URL_FORM,
     )
 
-    def __init__(self, *, api_key: str, profile: str | None = None,
-                 public_key: str | None = None, timestamp_tolerance: float = 300.0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        profile: str | None = None,
+        public_key: str | None = None,
+        timestamp_tolerance: float = 300.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._api_key = api_key
         self.profile = profile
@@ -145,8 +158,9 @@ class TelnyxProvider(HttpProvider):
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
 
     def supported_options(self) -> frozenset[str]:
-        return frozenset({"subject", "auto_detect", "use_profile_webhooks", "tags",
-                          "webhook_failover_url"})
+        return frozenset(
+            {"subject", "auto_detect", "use_profile_webhooks", "tags", "webhook_failover_url"}
+        )
 
     # -- send -----------------------------------------------------------------------------
 
@@ -196,9 +210,11 @@ class TelnyxProvider(HttpProvider):
         if not errors or not isinstance(errors[0], dict):
             if response.status < 400:
                 # Telnyx dedupes by Idempotency-Key, so the policy may safely send again.
-                return AmbiguousSend(f"Telnyx answered HTTP {response.status} without a message "
-                                     "id; the message may have been accepted",
-                                     code=str(response.status))
+                return AmbiguousSend(
+                    f"Telnyx answered HTTP {response.status} without a message "
+                    "id; the message may have been accepted",
+                    code=str(response.status),
+                )
             return self.map_http_status(response)
         error = errors[0]
         code = str(error.get("code") or response.status)
@@ -208,26 +224,35 @@ class TelnyxProvider(HttpProvider):
         if code == "10009" or response.status == 401:
             return AuthError(f"Telnyx refused the API key in the telnyx:// URL ({text})", code=code)
         if code == "10010" or response.status == 403:
-            return UnsupportedFeature(f"this Telnyx key or messaging profile may not do this: "
-                                      f"{text}", code=code)
+            return UnsupportedFeature(
+                f"this Telnyx key or messaging profile may not do this: {text}", code=code
+            )
         if code == "10011" or response.status == 429:
-            return RateLimited(f"Telnyx is throttling: {text}", code=code,
-                               retry_after=retry_after(response, 1.0))
+            return RateLimited(
+                f"Telnyx is throttling: {text}", code=code, retry_after=retry_after(response, 1.0)
+            )
         if code == OPTED_OUT_CODE:
-            return OptedOut(f"recipient {message.to} opted out (replied STOP) of messages from "
-                            f"{self.sender_for(message)}", code=code, field="to")
+            return OptedOut(
+                f"recipient {message.to} opted out (replied STOP) of messages from "
+                f"{self.sender_for(message)}",
+                code=code,
+                field="to",
+            )
         if code in _SENDER_CODES or pointer == "/from":
             reason = f"Telnyx refused the sender {self.sender_for(message)!r}: {text}"
             if message.sender is not None:
                 return InvalidMessage(reason, code=code, field="sender")
-            return ProviderUnavailable(f"{reason}; fix the sender in the telnyx:// URL",
-                                       code=code, field="sender")
+            return ProviderUnavailable(
+                f"{reason}; fix the sender in the telnyx:// URL", code=code, field="sender"
+            )
         if code in _RECIPIENT_CODES or pointer == "/to":
-            return InvalidRecipient(f"Telnyx refused recipient {message.to}: {text}", code=code,
-                                    field="to")
+            return InvalidRecipient(
+                f"Telnyx refused recipient {message.to}: {text}", code=code, field="to"
+            )
         if "balance" in detail.lower() or "funds" in detail.lower():
-            return InsufficientFunds(f"the Telnyx account has too little balance: {text}",
-                                     code=code)
+            return InsufficientFunds(
+                f"the Telnyx account has too little balance: {text}", code=code
+            )
         if response.status < 500:
             field = pointer.lstrip("/") or None
             return InvalidMessage(f"Telnyx refused the message: {text}", code=code, field=field)
@@ -272,19 +297,22 @@ class TelnyxProvider(HttpProvider):
             raise WebhookVerificationError(
                 "no public_key is configured, so this Telnyx webhook cannot be checked; set "
                 "public_key= in the telnyx:// URL (Mission Control > Keys & Credentials)",
-                provider=self.name, field="public_key",
+                provider=self.name,
+                field="public_key",
             )
         signature = request.header(SIGNATURE_HEADER)
         timestamp = request.header(TIMESTAMP_HEADER)
         if not signature or not timestamp:
             raise WebhookVerificationError(
-                f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header", provider=self.name)
+                f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header", provider=self.name
+            )
         try:
             sent = float(timestamp)
             raw_signature = base64.b64decode(signature, validate=True)
         except (ValueError, binascii.Error):
-            raise WebhookVerificationError("Telnyx signature or timestamp is malformed",
-                                           provider=self.name) from None
+            raise WebhookVerificationError(
+                "Telnyx signature or timestamp is malformed", provider=self.name
+            ) from None
         skew = abs(self.clock.time() - sent)
         if skew > self.timestamp_tolerance:
             raise WebhookVerificationError(
@@ -304,8 +332,9 @@ class TelnyxProvider(HttpProvider):
         body = request.json()
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
-            raise WebhookVerificationError("not a Telnyx webhook (no data.payload)",
-                                           provider=self.name)
+            raise WebhookVerificationError(
+                "not a Telnyx webhook (no data.payload)", provider=self.name
+            )
         return str(data.get("event_type") or ""), data, data["payload"]
 
     def parse_status_webhook(self, request: WebhookRequest) -> list[DeliveryEvent]:
@@ -317,8 +346,11 @@ class TelnyxProvider(HttpProvider):
         status_text = str(recipient.get("status") or "")
         errors = [e for e in payload.get("errors") or [] if isinstance(e, dict)]
         code = str(errors[0].get("code")) if errors and errors[0].get("code") else None
-        reason = (str(errors[0].get("title") or errors[0].get("detail") or f"error {code}")
-                  if errors else status_text)
+        reason = (
+            str(errors[0].get("title") or errors[0].get("detail") or f"error {code}")
+            if errors
+            else status_text
+        )
         parts = payload.get("parts")
         return [
             DeliveryEvent(
@@ -326,7 +358,7 @@ class TelnyxProvider(HttpProvider):
                 provider_message_id=str(payload.get("id") or ""),
                 status=STATUSES.get(status_text, Status.UNKNOWN),
                 event_id=str(data.get("id") or request.event_digest()),
-                occurred_at=_iso(data.get("occurred_at")),
+                occurred_at=parse_iso_time(data.get("occurred_at")),
                 message_id=first(request.query, "smsgate_id"),
                 to=str(recipient.get("phone_number") or "") or None,
                 error_code=code,
@@ -343,11 +375,15 @@ class TelnyxProvider(HttpProvider):
             return []
         sender = (payload.get("from") or {}).get("phone_number")
         if not sender or not payload.get("id"):
-            raise WebhookVerificationError("Telnyx message.received without id or from",
-                                           provider=self.name)
+            raise WebhookVerificationError(
+                "Telnyx message.received without id or from", provider=self.name
+            )
         recipient = (payload.get("to") or [{}])[0]
-        media = tuple(str(m["url"]) for m in payload.get("media") or []
-                      if isinstance(m, dict) and m.get("url"))
+        media = tuple(
+            str(m["url"])
+            for m in payload.get("media") or []
+            if isinstance(m, dict) and m.get("url")
+        )
         return [
             InboundMessage(
                 provider=self.name,
@@ -356,7 +392,7 @@ class TelnyxProvider(HttpProvider):
                 to=str(recipient.get("phone_number") or ""),
                 body=str(payload.get("text") or ""),
                 media=media,
-                received_at=_iso(payload.get("received_at") or data.get("occurred_at")),
+                received_at=parse_iso_time(payload.get("received_at") or data.get("occurred_at")),
                 raw=data,
             )
         ]
@@ -367,12 +403,3 @@ def _record_status(data: dict[str, Any], default: Status) -> Status:
     if isinstance(recipients, list) and recipients and isinstance(recipients[0], dict):
         return STATUSES.get(str(recipients[0].get("status")), default)
     return default
-
-
-def _iso(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -9,7 +9,6 @@ Twilio signs, when the server sits behind a proxy).
 from __future__ import annotations
 
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Self
 from urllib.parse import urlencode
 
@@ -326,13 +325,4 @@ def _dlr_done(value: str | None) -> datetime | None:
     try:
         return datetime.strptime(value, "%y%m%d%H%M").replace(tzinfo=UTC)
     except ValueError:
-        return None
-
-
-def parse_rfc2822(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
         return None
