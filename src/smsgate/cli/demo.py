@@ -67,89 +67,73 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
     import time
     from datetime import UTC, datetime, timedelta
 
-    from aiohttp import web
-
-    from smsgate.clock import SYSTEM_CLOCK
+    from smsgate.config import Config
     from smsgate.emulators.base import Callbacks, Faults
     from smsgate.emulators.twilio import TwilioEmulator
-    from smsgate.errors import SmsgateError
     from smsgate.message import Message, Purpose, Status
     from smsgate.outbox import Outbox
-    from smsgate.providers import create_provider
-    from smsgate.providers.base import WebhookRequest
-    from smsgate.retry import RetryPolicy
-    from smsgate.routing import Route, Router
+    from smsgate.server.app import create_app
+    from smsgate.server.runner import serving
+    from smsgate.server.settings import ServerSettings
+
+    if TYPE_CHECKING:
+        from fastapi import FastAPI
 
     started = time.monotonic()
     store = f"sqlite:///{folder}/demo.db"
-    outbox = Outbox(store, clock=SYSTEM_CLOCK, migrate=True)
     emulator = TwilioEmulator(
         faults=Faults(latency=0.15, seed=2),
         callbacks=Callbacks(delay=0.8, outcomes={"delivered": 1.0}),
     )
     await emulator.start()
-    verifier = create_provider(emulator.provider_url())
-    receipts: list[str] = []
-
-    async def status_webhook(request: web.Request) -> web.Response:
-        body = await request.read()
-        url = f"{receiver_url}{request.path_qs}"
-        try:
-            events = verifier.handle_status_webhook(
-                WebhookRequest(
-                    url=url, method=request.method, headers=dict(request.headers), body=body
-                )
-            )
-        except SmsgateError as exc:
-            return web.Response(status=403, text=str(exc))
-        for event in events:
-            result = await outbox.arecord_event(event)
-            receipts.append(result.outcome.value)
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/webhooks/twilio/status", status_webhook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    receiver_url = f"http://127.0.0.1:{_port(site)}"
-    provider = create_provider(
-        f"{emulator.provider_url()}&callback={receiver_url}/webhooks/twilio/status"
+    # The real gateway service: its in-process worker sends, and the emulator's signed receipts
+    # arrive at its /webhooks/twilio/status endpoint, exactly as in production.
+    config = Config.from_dict(
+        {
+            "store": store,
+            "providers": {"twilio": {"url": emulator.provider_url()}},
+            "routes": [{"name": "default", "providers": ["twilio"], "base_delay": 0.2}],
+            "worker": {"concurrency": 4},
+        }
     )
+    outbox = Outbox(store, migrate=True)
+
+    def make_app(url: str) -> FastAPI:
+        settings = ServerSettings.from_config(config).with_overrides(public_url=url)
+        return create_app(config, settings=settings, outbox=outbox)
+
     now = datetime.now(UTC)
     ids: list[tuple[str, str]] = []
-    for to, body, purpose, delay, expect in DEMO_MESSAGES:
-        send_at = now + timedelta(seconds=delay) if delay else None
-        message = Message(to=to, body=body, purpose=Purpose(purpose), send_at=send_at)
-        ids.append((outbox.submit(message), expect))
-    router = Router(
-        [Route(name="default", providers=(provider.name,), retry=RetryPolicy(base_delay=0.2))]
-    )
-    worker = outbox.worker([provider], router=router, concurrency=4, poll_interval=0.1)
-    work = asyncio.create_task(worker.run())
     done_states = {Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.REJECTED}
-    display = _Display(outbox, [i for i, _ in ids]) if live else None
     finished = False
+    server_url = ""
+    display: _Display | None = None
     try:
-        if display is not None:
-            display.start()
-        while time.monotonic() - started < timeout:
-            records = [await outbox.astatus(message_id) for message_id, _ in ids]
+        async with serving(make_app) as served:
+            server_url = served.url
+            for to, body, purpose, delay, expect in DEMO_MESSAGES:
+                send_at = now + timedelta(seconds=delay) if delay else None
+                message = Message(to=to, body=body, purpose=Purpose(purpose), send_at=send_at)
+                ids.append((outbox.submit(message), expect))
+            display = _Display(outbox, [i for i, _ in ids], server_url) if live else None
             if display is not None:
-                display.update(records)
-            if all(record.status in done_states for record in records):
-                finished = True
-                break
-            await asyncio.sleep(0.25)
+                display.start()
+            while time.monotonic() - started < timeout:
+                records = [await outbox.astatus(message_id) for message_id, _ in ids]
+                if display is not None:
+                    display.update(records)
+                if all(record.status in done_states for record in records):
+                    finished = True
+                    break
+                await asyncio.sleep(0.25)
     finally:
         if display is not None:
             display.stop()
-        worker.stop()
-        await work
-        await provider.aclose()
         await emulator.stop()
-        await runner.cleanup()
+    receipts = sum(
+        1 for message_id, _ in ids for event in outbox.status(message_id).events
+        if event.source.startswith("webhook")
+    )
     records = [outbox.status(message_id) for message_id, _ in ids]
     outbox.close()
     elapsed = time.monotonic() - started
@@ -162,7 +146,8 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
         "elapsed": round(elapsed, 2),
         "store": store,
         "counts": counts,
-        "receipts": len(receipts),
+        "receipts": receipts,
+        "server": server_url,
         "messages": [
             {
                 "id": r.id,
@@ -181,17 +166,18 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
     return summary
 
 
-def _port(site: Any) -> int:
-    server = site._server
-    return int(server.sockets[0].getsockname()[1])
-
 
 class _Display:
     """A live rich table of the demo's messages."""
 
-    def __init__(self, outbox: Outbox, ids: list[str]) -> None:
+    def __init__(self, outbox: Outbox, ids: list[str], server_url: str) -> None:
+        from rich.console import Console
         from rich.live import Live
 
+        Console().print(
+            f"gateway API at {server_url} (try {server_url}/v1/segments?text=hi); receipts arrive "
+            f"signed at {server_url}/webhooks/twilio/status"
+        )
         self._ids = ids
         self._live = Live(self._table([]), refresh_per_second=8, transient=False)
 
