@@ -120,15 +120,19 @@ def run(store: str, provider_url: str, rate: int, seconds: float, folder: Path) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--postgres", default=os.environ.get("SMSGATE_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
     emulator, provider_url = start_emulator()
     folder = Path(tempfile.mkdtemp(prefix="smsgate-latency-"))
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-          f"{args.rate:,} messages/s for {args.seconds:g} s; one worker (concurrency 50)")
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+        f"{args.rate:,} messages/s for {args.seconds:g} s; one worker (concurrency 50)"
+    )
     try:
         print("SQLite:")
         run(f"sqlite:///{folder / 'outbox.db'}", provider_url, args.rate, args.seconds, folder)
@@ -139,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
             joiner = "&" if "?" in args.postgres else "?"
             try:
                 print("PostgreSQL:")
-                run(f"{args.postgres}{joiner}schema={schema}", provider_url, args.rate, args.seconds, folder)
+                run(
+                    f"{args.postgres}{joiner}schema={schema}",
+                    provider_url,
+                    args.rate,
+                    args.seconds,
+                    folder,
+                )
             finally:
                 with psycopg.connect(args.postgres, autocommit=True) as conn:
                     conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

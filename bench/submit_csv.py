@@ -46,8 +46,10 @@ def generate(path: Path, rows: int) -> int:
                 handle.write(f"555-{n % 10000:04d},Person {n},Nowhere\n")
                 invalid += 1
             else:
-                handle.write(f"+1{rng.randrange(201, 990)}555{rng.randrange(10**4):04d}"
-                             f",Person {n},City {n % 97}\n")
+                handle.write(
+                    f"+1{rng.randrange(201, 990)}555{rng.randrange(10**4):04d}"
+                    f",Person {n},City {n % 97}\n"
+                )
     return invalid
 
 
@@ -70,7 +72,9 @@ def children(pid: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--no-parallel", action="store_true", help="read and write in one process")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -81,12 +85,23 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         invalid = generate(source, args.rows)
         size = source.stat().st_size
-        print(f"generated {args.rows:,} rows ({size / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s; "
-              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"generated {args.rows:,} rows ({size / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s; "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         store = f"sqlite:///{folder / 'outbox.db'}"
         smsgate = str(Path(sys.executable).with_name("smsgate"))
-        command = [smsgate, "bulk", str(source), "--body", "Hi {name}, your order ships from {city}.",
-                   "--store", store, "--json"]
+        command = [
+            smsgate,
+            "bulk",
+            str(source),
+            "--body",
+            "Hi {name}, your order ships from {city}.",
+            "--store",
+            store,
+            "--json",
+        ]
         if args.no_parallel:
             command.append("--no-parallel")
         peaks = {"main": 0, "reader": 0, "both": 0}
@@ -116,21 +131,35 @@ def main(argv: list[str] | None = None) -> int:
         with sqlite3.connect(folder / "outbox.db") as conn:
             stored = conn.execute("SELECT count(*) FROM smsgate_messages").fetchone()[0]
             events = conn.execute("SELECT count(*) FROM smsgate_events").fetchone()[0]
-        assert report["accepted"] == stored == events == args.rows - invalid, (report, stored, events)
+        assert report["accepted"] == stored == events == args.rows - invalid, (
+            report,
+            stored,
+            events,
+        )
         assert report["rejected"] == invalid, report
         rate = args.rows / report["elapsed"]
-        print(f"smsgate bulk: {report['accepted']:,} stored, {report['rejected']:,} refused "
-              f"(into {Path(report['rejects_file']).name})")
-        print(f"  {report['elapsed']:.1f} s in the command: {rate:,.0f} rows/s "
-              f"(whole process, start-up included: {args.rows / wall:,.0f} rows/s)")
-        print(f"  peak RSS: writer {peaks['main'] / 1024:.0f} MB, reader {peaks['reader'] / 1024:.0f} MB, "
-              f"both together {peaks['both'] / 1024:.0f} MB")
-        print(f"  store: {(folder / 'outbox.db').stat().st_size / 1e6:.0f} MB for {stored:,} messages "
-              f"and {events:,} events")
+        print(
+            f"smsgate bulk: {report['accepted']:,} stored, {report['rejected']:,} refused "
+            f"(into {Path(report['rejects_file']).name})"
+        )
+        print(
+            f"  {report['elapsed']:.1f} s in the command: {rate:,.0f} rows/s "
+            f"(whole process, start-up included: {args.rows / wall:,.0f} rows/s)"
+        )
+        print(
+            f"  peak RSS: writer {peaks['main'] / 1024:.0f} MB, reader {peaks['reader'] / 1024:.0f} MB, "
+            f"both together {peaks['both'] / 1024:.0f} MB"
+        )
+        print(
+            f"  store: {(folder / 'outbox.db').stat().st_size / 1e6:.0f} MB for {stored:,} messages "
+            f"and {events:,} events"
+        )
         rate_ok = "met" if rate >= TARGET_RATE else "MISSED"
         rss_ok = "met" if peaks["both"] / 1024 <= TARGET_RSS_MB else "MISSED"
-        print(f"targets: >= {TARGET_RATE:,} rows/s: {rate_ok}; peak RSS <= {TARGET_RSS_MB} MB "
-              f"(both processes together): {rss_ok}")
+        print(
+            f"targets: >= {TARGET_RATE:,} rows/s: {rate_ok}; peak RSS <= {TARGET_RSS_MB} MB "
+            f"(both processes together): {rss_ok}"
+        )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         if args.keep:

@@ -9,11 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smsgate.errors import InvalidRecipient
-from smsgate.ids import new_id
 from smsgate.message import Message, Purpose
 from smsgate.outbox.codec import (
     MESSAGE_FIELDS,
-    IdFactory,
     Validator,
     fast_e164,
     message_from_row,
@@ -106,13 +104,25 @@ def test_a_message_rebuilt_from_its_row_equals_the_original() -> None:
     assert rebuilt.replace(body="again").body == "again"
 
 
-def test_bulk_ids_have_the_new_id_format_and_sort_by_time() -> None:
-    factory = IdFactory()
+def test_ids_made_by_the_fast_path_increase_in_submit_order() -> None:
+    validator = Validator()
+    made = [
+        validator.build({"to": "+15555550100", "body": f"m{n}"}, 1.0)[0].id for n in range(3000)
+    ]
+    assert all(re.match(r"^msg_[0-9A-HJKMNP-TV-Z]{26}$", i) for i in made)
+    assert made == sorted(made) and len(set(made)) == len(made)
+
+
+def test_bulk_ids_have_new_ids_format_and_increase() -> None:
+    from smsgate.ids import new_id
+    from smsgate.outbox.bulk import BulkIds
+
+    ids = BulkIds()
+    made = [ids() for _ in range(20_000)]
     pattern = re.compile(r"^msg_[0-9A-HJKMNP-TV-Z]{26}$")
-    made = [factory() for _ in range(3000)]
     assert all(pattern.match(i) for i in made)
-    assert len(set(made)) == len(made)
+    assert made == sorted(made) and len(set(made)) == len(made)
     reference = new_id()
-    assert made[0][:12] <= reference[:12]
+    # the same millisecond prefix as new_id made at about the same time
+    assert made[-1][:13] <= reference[:13]
     assert pattern.match(reference)
-    assert made[-1][:14] >= made[0][:14]

@@ -339,3 +339,31 @@ def test_a_route_with_no_provider_configured_here_fails_over_or_fails(
     record = box.status(message_id)
     assert (record.status, record.provider) == (Status.SENT, "twilio")
     assert any("not configured on this worker" in r for _, _, r in history(box, message_id))
+
+
+def test_backoff_follows_the_retry_policy_on_a_fake_clock(
+    store_url: str, twilio: EmulatorThread
+) -> None:
+    emulator = emulated(twilio)
+    twilio.call(lambda: emulator.faults.update({"error_rate": 1.0}))
+    clock = FakeClock(start=datetime.now(UTC).timestamp())
+    policy = RetryPolicy(max_attempts=3, base_delay=10.0, max_delay=60.0, jitter="none")
+    with Outbox(store_url, clock=clock, migrate=True) as outbox:
+        message_id = outbox.submit(Message(to="+15555650000", body="down"))
+        route = Router(
+            [Route(name="default", providers=("twilio",), retry=policy)],
+            CircuitBreakers(failure_threshold=100, cooldown=1.0, clock=clock),
+            clock=clock,
+        )
+        work(outbox, [provider_for(twilio)], router=route)
+        events = outbox.status(message_id).events
+    starts = [e.at.timestamp() for e in events if e.to_status is Status.SENDING]
+    assert len(starts) == 3
+    # no jitter: 10 s after the first failure, 20 s after the second (never earlier)
+    assert 10.0 <= starts[1] - starts[0] < 10.5
+    assert 20.0 <= starts[2] - starts[1] < 20.5
+    reasons = [e.reason or "" for e in events]
+    assert any("retrying twilio in 10.0s (attempt 2 of 3)" in r for r in reasons)
+    assert events[-1].to_status is Status.FAILED
+    assert "3 attempts used" in (events[-1].reason or "")
+    assert twilio.call(lambda: len(emulator.messages)) == 0

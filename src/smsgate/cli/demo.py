@@ -131,7 +131,9 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
             display.stop()
         await emulator.stop()
     receipts = sum(
-        1 for message_id, _ in ids for event in outbox.status(message_id).events
+        1
+        for message_id, _ in ids
+        for event in outbox.status(message_id).events
         if event.source.startswith("webhook")
     )
     records = [outbox.status(message_id) for message_id, _ in ids]
@@ -164,7 +166,6 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
     if live:
         _print_summary(summary, records, finished, as_expected, keep)
     return summary
-
 
 
 class _Display:

@@ -192,11 +192,60 @@ def file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
+class BulkIds:
+    """Message ids in :func:`smsgate.ids.new_id`'s format (``msg_`` + a ULID: 48 bits of
+    milliseconds, 80 random bits, Crockford base32) and with its guarantee (strictly increasing
+    within the process), several times faster for bulk loads: per millisecond, 70 random bits
+    are drawn once and the last 10 bits count up (the ULID spec's monotonic mode), so an id is
+    a string lookup and a concatenation."""
+
+    def __init__(self, prefix: str = "msg") -> None:
+        self._prefix = prefix
+        self._ms = -1
+        self._stem = ""
+        self._random = 0
+        self._count = _COUNTER_SIZE
+
+    def __call__(self) -> str:
+        ms = int(time.time() * 1000)
+        if ms > self._ms:
+            self._ms = ms
+            self._random = int.from_bytes(os.urandom(9), "big") >> 3  # 69 bits: room to count
+            self._count = 0
+            self._restem()
+        elif self._count >= _COUNTER_SIZE:
+            self._random += 1  # still above every id made so far
+            self._count = 0
+            self._restem()
+        count = self._count
+        self._count = count + 1
+        return self._stem + _COUNTER[count]
+
+    def _restem(self) -> None:
+        # 26 characters: 10 for the milliseconds, 14 for the random bits, 2 for the counter
+        self._stem = f"{self._prefix}_{_base32(self._ms, 10)}{_base32(self._random, 14)}"
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _base32(value: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+_COUNTER_SIZE = 1024
+_COUNTER = [_base32(n, 2) for n in range(_COUNTER_SIZE)]
+
+
 def read_chunks(
     options: BulkOptions, batch_size: int, now: Callable[[], float]
 ) -> Iterator[_Chunk]:
     """Read, render and validate the file in batches."""
-    validator = Validator(region=options.region)
+    validator = Validator(region=options.region, ids=BulkIds())
     build = validator.build
     header = options.header
     width = len(header)

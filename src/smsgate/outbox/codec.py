@@ -14,11 +14,8 @@ so the worker rebuilds them without validating again.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import re
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -100,10 +97,10 @@ class Validator:
     """Validates submitted items and turns them into rows, caching what repeats in bulk sends
     (senders, purposes) so a million rows cost one check of each distinct value."""
 
-    def __init__(self, *, region: str | None = None) -> None:
+    def __init__(self, *, region: str | None = None, ids: Callable[[], str] = new_id) -> None:
         self.region = region
         self._senders: dict[str, SmsgateError | None] = {}
-        self._ids = IdFactory()
+        self._ids = ids
 
     def build(
         self, item: Message | Mapping[str, Any], now: float, source: str = "submit"
@@ -212,39 +209,6 @@ _PURPOSES: dict[Any, str] = {**{p.value: p.value for p in Purpose}, **{p: p.valu
 _encode_string: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or (
     json.encoder.py_encode_basestring
 )
-
-
-class IdFactory:
-    """Message ids in :func:`smsgate.ids.new_id`'s format (``msg_`` + a ULID: 48 bits of
-    milliseconds, then 80 random bits, Crockford base32), made in bulk: one ``urandom`` and one
-    base32 pass per thousand ids instead of a 26-step loop per id."""
-
-    _BATCH = 1024
-    _TABLE = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
-
-    def __init__(self, prefix: str = "msg") -> None:
-        self._prefix = prefix
-        self._ms = -1
-        self._head = ""
-        self._pool = ""
-        self._pos = 0
-
-    def __call__(self) -> str:
-        ms = int(time.time() * 1000)
-        if ms != self._ms:
-            self._ms = ms
-            # the top 10 characters of new_id: ms occupies bits 80..127 of the 130 encoded
-            self._head = (
-                f"{self._prefix}_"
-                + new_id(self._prefix, now_ms=ms)[len(self._prefix) + 1 : len(self._prefix) + 11]
-            )
-        pos = self._pos
-        if pos >= len(self._pool):
-            raw = base64.b32encode(os.urandom(10 * self._BATCH)).decode("ascii")
-            self._pool = raw.translate(self._TABLE)
-            pos = 0
-        self._pos = pos + 16
-        return self._head + self._pool[pos : pos + 16]
 
 
 def _sender_error(sender: str, to: str) -> SmsgateError | None:

@@ -314,7 +314,9 @@ class Outbox:
         recorded once. A receipt for a send that is still being recorded is kept and applied as
         soon as it is.
         """
-        at = event.occurred_at.timestamp() if event.occurred_at is not None else self.clock.time()
+        # The history is in the order things were learnt: the provider's own time (often to the
+        # minute only) goes into the reason.
+        at = self.clock.time()
         receipt = Receipt(
             provider=event.provider,
             provider_message_id=event.provider_message_id,
@@ -385,9 +387,14 @@ class Outbox:
         providers: Sequence[Provider] | Mapping[str, Provider],
         **options: Any,
     ) -> WorkerStats:
-        """Run a worker on a new event loop until SIGTERM/SIGINT (or ``until_idle``)."""
+        """Run a worker on a new event loop until SIGTERM/SIGINT (or ``until_idle``).
+
+        The providers' connections belong to that loop, so they are closed when it ends
+        (pass ``close_providers=False`` to keep them for another run on another loop).
+        """
         handle_signals = bool(options.pop("handle_signals", True))
         until_idle = bool(options.pop("until_idle", False))
+        options.setdefault("close_providers", True)
 
         async def main() -> WorkerStats:
             worker = self.worker(providers, **options)
@@ -430,7 +437,7 @@ def _recipient(item: Any) -> Any:
 
 def _receipt_reason(event: DeliveryEvent) -> str | None:
     parts = []
-    if event.reason:
+    if event.reason and event.reason != event.status.value:
         parts.append(event.reason)
     if event.error_code and event.error_code not in (event.reason or ""):
         parts.append(f"code {event.error_code}")
@@ -438,4 +445,6 @@ def _receipt_reason(event: DeliveryEvent) -> str | None:
         parts.append("recipient opted out")
     if event.parts:
         parts.append(f"part {event.part} of {event.parts}")
+    if event.occurred_at is not None:
+        parts.append(f"at {event.occurred_at.isoformat()} by the provider's clock")
     return "; ".join(parts) or None

@@ -100,7 +100,6 @@ def _by_id(claimed: Claimed) -> str:
     return claimed.row.id
 
 
-
 class _PgTx(Tx):
     __slots__ = ("_cur",)
 
@@ -306,12 +305,12 @@ class PostgresStore(SqlStore):
             if room > 0:
                 taken = tx.execute(
                     "WITH expired AS (SELECT id, lease_owner AS previous FROM smsgate_messages "
-                    "WHERE lease_expires_at < ? AND state = ANY(?) AND lease_owner <> ? "
+                    "WHERE lease_expires_at < ? AND state = ANY(?) "
                     "ORDER BY lease_expires_at LIMIT ? FOR UPDATE SKIP LOCKED) "
                     "UPDATE smsgate_messages m SET lease_owner = ?, lease_expires_at = ?, "
                     "next_attempt_at = NULL, updated_at = ? FROM expired WHERE m.id = expired.id "
                     f"RETURNING expired.previous, {_MESSAGE_COLUMNS_M}",
-                    (now, _WAITING_OR_SENDING, owner, room, owner, lease_until, now),
+                    (now, _WAITING_OR_SENDING, room, owner, lease_until, now),
                 )
                 claimed.extend(
                     Claimed(StoredMessage.from_row(row[1:]), previous_owner=row[0]) for row in taken

@@ -575,7 +575,9 @@ class SqlStore(ABC):
             + "updated_at = ? WHERE id = ?",
             (target.value, receipt.provider_message_id, receipt.provider, now, row.id),
         )
-        reason = receipt.reason or f"{receipt.provider} reports {receipt.status}"
+        reason = f"{receipt.provider} reports {receipt.status}"
+        if receipt.reason:
+            reason += f": {receipt.reason}"
         tx.execute(
             INSERT_EVENT,
             NewEvent(

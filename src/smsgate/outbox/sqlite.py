@@ -19,6 +19,7 @@ import itertools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
@@ -72,6 +73,25 @@ def _insert_multi(tx: Tx, single: str, multi: str, rows: Sequence[Sequence[Any]]
 
 _SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
 _WAITING = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
+
+
+def _enable_wal(conn: sqlite3.Connection, patience: float) -> None:
+    """Switch a (new) database to WAL. Changing the journal mode needs the database to itself,
+    and SQLite answers "locked" at once instead of waiting when another connection opens the new
+    file at the same moment: retry for a while."""
+    deadline = time.monotonic() + patience
+    delay = 0.005
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(0.1, delay * 2)
 
 
 class _SqliteTx(Tx):
@@ -143,7 +163,7 @@ class SqliteStore(SqlStore):
         conn = sqlite3.connect(
             self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(conn, self._busy_timeout)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA cache_size=-16384")
         conn.execute("PRAGMA temp_store=MEMORY")
@@ -241,11 +261,10 @@ class SqliteStore(SqlStore):
     def _take_over(
         self, tx: Tx, owner: str, room: int, now: float, lease_until: float
     ) -> list[Claimed]:
-        # never our own rows: a worker that still holds a row in memory must not send it twice
         expired = tx.execute(
             "SELECT id, lease_owner, state FROM smsgate_messages WHERE lease_expires_at < ? "
-            "AND lease_owner <> ? ORDER BY lease_expires_at LIMIT ?",
-            (now, owner, room),
+            "ORDER BY lease_expires_at LIMIT ?",
+            (now, room),
         )
         taken: list[Claimed] = []
         stale: list[str] = []

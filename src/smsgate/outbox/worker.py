@@ -336,7 +336,10 @@ class Worker:
                 continue
             for item in claimed:
                 if item.row.id in self._held:
-                    continue  # already ours (defensive: the store never hands it out twice)
+                    # Still ours in memory (our lease ran out while we worked on it, which only
+                    # a stalled loop or a fake clock makes happen): the lease is ours again,
+                    # and the work already under way stays the only one.
+                    continue
                 job = _Job(item.row, item.previous_owner)
                 self._held[item.row.id] = job
                 self.stats.claimed += 1
@@ -479,12 +482,9 @@ class Worker:
                 row.attempts + 1,
             ),
         )
-        try:
-            started = await self._start(start, job)
-        except asyncio.CancelledError:
-            # Stopped before the request went out: the writer undoes the start if it was
-            # recorded (see _write_batch).
-            raise
+        # If this task is cancelled while waiting, nothing was sent: the writer undoes the
+        # start once it is recorded (see _write_batch).
+        started = await self._start(start, job)
         if not started:
             # canceled, or our lease was lost: someone else owns it now
             self.stats.dropped += 1
@@ -832,6 +832,10 @@ class Worker:
     async def _write_loop(self) -> None:
         """Group commit: every start, outcome and release queued since the last write goes
         into the next transaction (while one is being written, the next batch gathers)."""
+        # SQLite has one writer at a time anyway; PostgreSQL takes a few writes at once, which
+        # hides the round trips.
+        parallel = 1 if self.store.engine == "sqlite" else self._db_threads
+        running: set[asyncio.Task[None]] = set()
         while True:
             await self._write_signal.wait()
             self._write_signal.clear()
@@ -840,9 +844,18 @@ class Worker:
             if self.write_delay > 0 and not self._closing:
                 await asyncio.sleep(self.write_delay)
             while self._starts or self._finishes or self._releases:
-                await self._write_batch()
+                if len(running) >= parallel:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                task = asyncio.create_task(self._write_batch())
+                running.add(task)
+                task.add_done_callback(running.discard)
+                await asyncio.sleep(0)  # let it take its batch before looking again
             if self._closing:
-                return
+                if running:
+                    await asyncio.wait(running)
+                if not (self._starts or self._finishes or self._releases):
+                    return
 
     async def _write_batch(self) -> None:
         starts, self._starts = self._starts[:1000], self._starts[1000:]
@@ -901,7 +914,8 @@ class Worker:
     async def _renew_loop(self) -> None:
         interval = self.lease / 3
         while True:
-            await self.clock.sleep(interval)
+            # real time: a lease must be renewed before it runs out for the other workers
+            await asyncio.sleep(interval)
             ids = list(self._held)
             if not ids:
                 continue
