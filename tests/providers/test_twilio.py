@@ -53,3 +53,29 @@ def test_signature_counts_repeated_identical_parameters_once_like_twilios_valida
     ours = twilio_signature("secret-token", url, pairs)
     assert ours == RequestValidator("secret-token").compute_signature(url, params)
     assert ours != twilio_signature("secret-token", url, [*pairs, ("MediaUrl", "https://c")])
+
+
+def test_reconcile_finds_an_ambiguous_send_but_not_an_older_identical_text() -> None:
+    import asyncio
+    import time
+
+    from smsgate.message import Message
+    from smsgate.providers import create_provider
+
+    with TwilioEmulator().run_in_thread() as emulator:
+        provider = create_provider(emulator.emulator.provider_url())
+        earlier = Message(to="+15555550100", body="Your order shipped")
+
+        async def scenario() -> tuple[object, object, object]:
+            sent = await provider.asend(earlier)
+            again = Message(to="+15555550100", body="Your order shipped")
+            # Stored long before: the earlier identical text is found and is the one sent.
+            found = await provider.areconcile(again, since=time.time() - 60)
+            # Stored after the provider created it: the earlier text cannot be this message.
+            missing = await provider.areconcile(again, since=time.time() + 5)
+            await provider.aclose()
+            return sent, found, missing
+
+        sent, found, missing = asyncio.run(scenario())
+    assert found is not None and found.provider_message_id == sent.provider_message_id  # type: ignore[attr-defined]
+    assert missing is None

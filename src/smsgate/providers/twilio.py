@@ -227,7 +227,7 @@ class TwilioProvider(HttpProvider):
             raw=data,
         )
 
-    async def areconcile(self, message: Message) -> SendResult | None:
+    async def areconcile(self, message: Message, *, since: float | None = None) -> SendResult | None:
         """Find an ambiguously sent message by recipient, sender and body (newest first)."""
         params = {"To": message.to, "PageSize": "50"}
         sender = self.sender_for(message)
@@ -239,8 +239,11 @@ class TwilioProvider(HttpProvider):
         if response.status >= 400:
             raise self.map_http_status(response)
         for item in (response.json() or {}).get("messages", []):
-            if item.get("body") == message.body:
-                return self._result_from_resource(message, item)
+            if item.get("body") != message.body:
+                continue
+            if since is not None and not _created_since(item.get("date_created"), since):
+                continue
+            return self._result_from_resource(message, item)
         return None
 
     # -- webhooks ---------------------------------------------------------------------------
@@ -306,6 +309,23 @@ class TwilioProvider(HttpProvider):
                 raw=dict(form),
             )
         ]
+
+
+def _created_since(date_created: object, since: float) -> bool:
+    """Whether a resource's RFC 2822 ``date_created`` is at or after ``since``.
+
+    Twilio's dates have whole seconds, so a second of slack keeps a message created in the same
+    second as our submit; an unreadable date is not trusted to be ours.
+    """
+    from email.utils import parsedate_to_datetime
+
+    if not isinstance(date_created, str):
+        return False
+    try:
+        created = parsedate_to_datetime(date_created).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return created >= since - 1.0
 
 
 def _rebase(url: str, public_url: str) -> str:
