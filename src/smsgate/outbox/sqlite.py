@@ -151,6 +151,9 @@ class SqliteStore(SqlStore):
             )
         self._local = threading.local()
         self._lock = threading.Lock()
+        # Writers of one process queue here rather than in SQLite's busy handler, which sleeps
+        # 1-100 ms between tries; re-entrant because migrations write inside their lock.
+        self._writer = threading.RLock()
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
 
@@ -184,13 +187,14 @@ class SqliteStore(SqlStore):
     @contextmanager
     def _write(self) -> Iterator[Tx]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield _SqliteTx(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._writer:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[Tx]:

@@ -104,6 +104,8 @@ class HttpTransport:
                     total=None, sock_connect=self.timeout.connect, sock_read=self.timeout.read
                 ),
                 auto_decompress=True,
+                # Provider APIs set no cookies we need; skipping the jar saves work per request.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent",),
                 headers={"User-Agent": "smsgate"},
             )
