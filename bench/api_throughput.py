@@ -98,8 +98,10 @@ def start_emulator() -> tuple[Process, str]:
 
 
 def start_gateway(config: Path) -> Process:
-    proc, rest = launch(["serve", "--config", str(config), "--port", "0", "--log-level",
-                         "warning"], "smsgate serving ")
+    proc, rest = launch(
+        ["serve", "--config", str(config), "--port", "0", "--log-level", "warning"],
+        "smsgate serving ",
+    )
     return Process(proc, rest.split()[0])
 
 
@@ -130,8 +132,9 @@ async def _connection(
 def submit_requests(key: str, count: int, offset: int) -> list[bytes]:
     made = []
     for n in range(offset, offset + count):
-        body = json.dumps({"to": f"+1{201 + n % 10}555{100 + n % 100:04d}",
-                           "body": f"Your code is {n:06d}"}).encode()
+        body = json.dumps(
+            {"to": f"+1{201 + n % 10}555{100 + n % 100:04d}", "body": f"Your code is {n:06d}"}
+        ).encode()
         made.append(
             b"POST /v1/messages HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -140,8 +143,9 @@ def submit_requests(key: str, count: int, offset: int) -> list[bytes]:
     return made
 
 
-async def load(url: str, key: str, count: int, connections: int, offset: int
-               ) -> tuple[float, list[float], dict[int, int]]:
+async def load(
+    url: str, key: str, count: int, connections: int, offset: int
+) -> tuple[float, list[float], dict[int, int]]:
     host, port = url.removeprefix("http://").split(":")
     all_requests = submit_requests(key, count, offset)
     shares = [all_requests[i::connections] for i in range(connections)]
@@ -149,8 +153,9 @@ async def load(url: str, key: str, count: int, connections: int, offset: int
     statuses: dict[int, int] = {}
     started = time.perf_counter()
     await asyncio.wait_for(
-        asyncio.gather(*(_connection(host, int(port), share, latencies, statuses)
-                         for share in shares)),
+        asyncio.gather(
+            *(_connection(host, int(port), share, latencies, statuses) for share in shares)
+        ),
         TIMEOUT,
     )
     return time.perf_counter() - started, latencies, statuses
@@ -188,13 +193,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=10_000)
-    parser.add_argument("--worker-concurrency", type=int,
-                        help="sends the in-process worker keeps in flight (default: the "
-                        "config default, [worker] concurrency)")
-    parser.add_argument("--postgres", help="a PostgreSQL database to run on, in a schema of its "
-                        "own dropped afterwards (default: a SQLite file in a temp folder)")
-    parser.add_argument("--receipts", action="store_true",
-                        help="have the emulator call back with delivery receipts")
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        help="sends the in-process worker keeps in flight (default: the "
+        "config default, [worker] concurrency)",
+    )
+    parser.add_argument(
+        "--postgres",
+        help="a PostgreSQL database to run on, in a schema of its "
+        "own dropped afterwards (default: a SQLite file in a temp folder)",
+    )
+    parser.add_argument(
+        "--receipts", action="store_true", help="have the emulator call back with delivery receipts"
+    )
     args = parser.parse_args()
 
     from smsgate.outbox import Outbox
@@ -213,15 +225,20 @@ def main() -> None:
         config.write_text(
             f'store = "{store}"\n\n[providers.twilio]\nurl = "{provider_url}"\n\n'
             f"[server]\nrequest_receipts = {'true' if args.receipts else 'false'}\n"
-            + (f"\n[worker]\nconcurrency = {args.worker_concurrency}\n"
-               if args.worker_concurrency else "")
+            + (
+                f"\n[worker]\nconcurrency = {args.worker_concurrency}\n"
+                if args.worker_concurrency
+                else ""
+            )
         )
         with Outbox(store, migrate=True) as outbox:
             key = create_key(ServerStore.of(outbox), "bench").key
         gateway = start_gateway(config)
-        print(f"gateway {gateway.url} ({'postgresql' if args.postgres else 'sqlite'} store), emulator {emulator.url}, "
-              f"{args.connections} connections, receipts {'on' if args.receipts else 'off'}, "
-              f"worker concurrency {args.worker_concurrency or 'default'}")
+        print(
+            f"gateway {gateway.url} ({'postgresql' if args.postgres else 'sqlite'} store), emulator {emulator.url}, "
+            f"{args.connections} connections, receipts {'on' if args.receipts else 'off'}, "
+            f"worker concurrency {args.worker_concurrency or 'default'}"
+        )
 
         asyncio.run(load(gateway.url, key, 2_000, args.connections, 10_000_000))  # warm-up
         before = metrics(gateway.url)
@@ -231,14 +248,18 @@ def main() -> None:
         )
         after = metrics(gateway.url)
         rate = args.requests / seconds
-        print(f"POST /v1/messages: {args.requests} requests in {seconds:.2f} s = {rate:,.0f}/s; "
-              f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
-              f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
-              f"max {max(latencies) * 1000:.1f} ms; statuses {statuses}")
+        print(
+            f"POST /v1/messages: {args.requests} requests in {seconds:.2f} s = {rate:,.0f}/s; "
+            f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
+            f"max {max(latencies) * 1000:.1f} ms; statuses {statuses}"
+        )
         sent = sent_total(after) - sent_total(before)
-        print(f"  the worker sent {sent:,.0f} messages meanwhile ({sent / seconds:,.0f}/s); "
-              f"CPU: gateway {gateway.cpu_seconds() - cpu_gateway:.1f} s, "
-              f"emulator {emulator.cpu_seconds() - cpu_emulator:.1f} s")
+        print(
+            f"  the worker sent {sent:,.0f} messages meanwhile ({sent / seconds:,.0f}/s); "
+            f"CPU: gateway {gateway.cpu_seconds() - cpu_gateway:.1f} s, "
+            f"emulator {emulator.cpu_seconds() - cpu_emulator:.1f} s"
+        )
 
         rates = []
         for b in range(args.batches):
@@ -247,29 +268,38 @@ def main() -> None:
                 for n in range(args.batch_size)
             ]
             started = time.perf_counter()
-            answer = requests.post(gateway.url + "/v1/messages/batch",
-                                   json={"messages": messages}, timeout=TIMEOUT,
-                                   headers={"Authorization": f"Bearer {key}"})
+            answer = requests.post(
+                gateway.url + "/v1/messages/batch",
+                json={"messages": messages},
+                timeout=TIMEOUT,
+                headers={"Authorization": f"Bearer {key}"},
+            )
             elapsed = time.perf_counter() - started
             body = answer.json()
             if answer.status_code != 200 or body["accepted"] != args.batch_size:
                 raise SystemExit(f"batch {b} failed: {answer.status_code} {str(body)[:300]}")
             rates.append(args.batch_size / elapsed)
         if rates:
-            print(f"POST /v1/messages/batch: {args.batches} x {args.batch_size} messages, "
-                  f"{min(rates):,.0f}..{max(rates):,.0f} messages/s "
-                  f"(median {sorted(rates)[len(rates) // 2]:,.0f})")
+            print(
+                f"POST /v1/messages/batch: {args.batches} x {args.batch_size} messages, "
+                f"{min(rates):,.0f}..{max(rates):,.0f} messages/s "
+                f"(median {sorted(rates)[len(rates) // 2]:,.0f})"
+            )
 
         expected = 2_000 + args.requests + args.batches * args.batch_size
         stored = stored_total(metrics(gateway.url))
-        print(f"stored: {stored:,.0f} of {expected:,} submitted"
-              + ("" if stored == expected else "  <-- MISSING MESSAGES"))
+        print(
+            f"stored: {stored:,.0f} of {expected:,} submitted"
+            + ("" if stored == expected else "  <-- MISSING MESSAGES")
+        )
         ok = statuses.get(201, 0) == args.requests and stored == expected
         started = time.perf_counter()
         code = gateway.stop()
         gateway = None
-        print(f"gateway stopped with status {code}, {time.perf_counter() - started:.1f} s "
-              "after SIGTERM")
+        print(
+            f"gateway stopped with status {code}, {time.perf_counter() - started:.1f} s "
+            "after SIGTERM"
+        )
         if not ok or code != 0:
             raise SystemExit(1)
     finally:

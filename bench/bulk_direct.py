@@ -141,8 +141,10 @@ def recipients(count: int = 1000) -> list[str]:
 
 def workload(n: int) -> list[tuple[str, str]]:
     numbers = recipients()
-    return [(numbers[i % len(numbers)], f"Your code is {i:06d}. It expires in 10 minutes.")
-            for i in range(n)]
+    return [
+        (numbers[i % len(numbers)], f"Your code is {i:06d}. It expires in 10 minutes.")
+        for i in range(n)
+    ]
 
 
 # -- the four clients -----------------------------------------------------------------------
@@ -256,8 +258,13 @@ CLIENTS: list[tuple[str, Callable[[Server, list[tuple[str, str]], int], int]]] =
 ]
 
 
-def measure(name: str, fn: Callable[[Server, list[tuple[str, str]], int], int], server: Server,
-            work: list[tuple[str, str]], in_flight: int) -> Figure:
+def measure(
+    name: str,
+    fn: Callable[[Server, list[tuple[str, str]], int], int],
+    server: Server,
+    work: list[tuple[str, str]],
+    in_flight: int,
+) -> Figure:
     """Send ``work`` with one client; check that every message was accepted and recorded."""
     server.reset()
     server_before = server.cpu_seconds()
@@ -293,16 +300,20 @@ def report(figures: list[Figure], slices: int) -> None:
     best = {f.name: f for f in figures}
     print()
     print(f"totals ({slices} interleaved slice(s) per client):")
-    print(f"{'client':<20} {'msg/s':>9} {'client CPU/msg':>15} {'emulator CPU/msg':>17} "
-          f"{'emulator busy':>14}")
+    print(
+        f"{'client':<20} {'msg/s':>9} {'client CPU/msg':>15} {'emulator CPU/msg':>17} "
+        f"{'emulator busy':>14}"
+    )
     for f in best.values():
         if f.server_cpu is None:
             server_per, busy = "-", "-"
         else:
             server_per = f"{f.server_cpu / f.n * 1e6:,.0f} µs"
             busy = f"{f.server_cpu / f.seconds:.0%}"
-        print(f"{f.name:<20} {f.rate:>9,.0f} {f.cpu_per_message_us:>12,.0f} µs {server_per:>17} "
-              f"{busy:>14}")
+        print(
+            f"{f.name:<20} {f.rate:>9,.0f} {f.cpu_per_message_us:>12,.0f} µs {server_per:>17} "
+            f"{busy:>14}"
+        )
     ours = best["Gateway.send_many"]
     print()
     print("Gateway.send_many against the targets (msg/s; client CPU/msg in brackets):")
@@ -310,10 +321,13 @@ def report(figures: list[Figure], slices: int) -> None:
         ratio = ours.rate / best[name].rate
         cpu_ratio = best[name].cpu_per_message_us / ours.cpu_per_message_us
         verdict = "met" if ratio >= target else "MISSED"
-        print(f"  vs {name:<18} {ratio:5.2f}x [{cpu_ratio:4.2f}x]  "
-              f"(target >= {target:g}x: {verdict})")
-    print("\n(emulator busy: the share of one core the emulator process used while that client "
-          "ran;\n near 100% means the emulator, not the client, set the pace.)")
+        print(
+            f"  vs {name:<18} {ratio:5.2f}x [{cpu_ratio:4.2f}x]  (target >= {target:g}x: {verdict})"
+        )
+    print(
+        "\n(emulator busy: the share of one core the emulator process used while that client "
+        "ran;\n near 100% means the emulator, not the client, set the pace.)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,23 +336,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--messages", type=int, default=20_000, help="per client")
     parser.add_argument("--in-flight", type=int, default=100)
-    parser.add_argument("--slices", type=int, default=5,
-                        help="send each client's messages in this many slices, interleaved with\n"
-                             "the other clients' slices, so a noisy neighbour hits every client")
-    parser.add_argument("--warmup", type=int, default=500,
-                        help="unmeasured messages per client before the measured slices")
-    parser.add_argument("--only", action="append", default=[],
-                        help="run only the clients whose name contains this (repeatable)")
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=5,
+        help="send each client's messages in this many slices, interleaved with\n"
+        "the other clients' slices, so a noisy neighbour hits every client",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=500,
+        help="unmeasured messages per client before the measured slices",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only the clients whose name contains this (repeatable)",
+    )
     args = parser.parse_args(argv)
-    clients = [(name, fn) for name, fn in CLIENTS
-               if not args.only or any(p.lower() in name.lower() for p in args.only)]
+    clients = [
+        (name, fn)
+        for name, fn in CLIENTS
+        if not args.only or any(p.lower() in name.lower() for p in args.only)
+    ]
     work = workload(args.messages)
     size = -(-len(work) // args.slices)
-    slices = [work[i:i + size] for i in range(0, len(work), size)]
+    slices = [work[i : i + size] for i in range(0, len(work), size)]
     server = start_server()
-    print(f"emulator: {server.url} (pid {server.proc.pid}); {os.cpu_count()} CPUs; "
-          f"{args.messages:,} messages per client in {len(slices)} slice(s), "
-          f"{args.in_flight} in flight")
+    print(
+        f"emulator: {server.url} (pid {server.proc.pid}); {os.cpu_count()} CPUs; "
+        f"{args.messages:,} messages per client in {len(slices)} slice(s), "
+        f"{args.in_flight} in flight"
+    )
     parts: dict[str, list[Figure]] = {name: [] for name, _ in clients}
     try:
         for _, fn in clients:
@@ -347,8 +378,11 @@ def main(argv: list[str] | None = None) -> int:
         for number, chunk in enumerate(slices, 1):
             for name, fn in clients:
                 figure = measure(name, fn, server, chunk, args.in_flight)
-                print(f"  slice {number}  {name:<20} {figure.rate:>8,.0f} msg/s  "
-                      f"{figure.cpu_per_message_us:>6,.0f} µs CPU/msg", flush=True)
+                print(
+                    f"  slice {number}  {name:<20} {figure.rate:>8,.0f} msg/s  "
+                    f"{figure.cpu_per_message_us:>6,.0f} µs CPU/msg",
+                    flush=True,
+                )
                 parts[name].append(figure)
     finally:
         stop_server(server)
@@ -357,8 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for p in parts.values():
             total = combine(p)
-            print(f"{total.name:<20} {total.rate:>9,.0f} msg/s "
-                  f"{total.cpu_per_message_us:>8,.0f} µs CPU/msg")
+            print(
+                f"{total.name:<20} {total.rate:>9,.0f} msg/s "
+                f"{total.cpu_per_message_us:>8,.0f} µs CPU/msg"
+            )
     return 0
 
 

@@ -74,7 +74,9 @@ def slowest_imports(argv_tail: list[str], top: int = 12) -> list[tuple[int, str]
     code = "import sys; from smsgate.cli import main; sys.argv = ['smsgate', *sys.argv[1:]]; main()"
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code, *argv_tail],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     rows = []
     for line in result.stderr.splitlines():
@@ -108,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             ("one-command Typer app", [sys.executable, str(minimal), "segments", "hello"], False),
         ]
         cached = "off" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
-        print(f"typer {typer_version()}; bytecode caching {cached} "
-              "(off: smsgate's own modules are compiled on every start)")
+        print(
+            f"typer {typer_version()}; bytecode caching {cached} "
+            "(off: smsgate's own modules are compiled on every start)"
+        )
         print(f"{'command':<28} {'median':>8} {'min':>7} {'max':>7}  ({args.runs} runs each)")
         missed = []
         for label, command, targeted in cases:

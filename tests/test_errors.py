@@ -116,7 +116,8 @@ def test_rate_limited_carries_retry_after() -> None:
 
 def test_every_kind_is_distinct_and_maps_back_to_its_class() -> None:
     classes = [
-        obj for obj in vars(errors).values()
+        obj
+        for obj in vars(errors).values()
         if isinstance(obj, type) and issubclass(obj, SmsgateError)
     ]
     kinds = [cls.kind for cls in classes]

@@ -237,7 +237,7 @@ def test_a_late_sent_never_beats_delivered() -> None:
 def test_progress_order_moves_forward_only() -> None:
     path = [Status.SCHEDULED, Status.QUEUED, Status.SENDING, Status.SENT, Status.DELIVERED]
     for i, earlier in enumerate(path):
-        for later in path[i + 1:]:
+        for later in path[i + 1 :]:
             assert earlier.can_move_to(later), (earlier, later)
             assert not later.can_move_to(earlier), (later, earlier)
         assert not earlier.can_move_to(earlier)  # a repeat is not a move
@@ -269,8 +269,16 @@ def test_every_status_reaches_a_final_one() -> None:
 
 def test_send_result_keeps_raw_and_serializes_without_it() -> None:
     raw = {"sid": "SM1", "status": "queued", "secret_looking": "x"}
-    result = SendResult(id="msg_1", to=TO, status=Status.QUEUED, provider="twilio",
-                        provider_message_id="SM1", segments=1, encoding="GSM-7", raw=raw)
+    result = SendResult(
+        id="msg_1",
+        to=TO,
+        status=Status.QUEUED,
+        provider="twilio",
+        provider_message_id="SM1",
+        segments=1,
+        encoding="GSM-7",
+        raw=raw,
+    )
     assert result.ok and result.raw is raw
     data = result.to_dict()
     assert data["status"] == "queued" and data["error"] is None
@@ -289,11 +297,23 @@ def test_a_failed_result_is_not_ok_and_carries_its_error() -> None:
 
 def test_events_are_immutable_and_keep_the_payload() -> None:
     when = datetime(2025, 1, 1, tzinfo=UTC)
-    event = DeliveryEvent(provider="twilio", provider_message_id="SM1", status=Status.DELIVERED,
-                          event_id="e1", occurred_at=when, raw={"MessageStatus": "delivered"})
+    event = DeliveryEvent(
+        provider="twilio",
+        provider_message_id="SM1",
+        status=Status.DELIVERED,
+        event_id="e1",
+        occurred_at=when,
+        raw={"MessageStatus": "delivered"},
+    )
     assert event.raw == {"MessageStatus": "delivered"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.status = Status.SENT  # type: ignore[misc]
-    inbound = InboundMessage(provider="twilio", provider_message_id="SM2", sender=TO,
-                             to="+15005550006", body="STOP", raw={"Body": "STOP"})
+    inbound = InboundMessage(
+        provider="twilio",
+        provider_message_id="SM2",
+        sender=TO,
+        to="+15005550006",
+        body="STOP",
+        raw={"Body": "STOP"},
+    )
     assert inbound.media == () and inbound.raw == {"Body": "STOP"}

@@ -88,8 +88,14 @@ def test_every_country_in_the_brief_is_covered() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["+15555550100", "+1 555 555 0199", "(555) 555-0123", "+447700900123", "+44 7700 900 999",
-     "07700 900000"],
+    [
+        "+15555550100",
+        "+1 555 555 0199",
+        "(555) 555-0123",
+        "+447700900123",
+        "+44 7700 900 999",
+        "07700 900000",
+    ],
 )
 def test_fictional_test_ranges_need_strict_false(text: str) -> None:
     region = None if text.startswith("+") else ("US" if text.startswith("(") else "GB")
@@ -238,11 +244,14 @@ def test_separators_anywhere_do_not_change_the_number(
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     digits = e164[1:]
     country = str(number.country_code)
-    national = digits[len(country):]
+    national = digits[len(country) :]
     if parens and len(national) > 3:
         national = f"({national[:2]}){national[2:]}"
-    written = prefix + country + " " + "".join(
-        ch + separators[i % len(separators)] for i, ch in enumerate(national)
+    written = (
+        prefix
+        + country
+        + " "
+        + "".join(ch + separators[i % len(separators)] for i, ch in enumerate(national))
     )
     assert smsgate.normalize(written) == e164
 

@@ -88,7 +88,10 @@ def test_normalize_json_has_exactly_the_documented_keys() -> None:
     result = run("normalize", "0151 23456789", "--region", "DE", "--json")
     assert result.returncode == 0
     assert one_json_object(result.stdout) == {
-        "e164": "+4915123456789", "region": "DE", "type": "mobile", "valid": True,
+        "e164": "+4915123456789",
+        "region": "DE",
+        "type": "mobile",
+        "valid": True,
     }
 
 
@@ -99,7 +102,10 @@ def test_normalize_lenient_admits_test_ranges() -> None:
     lenient = run("normalize", "+1 555 555 0100", "--lenient", "--json")
     assert lenient.returncode == 0
     assert one_json_object(lenient.stdout) == {
-        "e164": "+15555550100", "region": "US", "type": "unknown", "valid": False,
+        "e164": "+15555550100",
+        "region": "US",
+        "type": "unknown",
+        "valid": False,
     }
 
 
@@ -197,9 +203,20 @@ def test_send_json(twilio: EmulatorThread) -> None:
 
 def test_send_mms_with_sender(twilio: EmulatorThread) -> None:
     url = twilio.emulator.provider_url()
-    result = run("send", "+15555550100", "look", "--provider", url, "--sender", "+15017122661",
-                 "--media", "https://example.com/a.jpg", "--media", "https://example.com/b.jpg",
-                 "--json")
+    result = run(
+        "send",
+        "+15555550100",
+        "look",
+        "--provider",
+        url,
+        "--sender",
+        "+15017122661",
+        "--media",
+        "https://example.com/a.jpg",
+        "--media",
+        "https://example.com/b.jpg",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     [stored] = accepted(twilio)
     assert stored["media"] == ["https://example.com/a.jpg", "https://example.com/b.jpg"]
@@ -312,9 +329,18 @@ def read_lines(proc: subprocess.Popen[str], count: int, timeout: float = 15.0) -
 def emulate_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
     proc = subprocess.Popen(
-        [*SMSGATE, "emulate", "twilio", "--port", str(port), "--credentials",
-         "ACcli0000000000000000000000000000:cli-token"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *SMSGATE,
+            "emulate",
+            "twilio",
+            "--port",
+            str(port),
+            "--credentials",
+            "ACcli0000000000000000000000000000:cli-token",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     yield proc, port
     if proc.poll() is None:

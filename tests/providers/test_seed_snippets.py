@@ -349,4 +349,3 @@ def test_seed_003_backoff_honours_retry_after(
     answer = namespace["send_with_backoff"](payload)
     assert answer["message_id"] == smsroute.messages()["messages"][0]["id"]
     assert waits == [3, 3, 3, 3]
-

@@ -84,7 +84,10 @@ def test_fetch_returns_what_create_made(emulator: EmulatorThread) -> None:
     created = client.messages.create(body="fetch me", from_=FROM, to=TO)
     fetched = client.messages(created.sid).fetch()
     assert (fetched.sid, fetched.body, fetched.to, fetched.status) == (
-        created.sid, "fetch me", TO, "queued"
+        created.sid,
+        "fetch me",
+        TO,
+        "queued",
     )
 
 
@@ -389,8 +392,12 @@ def test_public_url_behind_a_proxy() -> None:
 
 def test_repeated_parameter_names_sign_the_same() -> None:
     url = "https://hooks.example.com/inbound"
-    fields = [("To", "+15017122661"), ("MediaUrl", "https://b.example/2"),
-              ("From", "+15558675310"), ("MediaUrl", "https://a.example/1")]
+    fields = [
+        ("To", "+15017122661"),
+        ("MediaUrl", "https://b.example/2"),
+        ("From", "+15558675310"),
+        ("MediaUrl", "https://a.example/1"),
+    ]
     signature = twilio_signature(TOKEN, url, fields)
     assert RequestValidator(TOKEN).validate(url, MultiDict(fields), signature)
     assert RequestValidator(TOKEN).compute_signature(url, MultiDict(fields)) == signature
@@ -429,8 +436,13 @@ def test_emulator_inbound_webhook_validates_with_request_validator(
 
     answer = requests.post(
         f"{emulator.url}/_emulator/inbound",
-        json={"from": "+15558675310", "to": FROM, "body": "STOP", "media": [IMAGE],
-              "url": f"{webhook_receiver.url}/inbound"},
+        json={
+            "from": "+15558675310",
+            "to": FROM,
+            "body": "STOP",
+            "media": [IMAGE],
+            "url": f"{webhook_receiver.url}/inbound",
+        },
         timeout=10,
     )
     assert answer.status_code == 200, answer.text
@@ -463,7 +475,9 @@ def form_request(url: str, form: dict[str, str], signature: str) -> WebhookReque
     return WebhookRequest(
         url=url,
         method="POST",
-        headers={"X-Twilio-Signature": signature,
-                 "Content-Type": "application/x-www-form-urlencoded"},
+        headers={
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
         body=urlencode(form).encode(),
     )

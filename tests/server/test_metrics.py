@@ -101,13 +101,17 @@ def test_worker_metrics_sent_latency_and_circuits(
     emulator = TwilioEmulator(callbacks=Callbacks(delay=0.05))
     with emulator.run_in_thread():
         running = server_factory(
-            sqlite_url, worker=True, background=False,
+            sqlite_url,
+            worker=True,
+            background=False,
             config={"providers": {"twilio": {"url": emulator.provider_url()}}},
         )
         follower: EventFollower = running.thread.app.state.follower
         follower.step()
-        ids = [running.post("/v1/messages", json={"to": "+15555550100", "body": f"m{n}"})
-               .json()["id"] for n in range(3)]
+        ids = [
+            running.post("/v1/messages", json={"to": "+15555550100", "body": f"m{n}"}).json()["id"]
+            for n in range(3)
+        ]
         deadline = time.monotonic() + 20
         while {running.outbox.status(m).status.value for m in ids} != {"delivered"}:
             assert time.monotonic() < deadline
@@ -123,35 +127,61 @@ def test_worker_metrics_sent_latency_and_circuits(
     assert metrics[("smsgate_circuit_state", (("provider", "twilio"), ("state", "open")))] == 0
 
 
-def row(event_id: int, from_status: str | None, to_status: str, source: str = "worker:w",
-        last_error: str | None = None) -> EventRow:
+def row(
+    event_id: int,
+    from_status: str | None,
+    to_status: str,
+    source: str = "worker:w",
+    last_error: str | None = None,
+) -> EventRow:
     return EventRow(
-        id=event_id, message_id="msg_1", at=100.0, from_status=from_status,
-        to_status=to_status, source=source, reason=None, provider="twilio", attempt=1,
-        to="+15555550100", route="otp", purpose="otp", sender=None, created_at=90.0,
-        send_at=None, last_error=last_error, provider_message_id=None, payload=None,
+        id=event_id,
+        message_id="msg_1",
+        at=100.0,
+        from_status=from_status,
+        to_status=to_status,
+        source=source,
+        reason=None,
+        provider="twilio",
+        attempt=1,
+        to="+15555550100",
+        route="otp",
+        purpose="otp",
+        sender=None,
+        created_at=90.0,
+        send_at=None,
+        last_error=last_error,
+        provider_message_id=None,
+        payload=None,
     )
 
 
 def test_retries_and_error_kinds() -> None:
     metrics = Metrics()
-    metrics.observe([
-        row(1, None, "queued", source="submit"),
-        row(2, "queued", "sending"),
-        row(3, "sending", "queued", last_error='{"error": "transient"}'),
-        row(4, "queued", "sending"),
-        row(5, "sending", "rejected", last_error='{"error": "invalid_recipient"}'),
-        row(6, "rejected", "rejected", source="webhook:twilio"),
-    ])
+    metrics.observe(
+        [
+            row(1, None, "queued", source="submit"),
+            row(2, "queued", "sending"),
+            row(3, "sending", "queued", last_error='{"error": "transient"}'),
+            row(4, "queued", "sending"),
+            row(5, "sending", "rejected", last_error='{"error": "invalid_recipient"}'),
+            row(6, "rejected", "rejected", source="webhook:twilio"),
+        ]
+    )
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(metrics.render().decode())
         for s in family.samples
     }
     assert samples[("smsgate_send_retries_total", (("provider", "twilio"), ("route", "otp")))] == 1
-    rejected = ("smsgate_messages_failed_total", (
-        ("error", "invalid_recipient"), ("provider", "twilio"), ("route", "otp"),
-        ("status", "rejected"),
-    ))
+    rejected = (
+        "smsgate_messages_failed_total",
+        (
+            ("error", "invalid_recipient"),
+            ("provider", "twilio"),
+            ("route", "otp"),
+            ("status", "rejected"),
+        ),
+    )
     assert samples[rejected] == 1  # the stale receipt after it changed nothing
     assert samples[("smsgate_messages_submitted_total", (("purpose", "otp"),))] == 1

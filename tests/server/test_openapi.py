@@ -75,8 +75,13 @@ def test_no_server_errors_and_answers_match_the_schema(served: tuple[str, str]) 
 
 def _explore(operation: Any, url: str, key: str, calls: dict[str, int]) -> None:
     @given(case=operation.as_strategy())
-    @settings(max_examples=25, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=25,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def check(case: Any) -> None:
         calls[operation.label] = calls.get(operation.label, 0) + 1
         case.call_and_validate(

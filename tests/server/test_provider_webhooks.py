@@ -135,12 +135,15 @@ def test_an_opt_out_the_provider_reports_suppresses_the_recipient(gateway: Runni
     assert response.status_code == 200
     (item,) = gateway.get("/v1/suppressions").json()["items"]
     assert (item["recipient"], item["our_number"], item["source"]) == (
-        "+15555550100", "+15005550006", "provider",
+        "+15555550100",
+        "+15005550006",
+        "provider",
     )  # the provider's own number: the message named none
     refused = gateway.post("/v1/messages", json={"to": "+15555550100", "body": "again"})
     assert refused.status_code == 422 and refused.json()["error"] == "opted_out"
     assert callback(gateway, mid, "undelivered", extra={"ErrorCode": "21610"}).json() == {
-        "received": 1, "stored": 0,
+        "received": 1,
+        "stored": 0,
     }
 
 
@@ -268,7 +271,8 @@ def test_emulator_receipts_flip_states_live(
     emulator = TwilioEmulator(callbacks=Callbacks(delay=0.05, outcomes={outcome: 1.0}))
     with emulator.run_in_thread() as twilio:
         gateway = server_factory(
-            store_url, worker=True,
+            store_url,
+            worker=True,
             config={"providers": {"twilio": {"url": emulator.provider_url()}}},
         )
         ids = [queued(gateway, f"message {n}") for n in range(5)]

@@ -35,8 +35,20 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'k.db'}"
-    made = run("keys", "create", "billing", "--store", store, "--purpose", "otp",
-               "--rate", "10/s", "--quota", "1000/d", "--json")
+    made = run(
+        "keys",
+        "create",
+        "billing",
+        "--store",
+        store,
+        "--purpose",
+        "otp",
+        "--rate",
+        "10/s",
+        "--quota",
+        "1000/d",
+        "--json",
+    )
     key = json.loads(made.stdout)
     assert key["key"].startswith("sgk_") and key["purposes"] == ["otp"]
     listed = json.loads(run("keys", "list", "--store", store, "--json").stdout)
@@ -60,7 +72,9 @@ def test_serve_sends_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
         key = run("keys", "create", "app", "--config", str(config)).stdout.strip()
         proc = subprocess.Popen(
             [*SMSGATE, "serve", "--config", str(config), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         try:
             assert proc.stdout is not None
@@ -71,21 +85,28 @@ def test_serve_sends_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
             session = requests.Session()
             session.headers["Authorization"] = f"Bearer {key}"
             ids = [
-                session.post(f"{url}/v1/messages", timeout=10,
-                             json={"to": "+15555550100", "body": f"hello {n}"}).json()["id"]
+                session.post(
+                    f"{url}/v1/messages",
+                    timeout=10,
+                    json={"to": "+15555550100", "body": f"hello {n}"},
+                ).json()["id"]
                 for n in range(20)
             ]
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                states = {session.get(f"{url}/v1/messages/{m}", timeout=10).json()["status"]
-                          for m in ids}
+                states = {
+                    session.get(f"{url}/v1/messages/{m}", timeout=10).json()["status"] for m in ids
+                }
                 if states == {"delivered"}:
                     break
                 time.sleep(0.1)
             assert states == {"delivered"}  # sent by the worker, receipts by signed webhook
             ids += [
-                session.post(f"{url}/v1/messages", timeout=10,
-                             json={"to": "+15555550101", "body": f"late {n}"}).json()["id"]
+                session.post(
+                    f"{url}/v1/messages",
+                    timeout=10,
+                    json={"to": "+15555550101", "body": f"late {n}"},
+                ).json()["id"]
                 for n in range(50)
             ]
             proc.send_signal(signal.SIGTERM)
@@ -113,11 +134,13 @@ def test_serving_in_an_event_loop_is_what_the_demo_runs(tmp_path: Path) -> None:
     async def scenario() -> list[Status]:
         emulator = TwilioEmulator(callbacks=Callbacks(delay=0.05))
         async with emulator.serving():
-            config = Config.from_dict({
-                "store": f"sqlite:///{tmp_path / 'demo.db'}",
-                "providers": {"twilio": {"url": emulator.provider_url()}},
-                "worker": {"concurrency": 4},
-            })
+            config = Config.from_dict(
+                {
+                    "store": f"sqlite:///{tmp_path / 'demo.db'}",
+                    "providers": {"twilio": {"url": emulator.provider_url()}},
+                    "worker": {"concurrency": 4},
+                }
+            )
             with Outbox(config.store, migrate=True) as outbox:
 
                 def make(url: str) -> FastAPI:
@@ -126,8 +149,10 @@ def test_serving_in_an_event_loop_is_what_the_demo_runs(tmp_path: Path) -> None:
 
                 async with serving(make) as served:
                     assert served.url.startswith("http://127.0.0.1:")
-                    ids = [outbox.submit(Message(to="+15555550100", body=f"demo {n}"))
-                           for n in range(3)]
+                    ids = [
+                        outbox.submit(Message(to="+15555550100", body=f"demo {n}"))
+                        for n in range(3)
+                    ]
                     for _ in range(200):
                         statuses = [(await outbox.astatus(m)).status for m in ids]
                         if set(statuses) == {Status.DELIVERED}:

@@ -15,8 +15,7 @@ if TYPE_CHECKING:
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="smsgate.toml (default: $SMSGATE_CONFIG).",
-                 dir_okay=False),
+    typer.Option("--config", "-c", help="smsgate.toml (default: $SMSGATE_CONFIG).", dir_okay=False),
 ]
 StoreOption = Annotated[
     str | None, typer.Option("--store", help="Store URL (instead of the config's store).")
@@ -25,7 +24,9 @@ StoreOption = Annotated[
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
-        name="keys", help="API keys for smsgate serve.", no_args_is_help=True,
+        name="keys",
+        help="API keys for smsgate serve.",
+        no_args_is_help=True,
         rich_markup_mode=None,
     )
     group.command("create")(create)
@@ -38,8 +39,9 @@ def create(
     name: Annotated[str, typer.Argument(help="What the key is for, e.g. billing-service.")],
     purpose: Annotated[
         list[str] | None,
-        typer.Option("--purpose", help="Allow only this purpose (repeatable): "
-                     "transactional, otp, marketing."),
+        typer.Option(
+            "--purpose", help="Allow only this purpose (repeatable): transactional, otp, marketing."
+        ),
     ] = None,
     sender: Annotated[
         list[str] | None, typer.Option("--sender", help="Allow only this sender (repeatable).")
@@ -66,16 +68,29 @@ def create(
         try:
             made = create_key(
                 ServerStore.of(outbox),
-                name, purposes=purpose or (), senders=sender or (), rate=rate, burst=burst,
+                name,
+                purposes=purpose or (),
+                senders=sender or (),
+                rate=rate,
+                burst=burst,
                 quota=quota,
             )
         except ConfigError as exc:
             common.fail(str(exc))
     record = made.record
     if as_json:
-        common.print_json({"id": record.id, "name": record.name, "key": made.key,
-                           "purposes": record.purposes, "senders": record.senders,
-                           "rate": record.rate, "burst": record.burst, "quota": record.quota})
+        common.print_json(
+            {
+                "id": record.id,
+                "name": record.name,
+                "key": made.key,
+                "purposes": record.purposes,
+                "senders": record.senders,
+                "rate": record.rate,
+                "burst": record.burst,
+                "quota": record.quota,
+            }
+        )
         return
     print(made.key)
     limits = [
@@ -84,20 +99,33 @@ def create(
         f"rate {record.rate}" if record.rate else "no rate limit",
         f"quota {record.quota}" if record.quota else "no quota",
     ]
-    print(f"key {record.id} ({record.name}): {'; '.join(limits)}. "
-          "Store it now: it cannot be shown again.", file=sys.stderr)
+    print(
+        f"key {record.id} ({record.name}): {'; '.join(limits)}. "
+        "Store it now: it cannot be shown again.",
+        file=sys.stderr,
+    )
 
 
-def list_keys(config: ConfigOption = None, store: StoreOption = None,
-              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_keys(
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """List keys (never their secrets)."""
     from smsgate.server.store import ServerStore
 
     with _outbox(config, store) as outbox:
         keys = ServerStore.of(outbox).list_keys()
     rows = [
-        {"id": k.id, "name": k.name, "purposes": k.purposes, "senders": k.senders,
-         "rate": k.rate, "quota": k.quota, "revoked": k.revoked_at is not None}
+        {
+            "id": k.id,
+            "name": k.name,
+            "purposes": k.purposes,
+            "senders": k.senders,
+            "rate": k.rate,
+            "quota": k.quota,
+            "revoked": k.revoked_at is not None,
+        }
         for k in keys
     ]
     if as_json:
@@ -117,9 +145,7 @@ def revoke(
     from smsgate.server.store import ServerStore
 
     with _outbox(config, store) as outbox:
-        done = ServerStore.of(outbox).revoke_key(
-            key_id, outbox.clock.time()
-        )
+        done = ServerStore.of(outbox).revoke_key(key_id, outbox.clock.time())
     if not done:
         common.fail(f"no active key {key_id!r}; see smsgate keys list", 1)
     print(f"revoked {key_id}")

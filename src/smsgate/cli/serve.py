@@ -17,8 +17,9 @@ def register(app: typer.Typer) -> None:
 def serve(
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="smsgate.toml (default: $SMSGATE_CONFIG).",
-                     dir_okay=False),
+        typer.Option(
+            "--config", "-c", help="smsgate.toml (default: $SMSGATE_CONFIG).", dir_okay=False
+        ),
     ] = None,
     host: Annotated[
         str | None, typer.Option("--host", help="Address to listen on [default: 127.0.0.1].")
@@ -50,8 +51,9 @@ def serve(
     def ready(url: str) -> None:
         worker = "with a worker" if settings.worker and resolved.providers else "API only"
         print(f"smsgate serving {url} ({worker}); store {resolved.masked()['store']}", flush=True)
-        print(f"API docs: {url}/docs  OpenAPI: {url}/openapi.json  metrics: {url}/metrics",
-              flush=True)
+        print(
+            f"API docs: {url}/docs  OpenAPI: {url}/openapi.json  metrics: {url}/metrics", flush=True
+        )
 
     try:
         run(resolved, settings, log_level=log_level.lower(), on_ready=ready)

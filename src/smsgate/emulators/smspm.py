@@ -247,8 +247,10 @@ class SmspmEmulator(Emulator):
 
     async def _h_inbound(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"error": "SMSPM inbound webhooks are not emulated: their format is not documented "
-                      "in smsgate's provider notes"},
+            {
+                "error": "SMSPM inbound webhooks are not emulated: their format is not documented "
+                "in smsgate's provider notes"
+            },
             status=501,
         )
 

@@ -68,7 +68,9 @@ _OUTCOMES: dict[Outcome, tuple[int, str, str]] = {
     Outcome.INVALID_TO: (400, "invalid_number", "{to} is not a valid phone number"),
     Outcome.UNREACHABLE: (422, "unreachable_number", "{to} is not reachable"),
     Outcome.REGION_NOT_ENABLED: (
-        403, "region_not_enabled", "sending to {to}'s country is not enabled on this account"
+        403,
+        "region_not_enabled",
+        "sending to {to}'s country is not enabled on this account",
     ),
     Outcome.OPTED_OUT: (403, "recipient_opted_out", "{to} has opted out (replied STOP)"),
     Outcome.NOT_MOBILE: (422, "not_mobile", "{to} is not a mobile number"),
@@ -215,7 +217,9 @@ class SmsrouteEmulator(Emulator):
                 )
             if len(recipients) > MAX_BULK:
                 raise ApiError(
-                    400, "too_many_recipients", f"at most {MAX_BULK} recipients per request",
+                    400,
+                    "too_many_recipients",
+                    f"at most {MAX_BULK} recipients per request",
                     "recipients",
                 )
             items = [_recipient_item(item, i) for i, item in enumerate(recipients)]
@@ -274,7 +278,8 @@ class SmsrouteEmulator(Emulator):
         sender = _required(body, "from")
         if not _SENDER.fullmatch(sender):
             raise ApiError(
-                400, "invalid_sender",
+                400,
+                "invalid_sender",
                 f"from {sender!r} must be an alphanumeric id of at most 11 characters or a number",
                 "from",
             )
@@ -285,8 +290,10 @@ class SmsrouteEmulator(Emulator):
             )
         if len(text) > MAX_MESSAGE:
             raise ApiError(
-                400, "message_too_long",
-                f"message is {len(text)} characters; at most {MAX_MESSAGE}", "message",
+                400,
+                "message_too_long",
+                f"message is {len(text)} characters; at most {MAX_MESSAGE}",
+                "message",
             )
         return sender, text
 
@@ -296,8 +303,10 @@ class SmsrouteEmulator(Emulator):
         used_for, message_id = self._keys[key]
         if used_for != fingerprint:
             raise ApiError(
-                409, "idempotency_key_reused",
-                "this Idempotency-Key was used for a different message", "Idempotency-Key",
+                409,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different message",
+                "Idempotency-Key",
             )
         return self.by_id[message_id]
 
@@ -313,14 +322,21 @@ class SmsrouteEmulator(Emulator):
         cost = segments(text).segments * recipients
         if cost > self.balance:
             raise ApiError(
-                402, "insufficient_funds",
+                402,
+                "insufficient_funds",
                 f"this send needs {cost} credits and the balance is {self.balance}",
             )
         self.balance -= cost
 
     def _store(
-        self, to: str, sender: str, text: str, body: dict[str, Any], key: str | None,
-        reference: str, batch_id: str | None = None,
+        self,
+        to: str,
+        sender: str,
+        text: str,
+        body: dict[str, Any],
+        key: str | None,
+        reference: str,
+        batch_id: str | None = None,
     ) -> EmulatedMessage:
         from smsgate.encoding import segments
 
@@ -427,7 +443,9 @@ def _recipient_item(item: Any, index: int) -> tuple[str, str, str | None]:
         key = item.get("idempotency_key")
         return item["to"].strip(), str(item.get("reference") or ""), str(key) if key else None
     raise ApiError(
-        400, "invalid_request", f"recipients[{index}] must be a number or an object with 'to'",
+        400,
+        "invalid_request",
+        f"recipients[{index}] must be a number or an object with 'to'",
         f"recipients[{index}]",
     )
 
@@ -438,7 +456,8 @@ def _check_e164(number: str, field: str) -> None:
 
     if not _E164.fullmatch(number):
         raise ApiError(
-            400, "invalid_number",
+            400,
+            "invalid_number",
             f"{field} {number!r} is not E.164: a leading +, the country code and the number, "
             "no spaces, dashes or parentheses (e.g. +15555550100)",
             field,

@@ -45,27 +45,62 @@ PART_COST = "0.0040"
 
 _MAGIC: dict[Outcome, tuple[int, str, str, str, str]] = {
     # outcome: (HTTP status, code, title, detail, pointer)
-    Outcome.INVALID_TO: (422, "10002", "Invalid phone number", "The phone number is invalid.",
-                         "/to"),
-    Outcome.UNREACHABLE: (422, "10001", "Inactive phone number", "The phone number is inactive.",
-                          "/to"),
-    Outcome.NOT_MOBILE: (400, "40310", "Invalid 'to' address",
-                         "The 'to' address should be a single valid mobile number.", "/to"),
-    Outcome.REGION_NOT_ENABLED: (403, "10010", "Authorization failed",
-                                 "The messaging profile may not send to this destination region.",
-                                 "/to"),
-    Outcome.OPTED_OUT: (409, "40300", "Blocked due to STOP message",
-                        "Messages cannot be sent from '{sender}' to '{to}' due to an existing "
-                        "block rule.", "/to"),
-    Outcome.INVALID_FROM: (400, "40305", "Invalid 'from' address",
-                           "The 'from' address should be a valid number on your account.",
-                           "/from"),
-    Outcome.FROM_NOT_OWNED: (400, "40305", "Invalid 'from' address",
-                             "The 'from' address should be a valid number on your account.",
-                             "/from"),
-    Outcome.FROM_QUEUE_FULL: (429, "10011", "Too many requests",
-                              "You have exceeded the maximum number of allowed requests.",
-                              "/from"),
+    Outcome.INVALID_TO: (
+        422,
+        "10002",
+        "Invalid phone number",
+        "The phone number is invalid.",
+        "/to",
+    ),
+    Outcome.UNREACHABLE: (
+        422,
+        "10001",
+        "Inactive phone number",
+        "The phone number is inactive.",
+        "/to",
+    ),
+    Outcome.NOT_MOBILE: (
+        400,
+        "40310",
+        "Invalid 'to' address",
+        "The 'to' address should be a single valid mobile number.",
+        "/to",
+    ),
+    Outcome.REGION_NOT_ENABLED: (
+        403,
+        "10010",
+        "Authorization failed",
+        "The messaging profile may not send to this destination region.",
+        "/to",
+    ),
+    Outcome.OPTED_OUT: (
+        409,
+        "40300",
+        "Blocked due to STOP message",
+        "Messages cannot be sent from '{sender}' to '{to}' due to an existing block rule.",
+        "/to",
+    ),
+    Outcome.INVALID_FROM: (
+        400,
+        "40305",
+        "Invalid 'from' address",
+        "The 'from' address should be a valid number on your account.",
+        "/from",
+    ),
+    Outcome.FROM_NOT_OWNED: (
+        400,
+        "40305",
+        "Invalid 'from' address",
+        "The 'from' address should be a valid number on your account.",
+        "/from",
+    ),
+    Outcome.FROM_QUEUE_FULL: (
+        429,
+        "10011",
+        "Too many requests",
+        "You have exceeded the maximum number of allowed requests.",
+        "/from",
+    ),
 }
 #: emulator outcome -> (final to[].status, error code, error title)
 _FINALS: dict[str, tuple[str, str | None, str | None]] = {
@@ -76,10 +111,15 @@ _FINALS: dict[str, tuple[str, str | None, str | None]] = {
 }
 
 
-def telnyx_error(status: int, code: str, title: str, detail: str,
-                 pointer: str | None = None) -> web.Response:
-    error: dict[str, Any] = {"code": code, "title": title, "detail": detail,
-                             "meta": {"url": f"https://developers.telnyx.com/api/errors/{code}"}}
+def telnyx_error(
+    status: int, code: str, title: str, detail: str, pointer: str | None = None
+) -> web.Response:
+    error: dict[str, Any] = {
+        "code": code,
+        "title": title,
+        "detail": detail,
+        "meta": {"url": f"https://developers.telnyx.com/api/errors/{code}"},
+    }
     if pointer:
         error["source"] = {"pointer": pointer}
     return web.json_response({"errors": [error]}, status=status)
@@ -97,8 +137,14 @@ class TelnyxEmulator(Emulator):
     default_profile = "40017c2f-5a3b-4c3e-9a7f-000000000001"
     outcome_names = tuple(_FINALS)
 
-    def __init__(self, *, signing_key: str | None = None, profile: str | None = None,
-                 webhook_url: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        signing_key: str | None = None,
+        profile: str | None = None,
+        webhook_url: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if signing_key:
             seed = base64.b64decode(signing_key.replace(" ", "+"))
@@ -119,8 +165,10 @@ class TelnyxEmulator(Emulator):
         return base64.b64encode(raw).decode()
 
     def provider_url(self) -> str:
-        return (f"telnyx://{self.credentials}@{self.default_sender}?base_url={self.url}"
-                f"&profile={self.profile}&public_key={quote(self.public_key, safe='')}")
+        return (
+            f"telnyx://{self.credentials}@{self.default_sender}?base_url={self.url}"
+            f"&profile={self.profile}&public_key={quote(self.public_key, safe='')}"
+        )
 
     def describe(self) -> list[str]:
         return [*super().describe(), f"webhook public key (public_key=): {self.public_key}"]
@@ -131,10 +179,13 @@ class TelnyxEmulator(Emulator):
 
     def error_response(self, status: int, kind: str) -> web.Response:
         if kind == "throttled":
-            return telnyx_error(429, "10011", "Too many requests",
-                                "You have exceeded the maximum number of allowed requests.")
-        return telnyx_error(status, "10007", "Unexpected error",
-                            "An unexpected error occured.")
+            return telnyx_error(
+                429,
+                "10011",
+                "Too many requests",
+                "You have exceeded the maximum number of allowed requests.",
+            )
+        return telnyx_error(status, "10007", "Unexpected error", "An unexpected error occured.")
 
     def summary(self) -> dict[str, Any]:
         return {**super().summary(), "idempotent_replays": self.idempotent_replays}
@@ -147,9 +198,13 @@ class TelnyxEmulator(Emulator):
     def _check_auth(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         if not secrets.compare_digest(header.encode(), f"Bearer {self.credentials}".encode()):
-            return telnyx_error(401, "10009", "Authentication failed",
-                                "The required authentication headers were either invalid or not "
-                                "included in the request.")
+            return telnyx_error(
+                401,
+                "10009",
+                "Authentication failed",
+                "The required authentication headers were either invalid or not "
+                "included in the request.",
+            )
         return None
 
     def _record(self, m: EmulatedMessage) -> dict[str, Any]:
@@ -162,11 +217,18 @@ class TelnyxEmulator(Emulator):
             "type": "MMS" if m.media else "SMS",
             "messaging_profile_id": m.fields.get("messaging_profile_id") or self.profile,
             "from": {"phone_number": m.sender, "carrier": "Telnyx", "line_type": "Wireless"},
-            "to": [{"phone_number": m.to, "status": m.status, "carrier": "Emulated Wireless",
-                    "line_type": "Wireless"}],
+            "to": [
+                {
+                    "phone_number": m.to,
+                    "status": m.status,
+                    "carrier": "Emulated Wireless",
+                    "line_type": "Wireless",
+                }
+            ],
             "text": m.body,
-            "media": [{"url": url, "content_type": None, "sha256": None, "size": None}
-                      for url in m.media],
+            "media": [
+                {"url": url, "content_type": None, "sha256": None, "size": None} for url in m.media
+            ],
             "webhook_url": m.callback_url,
             "encoding": m.fields.get("encoding", "GSM-7"),
             "parts": m.segments,
@@ -197,29 +259,53 @@ class TelnyxEmulator(Emulator):
         to, sender = body.get("to"), str(body.get("from") or "")
         if isinstance(to, list):
             if len(to) != 1:
-                return telnyx_error(400, "40310", "Invalid 'to' address",
-                                    "Multi-destination messages are not currently supported.",
-                                    "/to")
+                return telnyx_error(
+                    400,
+                    "40310",
+                    "Invalid 'to' address",
+                    "Multi-destination messages are not currently supported.",
+                    "/to",
+                )
             to = to[0]
         if not to:
-            return telnyx_error(422, "10004", "Missing required parameter",
-                                "The 'to' parameter is required.", "/to")
+            return telnyx_error(
+                422, "10004", "Missing required parameter", "The 'to' parameter is required.", "/to"
+            )
         to = str(to)
         if not sender:
-            return telnyx_error(422, "10004", "Missing required parameter",
-                                "The 'from' parameter is required.", "/from")
+            return telnyx_error(
+                422,
+                "10004",
+                "Missing required parameter",
+                "The 'from' parameter is required.",
+                "/from",
+            )
         text = str(body.get("text") or "")
         media = body.get("media_urls") or []
         if not text and not media:
-            return telnyx_error(422, "10004", "Missing required parameter",
-                                "Either 'text' or 'media_urls' is required.", "/text")
+            return telnyx_error(
+                422,
+                "10004",
+                "Missing required parameter",
+                "Either 'text' or 'media_urls' is required.",
+                "/text",
+            )
         if not isinstance(media, list) or len(media) > 10:
-            return telnyx_error(422, "10015", "Bad Request",
-                                "'media_urls' must be a list of at most 10 URLs.", "/media_urls")
+            return telnyx_error(
+                422,
+                "10015",
+                "Bad Request",
+                "'media_urls' must be a list of at most 10 URLs.",
+                "/media_urls",
+            )
         if not to.startswith("+") or not _possible(to):
-            return telnyx_error(422, "10016", "Phone number must be in +E.164 format",
-                                "The specified phone number parameter must be in +E.164 format.",
-                                "/to")
+            return telnyx_error(
+                422,
+                "10016",
+                "Phone number must be in +E.164 format",
+                "The specified phone number parameter must be in +E.164 format.",
+                "/to",
+            )
         outcome = magic_outcome(to, sender)
         if outcome is None and (to, sender) in self.blocked:
             outcome = Outcome.OPTED_OUT
@@ -259,8 +345,12 @@ class TelnyxEmulator(Emulator):
             return denied
         message = self.by_id.get(request.match_info["id"])
         if message is None:
-            return telnyx_error(404, "10005", "Resource not found",
-                                "The requested resource or URL could not be found.")
+            return telnyx_error(
+                404,
+                "10005",
+                "Resource not found",
+                "The requested resource or URL could not be found.",
+            )
         return web.json_response({"data": self._record(message)})
 
     # -- webhooks -----------------------------------------------------------------------------
@@ -273,8 +363,13 @@ class TelnyxEmulator(Emulator):
 
     async def _event(self, url: str, event_type: str, payload: dict[str, Any]) -> int:
         event = {
-            "data": {"event_type": event_type, "id": str(uuid.uuid4()),
-                     "occurred_at": _now_iso(), "payload": payload, "record_type": "event"},
+            "data": {
+                "event_type": event_type,
+                "id": str(uuid.uuid4()),
+                "occurred_at": _now_iso(),
+                "payload": payload,
+                "record_type": "event",
+            },
             "meta": {"attempt": 1, "delivered_to": url},
         }
         body = json.dumps(event).encode()
@@ -289,8 +384,9 @@ class TelnyxEmulator(Emulator):
             await self._event(message.callback_url, "message.sent", self._record(message))
         message.status = final
         if code:
-            message.fields["errors"] = [{"code": code, "title": title,
-                                         "detail": f"{title} (emulated outcome {outcome!r})"}]
+            message.fields["errors"] = [
+                {"code": code, "title": title, "detail": f"{title} (emulated outcome {outcome!r})"}
+            ]
         await self._event(message.callback_url, "message.finalized", self._record(message))
 
     async def post_inbound(
@@ -307,10 +403,19 @@ class TelnyxEmulator(Emulator):
             "id": str(uuid.uuid4()),
             "type": "MMS" if media else "SMS",
             "messaging_profile_id": self.profile,
-            "from": {"phone_number": sender, "carrier": "Emulated Wireless",
-                     "line_type": "Wireless"},
-            "to": [{"phone_number": to, "status": "webhook_delivered", "carrier": "Telnyx",
-                    "line_type": "Wireless"}],
+            "from": {
+                "phone_number": sender,
+                "carrier": "Emulated Wireless",
+                "line_type": "Wireless",
+            },
+            "to": [
+                {
+                    "phone_number": to,
+                    "status": "webhook_delivered",
+                    "carrier": "Telnyx",
+                    "line_type": "Wireless",
+                }
+            ],
             "text": body,
             "media": [{"url": item, "content_type": "image/jpeg"} for item in media],
             "received_at": _now_iso(),

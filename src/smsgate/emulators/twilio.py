@@ -268,4 +268,3 @@ class TwilioEmulator(Emulator):
             "Content-Type": "application/x-www-form-urlencoded",
         }
         return await self.post(url, data=fields, headers=headers)
-

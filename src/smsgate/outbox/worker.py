@@ -625,7 +625,9 @@ class Worker:
                     provider, provider.afetch_status(row.provider_message_id)
                 )
             else:
-                found = await self._call(provider, provider.areconcile(message, since=row.created_at))
+                found = await self._call(
+                    provider, provider.areconcile(message, since=row.created_at)
+                )
         except SmsgateError as error:
             lookup = AmbiguousSend(f"looking the message up failed: {error}", provider=name)
             decision = self.router.decide(

@@ -337,7 +337,9 @@ class Provider(ABC):
         """Ask the provider where a message is now."""
         raise UnsupportedFeature(f"{self.display_name} has no status lookup", provider=self.name)
 
-    async def areconcile(self, message: Message, *, since: float | None = None) -> SendResult | None:
+    async def areconcile(
+        self, message: Message, *, since: float | None = None
+    ) -> SendResult | None:
         """Find a message whose send was ambiguous; None when the provider has no record of it.
 
         ``since`` (epoch seconds) is when the message was stored: nothing the provider created

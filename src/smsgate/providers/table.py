@@ -99,13 +99,22 @@ def current_table(document: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m smsgate.providers.table",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m smsgate.providers.table",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--write", action="store_true", help="update the table in the document")
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if the document's table is not the generated one")
-    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC,
-                        help=f"the document to update or check (default {DEFAULT_DOC})")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the document's table is not the generated one",
+    )
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=DEFAULT_DOC,
+        help=f"the document to update or check (default {DEFAULT_DOC})",
+    )
     args = parser.parse_args(argv)
     table = render()
     if not args.write and not args.check:
@@ -116,8 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.check:
             if current_table(document) == table:
                 return 0
-            print(f"{args.doc} is out of date; run python -m smsgate.providers.table --write",
-                  file=sys.stderr)
+            print(
+                f"{args.doc} is out of date; run python -m smsgate.providers.table --write",
+                file=sys.stderr,
+            )
             return 1
         args.doc.write_text(replace_table(document, table), encoding="utf-8")
     except (OSError, ValueError) as exc:

@@ -227,7 +227,9 @@ class TwilioProvider(HttpProvider):
             raw=data,
         )
 
-    async def areconcile(self, message: Message, *, since: float | None = None) -> SendResult | None:
+    async def areconcile(
+        self, message: Message, *, since: float | None = None
+    ) -> SendResult | None:
         """Find an ambiguously sent message by recipient, sender and body (newest first)."""
         params = {"To": message.to, "PageSize": "50"}
         sender = self.sender_for(message)

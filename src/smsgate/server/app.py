@@ -42,7 +42,6 @@ from smsgate.server.webhooks_out import RetrySchedule, WebhookDispatcher
 logger = logging.getLogger("smsgate.server")
 
 
-
 def callback_url(public_url: str, provider: str) -> str:
     """Where ``provider`` should send delivery receipts for this server."""
     return f"{public_url.rstrip('/')}/webhooks/{provider}/status"
@@ -92,16 +91,16 @@ def create_app(
             chosen: Mapping[str, Provider] = sender.providers
         else:
             chosen = build_providers(config)
-        prepare_providers(
-            chosen, settings.public_url if settings.request_receipts else None, clock
-        )
+        prepare_providers(chosen, settings.public_url if settings.request_receipts else None, clock)
     except BaseException:
         if owned:
             box.close()
         raise
     metrics = Metrics()
     dispatcher = WebhookDispatcher(
-        store, clock=clock, schedule=RetrySchedule(horizon=settings.webhook_retry_horizon),
+        store,
+        clock=clock,
+        schedule=RetrySchedule(horizon=settings.webhook_retry_horizon),
         timeout=settings.webhook_timeout,
     )
     svc = Services(
@@ -206,7 +205,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {})["bearer"] = {
-        "type": "http", "scheme": "bearer", "description": "sgk_... from smsgate keys create",
+        "type": "http",
+        "scheme": "bearer",
+        "description": "sgk_... from smsgate keys create",
     }
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():

@@ -229,7 +229,10 @@ class ApiKeyMiddleware:
         key = await self.authenticator.authenticate(header)
         if key is None:
             await _deny(
-                send, 401, "unauthorized", "a valid API key is required",
+                send,
+                401,
+                "unauthorized",
+                "a valid API key is required",
                 "send Authorization: Bearer sgk_... (smsgate keys create NAME makes one)",
                 {"WWW-Authenticate": 'Bearer realm="smsgate"'},
             )
@@ -239,7 +242,9 @@ class ApiKeyMiddleware:
             if wait > 0:
                 seconds = max(1, math.ceil(wait))
                 await _deny(
-                    send, 429, "rate_limited",
+                    send,
+                    429,
+                    "rate_limited",
                     f"API key {key.name!r} is over its rate of {key.bucket.rate}",
                     f"retry after {seconds} s or ask for a higher rate",
                     {"Retry-After": str(seconds)},

@@ -66,7 +66,10 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "error": self.error, "message": self.message, "field": self.field, "fix": self.fix
+            "error": self.error,
+            "message": self.message,
+            "field": self.field,
+            "fix": self.fix,
         }
         if self.problems:
             body["errors"] = self.problems
@@ -86,8 +89,9 @@ async def send_json(send: Send, status: int, body: Any, headers: dict[str, str])
 
 
 def not_found(what: str, ident: str, field: str = "id") -> ApiError:
-    return ApiError(404, "not_found", f"no {what} {ident!r}", field=field,
-                    fix=f"check the {what} id")
+    return ApiError(
+        404, "not_found", f"no {what} {ident!r}", field=field, fix=f"check the {what} id"
+    )
 
 
 def from_smsgate(error: SmsgateError) -> ApiError:
@@ -97,8 +101,9 @@ def from_smsgate(error: SmsgateError) -> ApiError:
     headers = None
     if isinstance(error, RateLimited) and error.retry_after is not None:
         headers = {"Retry-After": str(max(1, round(error.retry_after)))}
-    return ApiError(status, error.kind, message, field=error.field, fix=fix or None,
-                    headers=headers)
+    return ApiError(
+        status, error.kind, message, field=error.field, fix=fix or None, headers=headers
+    )
 
 
 def problems_error(items: Sequence[Any], *, located: bool = False) -> ApiError:
@@ -170,8 +175,13 @@ def install(app: FastAPI) -> None:
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A failing dependency (the store, usually) or a bug: log it, answer without details.
-        logger.error("%s %s failed: %s", request.method, request.url.path, exc,
-                     exc_info=(type(exc), exc, exc.__traceback__))
+        logger.error(
+            "%s %s failed: %s",
+            request.method,
+            request.url.path,
+            exc,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
         return ApiError(
             503,
             "unavailable",

@@ -43,9 +43,13 @@ class FastSubmit:
             status, body, headers = exc.status, exc.body(), exc.headers or {}
         except Exception as exc:  # the store is down, or a bug: logged, never a traceback
             logger.error("POST %s failed: %s", PATH, exc, exc_info=exc)
-            error = ApiError(503, "unavailable", "the server could not store the message",
-                             fix="retry later with the same Idempotency-Key",
-                             headers={"Retry-After": "1"})
+            error = ApiError(
+                503,
+                "unavailable",
+                "the server could not store the message",
+                fix="retry later with the same Idempotency-Key",
+                headers={"Retry-After": "1"},
+            )
             status, body, headers = error.status, error.body(), error.headers or {}
         await send_json(send, status, body, headers)
 
@@ -80,8 +84,12 @@ async def _read_body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise ApiError(413, "too_large", "the request body is over 256 KiB",
-                           fix="send one message per request, or use /v1/messages/batch")
+            raise ApiError(
+                413,
+                "too_large",
+                "the request body is over 256 KiB",
+                fix="send one message per request, or use /v1/messages/batch",
+            )
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

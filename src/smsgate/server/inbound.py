@@ -84,8 +84,12 @@ class InboundHandler:
             changes.append(
                 make_event(
                     "suppression.removed",
-                    {"recipient": sender, "our_numbers": numbers, "source": "keyword",
-                     "keyword": keyword(message.body)},
+                    {
+                        "recipient": sender,
+                        "our_numbers": numbers,
+                        "source": "keyword",
+                        "keyword": keyword(message.body),
+                    },
                     received,
                 )
             )
@@ -133,8 +137,9 @@ class InboundHandler:
         try:
             self.outbox.submit(reply)
         except SmsgateError as exc:
-            logger.warning("could not queue the %s reply to inbound %s: %s", action.value,
-                           record.id, exc)
+            logger.warning(
+                "could not queue the %s reply to inbound %s: %s", action.value, record.id, exc
+            )
 
 
 def _inbound_data(record: InboundRecord) -> dict[str, Any]:

@@ -57,28 +57,41 @@ class Metrics:
             "smsgate_messages_submitted", "Messages stored in the outbox.", ["purpose"], registry=r
         )
         self.sent = Counter(
-            "smsgate_messages_sent", "Messages a provider accepted.", ["provider", "route"],
+            "smsgate_messages_sent",
+            "Messages a provider accepted.",
+            ["provider", "route"],
             registry=r,
         )
         self.delivered = Counter(
-            "smsgate_messages_delivered", "Messages the provider reported delivered.",
-            ["provider", "route"], registry=r,
+            "smsgate_messages_delivered",
+            "Messages the provider reported delivered.",
+            ["provider", "route"],
+            registry=r,
         )
         self.failed = Counter(
-            "smsgate_messages_failed", "Messages that ended without delivery.",
-            ["provider", "route", "status", "error"], registry=r,
+            "smsgate_messages_failed",
+            "Messages that ended without delivery.",
+            ["provider", "route", "status", "error"],
+            registry=r,
         )
         self.retries = Counter(
-            "smsgate_send_retries", "Send attempts that will be tried again.",
-            ["provider", "route"], registry=r,
+            "smsgate_send_retries",
+            "Send attempts that will be tried again.",
+            ["provider", "route"],
+            registry=r,
         )
         self.latency = Histogram(
-            "smsgate_send_latency_seconds", "From due to accepted by the provider.",
-            ["provider", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+            "smsgate_send_latency_seconds",
+            "From due to accepted by the provider.",
+            ["provider", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.webhooks = Counter(
-            "smsgate_provider_webhooks", "Provider webhook requests by outcome.",
-            ["provider", "kind", "outcome"], registry=r,
+            "smsgate_provider_webhooks",
+            "Provider webhook requests by outcome.",
+            ["provider", "kind", "outcome"],
+            registry=r,
         )
 
     def observe(self, rows: Iterable[EventRow]) -> None:

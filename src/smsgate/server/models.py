@@ -46,17 +46,22 @@ class ErrorOut(BaseModel):
 class MessageIn(_Model):
     """One message to one recipient."""
 
-    to: str = Field(min_length=1, max_length=64, description="E.164, e.g. +15555550100",
-                    examples=["+15555550100"])
-    body: str = Field("", max_length=MAX_BODY_CHARS)
-    sender: str | None = Field(None, min_length=1, max_length=64,
-                               description="a number of ours or an alphanumeric id")
-    media: list[str] = Field(default_factory=list, max_length=MAX_MEDIA)
-    purpose: Purpose | None = Field(
-        None, description="transactional (default), otp or marketing"
+    to: str = Field(
+        min_length=1,
+        max_length=64,
+        description="E.164, e.g. +15555550100",
+        examples=["+15555550100"],
     )
+    body: str = Field("", max_length=MAX_BODY_CHARS)
+    sender: str | None = Field(
+        None, min_length=1, max_length=64, description="a number of ours or an alphanumeric id"
+    )
+    media: list[str] = Field(default_factory=list, max_length=MAX_MEDIA)
+    purpose: Purpose | None = Field(None, description="transactional (default), otp or marketing")
     idempotency_key: str | None = Field(
-        None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY,
+        None,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY,
         description="the same key twice returns the first message; the Idempotency-Key header "
         "sets it too",
     )
@@ -187,7 +192,9 @@ class InboundPage(BaseModel):
 class SuppressionIn(_Model):
     recipient: str = Field(min_length=1, max_length=64, examples=["+15555550100"])
     our_number: str | None = Field(
-        None, min_length=1, max_length=64,
+        None,
+        min_length=1,
+        max_length=64,
         description="the number of ours they opted out of; omitted: all of ours",
     )
     reason: str | None = Field(None, max_length=500)
@@ -217,7 +224,8 @@ class Removed(BaseModel):
 class WebhookIn(_Model):
     url: AnyHttpUrl = Field(description="where to POST events (any 2xx answer is success)")
     events: list[str] = Field(
-        min_length=1, max_length=50,
+        min_length=1,
+        max_length=50,
         description='event types: "*", a family such as "message.*", or e.g. "message.delivered"',
     )
     description: str | None = Field(None, max_length=500)

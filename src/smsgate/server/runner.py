@@ -65,8 +65,13 @@ def uvicorn_server(
     )
 
 
-def serve(config: Config, settings: ServerSettings, *, log_level: str = "info",
-          on_ready: Callable[[str], None] | None = None) -> None:
+def serve(
+    config: Config,
+    settings: ServerSettings,
+    *,
+    log_level: str = "info",
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
     """Bind, build and serve until SIGINT/SIGTERM (the ``smsgate serve`` command)."""
     sock = bind(settings.host, settings.port)
     url = local_url(sock)

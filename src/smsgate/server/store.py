@@ -106,7 +106,14 @@ class InboundRecord:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> InboundRecord:
         return cls(
-            row[0], row[1], row[2], row[3], row[4], row[5], tuple(json.loads(row[6])), row[7],
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            tuple(json.loads(row[6])),
+            row[7],
             float(row[8]),
         )
 
@@ -159,9 +166,18 @@ class Delivery:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Delivery:
         return cls(
-            row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]),
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            int(row[6]),
             None if row[7] is None else float(row[7]),
-            row[8], row[9], float(row[10]), float(row[11]),
+            row[8],
+            row[9],
+            float(row[10]),
+            float(row[11]),
         )
 
 
@@ -314,10 +330,16 @@ class ServerStore:
                 f"INSERT INTO smsgate_api_keys ({ApiKeyRecord.COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    key.id, key.name, key.secret_hash,
+                    key.id,
+                    key.name,
+                    key.secret_hash,
                     None if key.purposes is None else _dumps(list(key.purposes)),
                     None if key.senders is None else _dumps(list(key.senders)),
-                    key.rate, key.burst, key.quota, key.created_at, key.revoked_at,
+                    key.rate,
+                    key.burst,
+                    key.quota,
+                    key.created_at,
+                    key.revoked_at,
                 ),
             )
 
@@ -393,8 +415,14 @@ class ServerStore:
         rows = tx.execute(
             f"INSERT INTO smsgate_suppressions ({Suppression.COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (recipient, our_number) DO NOTHING RETURNING recipient",
-            (item.recipient, item.our_number, item.source, item.keyword, item.reason,
-             item.created_at),
+            (
+                item.recipient,
+                item.our_number,
+                item.source,
+                item.keyword,
+                item.reason,
+                item.created_at,
+            ),
         )
         return bool(rows)
 
@@ -470,9 +498,16 @@ class ServerStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (provider, provider_message_id) DO NOTHING RETURNING id",
                 (
-                    record.id, record.provider, record.provider_message_id, record.sender,
-                    record.to, record.body, _dumps(list(record.media)), record.action,
-                    record.received_at, None if raw is None else _dumps(raw),
+                    record.id,
+                    record.provider,
+                    record.provider_message_id,
+                    record.sender,
+                    record.to,
+                    record.body,
+                    _dumps(list(record.media)),
+                    record.action,
+                    record.received_at,
+                    None if raw is None else _dumps(raw),
                 ),
             )
             if not rows:
@@ -517,8 +552,14 @@ class ServerStore:
             tx.execute(
                 f"INSERT INTO smsgate_webhook_subscriptions ({Subscription.COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (sub.id, sub.url, _dumps(list(sub.events)), sub.secret, sub.description,
-                 sub.created_at),
+                (
+                    sub.id,
+                    sub.url,
+                    _dumps(list(sub.events)),
+                    sub.secret,
+                    sub.description,
+                    sub.created_at,
+                ),
             )
 
     def get_subscription(self, sub_id: str) -> Subscription | None:
@@ -573,8 +614,18 @@ class ServerStore:
             )
         ]
         rows = [
-            (new_id("whd"), event.id, sub.id, event.type, event.payload, "pending", 0, now,
-             now, now)
+            (
+                new_id("whd"),
+                event.id,
+                sub.id,
+                event.type,
+                event.payload,
+                "pending",
+                0,
+                now,
+                now,
+                now,
+            )
             for event in events
             for sub in subs
             if sub.wants(event.type)
@@ -659,7 +710,9 @@ class ServerStore:
         where: list[str] = []
         params: list[Any] = []
         for condition, value in (
-            ("state = ?", state), ("subscription_id = ?", subscription_id), ("id < ?", before_id)
+            ("state = ?", state),
+            ("subscription_id = ?", subscription_id),
+            ("id < ?", before_id),
         ):
             if value is not None:
                 where.append(condition)

@@ -43,9 +43,7 @@ class Outcome:
     error: ApiError | None = None
 
 
-def prepare(
-    item: MessageIn, key: ApiKey, idempotency_header: str | None = None
-) -> dict[str, Any]:
+def prepare(item: MessageIn, key: ApiKey, idempotency_header: str | None = None) -> dict[str, Any]:
     """The outbox item for ``item`` under ``key``'s restrictions (raises :class:`ApiError`)."""
     record = key.record
     purpose = item.purpose
@@ -54,8 +52,11 @@ def prepare(
         purpose = Purpose(allowed[0]) if allowed and len(allowed) == 1 else Purpose.TRANSACTIONAL
     if record.purposes is not None and purpose.value not in record.purposes:
         raise ApiError(
-            403, "forbidden", f"this API key may not send {purpose.value} messages",
-            field="purpose", fix=f"use purpose {' or '.join(record.purposes)}, or another key",
+            403,
+            "forbidden",
+            f"this API key may not send {purpose.value} messages",
+            field="purpose",
+            fix=f"use purpose {' or '.join(record.purposes)}, or another key",
         )
     sender = item.sender
     if record.senders is not None:
@@ -63,21 +64,29 @@ def prepare(
             sender = record.senders[0]
         elif sender is None:
             raise ApiError(
-                403, "forbidden", "this API key must name its sender",
-                field="sender", fix=f"set sender to one of {', '.join(record.senders)}",
+                403,
+                "forbidden",
+                "this API key must name its sender",
+                field="sender",
+                fix=f"set sender to one of {', '.join(record.senders)}",
             )
         elif sender not in record.senders:
             raise ApiError(
-                403, "forbidden", f"this API key may not send as {sender!r}",
-                field="sender", fix=f"use one of {', '.join(record.senders)}",
+                403,
+                "forbidden",
+                f"this API key may not send as {sender!r}",
+                field="sender",
+                fix=f"use one of {', '.join(record.senders)}",
             )
     key_value = item.idempotency_key
     if idempotency_header is not None:
         if key_value is not None and key_value != idempotency_header:
             raise ApiError(
-                422, "invalid_request",
+                422,
+                "invalid_request",
                 "the Idempotency-Key header and idempotency_key in the body differ",
-                field="idempotency_key", fix="send one of them, or the same value in both",
+                field="idempotency_key",
+                fix="send one of them, or the same value in both",
             )
         key_value = idempotency_header
     values: dict[str, Any] = {"to": item.to, "body": item.body, "purpose": purpose.value}
@@ -120,8 +129,11 @@ async def accept(
     """
     if idempotency_header is not None and not 0 < len(idempotency_header) <= MAX_KEY_HEADER:
         raise ApiError(
-            422, "invalid_request", "the Idempotency-Key header must be 1-200 characters",
-            field="Idempotency-Key", fix="send a shorter key",
+            422,
+            "invalid_request",
+            "the Idempotency-Key header must be 1-200 characters",
+            field="Idempotency-Key",
+            fix="send a shorter key",
         )
     item = prepare(message, key, idempotency_header)
     await submitter.charge(key, 1)
@@ -132,8 +144,9 @@ async def accept(
         (outcome,) = await anyio.to_thread.run_sync(submitter.with_statuses, [outcome])
     assert outcome.id is not None and outcome.status is not None
     return Accepted(
-        MessageAccepted(id=outcome.id, status=outcome.status, to=item["to"],
-                        created=outcome.created)
+        MessageAccepted(
+            id=outcome.id, status=outcome.status, to=item["to"], created=outcome.created
+        )
     )
 
 
@@ -173,7 +186,8 @@ class Submitter:
         if not fits:
             retry = max(1, math.ceil(window + quota.period - now))
             raise ApiError(
-                429, "quota_exceeded",
+                429,
+                "quota_exceeded",
                 f"API key {key.name!r} has used its quota of {quota} "
                 f"({count} more message(s) do not fit)",
                 fix=f"wait {retry} s for the next window, or ask for a larger quota",

@@ -223,8 +223,9 @@ class WebhookDispatcher:
                 continue
             self._wake.clear()
             waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self._wake)]
-            await asyncio.wait(waiters, timeout=self.poll_interval,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
             for waiter in waiters:
                 waiter.cancel()
 
@@ -239,14 +240,21 @@ class WebhookDispatcher:
             next_at = self.schedule.next_attempt(delivery.created_at, attempts, now, self._rng)
             state = "pending" if next_at is not None else "dead"
             logger.info(
-                "webhook %s to %s failed (attempt %d): %s%s", delivery.event_id, item.url,
-                attempts, result.error or result.status,
+                "webhook %s to %s failed (attempt %d): %s%s",
+                delivery.event_id,
+                item.url,
+                attempts,
+                result.error or result.status,
                 "; dead-lettered" if state == "dead" else "",
             )
         await anyio.to_thread.run_sync(
             lambda: self.store.finish_delivery(
-                delivery.id, state=state, status=result.status, error=result.error,
-                next_attempt_at=next_at, now=now,
+                delivery.id,
+                state=state,
+                status=result.status,
+                error=result.error,
+                next_attempt_at=next_at,
+                now=now,
             )
         )
 
@@ -255,8 +263,9 @@ class WebhookDispatcher:
         headers = signed_headers(item.secret, item.delivery.event_id, int(self.clock.time()), body)
         try:
             session = self._client()
-            async with session.post(item.url, data=body, headers=headers,
-                                    allow_redirects=False) as response:
+            async with session.post(
+                item.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
                 await response.read()
                 ok = 200 <= response.status < 300
                 return AttemptResult(ok, response.status, None if ok else f"HTTP {response.status}")

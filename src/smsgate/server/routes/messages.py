@@ -32,7 +32,9 @@ router = APIRouter(prefix="/v1/messages", tags=["messages"])
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key", min_length=1, max_length=200,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
         description="submitting the same key again returns the first message; nothing is resent",
     ),
 ]
@@ -75,8 +77,11 @@ async def submit_batch(batch: BatchIn, request: Request, svc: Svc) -> Response:
     key = key_of(request.state)
     if len(batch.messages) > svc.settings.max_batch:
         raise ApiError(
-            413, "too_large", f"{len(batch.messages)} messages in one batch",
-            field="messages", fix=f"send at most {svc.settings.max_batch} per request",
+            413,
+            "too_large",
+            f"{len(batch.messages)} messages in one batch",
+            field="messages",
+            fix=f"send at most {svc.settings.max_batch} per request",
         )
     results: list[Outcome | None] = []
     items = []
@@ -108,8 +113,9 @@ async def submit_batch(batch: BatchIn, request: Request, svc: Svc) -> Response:
             for i, o in enumerate(outcomes)
         ],
     }
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-                    media_type="application/json")
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")), media_type="application/json"
+    )
 
 
 @router.get(
@@ -143,8 +149,13 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MessagePage:
     if since is not None and since.utcoffset() is None:
-        raise ApiError(422, "invalid_request", "since has no time zone", field="since",
-                       fix="write e.g. 2024-05-01T00:00:00Z")
+        raise ApiError(
+            422,
+            "invalid_request",
+            "since has no time zone",
+            field="since",
+            fix="write e.g. 2024-05-01T00:00:00Z",
+        )
     page = await svc.outbox.alist(status=status, to=to, since=since, cursor=cursor, limit=limit)
     return MessagePage(
         items=[message_out(item, events=False) for item in page.items],
@@ -165,7 +176,10 @@ async def cancel_message(message_id: str, svc: Svc) -> MessageOut:
         raise not_found("message", message_id) from None
     except NotCancelable as exc:
         raise ApiError(
-            409, "not_cancelable", exc.message, field="id",
+            409,
+            "not_cancelable",
+            exc.message,
+            field="id",
             fix="only scheduled or queued messages can be canceled",
         ) from None
     return message_out(record, events=False)
@@ -193,9 +207,17 @@ def message_out(record: MessageRecord, *, events: bool) -> MessageOut:
         updated_at=record.updated_at,
         events=[
             EventOut(
-                id=e.id, at=e.at, from_status=e.from_status, to_status=e.to_status,
-                source=e.source, reason=e.reason, provider=e.provider, attempt=e.attempt,
+                id=e.id,
+                at=e.at,
+                from_status=e.from_status,
+                to_status=e.to_status,
+                source=e.source,
+                reason=e.reason,
+                provider=e.provider,
+                attempt=e.attempt,
             )
             for e in record.events
-        ] if events else None,
+        ]
+        if events
+        else None,
     )

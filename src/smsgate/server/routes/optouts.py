@@ -57,8 +57,14 @@ async def list_inbound(
 
 def inbound_out(row: InboundRecord) -> InboundOut:
     return InboundOut(
-        id=row.id, provider=row.provider, provider_message_id=row.provider_message_id,
-        sender=row.sender, to=row.to, body=row.body, media=list(row.media), action=row.action,
+        id=row.id,
+        provider=row.provider,
+        provider_message_id=row.provider_message_id,
+        sender=row.sender,
+        to=row.to,
+        body=row.body,
+        media=list(row.media),
+        action=row.action,
         received_at=to_datetime(row.received_at),
     )
 
@@ -87,13 +93,13 @@ async def list_suppressions(
     "/suppressions",
     status_code=201,
     response_model=SuppressionOut,
-    responses={200: {"model": SuppressionOut, "description": "already suppressed"},
-               422: {"model": ErrorOut}},
+    responses={
+        200: {"model": SuppressionOut, "description": "already suppressed"},
+        422: {"model": ErrorOut},
+    },
     summary="Suppress a recipient (for one number of ours, or all)",
 )
-async def add_suppression(
-    body: SuppressionIn, response: Response, svc: Svc
-) -> SuppressionOut:
+async def add_suppression(body: SuppressionIn, response: Response, svc: Svc) -> SuppressionOut:
     item = Suppression(
         recipient=_number(body.recipient, "recipient"),
         our_number=ALL_NUMBERS if body.our_number is None else _ours(body.our_number),
@@ -126,8 +132,11 @@ async def remove_suppression(
     recipient: Annotated[str, Query(max_length=64)],
     our_number: Annotated[
         str | None,
-        Query(max_length=64, description='one number of ours, "*" for the all-numbers entry; '
-              "omitted: every entry of the recipient"),
+        Query(
+            max_length=64,
+            description='one number of ours, "*" for the all-numbers entry; '
+            "omitted: every entry of the recipient",
+        ),
     ] = None,
 ) -> Removed:
     number = _number(recipient, "recipient")
@@ -135,23 +144,32 @@ async def remove_suppression(
     now = svc.clock.time()
     event = make_event(
         "suppression.removed",
-        {"recipient": number, "our_numbers": numbers, "source": "api", "keyword": None}, now,
+        {"recipient": number, "our_numbers": numbers, "source": "api", "keyword": None},
+        now,
     )
     removed = await anyio.to_thread.run_sync(
         lambda: svc.store.remove_suppressions(number, numbers, [event], now)
     )
     if not removed:
-        raise ApiError(404, "not_found", f"{number} is not suppressed" + (
-            f" for {numbers[0]}" if numbers else ""), field="recipient",
-            fix="list suppressions with GET /v1/suppressions?recipient=...")
+        raise ApiError(
+            404,
+            "not_found",
+            f"{number} is not suppressed" + (f" for {numbers[0]}" if numbers else ""),
+            field="recipient",
+            fix="list suppressions with GET /v1/suppressions?recipient=...",
+        )
     svc.dispatcher.wake()
     return Removed(removed=removed)
 
 
 def suppression_out(row: Suppression) -> SuppressionOut:
     return SuppressionOut(
-        recipient=row.recipient, our_number=row.our_number, source=row.source,
-        keyword=row.keyword, reason=row.reason, created_at=to_datetime(row.created_at),
+        recipient=row.recipient,
+        our_number=row.our_number,
+        source=row.source,
+        keyword=row.keyword,
+        reason=row.reason,
+        created_at=to_datetime(row.created_at),
     )
 
 
@@ -166,8 +184,13 @@ def _number(text: str, field: str) -> str:
 def _ours(text: str) -> str:
     """One of our numbers or sender ids, or ``*``, as the suppression list writes it."""
     if not text.strip() or not text.isprintable():
-        raise ApiError(422, "invalid_request", "our_number is empty or not printable",
-                       field="our_number", fix="give one of our numbers or sender ids, or *")
+        raise ApiError(
+            422,
+            "invalid_request",
+            "our_number is empty or not printable",
+            field="our_number",
+            fix="give one of our numbers or sender ids, or *",
+        )
     return number_key(text)
 
 
@@ -181,6 +204,11 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         sep = ""
     if not sep:
-        raise ApiError(422, "invalid_request", "cursor is not one this API returned",
-                       field="cursor", fix="pass next_cursor from the previous page")
+        raise ApiError(
+            422,
+            "invalid_request",
+            "cursor is not one this API returned",
+            field="cursor",
+            fix="pass next_cursor from the previous page",
+        )
     return recipient, ours

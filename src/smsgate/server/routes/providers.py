@@ -38,17 +38,19 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 @router.post(
-    "/{provider}/status", response_model=WebhookReceipt, responses=_RESPONSES,
+    "/{provider}/status",
+    response_model=WebhookReceipt,
+    responses=_RESPONSES,
     summary="A provider's delivery receipt",
 )
 @router.get(
-    "/{provider}/status", response_model=WebhookReceipt, responses=_RESPONSES,
+    "/{provider}/status",
+    response_model=WebhookReceipt,
+    responses=_RESPONSES,
     summary="A provider's delivery receipt (providers that call back with GET)",
     operation_id="status_webhook_get",
 )
-async def status_webhook(
-    provider: str, request: Request, svc: Svc
-) -> JSONResponse:
+async def status_webhook(provider: str, request: Request, svc: Svc) -> JSONResponse:
     impl = _provider(svc, provider)
     webhook = await _webhook_request(svc, request)
     events = _verified(svc, impl, "status", lambda: impl.handle_status_webhook(webhook))
@@ -65,17 +67,19 @@ async def status_webhook(
 
 
 @router.post(
-    "/{provider}/inbound", response_model=WebhookReceipt, responses=_RESPONSES,
+    "/{provider}/inbound",
+    response_model=WebhookReceipt,
+    responses=_RESPONSES,
     summary="A message a person sent to one of our numbers",
 )
 @router.get(
-    "/{provider}/inbound", response_model=WebhookReceipt, responses=_RESPONSES,
+    "/{provider}/inbound",
+    response_model=WebhookReceipt,
+    responses=_RESPONSES,
     summary="A message a person sent to one of our numbers (GET callbacks)",
     operation_id="inbound_webhook_get",
 )
-async def inbound_webhook(
-    provider: str, request: Request, svc: Svc
-) -> JSONResponse:
+async def inbound_webhook(provider: str, request: Request, svc: Svc) -> JSONResponse:
     impl = _provider(svc, provider)
     webhook = await _webhook_request(svc, request)
     messages = _verified(svc, impl, "inbound", lambda: impl.handle_inbound_webhook(webhook))
@@ -104,8 +108,13 @@ async def _suppress(
 def _provider(svc: Services, name: str) -> Provider:
     impl = svc.providers.get(name)
     if impl is None:
-        raise ApiError(404, "not_found", f"no provider named {name!r} is configured",
-                       field="provider", fix="use the name of a [providers.NAME] table")
+        raise ApiError(
+            404,
+            "not_found",
+            f"no provider named {name!r} is configured",
+            field="provider",
+            fix="use the name of a [providers.NAME] table",
+        )
     return impl
 
 
@@ -114,8 +123,12 @@ async def _webhook_request(svc: Services, request: Request) -> WebhookRequest:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise ApiError(413, "too_large", "the webhook body is over 1 MiB",
-                           fix="providers send small bodies: check the caller")
+            raise ApiError(
+                413,
+                "too_large",
+                "the webhook body is over 1 MiB",
+                fix="providers send small bodies: check the caller",
+            )
     return WebhookRequest(
         url=public_url_of(request, svc.settings.public_url),
         method=request.method,
@@ -139,12 +152,21 @@ def _verified(svc: Services, impl: Provider, kind: str, handle: Callable[[], T])
     except WebhookVerificationError as exc:
         svc.metrics.webhooks.labels(impl.name, kind, "refused").inc()
         logger.info("%s %s webhook refused: %s", impl.name, kind, exc.message)
-        raise ApiError(403, "webhook_verification", exc.message,
-                       fix="check the provider's credentials and the public_url setting") from None
+        raise ApiError(
+            403,
+            "webhook_verification",
+            exc.message,
+            fix="check the provider's credentials and the public_url setting",
+        ) from None
     except UnsupportedFeature:
-        raise ApiError(404, "not_found", f"{impl.display_name} sends no {kind} webhooks",
-                       field="provider") from None
+        raise ApiError(
+            404, "not_found", f"{impl.display_name} sends no {kind} webhooks", field="provider"
+        ) from None
     except (SmsgateError, ValueError, KeyError, TypeError, AttributeError) as exc:
         svc.metrics.webhooks.labels(impl.name, kind, "malformed").inc()
-        raise ApiError(400, "malformed_webhook", f"not a {impl.display_name} {kind} webhook: "
-                       f"{type(exc).__name__}", fix="check the caller") from None
+        raise ApiError(
+            400,
+            "malformed_webhook",
+            f"not a {impl.display_name} {kind} webhook: {type(exc).__name__}",
+            fix="check the caller",
+        ) from None

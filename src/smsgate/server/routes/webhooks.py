@@ -40,12 +40,19 @@ async def create_webhook(body: WebhookIn, svc: Svc) -> WebhookCreated:
         events = subscriptions_for(body.events)
     except ValueError as exc:
         raise ApiError(
-            422, "invalid_request", str(exc), field="events",
+            422,
+            "invalid_request",
+            str(exc),
+            field="events",
             fix='use "*", "message.*", "inbound.*", "suppression.*" or exact types',
         ) from None
     sub = Subscription(
-        id=new_id("whk"), url=str(body.url), events=tuple(events), secret=new_secret(),
-        description=body.description, created_at=svc.clock.time(),
+        id=new_id("whk"),
+        url=str(body.url),
+        events=tuple(events),
+        secret=new_secret(),
+        description=body.description,
+        created_at=svc.clock.time(),
     )
     await anyio.to_thread.run_sync(svc.store.add_subscription, sub)
     return WebhookCreated(**_out(sub).model_dump(), secret=sub.secret)
@@ -143,18 +150,28 @@ async def _page(
 
 
 def _out(sub: Subscription) -> WebhookOut:
-    return WebhookOut(id=sub.id, url=sub.url, events=list(sub.events),
-                      description=sub.description, created_at=to_datetime(sub.created_at))
+    return WebhookOut(
+        id=sub.id,
+        url=sub.url,
+        events=list(sub.events),
+        description=sub.description,
+        created_at=to_datetime(sub.created_at),
+    )
 
 
 def delivery_out(row: Delivery) -> DeliveryOut:
     payload: dict[str, Any] = json.loads(row.payload)
     return DeliveryOut(
-        id=row.id, event_id=row.event_id, subscription_id=row.subscription_id,
-        event_type=row.event_type, state=row.state,  # type: ignore[arg-type]
+        id=row.id,
+        event_id=row.event_id,
+        subscription_id=row.subscription_id,
+        event_type=row.event_type,
+        state=row.state,  # type: ignore[arg-type]
         attempts=row.attempts,
         next_attempt_at=None if row.next_attempt_at is None else to_datetime(row.next_attempt_at),
-        last_status=row.last_status, last_error=row.last_error,
-        created_at=to_datetime(row.created_at), updated_at=to_datetime(row.updated_at),
+        last_status=row.last_status,
+        last_error=row.last_error,
+        created_at=to_datetime(row.created_at),
+        updated_at=to_datetime(row.updated_at),
         payload=payload,
     )
