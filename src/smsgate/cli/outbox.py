@@ -15,6 +15,7 @@ from smsgate.cli.common import fail, print_json
 if TYPE_CHECKING:
     from smsgate.config import Config
     from smsgate.outbox import Outbox
+    from smsgate.outbox.store import Store
 
 CONFIG_HELP = "smsgate.toml (default: $SMSGATE_CONFIG, else built-in defaults)."
 STORE_HELP = "Store URL, overriding the config (sqlite:///path.db or postgresql://...)."
@@ -59,20 +60,25 @@ def _fail_with(exc: Exception) -> NoReturn:
 # -- db -----------------------------------------------------------------------------------------
 
 
+def _open_store(config: str | None, store: str | None) -> Store:
+    """The store named by --store, else by the config file; a bad URL exits 2 with one line."""
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.store import open_store
+
+    try:
+        return open_store(store or _config(config).store)
+    except SmsgateError as exc:
+        fail(str(exc))
+
+
 def db_upgrade(
     config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
     store: str = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
     """Create or upgrade the store's schema to this smsgate's version (safe to run again)."""
-    from smsgate.errors import SmsgateError
     from smsgate.outbox.migrate import LATEST
-    from smsgate.outbox.store import open_store
 
-    url = store or _config(config).store
-    try:
-        target = open_store(url)
-    except SmsgateError as exc:
-        fail(str(exc))
+    target = _open_store(config, store)
     try:
         before = target.schema_version()
         if before > LATEST:
@@ -97,15 +103,9 @@ def db_version(
     store: str = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
     """Print the store's schema version and the one this smsgate needs (exit 1 if they differ)."""
-    from smsgate.errors import SmsgateError
     from smsgate.outbox.migrate import LATEST
-    from smsgate.outbox.store import open_store
 
-    url = store or _config(config).store
-    try:
-        target = open_store(url)
-    except SmsgateError as exc:
-        fail(str(exc))
+    target = _open_store(config, store)
     try:
         found = target.schema_version()
     finally:
