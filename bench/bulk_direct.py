@@ -26,11 +26,8 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -39,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from emulator_process import free_port, start_emulator
 
 SENDER = "+15005550006"
 TARGETS = {
@@ -97,29 +95,8 @@ class Figure:
 
 
 def start_server() -> Server:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = Path(sys.executable).with_name("smsgate")
-    command = [str(script)] if script.exists() else [shutil.which("smsgate") or "smsgate"]
-    proc = subprocess.Popen(
-        [*command, "emulate", "twilio", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    provider_url = ""
-    deadline = time.monotonic() + 30
-    while not provider_url and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the emulator exited early (status {proc.poll()})")
-        if line.startswith("provider URL: "):
-            provider_url = line.removeprefix("provider URL: ").strip()
-    if not provider_url:
-        proc.kill()
-        raise SystemExit("the emulator did not print its provider URL within 30 s")
+    port = free_port()
+    proc, provider_url = start_emulator("twilio", port)
     credentials = provider_url.removeprefix("twilio://").split("@", 1)[0]
     sid, _, token = credentials.partition(":")
     return Server(proc, f"http://127.0.0.1:{port}", provider_url, sid, token)

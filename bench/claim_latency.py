@@ -22,7 +22,6 @@ import argparse
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,29 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from emulator_process import free_port, start_emulator
+
 SMSGATE = str(Path(sys.executable).with_name("smsgate"))
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [SMSGATE, "emulate", "twilio", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("provider URL: "):
-            return proc, line.removeprefix("provider URL: ").strip()
-        if not line:
-            break
-    proc.kill()
-    raise SystemExit("the emulator did not start")
 
 
 def percentiles(values: list[float]) -> str:
@@ -127,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--postgres", default=os.environ.get("SMSGATE_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
-    emulator, provider_url = start_emulator()
+    emulator, provider_url = start_emulator("twilio", free_port())
     folder = Path(tempfile.mkdtemp(prefix="smsgate-latency-"))
     print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "

@@ -28,17 +28,15 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import requests
+from emulator_process import free_port, start_emulator
 
 SENDER = "+15005550006"
 TARGET = 1.0  # the durable path on SQLite against the twilio SDK async
@@ -61,28 +59,10 @@ class Server:
 
 
 def start_server() -> Server:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    smsgate = str(Path(sys.executable).with_name("smsgate"))
-    proc = subprocess.Popen(
-        [smsgate, "emulate", "twilio", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the emulator exited early ({proc.poll()})")
-        if line.startswith("provider URL: "):
-            url = line.removeprefix("provider URL: ").strip()
-            sid, _, token = url.removeprefix("twilio://").split("@", 1)[0].partition(":")
-            return Server(proc, f"http://127.0.0.1:{port}", url, sid, token)
-    proc.kill()
-    raise SystemExit("the emulator did not start within 30 s")
+    port = free_port()
+    proc, url = start_emulator("twilio", port)
+    sid, _, token = url.removeprefix("twilio://").split("@", 1)[0].partition(":")
+    return Server(proc, f"http://127.0.0.1:{port}", url, sid, token)
 
 
 def workload(n: int, tag: str) -> list[tuple[str, str]]:

@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import smtplib
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from email.mime.text import MIMEText
@@ -42,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from emulator_process import free_port, start_emulator
 
 TARGET_SPEEDUP = 10.0
 NUMBERS = [f"+1{201 + i // 100}555{100 + i % 100:04d}" for i in range(1000)]
@@ -90,44 +88,11 @@ class Figure:
         return self.n / self.seconds
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(latency: float) -> Server:
     port, http_port = free_port(), free_port()
-    script = Path(sys.executable).with_name("smsgate")
-    command = [str(script)] if script.exists() else [shutil.which("smsgate") or "smsgate"]
-    proc = subprocess.Popen(
-        [
-            *command,
-            "emulate",
-            "smtp",
-            "--port",
-            str(port),
-            "--latency",
-            str(latency),
-            "--option",
-            f"http_port={http_port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    proc, provider_url = start_emulator(
+        "smtp", port, "--latency", str(latency), "--option", f"http_port={http_port}", timeout=60
     )
-    assert proc.stdout is not None
-    provider_url = ""
-    deadline = time.monotonic() + 60
-    while not provider_url and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the emulator exited early (status {proc.poll()})")
-        if line.startswith("provider URL: "):
-            provider_url = line.removeprefix("provider URL: ").strip()
-    if not provider_url:
-        proc.kill()
-        raise SystemExit("the emulator did not print its provider URL within 60 s")
     from smsgate.providers.url import ProviderURL
 
     parsed = ProviderURL.parse(provider_url)
