@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import smsgate
 from smsgate.errors import InvalidRecipient
+from smsgate.phone import fast_e164, parse
 
 PNF = phonenumbers.PhoneNumberFormat
 
@@ -320,3 +321,32 @@ def test_lookup_to_dict_is_json_safe() -> None:
     assert json.loads(json.dumps(data)) == data
     assert data["time_zones"] == ["Europe/Berlin"]
     assert {"e164", "region", "type", "valid", "carrier", "time_zones"} <= set(data)
+
+
+# -- the E.164 fast path ------------------------------------------------------------------
+
+
+def _libphonenumber_e164(text: str) -> str | None:
+    """The exact, slow answer: libphonenumber's parse and possibility check, no fast path."""
+    try:
+        number = parse(text, strict=False)
+    except InvalidRecipient:
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="0123456789", min_size=3, max_size=16))
+def test_the_fast_path_never_disagrees_with_libphonenumber(digits: str) -> None:
+    text = "+" + digits
+    fast = fast_e164(text)
+    if fast is not None:
+        assert fast == _libphonenumber_e164(text) == text
+
+
+def test_the_fast_path_takes_common_numbers_and_leaves_the_rest() -> None:
+    assert fast_e164("+15555550100") == "+15555550100"
+    assert fast_e164("+447700900123") == "+447700900123"
+    assert fast_e164("+390612345678") == _libphonenumber_e164("+390612345678")
+    for undecided in ("+1555", "+4407700900123", "15555550100", "+1 555 555 0100", "+999123456"):
+        assert fast_e164(undecided) is None

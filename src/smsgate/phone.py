@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import phonenumbers
 
 _ALLOWED = re.compile(r"^[\s\d+().\-/]*$")
+_E164 = re.compile(r"\+[1-9][0-9]{3,15}")
 _FIELD = "to"
 
 
@@ -161,6 +162,51 @@ def _check_possible(number: phonenumbers.PhoneNumber, text: str, field: str) -> 
     raise _fail(text, reason, fix, field)
 
 
+def fast_e164(text: str) -> str | None:
+    """``text`` when it is already an E.164 number of a possible length, else None.
+
+    None means "not decided here", never "invalid": :func:`normalize` then asks libphonenumber,
+    which gives the precise error. This keeps the common case (already E.164) at a regex and a
+    table look-up, which matters when a million recipients are submitted.
+    """
+    if not _E164.fullmatch(text):
+        return None
+    for size in (2, 3, 4):
+        rule = _country(text[1:size])
+        if rule is not None:
+            prefix, lengths = rule
+            national = text[size:]
+            if len(national) not in lengths or (prefix is not None and prefix.match(national)):
+                return None
+            return text
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _country(code: str) -> tuple[re.Pattern[str] | None, frozenset[int]] | None:
+    """For a country calling code: the national-prefix pattern (where libphonenumber would strip
+    a prefix we let it decide) and the possible lengths of national numbers; None when ``code``
+    is no country calling code."""
+    import phonenumbers
+    from phonenumbers import PhoneMetadata
+
+    region = phonenumbers.region_code_for_country_code(int(code))
+    if region == "ZZ":
+        return None
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(int(code), region)
+    if metadata is None:
+        return None
+    prefix = metadata.national_prefix_for_parsing
+    # libphonenumber's is_possible_number (type UNKNOWN) compares the length of the national
+    # significant number with the general description's possible lengths; local-only lengths are
+    # disjoint from those and rejected by smsgate.phone.
+    general = metadata.general_desc
+    if general is None:
+        return None
+    lengths = frozenset(general.possible_length)
+    return (re.compile(prefix) if prefix else None), lengths
+
+
 @lru_cache(maxsize=65536)
 def _normalize_cached(text: str, region: str | None, strict: bool, field: str) -> str:
     import phonenumbers
@@ -180,6 +226,8 @@ def normalize(
     """
     if not isinstance(text, str):
         raise InvalidRecipient(f"{field} must be a string, got {type(text).__name__}", field=field)
+    if not strict and (e164 := fast_e164(text)) is not None:
+        return e164
     return _normalize_cached(text, region.upper() if region else None, strict, field)
 
 

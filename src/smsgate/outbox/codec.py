@@ -15,10 +15,8 @@ so the worker rebuilds them without validating again.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -26,12 +24,11 @@ from smsgate.errors import InvalidMessage, InvalidRecipient, SmsgateError
 from smsgate.ids import new_id
 from smsgate.message import MAX_BODY_CHARS, Message, Purpose
 from smsgate.outbox.store import NewEvent, NewMessageRow, State, StoredMessage, dumps
-from smsgate.phone import normalize
+from smsgate.phone import fast_e164, normalize
 
 MESSAGE_FIELDS = frozenset(Message.__dataclass_fields__)
 #: fields the fast path handles itself; any other field sends the item through ``Message``
 _FAST_FIELDS = frozenset({"to", "body", "sender", "purpose", "idempotency_key", "id", "send_at"})
-_E164 = re.compile(r"\+[1-9][0-9]{3,15}")
 
 
 def row_for(message: Message, now: float, source: str = "submit") -> tuple[NewMessageRow, NewEvent]:
@@ -223,50 +220,6 @@ def _good_key(key: Any) -> bool:
     from smsgate.message import MAX_IDEMPOTENCY_KEY
 
     return isinstance(key, str) and 0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()
-
-
-def fast_e164(text: str) -> str | None:
-    """``text`` when it is already an E.164 number of a possible length, else None.
-
-    None means "not decided here", never "invalid": the caller falls back to
-    :func:`smsgate.phone.normalize`, which gives the precise error.
-    """
-    if not _E164.fullmatch(text):
-        return None
-    for size in (2, 3, 4):
-        rule = _country(text[1:size])
-        if rule is not None:
-            prefix, lengths = rule
-            national = text[size:]
-            if len(national) not in lengths or (prefix is not None and prefix.match(national)):
-                return None
-            return text
-    return None
-
-
-@lru_cache(maxsize=1024)
-def _country(code: str) -> tuple[re.Pattern[str] | None, frozenset[int]] | None:
-    """For a country calling code: the national-prefix pattern (where libphonenumber would strip
-    a prefix we let it decide) and the possible lengths of national numbers; None when ``code``
-    is no country calling code."""
-    import phonenumbers
-    from phonenumbers import PhoneMetadata
-
-    region = phonenumbers.region_code_for_country_code(int(code))
-    if region == "ZZ":
-        return None
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(int(code), region)
-    if metadata is None:
-        return None
-    prefix = metadata.national_prefix_for_parsing
-    # libphonenumber's is_possible_number (type UNKNOWN) compares the length of the national
-    # significant number with the general description's possible lengths; local-only lengths are
-    # disjoint from those and rejected by smsgate.phone.
-    general = metadata.general_desc
-    if general is None:
-        return None
-    lengths = frozenset(general.possible_length)
-    return (re.compile(prefix) if prefix else None), lengths
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

@@ -21,8 +21,7 @@ from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import InvalidRecipient, OptedOut
 from smsgate.message import Purpose, Status
 from smsgate.outbox import Outbox, SubmitOutcome
-from smsgate.outbox.codec import fast_e164
-from smsgate.phone import normalize
+from smsgate.phone import fast_e164, normalize
 from smsgate.server.auth import ApiKey
 from smsgate.server.errors import ApiError, from_smsgate
 from smsgate.server.models import MessageAccepted, MessageIn
