@@ -74,6 +74,7 @@ def workload(n: int, tag: str) -> list[tuple[str, str]]:
 
 
 def run_outbox(server: Server, store: str, work: list[tuple[str, str]]) -> dict[str, float]:
+    from smsgate.eventloop import run
     from smsgate.message import Status
     from smsgate.outbox import Outbox
     from smsgate.providers import create_provider
@@ -93,7 +94,7 @@ def run_outbox(server: Server, store: str, work: list[tuple[str, str]]) -> dict[
             finally:
                 await provider.aclose()
 
-        asyncio.run(send())
+        run(send())  # on uvloop, as Outbox.run_worker and `smsgate worker` run
         counts = outbox.counts()
         last = _last_update(outbox)
     if report.accepted != len(work) or counts.get(Status.SENT) != len(work):

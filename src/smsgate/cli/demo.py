@@ -44,13 +44,14 @@ def demo_command(
     json: bool = typer.Option(False, "--json", help="No live table; print the summary as JSON."),
 ) -> None:
     """Run the pipeline end to end against the Twilio emulator and show what happens."""
-    import asyncio
     import shutil
     import tempfile
 
+    from smsgate.eventloop import run
+
     folder = tempfile.mkdtemp(prefix="smsgate-demo-")
     try:
-        summary = asyncio.run(_demo(folder, timeout, live=not json, keep=keep))
+        summary = run(_demo(folder, timeout, live=not json, keep=keep))
     finally:
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)

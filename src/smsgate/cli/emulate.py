@@ -88,4 +88,6 @@ def emulate_command(
         await stop.wait()
         await emulator.stop()
 
-    asyncio.run(serve())
+    from smsgate.eventloop import run
+
+    run(serve())

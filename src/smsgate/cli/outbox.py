@@ -128,10 +128,10 @@ def worker_command(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every message."),
 ) -> None:
     """Send the outbox's messages until SIGTERM/SIGINT (finishing or releasing what it holds)."""
-    import asyncio
     import logging
 
     from smsgate.errors import SmsgateError
+    from smsgate.eventloop import run
     from smsgate.outbox.cli_support import build_worker
 
     logging.basicConfig(
@@ -151,7 +151,7 @@ def worker_command(
         await worker.run(until_idle=until_idle)
 
     try:
-        asyncio.run(main())
+        run(main())
     finally:
         outbox.close()
 

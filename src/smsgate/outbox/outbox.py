@@ -402,7 +402,9 @@ class Outbox:
                 worker.install_signal_handlers()
             return await worker.run(until_idle=until_idle)
 
-        return asyncio.run(main())
+        from smsgate.eventloop import run
+
+        return run(main())
 
 
 class _Batch(NamedTuple):
