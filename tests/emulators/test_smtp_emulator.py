@@ -26,6 +26,7 @@ import pytest
 import requests
 
 import smsgate
+from smsgate.emulators import smtp as smtp_emulator
 from smsgate.emulators.base import EmulatorThread, Faults
 from smsgate.emulators.smtp import SmtpEmulator, SmtpFaults
 
@@ -393,6 +394,99 @@ def test_each_recipient_of_a_mail_is_its_own_text(start: Callable[..., EmulatorT
     assert data["duplicates"] == 0
 
 
+# -- pipelining ------------------------------------------------------------------------------
+
+
+def test_pipelined_commands_are_answered_in_order_as_one_group(
+    start: Callable[..., EmulatorThread],
+) -> None:
+    emulator = start()
+    envelope = "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n"
+    with client(emulator) as smtp:
+        assert smtp.has_extn("pipelining")
+        smtp.send(envelope.format(USER, "5555550100@vtext.com"))
+        assert [smtp.getreply()[0] for _ in range(3)] == [250, 250, 354]
+        smtp.send("Subject: grouped\r\n\r\npipelined\r\n.\r\n")
+        assert smtp.getreply()[0] == 250
+        # A refused recipient: DATA is refused too, and the session carries on after RSET.
+        smtp.send(envelope.format(USER, "5005550001@vtext.com"))
+        assert [smtp.getreply()[0] for _ in range(3)] == [250, 550, 503]
+        assert smtp.rset()[0] == 250
+        # One command at a time, as smtplib sends: each reply comes on its own.
+        smtp.sendmail(USER, ["5555550101@vtext.com"], mail("5555550101@vtext.com", "alone"))
+    data = summary(emulator)
+    assert [(m["to"], m["body"]) for m in data["messages"]] == [
+        ("+15555550100", "pipelined"),
+        ("+15555550101", "alone"),
+    ]
+    assert data["reply_groups"] == 2
+
+
+def test_pipelining_can_be_turned_off(start: Callable[..., EmulatorThread]) -> None:
+    emulator = start(pipelining="false")
+    with client(emulator) as smtp:
+        assert not smtp.has_extn("pipelining")
+        smtp.sendmail(USER, ["5555550100@vtext.com"], mail())
+    assert summary(emulator)["count"] == 1
+    with pytest.raises(ValueError, match="pipelining='maybe'"):
+        SmtpEmulator(pipelining="maybe")
+
+
+# -- reading mails ---------------------------------------------------------------------------
+
+PLAIN_MAILS = {
+    "ascii": b"From: me@example.com\r\nTo: 5555550100@vtext.com\r\nMessage-ID: <a@b>\r\n"
+    b'MIME-Version: 1.0\r\nContent-Type: text/plain; charset="utf-8"\r\n'
+    b"Content-Transfer-Encoding: 7bit\r\n\r\nhello\r\n..dots stay\r\n",
+    "quoted-printable": b"From: =?utf-8?q?Caf=C3=A9?= <me@example.com>\r\n"
+    b"Subject: =?utf-8?b?w6l0w6k=?=\r\nContent-Type: text/plain; CHARSET=UTF-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\nna=C3=AFve =E2=82=AC=\r\n5\r\n",
+    "folded": b"From: me@example.com\r\nSubject: a long\r\n\tfolded subject\r\n\r\nbody\r\n",
+    "latin-1": b"From: me@example.com\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\ncaf\xe9\r\n",
+    "unknown charset": b"From: me@example.com\r\nContent-Type: text/plain; charset=x-nope\r\n"
+    b"\r\nok\r\n",
+    "no headers of note": b"X-Anything: 1\r\n\r\nbare\r\n",
+}
+OTHER_MAILS = {
+    "base64": b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGk=\r\n",
+    "multipart": b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\nhi\r\n--x--\r\n",
+    "a name": b'Content-Type: text/plain; name="a.txt"\r\n\r\nhi\r\n',
+    "a disposition": b"Content-Disposition: attachment\r\n\r\nhi\r\n",
+    "not a header": b"From me@example.com Mon\r\nTo: x@y\r\n\r\nhi\r\n",
+    "bare line feeds": b"From: me@example.com\nTo: x@y\r\n\r\nhi\r\n",
+    "8-bit header": b"Subject: caf\xc3\xa9\r\n\r\nhi\r\n",
+    "twice": b"Subject: one\r\nSubject: two\r\n\r\nhi\r\n",
+    "no body": b"Subject: one\r\n",
+}
+
+
+@pytest.mark.parametrize("name", PLAIN_MAILS)
+def test_plain_text_mails_are_read_as_the_email_package_reads_them(name: str) -> None:
+    raw = PLAIN_MAILS[name]
+    direct = smtp_emulator._read_plain_text(raw)
+    assert direct is not None, "a one-part text mail takes the direct path"
+    reference = smtp_emulator._read_mime(raw)
+    assert direct.body == reference.body and direct.attachments == reference.attachments == []
+    for header in ("from", "to", "subject", "message-id", "x-anything"):
+        assert direct.header(header) == reference.header(header)
+
+
+@pytest.mark.parametrize("name", OTHER_MAILS)
+def test_other_mails_are_left_to_the_email_package(name: str) -> None:
+    assert smtp_emulator._read_plain_text(OTHER_MAILS[name]) is None
+
+
+def test_a_multipart_mail_is_recorded_with_its_attachments(
+    start: Callable[..., EmulatorThread],
+) -> None:
+    emulator = start()
+    with client(emulator) as smtp:
+        smtp.sendmail(USER, ["5555550100@mms.att.net"], OTHER_MAILS["multipart"])
+    [stored] = summary(emulator)["messages"]
+    assert stored["body"] == "hi" and stored["attachments"] == []
+
+
 # -- faults ----------------------------------------------------------------------------------
 
 
@@ -524,6 +618,8 @@ def test_smsgate_emulate_smtp(tmp_path: Path) -> None:
             assert gw.send("+15555550100", "from the command line").ok
         data = requests.get(lines["recorded mails"], timeout=10).json()
         assert data["count"] == 1 and data["messages"][0]["body"] == "from the command line"
+        # The command runs on uvloop: aiosmtpd answered smsgate's pipelined group there too.
+        assert data["reply_groups"] == 1
         assert len(list(spool.glob("*.eml"))) == 1
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -15,7 +15,9 @@ import http.server
 import json
 import logging
 import socket
+import socketserver
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -256,6 +258,164 @@ def test_idle_connections_past_idle_timeout_are_replaced(emulator: EmulatorThrea
 
     asyncio.run(run())
     assert summary(emulator)["connections"] == 2
+
+
+# -- pipelining ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_pipelining_when_offered_and_refusals_keep_the_session(
+    start: Callable[..., EmulatorThread], pipelining: bool
+) -> None:
+    # With PIPELINING, MAIL, RCPT and DATA of each mail are answered in one group; without it
+    # they go one at a time. Either way a refused recipient costs no session.
+    emulator = start(pipelining=pipelining)
+    numbers = [GOOD, MAGIC_INVALID, GOOD_2, MAGIC_OPTED_OUT, "+15555550102"]
+    with gateway(emulator, connections=1) as gw:
+        results = gw.send_many([Message(to=n, body=f"to {n}") for n in numbers])
+        set_faults(emulator, rate_limit_rate=1)
+        [throttled] = gw.send_many([Message(to=GOOD, body="too quick")])
+        set_faults(emulator, rate_limit_rate=0)
+        assert gw.send(GOOD, "and again").ok
+    assert [r.ok for r in results] == [True, False, True, False, True]
+    assert isinstance(results[1].error, InvalidRecipient) and results[1].error.code == "550"
+    assert isinstance(throttled.error, RateLimited)
+    data = summary(emulator)
+    assert [m["body"] for m in data["messages"]] == [
+        f"to {GOOD}",
+        f"to {GOOD_2}",
+        "to +15555550102",
+        "and again",
+    ]
+    assert (data["connections"], data["logins"]) == (1, 1)
+    assert data["reply_groups"] == (7 if pipelining else 0)
+
+
+class ScriptedServer:
+    """A plain SMTP server on loopback whose replies a test scripts: what a relay rarely does.
+
+    ``answer`` maps a command (``"."`` for the end of a message) to the reply bytes; ``dribble``
+    sends every reply a byte at a time.
+    """
+
+    def __init__(self, answer: Callable[[str], bytes], *, dribble: bool = False) -> None:
+        self.connections = 0
+        self.commands: list[str] = []
+        self.messages: list[bytes] = []
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                outer.connections += 1
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.send(b"220 scripted ready\r\n")
+                while line := self.rfile.readline():
+                    command = line.decode("ascii").rstrip("\r\n")
+                    outer.commands.append(command)
+                    verb = command.partition(" ")[0].upper()
+                    if verb == "EHLO":
+                        self.send(b"250-scripted\r\n250-PIPELINING\r\n250 HELP\r\n")
+                    elif verb == "QUIT":
+                        self.send(b"221 bye\r\n")
+                        return
+                    else:
+                        reply = answer(command)
+                        self.send(reply)
+                        if reply.startswith(b"354") and not self.read_message():
+                            return
+
+            def read_message(self) -> bool:
+                lines = []
+                while (line := self.rfile.readline()) != b".\r\n":
+                    if not line:
+                        return False
+                    lines.append(line)
+                outer.messages.append(b"".join(lines))
+                self.send(answer("."))
+                return True
+
+            def send(self, data: bytes) -> None:
+                for piece in [data[i : i + 1] for i in range(len(data))] if dribble else [data]:
+                    self.wfile.write(piece)
+                    if dribble:
+                        time.sleep(0.001)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = (
+            f"smtp://127.0.0.1:{self.server.server_address[1]}"
+            "?from=me@example.com&tls=none&carrier=googlefi&timeout=5"
+        )
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def make(replies: dict[str, bytes], *, dribble: bool = False) -> ScriptedServer:
+        server = ScriptedServer(lambda command: replies[command[:4].upper()], dribble=dribble)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+ACCEPTING = {
+    "MAIL": b"250 2.1.0 ok\r\n",
+    "RCPT": b"250 2.1.5 ok\r\n",
+    "DATA": b"354 go ahead\r\n",
+    ".": b"250-2.0.0 queued\r\n250 2.0.0 as 42\r\n",
+    "RSET": b"250 2.0.0 reset\r\n",
+}
+
+
+def test_replies_split_anywhere_and_multiline_replies_are_read_whole(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted(ACCEPTING, dribble=True)
+    with smsgate.Gateway.from_url(server.url) as gw:
+        results = [gw.send(GOOD, f"dribbled {i}") for i in range(3)]
+    assert all(r.ok for r in results)
+    assert results[0].raw["reply"] == {"code": 250, "message": "2.0.0 queued\n2.0.0 as 42"}
+    assert server.connections == 1 and len(server.messages) == 3
+    assert server.commands[1:4] == [
+        "MAIL FROM:<me@example.com>",
+        "RCPT TO:<5555550100@msg.fi.google.com>",
+        "DATA",
+    ]
+
+
+def test_data_taken_after_a_refused_recipient_costs_the_session(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    # RFC 2920 servers refuse DATA when no recipient was taken; one that says 354 now waits for
+    # a message, so the provider drops the session rather than send one.
+    server = scripted({**ACCEPTING, "RCPT": b"550 5.1.1 no such user\r\n"})
+    with smsgate.Gateway.from_url(server.url) as gw:
+        for _ in range(2):
+            with pytest.raises(InvalidRecipient) as info:
+                gw.send(GOOD, "hello")
+            assert info.value.code == "550"
+    assert server.connections == 2 and server.messages == []
+
+
+def test_a_garbled_reply_is_transient_and_costs_the_session(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted({**ACCEPTING, "MAIL": b"hello there\r\n"})
+    with smsgate.Gateway.from_url(server.url) as gw:
+        for _ in range(2):
+            with pytest.raises(TransientError) as info:
+                gw.send(GOOD, "hello")
+            assert "garbled reply" in info.value.message and "at MAIL" in info.value.message
+    assert server.connections == 2 and server.messages == []
 
 
 # -- MMS -------------------------------------------------------------------------------------

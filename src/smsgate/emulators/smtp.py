@@ -10,6 +10,10 @@ recorded: one ``.eml`` file per mail in the spool directory, and as JSON on a sm
 per mail, plus connection and login counts), ``POST /_emulator/reset``, ``GET|POST
 /_emulator/faults``.
 
+Like Gmail, it offers PIPELINING (RFC 2920; ``--option pipelining=false`` for a relay without
+it): replies to grouped MAIL and RCPT commands leave together with the next reply, and the JSON
+counts those grouped writes as ``reply_groups``.
+
 Faults, in SMTP terms (seeded, like the HTTP emulators'):
 
 - ``latency``: every reply to MAIL, RCPT and DATA waits this many seconds (a slow relay);
@@ -30,19 +34,22 @@ carrier gateway has no richer way to say so.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import datetime as dt
 import email
 import hashlib
 import ipaddress
+import re
 import secrets
 import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -53,6 +60,13 @@ from smsgate.emulators.magic import Outcome, magic_outcome
 from smsgate.errors import UnsupportedFeature
 
 TLS_MODES = ("starttls", "implicit", "none")
+_T = TypeVar("_T")
+#: a header field name (RFC 5322 2.2: printable ASCII but the colon)
+_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+#: a Content-Type parameter list that is just a charset
+_CHARSET_PARAMETER = re.compile(
+    r'\s*charset\s*=\s*(?:"([\w.:-]+)"|([\w.:-]+))\s*', re.ASCII | re.IGNORECASE
+)
 
 _RCPT_REFUSALS: dict[Outcome, str] = {
     Outcome.INVALID_TO: "550 5.1.1 <{rcpt}>: mailbox unavailable (not a valid number)",
@@ -207,9 +221,20 @@ class _Server(SMTP):
         self.mails = 0
         self.close_after_reply = False
         self.abort_instead_of_reply = False
+        #: the next reply may wait in ``held`` and leave with the one after it (RFC 2920)
+        self.hold_next_reply = False
+        self.held: list[bytes] = []
 
     def _create_session(self) -> Session:
         return _Session(self.loop)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd parses every MAIL and RCPT address with the email package's header parser
+        # (and defines a class per call); a bulk sender repeats a few addresses, so each once.
+        parsed = self.emulator.addresses.get(arg)
+        if parsed is None:
+            parsed = self.emulator.addresses.remember(arg, super()._getaddr(arg))
+        return parsed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:
@@ -228,13 +253,38 @@ class _Server(SMTP):
         elif transport is not None:
             transport.close()
 
-    async def push(self, status: Any) -> None:
+    async def push(self, status: str | bytes) -> None:
         if self.abort_instead_of_reply:
             self.abort()
             return
-        await super().push(status)
+        reply = (
+            status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+            if isinstance(status, str)
+            else status
+        )
+        hold, self.hold_next_reply = self.hold_next_reply, False
+        if hold and not self.close_after_reply:
+            # RFC 2920 3.1: replies to grouped MAIL and RCPT go out as a unit, with the next
+            # reply or once the client's commands read so far are all answered, whichever is first.
+            if not self.held:
+                self.loop.call_soon(self._send_held)
+            self.held.append(reply + b"\r\n")
+            return
+        if self.held:
+            self.emulator.reply_groups += 1
+            reply = b"".join(self.held) + reply
+            self.held.clear()
+        await super().push(reply)
         if self.close_after_reply and self.transport is not None:
             self.transport.close()
+
+    def _send_held(self) -> None:
+        held, self.held = self.held, []
+        # uvloop's transports are not asyncio.WriteTransport subclasses, but they write.
+        transport = cast(asyncio.WriteTransport | None, self.transport)
+        if held and transport is not None and not transport.is_closing():
+            self.emulator.reply_groups += len(held) > 1
+            transport.write(b"".join(held))
 
 
 class _Handler:
@@ -243,10 +293,19 @@ class _Handler:
     def __init__(self, emulator: SmtpEmulator) -> None:
         self.emulator = emulator
 
+    async def handle_EHLO(
+        self, server: _Server, session: Session, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.emulator.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self, server: _Server, session: Session, envelope: Any, address: str, options: list[str]
     ) -> str:
         emulator = self.emulator
+        server.hold_next_reply = emulator.pipelining
         await emulator.slow()
         if not session.authenticated:
             return "530 5.7.0 Authentication required"
@@ -266,13 +325,14 @@ class _Handler:
         self, server: _Server, session: Session, envelope: Any, address: str, options: list[str]
     ) -> str:
         emulator = self.emulator
+        server.hold_next_reply = emulator.pipelining
         await emulator.slow()
         if emulator.roll() < emulator.faults.rate_limit_rate:
             return (
                 "450 4.2.1 The user you are trying to contact is receiving mail too quickly. "
                 "Please resend your message at a later time."
             )
-        number = emulator.number_of(address)
+        number = emulator.recipient(address)[0]
         outcome = magic_outcome(number, "") if number.startswith("+") else None
         if outcome in _RCPT_REFUSALS:
             assert outcome is not None
@@ -321,9 +381,14 @@ class SmtpEmulator(Emulator):
         perm_fail_rate: float | str | None = None,
         drop_rate: float | str | None = None,
         max_per_connection: float | str | None = None,
+        pipelining: bool | str = True,
     ) -> None:
         if tls not in TLS_MODES:
             raise ValueError(f"tls={tls!r}: use one of {', '.join(TLS_MODES)}")
+        if isinstance(pipelining, str):
+            if pipelining.lower() not in ("true", "false"):
+                raise ValueError(f"pipelining={pipelining!r}: use true or false")
+            pipelining = pipelining.lower() == "true"
         if credentials is not None and ":" not in credentials:
             raise ValueError("credentials must look like USER:PASS")
         smtp_faults = SmtpFaults.from_faults(
@@ -343,6 +408,8 @@ class SmtpEmulator(Emulator):
         self.http_port = int(http_port)
         self.tls = tls
         self.carrier = carrier or None
+        #: advertise PIPELINING (RFC 2920) in the EHLO reply
+        self.pipelining = pipelining
         self.smtp_host = "127.0.0.1"
         self.smtp_port = 0
         self.tls_files: TlsFiles | None = None
@@ -350,10 +417,14 @@ class SmtpEmulator(Emulator):
         self.connections = 0
         self.logins = 0
         self.auth_failures = 0
+        #: writes that carried replies to several pipelined commands
+        self.reply_groups = 0
         self._server: asyncio.Server | None = None
         self._ssl: Any = None
         self._spooled = 0
         self._serial = 0
+        self.addresses: _Memo[tuple[str | None, str | None]] = _Memo()
+        self.recipients: _Memo[tuple[str, str | None]] = _Memo()
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -406,59 +477,21 @@ class SmtpEmulator(Emulator):
         if self.faults.latency:
             await asyncio.sleep(self.faults.latency)
 
-    def number_of(self, address: str) -> str:
-        """The phone number a gateway address stands for, in E.164 where the domain is known."""
-        from smsgate.carriers import registry
-        from smsgate.errors import InvalidRecipient
-        from smsgate.phone import normalize
-
-        local, _, domain = address.rpartition("@")
-        carriers = registry().by_domain(domain)
-        try:
-            if local.startswith("+"):
-                return normalize(local, strict=False)
-            if carriers and carriers[0].number_format.value == "national":
-                return normalize(local, carriers[0].country, strict=False)
-            if carriers:
-                return normalize(f"+{local}", strict=False)
-            # An unknown domain: ten digits read as North American, as most gateways were.
-            return normalize(local, "US" if len(local) == 10 else None, strict=False)
-        except InvalidRecipient:
-            return local
+    def recipient(self, address: str) -> tuple[str, str | None]:
+        """The phone number (E.164 where the domain is known) and carrier key of an address."""
+        found = self.recipients.get(address)
+        if found is None:
+            found = self.recipients.remember(address, _recipient(address))
+        return found
 
     def store(self, server: _Server, envelope: Any) -> list[EmulatedMessage]:
-        from smsgate.carriers import registry
-
         raw: bytes = envelope.original_content or b""
-        # compat32 parsing: the default policy's header objects cost more than the SMTP exchange.
-        parsed = email.message_from_bytes(raw)
-        body: str | None = None
-        attachments = []
-        for part in parsed.walk():
-            if part.is_multipart():
-                continue
-            data = part.get_payload(decode=True)
-            content = data if isinstance(data, bytes) else b""
-            filename = part.get_filename()
-            if body is None and part.get_content_type() == "text/plain" and not filename:
-                charset = part.get_content_charset() or "utf-8"
-                try:
-                    body = content.decode(charset, "replace")
-                except LookupError:
-                    body = content.decode("utf-8", "replace")
-                continue
-            attachments.append(
-                {
-                    "filename": _decoded(filename),
-                    "content_type": part.get_content_type(),
-                    "size": len(content),
-                    "sha256": hashlib.sha256(content).hexdigest(),
-                }
-            )
-        text = (body or "").replace("\r\n", "\n")
+        mail = _read_plain_text(raw) or _read_mime(raw)
+        text = mail.body.replace("\r\n", "\n")
         # MIME text ends with a line break the sender did not type.
         text = text[:-1] if text.endswith("\n") else text
-        message_id = (_decoded(parsed.get("Message-ID")) or "").strip().strip("<>")
+        attachments = mail.attachments
+        message_id = (_decoded(mail.header("message-id")) or "").strip().strip("<>")
         eml: str | None = None
         if self.spool is not None:
             self._spooled += 1
@@ -468,7 +501,7 @@ class SmtpEmulator(Emulator):
             eml = str(path)
         shared = {
             "mail_from": envelope.mail_from,
-            "subject": _decoded(parsed.get("Subject")),
+            "subject": _decoded(mail.header("subject")),
             "attachments": attachments,
             "connection": server.serial,
             "tls": server.transport is not None
@@ -477,19 +510,20 @@ class SmtpEmulator(Emulator):
         }
         stored = []
         # A gateway turns each recipient of a mail into its own text: one record per RCPT.
+        sender = _decoded(mail.header("from")) or ""
         for rcpt in envelope.rcpt_tos:
-            carriers = registry().by_domain(rcpt.rpartition("@")[2])
+            number, carrier = self.recipient(rcpt)
             message = EmulatedMessage(
                 id=message_id or f"emulator-{secrets.token_hex(8)}",
-                to=self.number_of(rcpt),
-                sender=_decoded(parsed.get("From")) or "",
+                to=number,
+                sender=sender,
                 body=text,
                 status="accepted",
                 created_at=time.time(),
                 media=[str(a["filename"]) for a in attachments],
                 # The same Message-ID to the same address again is a resend.
                 reference=f"{message_id} {rcpt}" if message_id else None,
-                fields={"rcpt": rcpt, "carrier": carriers[0].key if carriers else None, **shared},
+                fields={"rcpt": rcpt, "carrier": carrier, **shared},
             )
             stored.append(self.record(message))
         return stored
@@ -501,12 +535,13 @@ class SmtpEmulator(Emulator):
             "connections": self.connections,
             "logins": self.logins,
             "auth_failures": self.auth_failures,
+            "reply_groups": self.reply_groups,
             "messages": [_view(m) for m in self.messages],
         }
 
     def reset(self) -> None:
         super().reset()
-        self.connections = self.logins = self.auth_failures = 0
+        self.connections = self.logins = self.auth_failures = self.reply_groups = 0
 
     def drop_connections(self) -> int:
         """Drop every client connection now, as a relay does at its idle timeout."""
@@ -611,10 +646,131 @@ class SmtpEmulator(Emulator):
             shutil.rmtree(self.tls_files.directory, ignore_errors=True)
 
 
+class _Mail(NamedTuple):
+    """What the emulator records of a mail's content."""
+
+    #: a header's value by lower-case name (the first one), None when absent
+    header: Callable[[str], Any]
+    body: str
+    attachments: list[dict[str, Any]]
+
+
+def _read_mime(raw: bytes) -> _Mail:
+    """Any mail, read with the email package: the first plain text part and the attachments."""
+    # compat32 parsing: the default policy's header objects cost more than the SMTP exchange.
+    parsed = email.message_from_bytes(raw)
+    body: str | None = None
+    attachments = []
+    for part in parsed.walk():
+        if part.is_multipart():
+            continue
+        data = part.get_payload(decode=True)
+        content = data if isinstance(data, bytes) else b""
+        filename = part.get_filename()
+        if body is None and part.get_content_type() == "text/plain" and not filename:
+            body = _text(content, part.get_content_charset())
+            continue
+        attachments.append(
+            {
+                "filename": _decoded(filename),
+                "content_type": part.get_content_type(),
+                "size": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            }
+        )
+    return _Mail(parsed.get, body or "", attachments)
+
+
+def _read_plain_text(raw: bytes) -> _Mail | None:
+    """A one-part text/plain mail read directly; None for anything else (``_read_mime`` reads it).
+
+    Most mails a gateway gets are exactly that (smsgate's and the seeds'), and the email package
+    takes several times longer than the SMTP exchange to read one. Only what is certain here is
+    read here: 7-bit header lines, a text/plain type with at most a charset, no disposition, and
+    identity or quoted-printable transfer encoding; the values come out as the email package's
+    compat32 policy gives them.
+    """
+    head, blank, payload = raw.partition(b"\r\n\r\n")
+    if not blank or not head or head.startswith(b"\r\n") or not head.isascii():
+        return None
+    headers: dict[str, str] = {}
+    name = ""
+    for line in head.decode("ascii").split("\r\n"):
+        if "\r" in line or "\n" in line:
+            return None
+        if line[:1] in (" ", "\t"):
+            if not name:
+                return None
+            headers[name] += "\r\n" + line
+            continue
+        name, colon, value = line.partition(":")
+        name = name.lower()
+        if not colon or not _HEADER_NAME.fullmatch(name) or name in headers:
+            return None
+        headers[name] = value.lstrip(" \t")
+    content_type, _, params = headers.get("content-type", "text/plain").partition(";")
+    charset = _CHARSET_PARAMETER.fullmatch(params) if params else None
+    if (
+        content_type.strip().lower() != "text/plain"
+        or (params and charset is None)
+        or "content-disposition" in headers
+    ):
+        return None
+    encoding = headers.get("content-transfer-encoding", "").lower()
+    if encoding == "quoted-printable":
+        payload = binascii.a2b_qp(payload)
+    elif encoding not in ("", "7bit", "8bit", "binary"):
+        return None
+    body = _text(payload, charset and (charset.group(1) or charset.group(2)).lower())
+    return _Mail(headers.get, body, [])
+
+
+def _text(content: bytes, charset: str | None) -> str:
+    try:
+        return content.decode(charset or "utf-8", "replace")
+    except LookupError:
+        return content.decode("utf-8", "replace")
+
+
+def _recipient(address: str) -> tuple[str, str | None]:
+    from smsgate.carriers import registry
+    from smsgate.errors import InvalidRecipient
+    from smsgate.phone import normalize
+
+    local, _, domain = address.rpartition("@")
+    carriers = registry().by_domain(domain)
+    carrier = carriers[0].key if carriers else None
+    try:
+        if local.startswith("+"):
+            return normalize(local, strict=False), carrier
+        if carriers and carriers[0].number_format.value == "national":
+            return normalize(local, carriers[0].country, strict=False), carrier
+        if carriers:
+            return normalize(f"+{local}", strict=False), carrier
+        # An unknown domain: ten digits read as North American, as most gateways were.
+        return normalize(local, "US" if len(local) == 10 else None, strict=False), carrier
+    except InvalidRecipient:
+        return local, carrier
+
+
+class _Memo(dict[str, _T]):
+    """Results worth keeping per address; a bulk sender repeats a few, so a cap is enough."""
+
+    limit = 65536
+
+    def remember(self, key: str, value: _T) -> _T:
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
+
+
 def _decoded(value: Any) -> str | None:
     """A header value with RFC 2047 encoded words decoded."""
     if value is None:
         return None
+    if isinstance(value, str) and value.isascii() and "=?" not in value:
+        return value  # nothing encoded: the email package would return it as it is
     from email.header import decode_header, make_header
 
     try:
