@@ -12,8 +12,9 @@ accepted, and the emulator must have recorded exactly that many. The clients:
 - the seeds' pattern: ``requests.post`` per message in ``ThreadPoolExecutor(10)``;
 - the official twilio SDK's async client: ``create_async`` on ``AsyncTwilioHttpClient``, 100 in
   flight (100 workers pulling from one iterator);
-- a bare aiohttp loop: one session, 100 workers, form POST + JSON parse: the ceiling of a Python
-  client, and the emulator's own ceiling when the emulator saturates first.
+- a bare aiohttp loop: one session, 100 workers, form POST + JSON parse: a general-purpose
+  client at its leanest (smsgate's own transport is a smaller HTTP/1.1 client, not aiohttp), and
+  the emulator's own ceiling when the emulator saturates first.
 
 For each client it prints messages/s, client CPU per message (``time.process_time`` delta / n,
 every thread of this process) and the emulator's CPU use over the same interval (from /proc).

@@ -1,8 +1,28 @@
-"""HTTP transport on aiohttp: one keep-alive pool per provider, timeouts, bounded concurrency.
+"""HTTP/1.1 transport: one keep-alive pool per provider and event loop, timeouts, bounded concurrency.
+
+A small client on asyncio's Protocol API with ``httptools`` (llhttp) parsing the responses. A
+provider API needs one thing from HTTP: a request out and its response back over a reused
+connection. aiohttp's client spent about 150 µs of CPU per request on loopback, mostly on what
+no provider uses (cookie jars, redirects, proxies, URL objects, tracing hooks, payload lookups);
+this one writes each request as bytes in one call and parses the response as it arrives, for
+about 40 µs.
 
 The transport's one job beyond moving bytes is to say *how* a request failed, because that decides
 whether resending is safe: a refused connection never reached the provider (``TransientError``),
 while a read timeout or a reset after the request was written may have (``AmbiguousSend``).
+
+That includes a pooled keep-alive connection the server closes just as we reuse it. Browsers
+resend such a request on a new connection, but the failure looks the same whether the server
+dropped the connection while idle (nothing was read) or after it read and acted on the request
+(a crash, a worker restart, a proxy timing out the upstream): no byte of a response tells them
+apart. RFC 9110 (9.2.2) allows an automatic resend only for idempotent requests, and a send is
+not idempotent whatever method carries it (SMSPM's API takes sends as GET too). So the transport
+never resends: it reports ``AmbiguousSend`` and leaves the decision to the caller's policy, which
+knows whether the provider drops repeated idempotency keys. What it does instead is make the
+race rare: a connection the server closed while idle is dropped as soon as the loop sees the
+close, idle connections are dropped after ``KEEPALIVE_SECONDS`` or a second before the idle
+timeout the server announces in ``Keep-Alive: timeout=N``, and the most recently used idle
+connection (the least likely to have timed out) is reused first.
 """
 
 from __future__ import annotations
@@ -11,19 +31,45 @@ import asyncio
 import base64
 import json
 import logging
+import re
+import ssl
 import time
-from collections.abc import Mapping
+import zlib
+from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from typing import Any, cast
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-from smsgate.errors import AmbiguousSend, TransientError
+import httptools
 
-if TYPE_CHECKING:
-    import aiohttp
+from smsgate.errors import AmbiguousSend, ConfigError, InvalidMessage, SmsgateError, TransientError
 
 logger = logging.getLogger("smsgate.http")
+
+#: the longest an idle keep-alive connection is kept for reuse
+KEEPALIVE_SECONDS = 30.0
+#: stop reusing a connection this long before the idle timeout the server announced ends
+KEEPALIVE_MARGIN = 1.0
+
+#: request headers the transport sets and a request may override
+_DEFAULT_HEADERS = {
+    "user-agent": "User-Agent: smsgate\r\n",
+    "accept": "Accept: */*\r\n",
+    "accept-encoding": "Accept-Encoding: gzip, deflate\r\n",
+}
+#: request headers that only the transport sets: they frame the message on the connection
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+#: characters a request target may carry as they are (RFC 3986 reserved and unreserved, and "%")
+_UNSAFE_IN_TARGET = re.compile(r"[^A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]")
+#: ASCII as quote_plus writes it in a form: unreserved characters as they are, space as "+"
+_FORM_ESCAPES = {
+    code: "+" if char == " " else char if char in "_.-~" or char.isalnum() else f"%{code:02X}"
+    for code, char in ((code, chr(code)) for code in range(128))
+}
+_KEEPALIVE_TIMEOUT = re.compile(rb"timeout\s*=\s*(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,122 +116,676 @@ class HttpResponse:
             return None
 
 
+class Headers(Mapping[str, str]):
+    """Response header fields with case-insensitive names; a repeated field's values joined by
+    ", " (RFC 9110 5.3). Decoded on first use: most responses are read for their body only."""
+
+    __slots__ = ("_fields", "_index")
+
+    def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
+        self._fields = fields
+        self._index: dict[str, tuple[str, str]] | None = None
+
+    def _lookup(self) -> dict[str, tuple[str, str]]:
+        if self._index is None:
+            index: dict[str, tuple[str, str]] = {}
+            for raw_name, raw_value in self._fields:
+                name = raw_name.decode("latin-1")
+                value = raw_value.decode("utf-8", "replace")
+                key = name.lower()
+                seen = index.get(key)
+                index[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
+            self._index = index
+        return self._index
+
+    def __getitem__(self, name: str) -> str:
+        return self._lookup()[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._lookup()
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._lookup().values())
+
+    def __len__(self) -> int:
+        return len(self._lookup())
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
 @lru_cache(maxsize=64)
 def basic_auth(user: str, password: str) -> str:
     """An ``Authorization: Basic`` header value (cached: it is built for every request)."""
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """Where connections go (scheme, host, port) and the request head lines they all share."""
+
+    tls: bool
+    host: str
+    port: int
+    #: the Host line and the default headers, in the order they are sent
+    default_head: str
+
+    @classmethod
+    def parse(cls, url: str, what: str = "base_url") -> tuple[_Origin, str]:
+        """The origin of ``url`` and its path and query (the request target)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"{what} {url!r} is not an http:// or https:// URL with a host", field=what
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"{what} {url!r} has an invalid port", field=what) from None
+        tls = parts.scheme == "https"
+        default_port = 443 if tls else 80
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        if port is not None and port != default_port:
+            host = f"{host}:{port}"
+        head = f"Host: {host}\r\n" + "".join(_DEFAULT_HEADERS.values())
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        return cls(tls, parts.hostname, port or default_port, head), target
+
+    def head_without(self, overridden: set[str]) -> str:
+        """The default head lines minus those a request sets itself."""
+        return "".join(
+            line
+            for line in self.default_head.splitlines(keepends=True)
+            if line.partition(":")[0].lower() not in overridden
+        )
+
+
 class HttpTransport:
-    """A keep-alive aiohttp session per event loop (sync callers run on their own loop)."""
+    """Keep-alive connection pools per event loop (sync callers run on their own loop)."""
 
     def __init__(self, base_url: str, *, provider: str, timeout: Timeout, limits: Limits) -> None:
+        if limits.max_connections < 1:
+            raise ConfigError(
+                f"max_connections must be at least 1, got {limits.max_connections}",
+                field="max_connections",
+            )
         self.base_url = base_url.rstrip("/")
         self.provider = provider
         self.timeout = timeout
         self.limits = limits
-        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._origin, prefix = _Origin.parse(self.base_url)
+        #: the base URL's path: every request path is appended to it
+        self._prefix = prefix.partition("?")[0]
+        self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
+        #: pools for requests whose path is an absolute URL elsewhere than the base URL
+        self._other_pools: dict[tuple[asyncio.AbstractEventLoop, _Origin], _Pool] = {}
+        self._ssl_context: ssl.SSLContext | None = None
 
-    def _session(self) -> aiohttp.ClientSession:
-        import aiohttp
+    def ssl_context(self) -> ssl.SSLContext:
+        """System CAs, host name checks on (built on first use: loading the CAs takes a while)."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
 
+    def _pool(self, origin: _Origin | None) -> _Pool:
         loop = asyncio.get_running_loop()
-        session = self._sessions.get(loop)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self.limits.max_connections,
-                limit_per_host=self.limits.max_connections,
-                keepalive_timeout=30,
-                enable_cleanup_closed=True,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.timeout.connect, sock_read=self.timeout.read
-                ),
-                auto_decompress=True,
-                # Provider APIs set no cookies we need; skipping the jar saves work per request.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent",),
-                headers={"User-Agent": "smsgate"},
-            )
-            self._sessions[loop] = session
-        return session
+        if origin is None:
+            pool = self._pools.get(loop)
+            if pool is None or pool.closed:
+                pool = self._pools[loop] = self._new_pool(loop, self._origin)
+            return pool
+        other = self._other_pools.get((loop, origin))
+        if other is None or other.closed:
+            other = self._other_pools[(loop, origin)] = self._new_pool(loop, origin)
+        return other
+
+    def _new_pool(self, loop: asyncio.AbstractEventLoop, origin: _Origin) -> _Pool:
+        # Pools of loops that were closed (a caller's asyncio.run per call) hold dead sockets.
+        # list() copies the keys in one step: another loop's thread may add a pool meanwhile.
+        for key in list(self._pools):
+            if key.is_closed():
+                self._pools.pop(key, None)
+        for pair in list(self._other_pools):
+            if pair[0].is_closed():
+                self._other_pools.pop(pair, None)
+        return _Pool(self, origin, loop)
 
     async def request(self, request: HttpRequest) -> HttpResponse:
-        import aiohttp
-
-        session = self._session()
-        url = request.path if "://" in request.path else f"{self.base_url}{request.path}"
-        headers = request.headers
-        if request.auth is not None:
-            headers = {**headers, "Authorization": basic_auth(*request.auth)}
-        data: Any = request.data
-        if data is not None and not isinstance(data, bytes | str):
-            # Encode forms here, as aiohttp's FormData would (urlencode, doseq): its generic
-            # payload lookup and FormData objects cost about three times the encoding itself.
-            data = urlencode(data, doseq=True).encode()
-            if not any(name.lower() == "content-type" for name in headers):
-                headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+        path = request.path
+        absolute = "://" in path
+        if absolute:
+            origin, target = _Origin.parse(path, "request URL")
+            pool = self._pool(origin)
+            target = target or "/"
+        else:
+            target = self._prefix + path
+            pool = self._pool(None)
+        payload = self._serialize(request, pool.origin, target)
         started = time.perf_counter()
+        connection = await pool.acquire()
         try:
-            async with session.request(
-                request.method,
-                url,
-                params=request.params,
-                data=data,
-                json=request.json,
-                headers=headers,
-                allow_redirects=False,
-            ) as resp:
-                body = await resp.read()
-                response = HttpResponse(resp.status, resp.headers, body)
-        except aiohttp.ConnectionTimeoutError:
-            raise TransientError(
-                f"timed out connecting to {self.provider}", provider=self.provider
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise TransientError(
-                f"could not connect to {self.provider} ({exc.os_error.strerror or 'refused'})",
-                provider=self.provider,
-            ) from None
-        except (TimeoutError, aiohttp.SocketTimeoutError):
-            raise AmbiguousSend(
-                f"no response from {self.provider} within {self.timeout.read:g} s; "
-                "the message may have been accepted",
-                provider=self.provider,
-            ) from None
-        except (
-            aiohttp.ServerDisconnectedError,
-            aiohttp.ClientOSError,
-            aiohttp.ClientPayloadError,
-        ) as exc:
-            raise AmbiguousSend(
-                f"connection to {self.provider} dropped after the request was sent "
-                f"({type(exc).__name__}); the message may have been accepted",
-                provider=self.provider,
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise TransientError(
-                f"HTTP error talking to {self.provider}: {type(exc).__name__}",
-                provider=self.provider,
-            ) from None
+            response = await connection.exchange(payload, request.method == "HEAD")
+        except BaseException:
+            pool.drop(connection)
+            raise
+        pool.release(connection)
         if logger.isEnabledFor(logging.DEBUG):
             # Path only: some providers (SMSPM) put credentials in the query string.
             logger.debug(
                 "%s %s %s -> %d in %.1f ms",
                 self.provider,
                 request.method,
-                request.path.split("?", 1)[0] if "://" not in request.path else "<absolute url>",
+                "<absolute url>" if absolute else path.split("?", 1)[0],
                 response.status,
                 (time.perf_counter() - started) * 1000,
             )
         return response
 
+    def _serialize(self, request: HttpRequest, origin: _Origin, target: str) -> bytes:
+        """The request as bytes; refuses, before any I/O, what cannot be sent as asked."""
+        if _UNSAFE_IN_TARGET.search(target) is not None:
+            # Spaces, line breaks, non-ASCII: percent-encoded, never sent raw.
+            target = quote(target.partition("#")[0], safe="/:@!$&'()*+,;=?%[]~")
+        if request.params:
+            target += ("&" if "?" in target else "?") + urlencode(request.params, doseq=True)
+        body, content_type = _encode_body(request)
+        headers = request.headers
+        parts = [f"{request.method} {target} HTTP/1.1\r\n"]
+        if headers:
+            names = {name.lower() for name in headers}
+            if not names.isdisjoint(_FRAMING_HEADERS) or (
+                request.auth is not None and "authorization" in names
+            ):
+                raise ValueError(
+                    f"headers {sorted(names & (_FRAMING_HEADERS | {'authorization'}))} are set by "
+                    "the transport (use HttpRequest.auth for Authorization)"
+                )
+            parts.append(
+                origin.default_head
+                if names.isdisjoint(_DEFAULT_HEADERS) and "host" not in names
+                else origin.head_without(names)
+            )
+            lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
+                bad = next(n for n, v in headers.items() if "\r" in n + v or "\n" in n + v)
+                raise InvalidMessage(
+                    f"the {bad} header contains a line break; remove CR and LF from its value",
+                    field=bad,
+                )
+            parts.append(lines)
+            if "content-type" in names:
+                content_type = None
+        else:
+            parts.append(origin.default_head)
+        if request.auth is not None:
+            parts.append(f"Authorization: {basic_auth(*request.auth)}\r\n")
+        if content_type is not None:
+            parts.append(f"Content-Type: {content_type}\r\n")
+        if body or request.method in _METHODS_WITH_BODY:
+            parts.append(f"Content-Length: {len(body)}\r\n")
+        parts.append("\r\n")
+        return "".join(parts).encode() + body
+
     async def aclose(self) -> None:
-        sessions, self._sessions = list(self._sessions.items()), {}
-        for loop, session in sessions:
+        pools = [*self._pools.items(), *((key[0], pool) for key, pool in self._other_pools.items())]
+        self._pools, self._other_pools = {}, {}
+        for loop, pool in pools:
             if loop is asyncio.get_running_loop():
-                await session.close()
+                await pool.aclose()
             elif not loop.is_closed() and loop.is_running():
-                asyncio.run_coroutine_threadsafe(session.close(), loop)
+                loop.call_soon_threadsafe(pool.close)
+
+
+def _encode_body(request: HttpRequest) -> tuple[bytes, str | None]:
+    """The body and the Content-Type it implies (None when there is no body)."""
+    data = request.data
+    if data is not None:
+        if request.json is not None:
+            raise ValueError("an HttpRequest takes data or json, not both")
+        if isinstance(data, bytes):
+            return data, "application/octet-stream"
+        if isinstance(data, str):
+            return data.encode(), "text/plain; charset=utf-8"
+        return _form_encode(data), "application/x-www-form-urlencoded"
+    if request.json is not None:
+        return json.dumps(request.json).encode(), "application/json"
+    return b"", None
+
+
+def _form_encode(data: Mapping[str, Any] | list[tuple[str, str]]) -> bytes:
+    """``urlencode(data, doseq=True)``, about three times faster for what sends carry: text."""
+    pairs = data.items() if isinstance(data, Mapping) else data
+    encoded = []
+    for name, value in pairs:
+        if type(name) is not str or type(value) is not str:
+            return urlencode(data, doseq=True).encode()  # sequences, numbers, bytes
+        encoded.append(f"{_form_quote(name)}={_form_quote(value)}")
+    return "&".join(encoded).encode()
+
+
+def _form_quote(text: str) -> str:
+    # str.translate runs in C; quote_plus calls Python code for every byte.
+    return text.translate(_FORM_ESCAPES) if text.isascii() else quote_plus(text)
+
+
+class _Pool:
+    """Keep-alive connections to one origin on one loop: at most ``max_connections`` open.
+
+    ``open`` counts connections open or being opened. A request takes the most recently used idle
+    connection, else opens one if under the limit, else queues; a released connection goes to
+    the longest-waiting request first, so waiters are served in arrival order.
+    """
+
+    def __init__(
+        self, transport: HttpTransport, origin: _Origin, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.provider = transport.provider
+        self.timeout = transport.timeout
+        self.limit = transport.limits.max_connections
+        self.transport = transport
+        self.origin = origin
+        self.loop = loop
+        self.open = 0
+        self.idle: list[_Connection] = []
+        #: a waiter gets a connection, or None: a place in the pool to open one in
+        self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
+        self.connections: set[_Connection] = set()
+        self.sweeper: asyncio.TimerHandle | None = None
+        #: checks the read timeout of every pending exchange: one timer per pool, because a
+        #: timer per request costs about 8 µs of CPU (uvloop), more than parsing the response
+        self.watchdog: asyncio.TimerHandle | None = None
+        #: how often it checks: a read timeout fires up to this late (a tenth of it, at most 1 s)
+        self.watch_interval = min(1.0, max(0.01, self.timeout.read / 10))
+        self.closed = False
+
+    async def acquire(self) -> _Connection:
+        while True:
+            idle = self.idle
+            if idle:
+                now = self.loop.time()
+                while idle:
+                    connection = idle.pop()
+                    connection.idle = False
+                    if connection.expires_at > now:
+                        return connection
+                    self.drop(connection)
+            if self.open < self.limit and not self.waiters:
+                self.open += 1
+                return await self.connect()
+            waiter: asyncio.Future[_Connection | None] = self.loop.create_future()
+            self.waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._give_back(waiter.result())
+                raise
+            if handed is None:
+                return await self.connect()
+            if not handed.dead:
+                return handed
+            # Closed between the hand-over and now (drop() freed its place): queue again.
+
+    def _give_back(self, handed: _Connection | None) -> None:
+        """Return what a waiter was handed and cannot use: a connection, or its place (None)."""
+        if handed is None:
+            self.open -= 1
+            self._grant()
+        else:
+            self.release(handed)
+
+    def _grant(self) -> None:
+        """Give free places in the pool to waiting requests, first come first served."""
+        while self.waiters and self.open < self.limit:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                self.open += 1
+                waiter.set_result(None)
+
+    async def connect(self) -> _Connection:
+        """Open a connection in a place already counted in ``open``."""
+        origin = self.origin
+        try:
+            async with asyncio.timeout(self.timeout.connect):
+                _, connection = await self.loop.create_connection(
+                    lambda: _Connection(self),
+                    origin.host,
+                    origin.port,
+                    ssl=self.transport.ssl_context() if origin.tls else None,
+                    server_hostname=origin.host if origin.tls else None,
+                )
+        except BaseException as exc:
+            self._give_back(None)
+            raise self._connect_error(exc) from None
+        if connection.dead:  # closed by the server before we could write a byte
+            self._give_back(None)
+            raise TransientError(
+                f"{self.provider} closed the connection as soon as it opened",
+                provider=self.provider,
+            )
+        connection.pooled = True
+        self.connections.add(connection)
+        return connection
+
+    def _connect_error(self, exc: BaseException) -> BaseException:
+        """What a failed connect means: nothing reached the provider, so resending is safe."""
+        provider = self.provider
+        if isinstance(exc, TimeoutError):
+            return TransientError(f"timed out connecting to {provider}", provider=provider)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return TransientError(
+                f"{provider}'s TLS certificate failed verification ({exc.verify_message})",
+                provider=provider,
+            )
+        if isinstance(exc, ssl.SSLError):
+            return TransientError(
+                f"TLS handshake with {provider} failed ({exc.reason or exc})", provider=provider
+            )
+        if isinstance(exc, OSError):
+            return TransientError(
+                f"could not connect to {provider} ({exc.strerror or type(exc).__name__})",
+                provider=provider,
+            )
+        return exc
+
+    def release(self, connection: _Connection) -> None:
+        """Take back a connection whose exchange ended; keep it if the response allows."""
+        if not connection.reusable or connection.dead or self.closed:
+            self.drop(connection)
+            return
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        connection.expires_at = self.loop.time() + connection.keepalive
+        connection.idle = True
+        self.idle.append(connection)
+        if self.sweeper is None:
+            self.sweeper = self.loop.call_at(connection.expires_at, self._sweep)
+
+    def drop(self, connection: _Connection) -> None:
+        """Close ``connection`` and free its place in the pool (once, however often called)."""
+        connection.close()
+        if connection.idle:
+            connection.idle = False
+            self.idle.remove(connection)
+        if connection.pooled:
+            connection.pooled = False
+            self.connections.discard(connection)
+            self.open -= 1
+            self._grant()
+
+    def _sweep(self) -> None:
+        """Close connections idle past their keep-alive time, so idle sockets do not pile up."""
+        self.sweeper = None
+        now = self.loop.time()
+        for connection in [c for c in self.idle if c.expires_at <= now]:
+            self.drop(connection)
+        if self.idle:
+            soonest = min(connection.expires_at for connection in self.idle)
+            self.sweeper = self.loop.call_at(soonest, self._sweep)
+
+    def watch(self) -> None:
+        """Fail exchanges that waited ``Timeout.read`` for a response byte; re-arm while any wait."""
+        self.watchdog = None
+        now = self.loop.time()
+        started_before = now - self.timeout.read
+        waiting = False
+        for connection in list(self.connections):
+            if connection.waiter is not None:
+                if connection.last_read <= started_before:
+                    connection.read_timed_out()
+                else:
+                    waiting = True
+        if waiting:
+            self.watchdog = self.loop.call_at(now + self.watch_interval, self.watch)
+
+    def close(self) -> None:
+        self.closed = True
+        for timer in (self.sweeper, self.watchdog):
+            if timer is not None:
+                timer.cancel()
+        self.sweeper = self.watchdog = None
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(
+                    TransientError(
+                        f"the {self.provider} transport was closed before the request was sent",
+                        provider=self.provider,
+                    )
+                )
+        for connection in list(self.connections):
+            if connection.waiter is not None:
+                connection.fail(
+                    AmbiguousSend(
+                        f"the {self.provider} transport was closed while waiting for the "
+                        "response; the message may have been accepted",
+                        provider=self.provider,
+                    )
+                )
+            self.drop(connection)
+
+    async def aclose(self, limit: float = 1.0) -> None:
+        """Close every connection and wait (``limit`` s at most) until the sockets are closed.
+
+        A TLS connection closes over a few loop turns; a caller that stops its loop right after
+        (the sync Gateway does) would otherwise leave sockets open.
+        """
+        closing = list(self.connections)
+        self.close()
+        losses = [c.lost for c in closing if not c.lost.done()]
+        if losses:
+            await asyncio.wait(losses, timeout=limit)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: writes a request, parses its response (httptools callbacks)."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.read_timeout = pool.timeout.read
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        #: the pending exchange's result; None while idle
+        self.waiter: asyncio.Future[HttpResponse] | None = None
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.status = 0
+        self.head_only = False
+        self.headers_done = False
+        self.received = False
+        self.exchanges = 0
+        #: when the pending exchange last made progress (written, or a response byte read)
+        self.last_read = 0.0
+        #: whether the last response leaves the connection open for another request
+        self.reusable = False
+        self.keepalive = KEEPALIVE_SECONDS
+        self.expires_at = 0.0
+        #: counted in the pool's ``open`` / in its idle list
+        self.pooled = False
+        self.idle = False
+        self.dead = False
+
+    # -- driven by the request ----------------------------------------------------------------
+
+    def exchange(self, payload: bytes, head_only: bool) -> asyncio.Future[HttpResponse]:
+        """Write ``payload``; the future resolves to the response or fails with the reason."""
+        assert self.transport is not None
+        self.head_only = head_only
+        self.headers_done = self.received = self.reusable = False
+        self.exchanges += 1
+        waiter = self.waiter = self.loop.create_future()
+        self.transport.write(payload)
+        self.last_read = self.loop.time()
+        if self.pool.watchdog is None:
+            self.pool.watch()
+        return waiter
+
+    def fail(self, error: SmsgateError) -> None:
+        """End the pending exchange, if any, with ``error``; the connection cannot be reused."""
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        self.close(abort=True)
+
+    def close(self, *, abort: bool = False) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        # A request abandoned mid-exchange (cancelled) leaves the connection in an unknown state.
+        abort = abort or self.waiter is not None
+        self.waiter = None
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def read_timed_out(self) -> None:
+        self.fail(
+            AmbiguousSend(
+                f"no response from {self.pool.provider} within {self.read_timeout:g} s; "
+                "the message may have been accepted",
+                provider=self.pool.provider,
+            )
+        )
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            # The server spoke out of turn (some send a 408 before closing an idle connection).
+            self.pool.drop(self)
+            return
+        self.received = True
+        self.last_read = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._failed_after_send("it switched protocols")
+        except httptools.HttpParserError as exc:
+            self._failed_after_send(f"malformed response: {exc}")
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self.dead = True
+        if self.waiter is None:
+            self.pool.drop(self)  # idle (or just handed over): its place is free
+        elif exc is None and self._body_ends_at_close():
+            self._complete(reusable=False)
+        else:
+            self._failed_after_send(type(exc).__name__ if exc else "closed by the server")
+
+    def _failed_after_send(self, why: str) -> None:
+        provider = self.pool.provider
+        if not self.received and self.exchanges > 1:
+            # A reused keep-alive connection closed before any response byte: the server may
+            # have timed it out unread, or read the request and then gone; see the module doc.
+            message = (
+                f"{provider} closed a reused keep-alive connection without answering ({why}); "
+                "the message may have been accepted"
+            )
+        else:
+            message = (
+                f"connection to {provider} dropped after the request was sent ({why}); "
+                "the message may have been accepted"
+            )
+        self.fail(AmbiguousSend(message, provider=provider))
+
+    def _body_ends_at_close(self) -> bool:
+        """Whether the response is complete at end of stream (no length, not chunked)."""
+        if not self.headers_done or self.head_only:
+            return False
+        if self.status in (204, 304) or 100 <= self.status < 200:
+            return False
+        names = {name.lower() for name, _ in self.fields}
+        return b"content-length" not in names and b"transfer-encoding" not in names
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.headers_done = True
+        if self.head_only and self.status >= 200:
+            # llhttp cannot be told a HEAD response has no body; finish here, never reuse.
+            self._complete(reusable=False)
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:
+            # An interim response (100 Continue, 103 Early Hints): the real one follows.
+            self.fields = []
+            self.chunks = []
+            self.headers_done = False
+            return
+        self._complete(reusable=self.parser.should_keep_alive())
+
+    def _complete(self, *, reusable: bool) -> None:
+        waiter, self.waiter = self.waiter, None
+        # Fresh lists: bytes after this response must not reach the one handed out.
+        fields, chunks = self.fields, self.chunks
+        self.fields, self.chunks = [], []
+        if waiter is None or waiter.done():
+            self.reusable = False  # a response nobody asked for: the connection is confused
+            return
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        encoding = None
+        for name, value in fields:
+            # Length first: a cheap filter before comparing names case-insensitively.
+            if len(name) == 16 and name.lower() == b"content-encoding":
+                encoding = value
+            elif len(name) == 10 and name.lower() == b"keep-alive" and reusable:
+                announced = _KEEPALIVE_TIMEOUT.search(value)
+                if announced is not None:
+                    seconds = int(announced.group(1)) - KEEPALIVE_MARGIN
+                    self.keepalive = min(KEEPALIVE_SECONDS, seconds)
+                    reusable = seconds > 0
+        if encoding is not None:
+            try:
+                body = _decode(body, encoding)
+            except zlib.error:
+                self.reusable = reusable
+                waiter.set_exception(
+                    AmbiguousSend(
+                        f"{self.pool.provider}'s response body could not be decoded "
+                        f"({encoding.decode('latin-1')}); the message may have been accepted",
+                        provider=self.pool.provider,
+                    )
+                )
+                return
+        self.reusable = reusable
+        waiter.set_result(HttpResponse(self.status, Headers(fields), body))
+
+
+def _decode(body: bytes, content_encoding: bytes) -> bytes:
+    """Undo gzip and deflate codings, last applied first; other codings are left as they are."""
+    for coding in reversed(content_encoding.lower().split(b",")):
+        coding = coding.strip()
+        if coding in (b"gzip", b"x-gzip"):
+            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        elif coding == b"deflate":
+            # RFC 9110 says zlib-wrapped; some servers send a raw deflate stream.
+            try:
+                body = zlib.decompress(body)
+            except zlib.error:
+                body = zlib.decompress(body, -zlib.MAX_WBITS)
+        elif coding not in (b"identity", b""):
+            break
+    return body
