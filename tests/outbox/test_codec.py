@@ -81,18 +81,3 @@ def test_ids_made_by_the_fast_path_increase_in_submit_order() -> None:
     ]
     assert all(re.match(r"^msg_[0-9A-HJKMNP-TV-Z]{26}$", i) for i in made)
     assert made == sorted(made) and len(set(made)) == len(made)
-
-
-def test_bulk_ids_have_new_ids_format_and_increase() -> None:
-    from smsgate.ids import new_id
-    from smsgate.outbox.bulk import BulkIds
-
-    ids = BulkIds()
-    made = [ids() for _ in range(20_000)]
-    pattern = re.compile(r"^msg_[0-9A-HJKMNP-TV-Z]{26}$")
-    assert all(pattern.match(i) for i in made)
-    assert made == sorted(made) and len(set(made)) == len(made)
-    reference = new_id()
-    # the same millisecond prefix as new_id made at about the same time
-    assert made[-1][:13] <= reference[:13]
-    assert pattern.match(reference)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,9 @@ from smsgate.clock import FakeClock
 from smsgate.errors import InvalidMessage, InvalidRecipient
 from smsgate.message import DeliveryEvent, Message, Status
 from smsgate.outbox import MessageNotFound, NotCancelable, Outbox, ReceiptOutcome, State
+from smsgate.outbox.sql import INDEXED_PREDICATE
 from smsgate.outbox.store import NewEvent, StartSend, Transition
+from tests.outbox.conftest import sqlite_url
 
 TO = "+15555550100"
 
@@ -307,6 +311,74 @@ def test_finish_writes_the_state_the_fields_and_one_event(outbox: Outbox, clock:
     assert (again.row.provider, again.row.provider_attempt) == ("twilio", 2)
 
 
+def test_one_write_skips_the_rows_its_writer_no_longer_holds(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    sending, given_back, fresh = (outbox.submit(Message(to=TO, body=f"m{n}")) for n in range(3))
+    now = clock.time()
+    outbox.store.claim("w1", 3, now, now + 30)
+    assert start(outbox, "w1", [sending]) == {sending}
+    assert outbox.store.release("w1", [given_back], now) == 1
+    (taken,) = outbox.store.claim("w2", 3, now, now + 30)
+    assert taken.row.id == given_back
+    event = NewEvent(sending, now, "sending", "sent", "w1", "accepted")
+    done = Transition(sending, State.SENT, event, provider="twilio", provider_message_id="SM1")
+    starts = [
+        StartSend(i, "twilio", 1, "default", NewEvent(i, now, "queued", "sending", "w1", "go"))
+        for i in (given_back, fresh)
+    ]
+    assert outbox.store.write("w1", starts, [done], (), now, now + 30) == ({fresh}, {sending})
+    assert outbox.status(sending).status is Status.SENT
+    assert outbox.status(fresh).status is Status.SENDING
+    record = outbox.status(given_back)
+    assert (record.status, record.attempts) == (Status.QUEUED, 0)
+    assert [e.to_status for e in record.events] == [Status.QUEUED]
+
+
+def test_a_write_mixing_held_and_moved_rows_applies_each_once(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    held, moved, fresh = (outbox.submit(Message(to=TO, body=f"m{n}")) for n in range(3))
+    now = clock.time()
+    outbox.store.claim("w1", 3, now, now + 30)
+    assert start(outbox, "w1", [held, moved]) == {held, moved}
+    outbox.record_event(receipt(Status.DELIVERED, "e1", message_id=moved))
+    clock.advance(1)
+    now = clock.time()
+
+    def outcome(message_id: str, pmid: str) -> Transition:
+        event = NewEvent(message_id, now, "sending", "sent", "w1", f"accepted as {pmid}")
+        return Transition(
+            message_id, State.SENT, event, provider="twilio", provider_message_id=pmid
+        )
+
+    go = StartSend(
+        fresh, "twilio", 1, "default", NewEvent(fresh, now, "queued", "sending", "w1", "go")
+    )
+    started, finished = outbox.store.write(
+        "w1", [go], [outcome(held, "SM-h"), outcome(moved, "SM-m")], (), now, now + 30
+    )
+    assert (started, finished) == ({fresh}, {held, moved})
+    assert outbox.status(fresh).status is Status.SENDING
+    record = outbox.status(held)
+    assert (record.status, record.provider_message_id) == (Status.SENT, "SM-h")
+    assert [(e.from_status, e.to_status) for e in record.events] == [
+        (None, Status.QUEUED),
+        (Status.QUEUED, Status.SENDING),
+        (Status.SENDING, Status.SENT),
+    ]
+    record = outbox.status(moved)
+    assert (record.status, record.provider_message_id) == (Status.DELIVERED, "SM-m")
+    assert [e.to_status for e in record.events] == [
+        Status.QUEUED,
+        Status.SENDING,
+        Status.DELIVERED,
+        Status.DELIVERED,
+    ]
+    assert "a receipt had already moved it to delivered" in (record.events[-1].reason or "")
+    assert [e.to_status for e in outbox.status(fresh).events] == [Status.QUEUED, Status.SENDING]
+
+
 # -- provider receipts ------------------------------------------------------------------------
 
 
@@ -461,3 +533,59 @@ def test_history_survives_time_and_is_never_rewritten(outbox: Outbox, clock: Fak
     after = outbox.status(message_id).events
     assert after[: len(first)] == first
     assert [e.id for e in after] == sorted(e.id for e in after)
+
+
+# -- engine-specific: the statements stay cheap -----------------------------------------------
+
+
+def test_sqlite_lists_uncommon_statuses_through_the_partial_index(tmp_path: Path) -> None:
+    with (
+        Outbox(sqlite_url(tmp_path), migrate=True) as outbox,
+        outbox.store._read() as tx,  # type: ignore[attr-defined]
+    ):
+        plan = tx.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM smsgate_messages "
+            f"WHERE state = 'failed' AND ({INDEXED_PREDICATE}) ORDER BY id DESC"
+        )
+    assert any("INDEX smsgate_messages_state" in row[3] for row in plan), plan
+
+
+def test_a_sqlite_claim_leaves_the_sync_setting_as_configured(tmp_path: Path) -> None:
+    with Outbox(sqlite_url(tmp_path), migrate=True) as outbox:
+        message_id = outbox.submit(Message(to=TO, body="x"))
+        (claimed,) = outbox.store.claim("w1", 5, outbox.clock.time(), outbox.clock.time() + 30)
+        assert claimed.row.id == message_id
+        with outbox.store._read() as tx:  # type: ignore[attr-defined]
+            assert tx.execute("PRAGMA synchronous") == [(2,)]  # FULL
+            assert tx.execute("SELECT lease_owner FROM smsgate_messages") == [("w1",)]
+
+
+@pytest.mark.postgres
+def test_postgresql_claims_and_writes_look_rows_up_by_key(postgres_url: str) -> None:
+    """Each statement finds the rows it updates (``m``) by primary key, whatever the table's
+    statistics say (a fresh table has none): joined to a list of ids, the planner may hash
+    the whole table for every batch."""
+    from smsgate.outbox import postgres
+
+    with Outbox(postgres_url, migrate=True) as outbox:
+        outbox.submit_many({"to": TO, "body": f"m{n}"} for n in range(20_000))
+        now = outbox.clock.time()
+        claimed = outbox.store.claim("w1", 50, now, now + 30)
+        ids = [c.row.id for c in claimed]
+        starts = [
+            StartSend(i, "twilio", 1, "default", NewEvent(i, now, "queued", "sending", "w1", "go"))
+            for i in ids[:25]
+        ]
+        outcomes = [
+            Transition(i, State.SENT, NewEvent(i, now, "sending", "sent", "w1", "ok"))
+            for i in ids[25:]
+        ]
+        statements = [
+            (postgres._CLAIM_DUE, (now, 200, "w2", now + 30, now)),
+            (postgres._TAKE_OVER, (now, ["queued"], 200, "w2", now + 30, now)),
+            (postgres._FAST_WRITE, postgres._fast_write_params("w1", starts, outcomes, now)),
+        ]
+        with outbox.store._read() as tx:  # type: ignore[attr-defined]
+            for sql, params in statements:
+                plan = "\n".join(row[0] for row in tx.execute("EXPLAIN " + sql, params))
+                assert not re.search(r"Seq Scan on smsgate_messages m(_\d+)?\b", plan), plan

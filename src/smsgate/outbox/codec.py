@@ -106,26 +106,30 @@ class Validator:
 
         Raises :class:`~smsgate.errors.SmsgateError` naming the field at fault.
         """
-        if isinstance(item, Message):
-            row, event = row_for(item, now, source)
-            return row, event, False
-        if not isinstance(item, Mapping):
-            raise InvalidMessage(
-                f"each item must be a Message or a mapping of its fields, got {type(item).__name__}",
-                field="item",
-            )
-        unknown = item.keys() - MESSAGE_FIELDS
-        if unknown:
-            raise InvalidMessage(
-                f"unknown field(s) {', '.join(map(repr, sorted(unknown)))}; "
-                f"known: {', '.join(sorted(MESSAGE_FIELDS))}",
-                field=str(sorted(unknown)[0]),
-            )
+        if type(item) is not dict:  # a plain dict is by far the most common item
+            if isinstance(item, Message):
+                row, event = row_for(item, now, source)
+                return row, event, False
+            if not isinstance(item, Mapping):
+                raise InvalidMessage(
+                    "each item must be a Message or a mapping of its fields, "
+                    f"got {type(item).__name__}",
+                    field="item",
+                )
         fresh = "id" not in item
-        if self.region is None and item.keys() <= _FAST_FIELDS:
-            fast = self._fast(item, now, source)
-            if fast is not None:
-                return (*fast, fresh)
+        if item.keys() <= _FAST_FIELDS:
+            if self.region is None:
+                fast = self._fast(item, now, source, fresh)
+                if fast is not None:
+                    return fast
+        else:
+            unknown = item.keys() - MESSAGE_FIELDS
+            if unknown:
+                raise InvalidMessage(
+                    f"unknown field(s) {', '.join(map(repr, sorted(unknown)))}; "
+                    f"known: {', '.join(sorted(MESSAGE_FIELDS))}",
+                    field=str(sorted(unknown)[0]),
+                )
         values = dict(item)
         if self.region is not None and isinstance(values.get("to"), str):
             values["to"] = normalize(values["to"], self.region, strict=False, field="to")
@@ -137,8 +141,8 @@ class Validator:
         return row, event, fresh
 
     def _fast(
-        self, item: Mapping[str, Any], now: float, source: str
-    ) -> tuple[NewMessageRow, NewEvent] | None:
+        self, item: Mapping[str, Any], now: float, source: str, fresh: bool
+    ) -> tuple[NewMessageRow, NewEvent, bool] | None:
         to = item.get("to")
         body = item.get("body", "")
         if type(to) is not str or type(body) is not str or not body:
@@ -155,8 +159,8 @@ class Validator:
                 self._senders[sender] = error
             if error is not None:
                 raise error
-        purpose = item.get("purpose", "transactional")
-        if purpose not in _PURPOSES:
+        purpose = _PURPOSES.get(item.get("purpose", "transactional"))
+        if purpose is None:
             return None
         key = item.get("idempotency_key")
         if key is not None and not _good_key(key):
@@ -171,11 +175,11 @@ class Validator:
             if not isinstance(send_at, datetime) or send_at.utcoffset() is None:
                 return None
             payload = '{"body":' + _encode_string(body) + "}"
-            return _row(
+            row, event = _row(
                 message_id,
                 to,
                 sender,
-                _PURPOSES[purpose],
+                purpose,
                 key,
                 payload,
                 send_at.timestamp(),
@@ -183,11 +187,12 @@ class Validator:
                 now,
                 source,
             )
+            return row, event, fresh
         return (
             NewMessageRow(
                 message_id,
                 "queued",
-                _PURPOSES[purpose],
+                purpose,
                 to,
                 sender,
                 key,
@@ -198,6 +203,7 @@ class Validator:
                 now,
             ),
             NewEvent(message_id, now, None, "queued", source, "submitted"),
+            fresh,
         )
 
 

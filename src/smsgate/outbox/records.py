@@ -142,7 +142,7 @@ class SubmitOutcome:
     id: str | None
     created: bool = False
     error: SmsgateError | None = None
-    #: the recipient as given, for reports of refused items
+    #: the recipient: as stored (E.164) once validated, as given for items refused before
     to: Any = None
 
     @property

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from smsgate.message import Status
@@ -46,13 +47,10 @@ from smsgate.ratelimit import BucketSpec, BucketState, penalize_state, take_all
 
 #: ids per ``IN (...)`` list
 CHUNK = 500
-#: the position of idempotency_key in a NewMessageRow
-_KEY = NewMessageRow._fields.index("idempotency_key")
-
-
-def _key(row: Sequence[Any]) -> str | None:
-    key: str | None = row[_KEY]
-    return key
+#: the idempotency_key of a NewMessageRow (or of the plain tuple a bulk loader sends)
+_key: Callable[[Sequence[Any]], str | None] = itemgetter(
+    NewMessageRow._fields.index("idempotency_key")
+)
 
 
 def _id(row: Sequence[Any]) -> str:
@@ -60,8 +58,28 @@ def _id(row: Sequence[Any]) -> str:
     return message_id
 
 
-_INDEXED_SQL = ", ".join(f"'{state}'" for state in INDEXED_STATES)
+#: the suppression row of a recipient who opted out of every number of ours
+ALL_NUMBERS = "*"
+#: a subquery listing the strings of the JSON array bound to its one parameter, per engine
+_JSON_TEXTS = {
+    "sqlite": "SELECT value FROM json_each(?)",
+    "postgresql": "SELECT json_array_elements_text(?::json)",
+}
+#: the predicate of the partial index smsgate_messages_state (migration 0004), verbatim
+INDEXED_PREDICATE = " OR ".join(f"state = '{state}'" for state in INDEXED_STATES)
 WAITING_SQL = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
+
+
+def status_if_sql(column: str, states: Iterable[State]) -> str:
+    """SQL for the public status of a row whose state (in ``column``) is one of ``states``, and
+    NULL otherwise. A CASE, not ``IN``: SQLite builds a temporary index for an ``IN`` list of
+    more than two values each time the statement runs, which is every row of an executemany."""
+    whens = " ".join(
+        f"WHEN '{state.value}' THEN '{state.status.value}'" for state in sorted(states)
+    )
+    return f"CASE {column} {whens} END"
+
+
 INSERT_MESSAGE = (
     "INSERT INTO smsgate_messages (id, state, purpose, to_number, sender, idempotency_key, "
     "payload, send_at, expires_at, next_attempt_at, created_at, updated_at) "
@@ -119,6 +137,17 @@ class SqlStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # -- transactions for tables kept next to the outbox's (the server's) ---------------------
+
+    def write_transaction(self) -> AbstractContextManager[Tx]:
+        """A write transaction, queued with the outbox's own writers where the engine serializes
+        them (SQLite), committed when the block ends and rolled back if it raises."""
+        return self._write()
+
+    def read_transaction(self) -> AbstractContextManager[Tx]:
+        """A consistent read."""
+        return self._read()
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -178,7 +207,11 @@ class SqlStore(ABC):
         """Insert inside ``tx``. Rows whose idempotency key or id is already stored (or repeated
         in this batch) are not inserted and map to the stored id."""
         # Rows may be plain tuples (from a bulk loader's other process): index, don't name.
-        keys = [key for row in rows if (key := _key(row)) is not None]
+        keys = [key for key in map(_key, rows) if key is not None]
+        if fresh_ids and not keys:
+            # nothing to look up or match: every row is new
+            self._append_rows(tx, rows, events)
+            return [(row[0], True) for row in rows]
         existing: dict[str, str] = {}
         for part in chunks(keys, CHUNK):
             clause, params = tx.in_list("idempotency_key", part)
@@ -214,7 +247,7 @@ class SqlStore(ABC):
             new_rows = [new_rows[i] for i in keep]
             new_events = [new_events[i] for i in keep]
             results = [(mid, created and mid not in taken) for mid, created in results]
-        inserted = self._insert_rows(tx, new_rows, new_events) if new_rows else set()
+        inserted = self._insert_new(tx, new_rows, new_events, fresh_ids) if new_rows else set()
         if len(inserted) == len(new_rows):
             return results
         # Rows that lost a race with a concurrent submit of the same key (or id) map to the
@@ -249,6 +282,34 @@ class SqlStore(ABC):
             )
         return found
 
+    def _insert_new(
+        self,
+        tx: Tx,
+        rows: Sequence[NewMessageRow],
+        events: Sequence[NewEvent],
+        fresh_ids: bool,
+    ) -> set[str]:
+        """Insert rows none of which was stored when checked; returns the ids inserted. Rows with
+        ids made for this insert and no idempotency key cannot collide with anything, even a
+        concurrent submit, so they are appended without conflict handling."""
+        plain = [i for i, key in enumerate(map(_key, rows)) if key is None] if fresh_ids else []
+        if not plain:
+            return self._insert_rows(tx, rows, events)
+        if len(plain) == len(rows):
+            return self._append_rows(tx, rows, events)
+        keyed = [i for i, key in enumerate(map(_key, rows)) if key is not None]
+        inserted = self._insert_rows(tx, [rows[i] for i in keyed], [events[i] for i in keyed])
+        return inserted | self._append_rows(
+            tx, [rows[i] for i in plain], [events[i] for i in plain]
+        )
+
+    def _append_rows(
+        self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]
+    ) -> set[str]:
+        """Insert rows that cannot collide with stored ones; returns their ids. Engines with a
+        faster way to append than to insert (PostgreSQL's COPY) override this."""
+        return self._insert_rows(tx, rows, events)
+
     def _insert_rows(
         self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]
     ) -> set[str]:
@@ -257,6 +318,20 @@ class SqlStore(ABC):
         tx.executemany(INSERT_MESSAGE, [(*row, row[-1]) for row in rows])
         tx.executemany(INSERT_EVENT, events)
         return {_id(row) for row in rows}
+
+    def _suppressed(self, tx: Tx, recipients: Sequence[str], our_number: str | None) -> set[str]:
+        """Those ``recipients`` who opted out of messages from ``our_number`` (None: from any
+        number of ours). One statement whatever the count: the numbers travel as one JSON array,
+        which the engine unpacks faster than it binds thousands of parameters."""
+        sql = (
+            "SELECT DISTINCT recipient FROM smsgate_suppressions "
+            f"WHERE recipient IN ({_JSON_TEXTS[self.engine]})"
+        )
+        params: list[Any] = [json.dumps(list(recipients), separators=(",", ":"))]
+        if our_number is not None:
+            sql += " AND our_number IN (?, ?)"
+            params += [our_number, ALL_NUMBERS]
+        return {row[0] for row in tx.execute(sql, params)}
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -285,7 +360,7 @@ class SqlStore(ABC):
                 params.extend(values)
                 if all(s.value in INDEXED_STATES for s in query.states):
                     # the partial index's own predicate, so SQLite knows it may use it
-                    where.append(f"state IN ({_INDEXED_SQL})")
+                    where.append(f"({INDEXED_PREDICATE})")
             if query.to is not None:
                 where.append("to_number = ?")
                 params.append(query.to)
@@ -392,11 +467,28 @@ class SqlStore(ABC):
         if not (starts or transitions or releases):
             return set(), set()
         with self._write() as tx:
-            held = self._held(tx, owner, [s.id for s in starts] + [t.id for t in transitions])
-            finished = self._finish_in(tx, held, transitions, now) if transitions else set()
-            started = self._start_in(tx, held, starts, now, lease_until) if starts else set()
+            started, finished = self._start_and_finish(
+                tx, owner, starts, transitions, now, lease_until
+            )
             if releases:
                 self._release_in(tx, owner, releases, now)
+        return started, finished
+
+    def _start_and_finish(
+        self,
+        tx: Tx,
+        owner: str,
+        starts: Sequence[StartSend],
+        transitions: Sequence[Transition],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        """Inside ``tx``: read (and lock) the rows, then write what still applies to each."""
+        if not (starts or transitions):
+            return set(), set()
+        held = self._held(tx, owner, [s.id for s in starts] + [t.id for t in transitions])
+        finished = self._finish_in(tx, held, transitions, now) if transitions else set()
+        started = self._start_in(tx, held, starts, now, lease_until) if starts else set()
         return started, finished
 
     def _start_in(
@@ -705,6 +797,10 @@ class _BatchInserter:
         with self._store._write() as tx:
             return self._store._insert(tx, rows, events, fresh_ids)
 
+    def suppressed(self, recipients: Sequence[str], our_number: str | None) -> set[str]:
+        with self._store._read() as tx:
+            return self._store._suppressed(tx, recipients, our_number)
+
 
 class _TxInserter:
     def __init__(self, store: SqlStore, tx: Tx) -> None:
@@ -715,6 +811,9 @@ class _TxInserter:
         self, rows: Sequence[NewMessageRow], events: Sequence[NewEvent], *, fresh_ids: bool = False
     ) -> list[tuple[str, bool]]:
         return self._store._insert(self._tx, rows, events, fresh_ids)
+
+    def suppressed(self, recipients: Sequence[str], our_number: str | None) -> set[str]:
+        return self._store._suppressed(self._tx, recipients, our_number)
 
 
 def loads(text: str | None) -> Any:

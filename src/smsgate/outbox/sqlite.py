@@ -5,8 +5,14 @@ queue on SQLite's single write lock and a claim is a single-writer ``UPDATE ... 
 workers (threads or processes) can never claim the same row. Readers never block writers (WAL).
 
 URL options: ``sqlite:///path.db?synchronous=normal`` trades durability on power loss for speed
-(the default ``full`` syncs the WAL at every commit; an application crash loses nothing either
-way), ``?busy_timeout=30`` is how long a writer waits for the lock, in seconds.
+(the default ``full`` syncs the WAL at every commit that records something: a message, a send
+about to be made, an outcome, an event; an application crash loses nothing either way),
+``?busy_timeout=30`` is how long a writer waits for the lock, in seconds.
+
+A worker's claim is the one commit that does not wait for the disk. It is only a lease: a
+claim that a power cut undoes leaves its rows due, exactly as if it had never been made, and
+nothing can have been sent on it, because a send is first recorded by a commit that does wait
+(and that sync makes the claim before it durable too).
 """
 
 # ruff: noqa: S608 -- statements interpolate only column lists, engine fragments and placeholder
@@ -25,15 +31,25 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 from smsgate.errors import ConfigError
-from smsgate.outbox.sql import CHUNK, INSERT_EVENT, INSERT_MESSAGE, SqlStore, Tx
+from smsgate.outbox.sql import (
+    CHUNK,
+    INSERT_EVENT,
+    INSERT_MESSAGE,
+    SqlStore,
+    Tx,
+    status_if_sql,
+)
 from smsgate.outbox.store import (
     MESSAGE_COLUMNS,
+    REPLACEABLE,
     WAITING,
     Claimed,
     NewEvent,
     NewMessageRow,
+    StartSend,
     StoredMessage,
     StoreURL,
+    Transition,
 )
 
 T = TypeVar("T")
@@ -71,6 +87,22 @@ def _insert_multi(tx: Tx, single: str, multi: str, rows: Sequence[Sequence[Any]]
         tx.executemany(single, rows[full:])
 
 
+# The worker's usual write: starts of rows it holds in a waiting state, outcomes of rows it
+# holds in the state it saw them in. Each statement changes a row only if that is so.
+_START_HELD = (
+    "UPDATE smsgate_messages SET state = 'sending', attempts = attempts + 1, provider = ?, "
+    "provider_attempt = ?, route = ?, updated_at = ? "
+    f"WHERE id = ? AND lease_owner = ? AND {status_if_sql('state', WAITING)} IS NOT NULL"
+)
+_FINISH_HELD = (
+    "UPDATE smsgate_messages SET state = ?, next_attempt_at = ?, "
+    "provider = COALESCE(?, provider), provider_attempt = COALESCE(?, provider_attempt), "
+    "route = COALESCE(?, route), provider_message_id = COALESCE(?, provider_message_id), "
+    "last_error = COALESCE(?, last_error), lease_owner = NULL, lease_expires_at = NULL, "
+    "updated_at = ? WHERE id = ? AND lease_owner = ? "
+    f"AND {status_if_sql('state', REPLACEABLE)} = ?"
+)
+
 _SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
 _WAITING = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
 
@@ -106,6 +138,10 @@ class _SqliteTx(Tx):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self._conn.executemany(sql, rows)
+
+    def changes(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run ``sql`` for each of ``rows``; returns how many table rows it changed in all."""
+        return self._conn.executemany(sql, rows).rowcount if rows else 0
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} IN ({', '.join('?' * len(values))})", list(values)
@@ -185,16 +221,31 @@ class SqliteStore(SqlStore):
         self._local = threading.local()
 
     @contextmanager
-    def _write(self) -> Iterator[Tx]:
+    def _write(self, *, durable: bool = True) -> Iterator[Tx]:
+        """A write transaction. ``durable=False``: its commit does not wait for the disk, so a
+        power cut may undo it; the next durable commit makes it durable too (it syncs the WAL)."""
         conn = self._conn()
+        relaxed = not durable and self._synchronous != "OFF"
         with self._writer:
-            conn.execute("BEGIN IMMEDIATE")
+            if relaxed:  # SQLite takes this only outside a transaction
+                conn.execute("PRAGMA synchronous = OFF")
             try:
-                yield _SqliteTx(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _SqliteTx(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # a failed commit (a full disk, an I/O error) may leave the transaction open
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                if relaxed:
+                    conn.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     @contextmanager
     def _read(self) -> Iterator[Tx]:
@@ -212,9 +263,14 @@ class SqliteStore(SqlStore):
 
         The worker calls the store from its event loop this way: a SQLite transaction is a
         millisecond of CPU, far less than handing it to a thread whose every statement must win
-        the GIL back from the busy loop. If another connection holds the write lock for more
-        than a moment, :class:`StoreBusy` is raised (before anything was written) and the
-        caller runs ``fn`` on a thread instead, where it may wait.
+        the GIL back from the busy loop. Handing the thread only the commit (the disk sync, one
+        GIL hand-off) does not pay either: a busy loop releases the GIL at every callback but
+        takes it straight back, so the thread waited milliseconds for it after a sync of a
+        fraction of one, and the sends waiting for that commit waited with it.
+
+        If another connection holds the write lock for more than a moment, :class:`StoreBusy`
+        is raised (before anything was written) and the caller runs ``fn`` on a thread
+        instead, where it may wait.
         """
         conn = self._conn()
         conn.execute("PRAGMA busy_timeout = 20")
@@ -247,7 +303,9 @@ class SqliteStore(SqlStore):
     ) -> list[Claimed]:
         if limit < 1:
             return []
-        with self._write() as tx:
+        # A claim is only a lease: one that a power cut undoes leaves the rows due, as if it
+        # had never been made, and nothing was sent on it (a send is recorded first, durably).
+        with self._write(durable=False) as tx:
             rows = tx.execute(
                 "UPDATE smsgate_messages SET lease_owner = ?, lease_expires_at = ?, "
                 "next_attempt_at = NULL, updated_at = ? WHERE id IN (SELECT id FROM smsgate_messages "
@@ -290,3 +348,52 @@ class SqliteStore(SqlStore):
                 part,
             )
         return taken
+
+    def _start_and_finish(
+        self,
+        tx: Tx,
+        owner: str,
+        starts: Sequence[StartSend],
+        transitions: Sequence[Transition],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        # Almost always every row is as the worker left it: write on that assumption, without
+        # reading the rows first, and take the general path only if a statement missed a row.
+        assert isinstance(tx, _SqliteTx)
+        tx.execute("SAVEPOINT smsgate_worker_write")
+        if tx.changes(
+            _START_HELD,
+            [(s.provider, s.provider_attempt, s.route, now, s.id, owner) for s in starts],
+        ) == len(starts) and tx.changes(
+            _FINISH_HELD,
+            [
+                (
+                    t.state.value,
+                    t.next_attempt_at if t.state.waiting else None,
+                    t.provider,
+                    t.provider_attempt,
+                    t.route,
+                    t.provider_message_id,
+                    t.last_error,
+                    now,
+                    t.id,
+                    owner,
+                    t.event.from_status,
+                )
+                for t in transitions
+            ],
+        ) == len(transitions):
+            tx.executemany(INSERT_EVENT, [s.event for s in starts] + [t.event for t in transitions])
+            with_ids = [
+                (t.provider, t.provider_message_id)
+                for t in transitions
+                if t.provider is not None and t.provider_message_id is not None
+            ]
+            if with_ids:
+                self._apply_pending(tx, with_ids, now)
+            tx.execute("RELEASE smsgate_worker_write")
+            return {s.id for s in starts}, {t.id for t in transitions}
+        tx.execute("ROLLBACK TO smsgate_worker_write")
+        tx.execute("RELEASE smsgate_worker_write")
+        return super()._start_and_finish(tx, owner, starts, transitions, now, lease_until)

@@ -76,7 +76,10 @@ _PUBLIC: dict[State, Status] = {
 #: state by its stored value (faster than calling the enum)
 STATES: dict[str, State] = {state.value: state for state in State}
 WAITING = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING, State.RECONCILING})
-#: states with an entry in the partial index smsgate_messages_state (see migration 0001)
+#: states a worker's outcome replaces, whatever it is (the other ones a receipt set; see
+#: merge_state)
+REPLACEABLE = WAITING | {State.SENDING}
+#: states with an entry in the partial index smsgate_messages_state (see migration 0004)
 INDEXED_STATES = (
     "scheduled",
     "reconciling",
@@ -383,6 +386,11 @@ class Inserter(Protocol):
         """
         ...
 
+    def suppressed(self, recipients: Sequence[str], our_number: str | None) -> set[str]:
+        """Those ``recipients`` who opted out of messages from ``our_number`` (None: from any
+        number of ours), read in the inserts' transaction when they share one."""
+        ...
+
 
 # -- helpers shared by the engines ----------------------------------------------------------
 
@@ -407,7 +415,7 @@ def error_json(error: SmsgateError) -> str:
 
 def merge_state(current: State, wanted: State) -> State:
     """The state a worker's outcome leaves when a receipt may have moved the row meanwhile."""
-    if current is State.SENDING or current.waiting:
+    if current in REPLACEABLE:
         return wanted
     return wanted if current.status.can_move_to(wanted.status) else current
 
