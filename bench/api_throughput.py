@@ -32,7 +32,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,8 @@ TIMEOUT = 600.0
 class Process:
     proc: subprocess.Popen[str]
     url: str
+    #: the last lines it printed after starting (read all along: a full pipe would block it)
+    output: deque[str]
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -64,8 +68,9 @@ def smsgate() -> list[str]:
     return [str(script)] if script.exists() else [shutil.which("smsgate") or "smsgate"]
 
 
-def launch(args: list[str], marker: str) -> tuple[subprocess.Popen[str], str]:
-    """Start ``smsgate ARGS`` and return it with the rest of its first line containing marker."""
+def launch(args: list[str], marker: str) -> tuple[subprocess.Popen[str], str, deque[str]]:
+    """Start ``smsgate ARGS``; returns it, the rest of its first line containing marker, and the
+    last lines it prints from then on."""
     proc = subprocess.Popen(
         [*smsgate(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -76,7 +81,9 @@ def launch(args: list[str], marker: str) -> tuple[subprocess.Popen[str], str]:
         if not line:
             raise SystemExit(f"smsgate {args[0]} exited early (status {proc.poll()})")
         if marker in line:
-            return proc, line.split(marker, 1)[1].strip()
+            output: deque[str] = deque(maxlen=40)
+            threading.Thread(target=output.extend, args=(proc.stdout,), daemon=True).start()
+            return proc, line.split(marker, 1)[1].strip(), output
     proc.kill()
     raise SystemExit(f"smsgate {args[0]} did not start within 60 s")
 
@@ -91,18 +98,18 @@ def free_port() -> int:
 def start_emulator() -> tuple[Process, str]:
     """The emulator calls back only when the gateway gives it a callback URL (--receipts)."""
     port = free_port()
-    proc, provider_url = launch(
+    proc, provider_url, output = launch(
         ["emulate", "twilio", "--port", str(port), "--callback-delay", "0.2"], "provider URL: "
     )
-    return Process(proc, f"http://127.0.0.1:{port}"), provider_url
+    return Process(proc, f"http://127.0.0.1:{port}", output), provider_url
 
 
 def start_gateway(config: Path) -> Process:
-    proc, rest = launch(
+    proc, rest, output = launch(
         ["serve", "--config", str(config), "--port", "0", "--log-level", "warning"],
         "smsgate serving ",
     )
-    return Process(proc, rest.split()[0])
+    return Process(proc, rest.split()[0], output)
 
 
 # -- the client --------------------------------------------------------------------------------
@@ -237,7 +244,8 @@ def main() -> None:
         print(
             f"gateway {gateway.url} ({'postgresql' if args.postgres else 'sqlite'} store), emulator {emulator.url}, "
             f"{args.connections} connections, receipts {'on' if args.receipts else 'off'}, "
-            f"worker concurrency {args.worker_concurrency or 'default'}"
+            f"worker concurrency {args.worker_concurrency or 'default'}; "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
         )
 
         asyncio.run(load(gateway.url, key, 2_000, args.connections, 10_000_000))  # warm-up
@@ -262,6 +270,7 @@ def main() -> None:
         )
 
         rates = []
+        cpu_gateway = gateway.cpu_seconds()
         for b in range(args.batches):
             messages = [
                 {"to": f"+4477009{n:05d}", "body": f"Batch {b} message {n}"}
@@ -283,7 +292,8 @@ def main() -> None:
             print(
                 f"POST /v1/messages/batch: {args.batches} x {args.batch_size} messages, "
                 f"{min(rates):,.0f}..{max(rates):,.0f} messages/s "
-                f"(median {sorted(rates)[len(rates) // 2]:,.0f})"
+                f"(median {sorted(rates)[len(rates) // 2]:,.0f}); gateway CPU "
+                f"{gateway.cpu_seconds() - cpu_gateway:.1f} s"
             )
 
         expected = 2_000 + args.requests + args.batches * args.batch_size
@@ -295,16 +305,19 @@ def main() -> None:
         ok = statuses.get(201, 0) == args.requests and stored == expected
         started = time.perf_counter()
         code = gateway.stop()
+        gateway_output = gateway.output
         gateway = None
         print(
             f"gateway stopped with status {code}, {time.perf_counter() - started:.1f} s "
-            "after SIGTERM"
+            f"after SIGTERM; load average {os.getloadavg()[0]:.2f}"
         )
         if not ok or code != 0:
+            print("the gateway's last lines:", *gateway_output, sep="\n  ")
             raise SystemExit(1)
     finally:
-        if gateway is not None:
+        if gateway is not None:  # the run failed before the gateway was stopped
             gateway.stop()
+            print("the gateway's last lines:", *gateway.output, sep="\n  ")
         emulator.stop()
         shutil.rmtree(folder, ignore_errors=True)
         if args.postgres:

@@ -88,6 +88,7 @@ api_keys = ["${SMSROUTE_KEY}"]
 [otp]
 code_length = 8
 ttl = "10min"
+honor_opt_outs = false
 """
 
 
@@ -154,7 +155,8 @@ def test_a_full_file_resolves(tmp_path: Path) -> None:
         250,
     )
     assert (config.circuit_breaker.failure_threshold, config.circuit_breaker.cooldown) == (3, 15.0)
-    assert (config.otp.code_length, config.otp.ttl) == (8, 600.0)
+    assert (config.otp.code_length, config.otp.ttl, config.otp.honor_opt_outs) == (8, 600.0, False)
+    assert Config.default().otp.honor_opt_outs
     assert config.server == {"host": "0.0.0.0", "port": 8080, "api_keys": ["sr-secret-91bc"]}
     assert config.warnings() == []
 
@@ -501,6 +503,10 @@ TWO_PROVIDERS = PROVIDER + '[providers.smsroute]\nurl = "smsroute://KEY@MyApp"\n
         (
             "[otp]\ncode_length = 3",
             "otp.code_length: 3 is out of range; use a whole number between 4 and 10",
+        ),
+        (
+            '[otp]\nhonor_opt_outs = "no"',
+            "otp.honor_opt_outs: expected true or false, got text; write e.g. honor_opt_outs = true",
         ),
         ("server = 1", "server: expected a table, got a number; write it as [server]"),
     ],

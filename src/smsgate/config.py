@@ -91,6 +91,9 @@ class CircuitBreakerConfig:
 class OtpConfig:
     code_length: int = 6
     ttl: float = 300.0
+    #: refuse otp messages to recipients who opted out (STOP), like every other purpose; false
+    #: lets one-time codes through
+    honor_opt_outs: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +268,11 @@ class Config:
                 "failure_threshold": self.circuit_breaker.failure_threshold,
                 "cooldown": self.circuit_breaker.cooldown,
             },
-            "otp": {"code_length": self.otp.code_length, "ttl": self.otp.ttl},
+            "otp": {
+                "code_length": self.otp.code_length,
+                "ttl": self.otp.ttl,
+                "honor_opt_outs": self.otp.honor_opt_outs,
+            },
             "server": mask_settings(self.server),
             "warnings": self.warnings(),
         }
@@ -466,8 +473,11 @@ def parse_duration(value: Any, path: str) -> float:
     return seconds
 
 
-# server/settings.py imported the private name before parse_duration was public.
-_seconds = parse_duration
+def _flag(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        name = path.rsplit(".", 1)[-1]
+        _fail(path, f"expected true or false, got {_describe(value)}", f"write e.g. {name} = true")
+    return value
 
 
 def _string_list(value: Any, path: str, example: str) -> list[str]:
@@ -514,7 +524,7 @@ _RETRY_KEYS = ("max_attempts", "base_delay", "max_delay", "jitter")
 _ROUTE_KEYS = ("name", "purposes", "countries", "providers", "ambiguous", *_RETRY_KEYS)
 _WORKER_KEYS = ("concurrency", "lease_seconds", "batch_size")
 _BREAKER_KEYS = ("failure_threshold", "cooldown")
-_OTP_KEYS = ("code_length", "ttl")
+_OTP_KEYS = ("code_length", "ttl", "honor_opt_outs")
 
 
 def _build(data: Mapping[str, Any], source: str | None) -> Config:
@@ -816,4 +826,7 @@ def _otp(section: Mapping[str, Any]) -> OtpConfig:
             section.get("code_length", defaults.code_length), "otp.code_length", 4, 10
         ),
         ttl=parse_duration(section.get("ttl", defaults.ttl), "otp.ttl"),
+        honor_opt_outs=_flag(
+            section.get("honor_opt_outs", defaults.honor_opt_outs), "otp.honor_opt_outs"
+        ),
     )

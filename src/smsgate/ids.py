@@ -8,26 +8,53 @@ import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 _RANDOM_BITS = 80
+#: the last two characters of an id count within one millisecond (ULID's monotonic mode)
+_COUNTER_BITS = 10
+_COUNTER_SIZE = 1 << _COUNTER_BITS
+
+
+def _base32(value: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+_COUNTER = [_base32(n, 2) for n in range(_COUNTER_SIZE)]
 _lock = threading.Lock()
-_last = 0
+#: the millisecond of the last id, its random bits above the counter, the next counter value,
+#: and the 24 characters those make
+_ms = -1
+_high = 0
+_count = _COUNTER_SIZE
+_stem = ""
 
 
 def new_id(prefix: str = "msg", *, now_ms: int | None = None) -> str:
     """``msg_`` + 26 characters: 48 bits of milliseconds then 80 random bits (a ULID).
 
-    Within one process ids are strictly increasing: an id made in the same millisecond as the
-    previous one (or after the clock stepped back) is the previous one plus one, so sorting by id
-    is sorting by creation even at thousands of ids per millisecond.
+    Within one process ids are strictly increasing: in the millisecond of the previous id (or
+    after the clock stepped back) the random bits of the previous one count up, so sorting by id
+    is sorting by creation even at thousands of ids per millisecond, and an id costs a string
+    concatenation. ``now_ms`` makes one id for that time, outside that sequence.
     """
-    global _last
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (ms << _RANDOM_BITS) | int.from_bytes(os.urandom(10), "big")
+    global _ms, _high, _count, _stem
+    if now_ms is not None:
+        random = int.from_bytes(os.urandom(_RANDOM_BITS // 8), "big")
+        return f"{prefix}_{_base32((now_ms << _RANDOM_BITS) | random, 26)}"
+    ms = time.time_ns() // 1_000_000
     with _lock:
-        if value <= _last and now_ms is None:
-            value = _last + 1
-        _last = max(_last, value)
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+        if ms > _ms or _count >= _COUNTER_SIZE:
+            if ms > _ms:
+                _ms = ms
+                # one bit short of the 70 above the counter: room to count up from here
+                _high = int.from_bytes(os.urandom(9), "big") >> 3
+            else:
+                _high += 1  # still above every id made so far
+            _count = 0
+            _stem = _base32(_ms, 10) + _base32(_high, 14)
+        count = _count
+        _count = count + 1
+        stem = _stem
+    return f"{prefix}_{stem}{_COUNTER[count]}"

@@ -16,6 +16,7 @@ from smsgate.emulators.base import EmulatorThread
 from smsgate.message import Message, Status
 from smsgate.outbox import SCHEMA_VERSION, Outbox
 from smsgate.outbox.store import open_store
+from smsgate.server.store import ServerStore, Suppression
 from tests.outbox.conftest import emulated, sqlite_url
 
 SMSGATE = str(Path(sys.executable).parent / "smsgate")
@@ -141,6 +142,90 @@ def test_worker_sends_until_idle_and_send_queue_submits(
     status = one_json(run("status", message_id, "--config", str(config), "--json"))
     assert status["status"] == "sent"
     assert twilio.call(lambda: [m.body for m in emulated(twilio).messages]) == ["from the queue"]
+
+
+def suppress(url: str, recipient: str, our_number: str = "*") -> None:
+    """Put ``recipient`` on the store's suppression list, as a STOP would."""
+    with Outbox(url, migrate=True) as outbox:
+        assert ServerStore.of(outbox).add_suppression(
+            Suppression(recipient, our_number, "keyword", "STOP", None, 1.0)
+        )
+
+
+def test_send_queue_refuses_an_opted_out_recipient(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    config = tmp_path / "smsgate.toml"
+    config.write_text(f'store = "{url}"\n[otp]\nhonor_opt_outs = false\n', encoding="utf-8")
+    suppress(url, "+15555550100", our_number="+15005550006")
+    send = ("send", "+1 555 555 0100", "hello", "--sender", "+15005550006", "--queue")
+    error = one_line_error(run(*send, "--config", str(config)), 2)
+    assert "'+15555550100': opted out of messages from +15005550006" in error
+    # another sender of ours is not covered by that STOP; otp is let through, as configured
+    assert one_json(
+        run(*send[:3], "--sender", "+15005550007", "--queue", "--config", str(config), "--json")
+    )
+    otp = one_json(run(*send, "--purpose", "otp", "--config", str(config), "--json"))
+    with Outbox(url) as outbox:
+        stored = outbox.list().items
+        assert sorted((m.sender, m.purpose) for m in stored) == [
+            ("+15005550006", "otp"),
+            ("+15005550007", "transactional"),
+        ]
+        assert otp["id"] in {m.id for m in stored}
+    # without the setting, otp is refused like the rest
+    config.write_text(f'store = "{url}"\n', encoding="utf-8")
+    assert "opted out" in one_line_error(run(*send, "--purpose", "otp", "--config", str(config)), 2)
+
+
+def test_bulk_refuses_opted_out_recipients_into_the_rejects(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    suppress(url, "+15555550003")  # STOPALL: every number of ours
+    suppress(url, "+15555550004", our_number="Acme")
+    suppress(url, "+15555550005", our_number="Other")
+    source = tmp_path / "people.csv"
+    source.write_text(
+        "phone,name\n" + "".join(f"+1555555000{n},Person {n}\n" for n in range(1, 7)),
+        encoding="utf-8",
+    )
+    summary = one_json(
+        run(
+            "bulk", str(source), "--body", "Hi {name}", "--sender", "Acme", "--store", url, "--json"
+        )
+    )
+    assert (summary["total"], summary["accepted"], summary["rejected"]) == (6, 4, 2)
+    assert summary["reasons"] == {
+        "to: opted out of messages from Acme (replied STOP)": 2,
+    }
+    rejects = list(csv.reader((tmp_path / "people.rejects.csv").open(encoding="utf-8")))
+    assert [(r[0], r[1], r[2], r[3]) for r in rejects[1:]] == [
+        ("+15555550003", "Person 3", "4", "to"),
+        ("+15555550004", "Person 4", "5", "to"),
+    ]
+    with Outbox(url) as outbox:
+        assert sorted(m.to for m in outbox.list().items) == [
+            "+15555550001",
+            "+15555550002",
+            "+15555550005",
+            "+15555550006",
+        ]
+
+
+def test_worker_asks_for_receipts_at_the_public_url(tmp_path: Path, twilio: EmulatorThread) -> None:
+    url = sqlite_url(tmp_path)
+    config = tmp_path / "smsgate.toml"
+    config.write_text(
+        f'store = "{url}"\npublic_url = "http://127.0.0.1:9/gateway/"\n'
+        f'[providers.twilio]\nurl = "{emulated(twilio).provider_url()}"\n',
+        encoding="utf-8",
+    )
+    with Outbox(url) as outbox:
+        message_id = outbox.submit(Message(to="+15555550100", body="with a receipt"))
+    result = run("worker", "--config", str(config), "--until-idle")
+    assert result.returncode == 0, result.stderr
+    (callback,) = twilio.call(lambda: [m.callback_url for m in emulated(twilio).messages])
+    assert callback == (
+        f"http://127.0.0.1:9/gateway/webhooks/twilio/status?smsgate_id={message_id}"
+    )
 
 
 def test_worker_without_providers_says_what_to_add(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from smsgate.errors import InvalidMessage, InvalidRecipient
+from smsgate.errors import InvalidMessage, InvalidRecipient, OptedOut
 from smsgate.message import Message, Status
 from smsgate.outbox import Outbox, SubmitOutcome
 
@@ -142,3 +142,59 @@ def test_bad_batch_size_is_refused(outbox: Outbox) -> None:
         list(outbox.submit_stream([], batch_size=0))
     with pytest.raises(InvalidMessage):
         outbox.submit(42)  # type: ignore[arg-type]
+
+
+def suppress(outbox: Outbox, recipient: str, our_number: str) -> None:
+    """A STOP from ``recipient`` to ``our_number`` (``*``: STOPALL), as the server records it."""
+    from smsgate.server.store import ServerStore, Suppression
+
+    ServerStore.of(outbox).add_suppression(
+        Suppression(recipient, our_number, "keyword", "STOP", None, 1.0)
+    )
+
+
+def test_every_submit_refuses_recipients_who_opted_out(outbox: Outbox) -> None:
+    suppress(outbox, "+15555550100", "+15005550006")
+    suppress(outbox, "+15555550101", "*")
+    blocked = {"to": "+1 555 555 0100", "body": "hi", "sender": "+1 500 555 0006"}
+    for purpose in ("transactional", "marketing", "otp"):
+        with pytest.raises(OptedOut) as refused:
+            outbox.submit({**blocked, "purpose": purpose})
+        assert refused.value.field == "to" and "from +15005550006" in refused.value.message
+    with pytest.raises(OptedOut):
+        outbox.submit(Message(to="+15555550101", body="hi", sender="Acme"))
+    # the STOP was to one number of ours: another may still write, and a message without a
+    # sender (from the provider's default number) may not
+    outbox.submit({**blocked, "sender": "+15005550007"})
+    with pytest.raises(OptedOut, match="from our numbers"):
+        outbox.submit({"to": "+15555550100", "body": "hi"})
+    # the confirmation of the opt-out itself
+    confirmation = outbox.submit({**blocked, "body": "You are unsubscribed."}, check_opt_outs=False)
+    items = [
+        {"to": "+15555550102", "body": "ok"},
+        blocked,
+        {"to": "+15555550101", "body": "stopped all", "sender": "Acme"},
+        {"to": "+15555550103", "body": "ok", "sender": "+15005550006"},
+    ]
+    report = outbox.submit_many(items, batch_size=3)
+    assert (report.accepted, report.rejected) == (2, 2)
+    assert [(o.index, o.to, o.error.kind) for o in report.errors if o.error] == [
+        (1, "+15555550100", "opted_out"),
+        (2, "+15555550101", "opted_out"),
+    ]
+    atomic = outbox.submit_many([{"to": "+15555550104", "body": "ok"}, blocked], atomic=True)
+    assert not atomic.committed and atomic.rejected == 1
+    stored = {m.to for m in outbox.list().items}
+    assert stored == {"+15555550100", "+15555550102", "+15555550103"}
+    assert outbox.get(confirmation) is not None
+
+
+def test_otp_may_be_let_through(open_outbox: Any) -> None:
+    lenient = open_outbox(otp_honors_opt_outs=False)
+    suppress(lenient, "+15555550100", "*")
+    code = {"to": "+15555550100", "body": "Your code is 123456", "purpose": "otp"}
+    assert lenient.submit(code)
+    with pytest.raises(OptedOut):
+        lenient.submit({**code, "purpose": "transactional"})
+    with pytest.raises(OptedOut):
+        open_outbox().submit(code)

@@ -128,7 +128,9 @@ def server_factory() -> Iterator[ServerFactory]:
         if server:
             values["server"] = dict(server)
         resolved = Config.from_dict(values)
-        outbox = Outbox(store, clock=clock, migrate=True)
+        outbox = Outbox(
+            store, clock=clock, migrate=True, otp_honors_opt_outs=resolved.otp.honor_opt_outs
+        )
 
         def make(url: str) -> Any:
             settings = ServerSettings.from_mapping(

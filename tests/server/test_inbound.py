@@ -11,7 +11,10 @@ from tests.server.conftest import Running, ServerFactory
 
 from smsgate.emulators.base import EmulatorThread
 from smsgate.emulators.twilio import TwilioEmulator
-from smsgate.server.optout import Action, classify, number_key
+from smsgate.errors import ConfigError
+from smsgate.outbox.suppressions import number_key
+from smsgate.server.optout import Action, classify
+from smsgate.server.settings import ServerSettings
 
 PERSON = "+15555550123"
 OURS = "+15005550006"
@@ -136,12 +139,42 @@ def test_otp_can_be_let_through(
 ) -> None:
     gateway = server_factory(
         sqlite_url,
-        config={"providers": {"twilio": {"url": twilio.emulator.provider_url()}}},
-        server={"suppress_otp": False},
+        config={
+            "providers": {"twilio": {"url": twilio.emulator.provider_url()}},
+            "otp": {"honor_opt_outs": False},
+        },
     )
     inject(twilio, gateway, "STOP")
     assert send(gateway, purpose="otp", sender=OURS).status_code == 201
     assert send(gateway, purpose="transactional", sender=OURS).status_code == 422
+
+
+def test_the_old_otp_setting_says_where_it_moved() -> None:
+    with pytest.raises(ConfigError, match=r"server.suppress_otp: .* honor_opt_outs under \[otp\]"):
+        ServerSettings.from_mapping({"suppress_otp": False})
+
+
+def test_a_batch_refuses_opted_out_recipients_item_by_item(gateway: Running) -> None:
+    added = gateway.post("/v1/suppressions", json={"recipient": PERSON, "our_number": OURS})
+    assert added.status_code == 201
+    answer = gateway.post(
+        "/v1/messages/batch",
+        json={
+            "messages": [
+                {"to": "+15555550124", "body": "ok", "sender": OURS},
+                {"to": "+1 555 555 0123", "body": "stopped", "sender": OURS},
+                {"to": PERSON, "body": "another number", "sender": "+15005550007"},
+            ]
+        },
+    ).json()
+    assert (answer["accepted"], answer["rejected"]) == (2, 1)
+    refused = answer["results"][1]
+    assert refused["id"] is None and refused["error"]["error"] == "opted_out"
+    assert refused["error"]["field"] == "to" and OURS in refused["error"]["message"]
+    assert sorted((m.to, m.sender) for m in gateway.outbox.list().items) == [
+        (PERSON, "+15005550007"),
+        ("+15555550124", OURS),
+    ]
 
 
 def test_help_is_answered_once(gateway: Running, twilio: EmulatorThread) -> None:

@@ -44,11 +44,12 @@ def _config(path: str | None) -> Config:
 
 
 def _open(config: str | None, store: str | None) -> Outbox:
+    """The outbox of --store, else of the config; opt-outs as the config says either way."""
     from smsgate.errors import SmsgateError
     from smsgate.outbox.cli_support import open_outbox
 
     try:
-        return open_outbox(None if store else _config(config), store=store)
+        return open_outbox(_config(config), store=store)
     except SmsgateError as exc:
         fail(str(exc))
 
@@ -133,15 +134,18 @@ def worker_command(
     from smsgate.errors import SmsgateError
     from smsgate.eventloop import run
     from smsgate.outbox.cli_support import build_worker
+    from smsgate.server.settings import ServerSettings
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     cfg = _config(config)
-    outbox = _open(None, store or cfg.store)
+    outbox = _open(config, store or cfg.store)
     try:
-        worker = build_worker(outbox, cfg, concurrency=concurrency)
+        # receipts go to the server at public_url, as [server] request_receipts says
+        receipts = ServerSettings.from_config(cfg).request_receipts
+        worker = build_worker(outbox, cfg, concurrency=concurrency, receipts=receipts)
     except SmsgateError as exc:
         outbox.close()
         fail(str(exc))

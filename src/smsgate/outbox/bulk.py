@@ -2,8 +2,8 @@
 
 The file is read once, in batches; nothing but the current batches is in memory, so a file of
 millions of rows costs the same memory as one of thousands. Rows that cannot be sent (a bad
-number, a body over the limit, a short line) are refused before anything is stored and written,
-with the reason, to a rejects CSV. Every row gets the idempotency key ``PREFIX:LINE`` (the prefix
+number, a body over the limit, a short line, a recipient who opted out) are refused before
+anything is stored and written, with the reason, to a rejects CSV. Every row gets the idempotency key ``PREFIX:LINE`` (the prefix
 defaults to a digest of the file), so running the same file again stores nothing twice.
 
 With ``parallel=True`` a second process reads and validates while this one writes: the two
@@ -19,7 +19,7 @@ import string
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from smsgate.message import Message, Purpose
 from smsgate.outbox.codec import Validator
 from smsgate.outbox.outbox import Outbox
 from smsgate.outbox.records import SubmitReport
+from smsgate.outbox.store import Inserter
 
 #: files smaller than this are read in this process (starting a second one costs ~0.5 s)
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
@@ -142,6 +143,8 @@ class _Chunk:
 
     rows: list[tuple[Any, ...]]
     events: list[tuple[Any, ...]]
+    #: per row: its line and values (for the rejects file, should the recipient have opted out)
+    sources: list[tuple[int, list[str]]]
     #: (line, the row's values, field, message) per refused row
     refused: list[tuple[int, list[str], str | None, str]]
     position: int
@@ -192,60 +195,11 @@ def file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-class BulkIds:
-    """Message ids in :func:`smsgate.ids.new_id`'s format (``msg_`` + a ULID: 48 bits of
-    milliseconds, 80 random bits, Crockford base32) and with its guarantee (strictly increasing
-    within the process), several times faster for bulk loads: per millisecond, 70 random bits
-    are drawn once and the last 10 bits count up (the ULID spec's monotonic mode), so an id is
-    a string lookup and a concatenation."""
-
-    def __init__(self, prefix: str = "msg") -> None:
-        self._prefix = prefix
-        self._ms = -1
-        self._stem = ""
-        self._random = 0
-        self._count = _COUNTER_SIZE
-
-    def __call__(self) -> str:
-        ms = int(time.time() * 1000)
-        if ms > self._ms:
-            self._ms = ms
-            self._random = int.from_bytes(os.urandom(9), "big") >> 3  # 69 bits: room to count
-            self._count = 0
-            self._restem()
-        elif self._count >= _COUNTER_SIZE:
-            self._random += 1  # still above every id made so far
-            self._count = 0
-            self._restem()
-        count = self._count
-        self._count = count + 1
-        return self._stem + _COUNTER[count]
-
-    def _restem(self) -> None:
-        # 26 characters: 10 for the milliseconds, 14 for the random bits, 2 for the counter
-        self._stem = f"{self._prefix}_{_base32(self._ms, 10)}{_base32(self._random, 14)}"
-
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def _base32(value: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
-
-
-_COUNTER_SIZE = 1024
-_COUNTER = [_base32(n, 2) for n in range(_COUNTER_SIZE)]
-
-
 def read_chunks(
     options: BulkOptions, batch_size: int, now: Callable[[], float]
 ) -> Iterator[_Chunk]:
     """Read, render and validate the file in batches."""
-    validator = Validator(region=options.region, ids=BulkIds())
+    validator = Validator(region=options.region)
     build = validator.build
     header = options.header
     width = len(header)
@@ -273,6 +227,7 @@ def read_chunks(
         next(reader)
         rows: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
+        sources: list[tuple[int, list[str]]] = []
         refused: list[tuple[int, list[str], str | None, str]] = []
         lines = 0
         stamp = now()
@@ -308,9 +263,10 @@ def read_chunks(
                     else:
                         rows.append(tuple(row))
                         events.append(tuple(event))
+                        sources.append((line, values))
                 if lines >= batch_size:
-                    yield _Chunk(rows, events, refused, position, lines)
-                    rows, events, refused, lines = [], [], [], 0
+                    yield _Chunk(rows, events, sources, refused, position, lines)
+                    rows, events, sources, refused, lines = [], [], [], [], 0
                     stamp = now()
         except csv.Error as exc:
             raise InvalidMessage(
@@ -319,7 +275,7 @@ def read_chunks(
         except UnicodeDecodeError as exc:
             raise InvalidMessage(f"{options.path} is not UTF-8: {exc}", field="file") from None
         if lines:
-            yield _Chunk(rows, events, refused, position, lines)
+            yield _Chunk(rows, events, sources, refused, position, lines)
 
 
 def submit_csv(
@@ -349,6 +305,7 @@ def submit_csv(
     try:
         with outbox.store.inserter(atomic=False) as inserter:
             for chunk in chunks:
+                chunk = _refuse_opted_out(outbox, inserter, chunk)
                 if chunk.rows:
                     for _, created in inserter.insert(chunk.rows, chunk.events, fresh_ids=True):  # type: ignore[arg-type]
                         if created:
@@ -376,6 +333,27 @@ def submit_csv(
     report.rejects_file = options.rejects if report.rejected else None
     report.elapsed = time.perf_counter() - started
     return report
+
+
+def _refuse_opted_out(outbox: Outbox, inserter: Inserter, chunk: _Chunk) -> _Chunk:
+    """``chunk`` without the rows whose recipient opted out, which join its refused rows (in
+    line order)."""
+    opted_out = outbox.opted_out(inserter, chunk.rows) if chunk.rows else {}
+    if not opted_out:
+        return chunk
+    keep = [i for i in range(len(chunk.rows)) if i not in opted_out]
+    refused = list(chunk.refused)
+    for index, error in opted_out.items():
+        line, values = chunk.sources[index]
+        refused.append((line, values, error.field, error.message))
+    refused.sort(key=lambda item: item[0])
+    return replace(
+        chunk,
+        rows=[chunk.rows[i] for i in keep],
+        events=[chunk.events[i] for i in keep],
+        sources=[chunk.sources[i] for i in keep],
+        refused=refused,
+    )
 
 
 def _reason(field_name: str | None, message: str) -> str:

@@ -1,8 +1,10 @@
 """Glue between the configuration file and the outbox, for the CLI and the server.
 
+``open_outbox`` opens the configured store with the configured opt-out policy;
 ``queue_message`` is what ``smsgate send --queue`` calls; ``build_worker`` turns a
 :class:`~smsgate.config.Config` into a ready :class:`~smsgate.outbox.worker.Worker` (providers
-from their URLs, the routes, and rate limits shared through the store).
+from their URLs, receipts asked for at the server's public URL, the routes, and rate limits
+shared through the store).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from smsgate.message import Message
     from smsgate.outbox.outbox import Outbox
     from smsgate.outbox.worker import Worker
+    from smsgate.providers.base import Provider
 
 
 def resolve_config(config: str | os.PathLike[str] | Config | None) -> Config:
@@ -34,12 +37,18 @@ def open_outbox(
     clock: Clock | None = None,
     migrate: bool | None = None,
 ) -> Outbox:
-    """The outbox of ``config``'s store (or of ``store``, which overrides it)."""
+    """The outbox of ``config``'s store (or of ``store``, which overrides it), refusing
+    opted-out recipients as the config says (``[otp] honor_opt_outs``)."""
     from smsgate.clock import SYSTEM_CLOCK
     from smsgate.outbox.outbox import Outbox
 
-    url = store or resolve_config(config).store
-    return Outbox(url, clock=clock or SYSTEM_CLOCK, migrate=migrate)
+    resolved = resolve_config(config)
+    return Outbox(
+        store or resolved.store,
+        clock=clock or SYSTEM_CLOCK,
+        migrate=migrate,
+        otp_honors_opt_outs=resolved.otp.honor_opt_outs,
+    )
 
 
 def queue_message(config: str | os.PathLike[str] | Config | None, message: Message) -> str:
@@ -48,19 +57,47 @@ def queue_message(config: str | os.PathLike[str] | Config | None, message: Messa
         return outbox.submit(message)
 
 
+def callback_url(public_url: str, provider: str) -> str:
+    """Where ``provider`` should send delivery receipts for the server at ``public_url``."""
+    return f"{public_url.rstrip('/')}/webhooks/{provider}/status"
+
+
+def build_providers(
+    config: Config, *, clock: Clock, receipts: bool = True, public_url: str | None = None
+) -> dict[str, Provider]:
+    """One provider per ``[providers.NAME]``, checking webhook timestamps on ``clock``.
+
+    With ``receipts``, when the server's URL is known (``public_url``, else the config's), a
+    provider whose URL has no ``callback=`` asks for delivery receipts at
+    ``{public_url}/webhooks/NAME/status``, whichever process sends (``smsgate serve`` or
+    ``smsgate worker``).
+    """
+    from smsgate.providers import create_provider
+
+    server = public_url or config.public_url
+    providers = {name: create_provider(p.url, name=name) for name, p in config.providers.items()}
+    for name, provider in providers.items():
+        provider.clock = clock
+        if receipts and server and provider.status_callback is None:
+            provider.status_callback = callback_url(server, name)
+    return providers
+
+
 def build_worker(
     outbox: Outbox,
     config: Config,
     *,
     concurrency: int | None = None,
     clock: Clock | None = None,
+    receipts: bool = True,
+    public_url: str | None = None,
     **options: Any,
 ) -> Worker:
-    """A worker for ``outbox`` with ``config``'s providers, routes, retry policy, circuit
-    breakers, worker settings and rate limits (the buckets shared through the store)."""
+    """A worker for ``outbox`` with ``config``'s providers (see :func:`build_providers` for
+    ``receipts`` and ``public_url``), routes, retry policy, circuit breakers, worker settings
+    and rate limits (the buckets shared through the store)."""
     from smsgate.outbox.buckets import StoreBucketBackend
     from smsgate.outbox.worker import Worker
-    from smsgate.providers import create_provider
 
     if not config.providers:
         raise ConfigError(
@@ -69,7 +106,7 @@ def build_worker(
             field="providers",
         )
     chosen = clock or outbox.clock
-    providers = {name: create_provider(p.url, name=name) for name, p in config.providers.items()}
+    providers = build_providers(config, clock=chosen, receipts=receipts, public_url=public_url)
     limiter = None
     if any(p.limit is not None or p.senders for p in config.providers.values()):
         limiter = config.rate_limiter(backend=StoreBucketBackend(outbox.store), clock=chosen)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
-from smsgate.errors import InvalidMessage, SmsgateError
+from smsgate.errors import InvalidMessage, OptedOut, SmsgateError
 from smsgate.message import DeliveryEvent, Message, Status
 from smsgate.outbox import migrate as migrations
 from smsgate.outbox.codec import Validator, parse_time
@@ -31,6 +31,7 @@ from smsgate.outbox.records import (
     SubmitReport,
 )
 from smsgate.outbox.store import (
+    Inserter,
     ListQuery,
     NewEvent,
     NewMessageRow,
@@ -41,6 +42,7 @@ from smsgate.outbox.store import (
     open_store,
     states_for,
 )
+from smsgate.outbox.suppressions import refuse_opted_out
 from smsgate.phone import normalize
 
 if TYPE_CHECKING:
@@ -67,6 +69,10 @@ class Outbox:
     creates the schema in a brand-new SQLite file and otherwise refuses a store that is not at the
     current version, naming the command to run (``smsgate db upgrade``).
     ``region``: the default region for national numbers in mapping items (``"US"``).
+
+    Every submit refuses recipients on the suppression list (they replied STOP to the sender, see
+    :mod:`smsgate.outbox.suppressions`) with :class:`~smsgate.errors.OptedOut`: marketing and
+    transactional messages always, otp messages unless ``otp_honors_opt_outs`` is False.
     """
 
     def __init__(
@@ -76,9 +82,11 @@ class Outbox:
         clock: Clock = SYSTEM_CLOCK,
         migrate: bool | None = None,
         region: str | None = None,
+        otp_honors_opt_outs: bool = True,
     ) -> None:
         self.store: Store = open_store(url)
         self.clock = clock
+        self.otp_honors_opt_outs = otp_honors_opt_outs
         self._validator = Validator(region=region)
         try:
             self._check_schema(migrate)
@@ -115,15 +123,20 @@ class Outbox:
 
     # -- submit -------------------------------------------------------------------------------
 
-    def submit(self, message: Item) -> str:
+    def submit(self, message: Item, *, check_opt_outs: bool = True) -> str:
         """Store one message and return its id (an earlier message's id if its idempotency key,
         or its id, was submitted before: then nothing new is stored or sent).
 
         A mapping is validated like ``Message(**mapping)``; bad input raises
-        :class:`~smsgate.errors.SmsgateError` naming the field.
+        :class:`~smsgate.errors.SmsgateError` naming the field, a suppressed recipient
+        :class:`~smsgate.errors.OptedOut`. ``check_opt_outs`` False is for the one message an
+        opt-out allows: the confirmation of that opt-out.
         """
         row, event, fresh = self._validator.build(message, self.clock.time())
         with self.store.inserter(atomic=False) as inserter:
+            refused = self.opted_out(inserter, [row]) if check_opt_outs else {}
+            if refused:
+                raise refused[0]
             ((message_id, _created),) = inserter.insert([row], [event], fresh_ids=fresh)
         return message_id
 
@@ -139,20 +152,49 @@ class Outbox:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         with self.store.inserter(atomic=False) as inserter:
-            yield from self._stream(items, batch_size, source, inserter.insert)
+            yield from self._stream(items, batch_size, source, inserter)
+
+    def opted_out(self, inserter: Inserter, rows: Sequence[Sequence[Any]]) -> dict[int, OptedOut]:
+        """The validated rows (by position) this outbox refuses because their recipient opted
+        out, with the refusal, as ``inserter`` reads the suppression list; for loaders that
+        insert rows themselves (:mod:`smsgate.outbox.bulk`)."""
+        return refuse_opted_out(inserter, rows, include_otp=self.otp_honors_opt_outs)
 
     def _stream(
         self,
         items: Iterable[Item],
         batch_size: int,
         source: str,
-        insert: Callable[..., list[tuple[str, bool]]],
+        inserter: Inserter,
     ) -> Iterator[SubmitOutcome]:
         # One thread: SQLite's driver takes the GIL back after every row, so a writer thread
         # would crawl behind a validating one; bulk loaders parallelize with a process instead
         # (smsgate.outbox.bulk).
         for batch in self._batches(items, batch_size, source):
-            yield from _store_batch(batch, insert)
+            yield from self._store_batch(batch, inserter)
+
+    def _store_batch(self, batch: _Batch, inserter: Inserter) -> list[SubmitOutcome]:
+        rows, events = batch.rows, batch.events
+        refused = self.opted_out(inserter, rows) if rows else {}
+        if refused:
+            rows = [row for i, row in enumerate(rows) if i not in refused]
+            events = [event for i, event in enumerate(events) if i not in refused]
+        stored = iter(inserter.insert(rows, events, fresh_ids=batch.fresh) if rows else ())
+        outcomes: list[SubmitOutcome] = []
+        position = -1
+        for slot in batch.slots:
+            if isinstance(slot, int):
+                position += 1
+                to = batch.rows[position].to_number
+                error = refused.get(position) if refused else None
+                if error is None:
+                    message_id, created = next(stored)
+                    outcomes.append(SubmitOutcome(slot, message_id, created, None, to))
+                else:
+                    outcomes.append(SubmitOutcome(slot, None, False, error, to))
+            else:
+                outcomes.append(slot)
+        return outcomes
 
     def _batches(self, items: Iterable[Item], batch_size: int, source: str) -> Iterator[_Batch]:
         build = self._validator.build
@@ -221,7 +263,7 @@ class Outbox:
         else:
             try:
                 with self.store.inserter(atomic=True) as inserter:
-                    count(self._stream(items, batch_size, source, inserter.insert))
+                    count(self._stream(items, batch_size, source, inserter))
                     if report.rejected:
                         raise _Rollback
             except _Rollback:
@@ -413,20 +455,6 @@ class _Batch(NamedTuple):
     #: per item in order: its refusal, or its index among the items
     slots: list[SubmitOutcome | int]
     fresh: bool
-
-
-def _store_batch(
-    batch: _Batch, insert: Callable[..., list[tuple[str, bool]]]
-) -> list[SubmitOutcome]:
-    stored = iter(insert(batch.rows, batch.events, fresh_ids=batch.fresh) if batch.rows else ())
-    outcomes: list[SubmitOutcome] = []
-    for slot in batch.slots:
-        if isinstance(slot, int):
-            message_id, created = next(stored)
-            outcomes.append(SubmitOutcome(slot, message_id, created))
-        else:
-            outcomes.append(slot)
-    return outcomes
 
 
 def _recipient(item: Any) -> Any:

@@ -1,7 +1,8 @@
 """The application factory: ``create_app(config)`` returns the ASGI app ``smsgate serve`` runs.
 
-It opens the outbox (refusing a store on an old schema, with the command to run), builds one
-provider per ``[providers.NAME]`` with its status-callback URL under ``public_url``, and on start
+It opens the outbox (refusing a store on an old schema, with the command to run, and refusing
+opted-out recipients at submit as ``[otp] honor_opt_outs`` says), builds one provider per
+``[providers.NAME]`` with its status-callback URL under ``public_url``, and on start
 runs, next to the API: the submit grouper, the in-process worker (unless disabled), the relay of
 message events to user webhooks, the webhook dispatcher and the metrics follower. On shutdown it
 stops them in that order's reverse, letting the worker finish or release what it holds.
@@ -22,9 +23,8 @@ from smsgate import __version__
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import Config
 from smsgate.outbox import Outbox
-from smsgate.outbox.cli_support import build_worker
+from smsgate.outbox.cli_support import build_providers, build_worker
 from smsgate.outbox.worker import Worker
-from smsgate.providers import create_provider
 from smsgate.providers.base import Provider
 from smsgate.server import errors
 from smsgate.server.auth import ApiKeyMiddleware, Authenticator
@@ -32,7 +32,7 @@ from smsgate.server.fastpath import FastSubmit
 from smsgate.server.inbound import InboundHandler
 from smsgate.server.metrics import EventFollower, Metrics, StoreCollector
 from smsgate.server.relay import EventRelay
-from smsgate.server.routes import health, messages, optouts, providers, tools, webhooks
+from smsgate.server.routes import docs, health, messages, optouts, providers, tools, webhooks
 from smsgate.server.services import Services
 from smsgate.server.settings import ServerSettings
 from smsgate.server.store import ServerStore
@@ -40,30 +40,6 @@ from smsgate.server.submit import Submitter
 from smsgate.server.webhooks_out import RetrySchedule, WebhookDispatcher
 
 logger = logging.getLogger("smsgate.server")
-
-
-def callback_url(public_url: str, provider: str) -> str:
-    """Where ``provider`` should send delivery receipts for this server."""
-    return f"{public_url.rstrip('/')}/webhooks/{provider}/status"
-
-
-def build_providers(config: Config) -> dict[str, Provider]:
-    """One provider per ``[providers.NAME]`` (for webhooks only: the API-only server)."""
-    return {name: create_provider(entry.url, name=name) for name, entry in config.providers.items()}
-
-
-def prepare_providers(
-    providers: Mapping[str, Provider], public_url: str | None, clock: Clock
-) -> None:
-    """Point receipts at this server and check webhook timestamps on ``clock``.
-
-    A provider whose URL has no ``callback=`` is asked for receipts at
-    ``{public_url}/webhooks/NAME/status``.
-    """
-    for name, provider in providers.items():
-        provider.clock = clock
-        if provider.status_callback is None and public_url:
-            provider.status_callback = callback_url(public_url, name)
 
 
 def create_app(
@@ -82,16 +58,18 @@ def create_app(
     settings = settings or ServerSettings.from_config(config)
     run_worker = settings.worker if worker is None else worker
     owned = outbox is None
-    box = outbox or Outbox(config.store, clock=clock)
+    box = outbox or Outbox(config.store, clock=clock, otp_honors_opt_outs=config.otp.honor_opt_outs)
     try:
         store = ServerStore.of(box)
         sender: Worker | None = None
+        receipts, public_url = settings.request_receipts, settings.public_url
         if run_worker and config.providers:
-            sender = build_worker(box, config, clock=clock)
+            sender = build_worker(
+                box, config, clock=clock, receipts=receipts, public_url=public_url
+            )
             chosen: Mapping[str, Provider] = sender.providers
         else:
-            chosen = build_providers(config)
-        prepare_providers(chosen, settings.public_url if settings.request_receipts else None, clock)
+            chosen = build_providers(config, clock=clock, receipts=receipts, public_url=public_url)
     except BaseException:
         if owned:
             box.close()
@@ -161,12 +139,15 @@ def create_app(
         # FastAPI's built-in OpenTelemetry hooks cost a tracer lookup per request; smsgate
         # reports through /metrics instead.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Swagger UI and ReDoc load their scripts from a CDN: /docs is served self-contained
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = svc
     app.state.relay = relay
     app.state.follower = follower
     errors.install(app)
-    for module in (messages, tools, optouts, webhooks, providers, health):
+    for module in (messages, tools, optouts, webhooks, providers, health, docs):
         app.include_router(module.router)
     if settings.fast_submit:
         app.add_middleware(FastSubmit, submitter=svc.submitter)

@@ -75,6 +75,9 @@ class ApiError(Exception):
             body["errors"] = self.problems
         return body
 
+    def json(self) -> bytes:
+        return json.dumps(self.body(), ensure_ascii=False, separators=(",", ":")).encode()
+
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
@@ -82,6 +85,11 @@ class ApiError(Exception):
 async def send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> None:
     """Answer a bare ASGI request with JSON (for the middlewares that answer before routing)."""
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    await send_json_bytes(send, status, payload, headers)
+
+
+async def send_json_bytes(send: Send, status: int, payload: bytes, headers: dict[str, str]) -> None:
+    """Answer a bare ASGI request with ``payload``, JSON already encoded."""
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     raw.extend((name.lower().encode(), value.encode()) for name, value in headers.items())
     await send({"type": "http.response.start", "status": status, "headers": raw})

@@ -19,10 +19,10 @@ from smsgate.errors import SmsgateError
 from smsgate.ids import new_id
 from smsgate.message import InboundMessage, Purpose
 from smsgate.outbox import Outbox
-from smsgate.server.optout import Action, classify, keyword, number_key, scope_of
+from smsgate.outbox.suppressions import ALL_NUMBERS, number_key
+from smsgate.server.optout import Action, classify, keyword, scope_of
 from smsgate.server.settings import ServerSettings
 from smsgate.server.store import (
-    ALL_NUMBERS,
     InboundRecord,
     OutboundEvent,
     ServerStore,
@@ -135,7 +135,7 @@ class InboundHandler:
         if record.to:
             reply["sender"] = record.to
         try:
-            self.outbox.submit(reply)
+            self.outbox.submit(reply, check_opt_outs=False)
         except SmsgateError as exc:
             logger.warning(
                 "could not queue the %s reply to inbound %s: %s", action.value, record.id, exc

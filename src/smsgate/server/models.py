@@ -3,14 +3,19 @@
 Request models are strict about shape (types, lengths, unknown fields refused) and leave the
 meaning (is this a phone number, is this body sendable) to the outbox's validation, which
 answers per message with an error naming the field.
+
+The messages submitted are typed dicts, not models: a batch has 10,000 of them, and pydantic
+validates JSON into plain dicts in half the time it takes to build model instances, which are
+also slower to read (see ``MESSAGE_IN`` and ``BATCH_IN``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import TypedDict
 
 from smsgate.message import MAX_BODY_CHARS, MAX_IDEMPOTENCY_KEY, MAX_MEDIA, Purpose, Status
 from smsgate.server.settings import MAX_BATCH
@@ -43,31 +48,50 @@ class ErrorOut(BaseModel):
 # -- messages ----------------------------------------------------------------------------------
 
 
-class MessageIn(_Model):
+@with_config(ConfigDict(extra="forbid"))
+class MessageIn(TypedDict):
     """One message to one recipient."""
 
-    to: str = Field(
-        min_length=1,
-        max_length=64,
-        description="E.164, e.g. +15555550100",
-        examples=["+15555550100"],
-    )
-    body: str = Field("", max_length=MAX_BODY_CHARS)
-    sender: str | None = Field(
-        None, min_length=1, max_length=64, description="a number of ours or an alphanumeric id"
-    )
-    media: list[str] = Field(default_factory=list, max_length=MAX_MEDIA)
-    purpose: Purpose | None = Field(None, description="transactional (default), otp or marketing")
-    idempotency_key: str | None = Field(
-        None,
-        min_length=1,
-        max_length=MAX_IDEMPOTENCY_KEY,
-        description="the same key twice returns the first message; the Idempotency-Key header "
-        "sets it too",
-    )
-    send_at: datetime | None = Field(None, description="schedule: an ISO 8601 time with a zone")
-    validity: int | None = Field(None, ge=1, le=7 * 86400, description="seconds to keep trying")
-    metadata: dict[str, Scalar] = Field(default_factory=dict, max_length=50)
+    to: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="E.164, e.g. +15555550100",
+            examples=["+15555550100"],
+        ),
+    ]
+    body: NotRequired[Annotated[str, Field(max_length=MAX_BODY_CHARS, description="default empty")]]
+    sender: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                min_length=1, max_length=64, description="a number of ours or an alphanumeric id"
+            ),
+        ]
+    ]
+    media: NotRequired[Annotated[list[str], Field(max_length=MAX_MEDIA)]]
+    purpose: NotRequired[
+        Annotated[Purpose | None, Field(description="transactional (default), otp or marketing")]
+    ]
+    idempotency_key: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=MAX_IDEMPOTENCY_KEY,
+                description="the same key twice returns the first message; the Idempotency-Key "
+                "header sets it too",
+            ),
+        ]
+    ]
+    send_at: NotRequired[
+        Annotated[datetime | None, Field(description="schedule: an ISO 8601 time with a zone")]
+    ]
+    validity: NotRequired[
+        Annotated[int | None, Field(ge=1, le=7 * 86400, description="seconds to keep trying")]
+    ]
+    metadata: NotRequired[Annotated[dict[str, Scalar], Field(max_length=50)]]
 
 
 class MessageAccepted(BaseModel):
@@ -117,8 +141,14 @@ class MessagePage(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor for the next (older) page")
 
 
-class BatchIn(_Model):
-    messages: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
+@with_config(ConfigDict(extra="forbid"))
+class BatchIn(TypedDict):
+    messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+#: validate a request body (JSON bytes) into a :class:`MessageIn` or a :class:`BatchIn`
+MESSAGE_IN: TypeAdapter[MessageIn] = TypeAdapter(MessageIn)
+BATCH_IN: TypeAdapter[BatchIn] = TypeAdapter(BatchIn)
 
 
 class BatchItem(BaseModel):

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import enum
 
-from smsgate.errors import SmsgateError
-from smsgate.phone import normalize
-from smsgate.server.store import ALL_NUMBERS
+from smsgate.outbox.suppressions import ALL_NUMBERS
 
 
 class Action(enum.StrEnum):
@@ -60,15 +58,3 @@ def scope_of(action: Action, our_number: str) -> list[str]:
     if action is Action.OPT_IN:
         return [our_number, ALL_NUMBERS]
     return [our_number]
-
-
-def number_key(text: str) -> str:
-    """How a number is written in the suppression list: E.164 for phone numbers, short codes and
-    alphanumeric sender ids as they are (so ``+1 501 712 2661`` and ``+15017122661`` match)."""
-    text = text.strip()
-    if text == ALL_NUMBERS or not (text.startswith("+") or text.replace(" ", "").isdigit()):
-        return text
-    try:
-        return normalize(text, strict=False)
-    except SmsgateError:
-        return text

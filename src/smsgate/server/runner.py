@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 import threading
@@ -78,6 +79,7 @@ def serve(
     if settings.public_url is None:
         settings = replace(settings, public_url=url)
     app = create_app(config, settings=settings)
+    settle_heap()
     server = uvicorn_server(app, log_level=log_level)
     if on_ready is not None:
         on_ready(url)
@@ -90,6 +92,22 @@ def serve(
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def settle_heap() -> None:
+    """Keep the cyclic garbage collector from eating the server's CPU.
+
+    What exists now (modules, the app, its schemas) lives as long as the process, yet the
+    collector would walk all of it at every full collection; and with the default threshold a
+    10,000-message batch, whose objects all stay alive until it is answered, sets off a young
+    collection every 700 allocations, each walking the batch again as it is promoted. Measured
+    on the api_throughput bench: 3 s of the gateway's 6.5 s of CPU before, 1 s after. Garbage
+    made so far is collected first, so freezing keeps only what is alive; reference counting
+    still frees everything else at once, so the higher threshold only delays reference cycles.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def _stopped(signum: int, frame: object) -> None:

@@ -11,14 +11,15 @@ Every key is optional::
     help_text = "Example Co: reply STOP to opt out. Help: example.com/sms"
     stop_reply = ""               # confirmation sent after STOP ("" sends none)
     start_reply = ""              # confirmation sent after START
-    suppress_otp = true           # refuse otp messages to opted-out recipients too
     webhook_retry_horizon = "24h" # retry user webhooks this long, then dead-letter them
     webhook_timeout = "10s"
     max_batch = 10000
     fast_submit = true            # serve POST /v1/messages outside FastAPI's routing (faster)
     request_receipts = true       # ask providers for receipts at {public_url}/webhooks/NAME/status
 
-A wrong value raises :class:`~smsgate.errors.ConfigError` naming ``server.KEY`` and the fix.
+Whether otp messages to opted-out recipients are refused is the outbox's setting, for every
+submit path: ``[otp] honor_opt_outs``. A wrong value raises
+:class:`~smsgate.errors.ConfigError` naming ``server.KEY`` and the fix.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from smsgate.config import Config, _seconds
+from smsgate.config import Config, parse_duration
 from smsgate.errors import ConfigError
 
 DEFAULT_HELP_TEXT = "Reply STOP to unsubscribe, START to subscribe again."
@@ -40,13 +41,15 @@ _KEYS = (
     "help_text",
     "stop_reply",
     "start_reply",
-    "suppress_otp",
     "webhook_retry_horizon",
     "webhook_timeout",
     "max_batch",
     "fast_submit",
     "request_receipts",
 )
+
+#: keys that left the [server] table, and where they are now
+_MOVED = {"suppress_otp": "honor_opt_outs under [otp] (it applies to every submit path)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +64,6 @@ class ServerSettings:
     help_text: str = DEFAULT_HELP_TEXT
     stop_reply: str = ""
     start_reply: str = ""
-    #: refuse otp messages to opted-out recipients (marketing and transactional always are)
-    suppress_otp: bool = True
     webhook_retry_horizon: float = 24 * 3600.0
     webhook_timeout: float = 10.0
     max_batch: int = MAX_BATCH
@@ -80,10 +81,13 @@ class ServerSettings:
     ) -> ServerSettings:
         unknown = sorted(set(table) - set(_KEYS))
         if unknown:
-            raise ConfigError(
-                f"server.{unknown[0]}: unknown key; the [server] table takes {', '.join(_KEYS)}",
-                field=f"server.{unknown[0]}",
+            key = unknown[0]
+            fix = (
+                f"it moved: write {_MOVED[key]}"
+                if key in _MOVED
+                else f"the [server] table takes {', '.join(_KEYS)}"
             )
+            raise ConfigError(f"server.{key}: unknown key; {fix}", field=f"server.{key}")
         defaults = cls()
         return cls(
             host=_text(table, "host", defaults.host, allow_empty=False),
@@ -93,12 +97,11 @@ class ServerSettings:
             help_text=_text(table, "help_text", defaults.help_text),
             stop_reply=_text(table, "stop_reply", defaults.stop_reply),
             start_reply=_text(table, "start_reply", defaults.start_reply),
-            suppress_otp=_flag(table, "suppress_otp", defaults.suppress_otp),
-            webhook_retry_horizon=_seconds(
+            webhook_retry_horizon=parse_duration(
                 table.get("webhook_retry_horizon", defaults.webhook_retry_horizon),
                 "server.webhook_retry_horizon",
             ),
-            webhook_timeout=_seconds(
+            webhook_timeout=parse_duration(
                 table.get("webhook_timeout", defaults.webhook_timeout), "server.webhook_timeout"
             ),
             max_batch=_whole(table, "max_batch", defaults.max_batch, 1, MAX_BATCH),

@@ -1,63 +1,61 @@
-"""From an API request to outbox rows: key restrictions, opt-outs, quota, then one transaction.
+"""From an API request to outbox rows: key restrictions and quota here, then the outbox.
+
+The outbox validates every message and refuses recipients who opted out (``OptedOut``, see
+:mod:`smsgate.outbox.suppressions`); this module adds what only the API knows: what a key may
+send, its quota, and the answers' shapes.
 
 Single-message requests that arrive together are stored together: :class:`Submitter` collects
 what is waiting while the previous group is being written and stores the next group in one
 transaction (group commit), so a busy server writes far fewer transactions than it answers
 requests, and an idle one adds no delay. Every request still gets its own outcome.
+
+A batch is handled in one go on a worker thread (parse, restrictions, quota, the outbox, the
+answer), so the event loop, which also runs the in-process worker, is never held up by it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
+from pydantic import ValidationError
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
-from smsgate.errors import InvalidRecipient, OptedOut
 from smsgate.message import Purpose, Status
 from smsgate.outbox import Outbox, SubmitOutcome
-from smsgate.phone import fast_e164, normalize
 from smsgate.server.auth import ApiKey
-from smsgate.server.errors import ApiError, from_smsgate
-from smsgate.server.models import MessageAccepted, MessageIn
-from smsgate.server.optout import number_key
+from smsgate.server.errors import ApiError, from_smsgate, problems_error
+from smsgate.server.models import BATCH_IN, MessageAccepted, MessageIn
 from smsgate.server.settings import ServerSettings
 from smsgate.server.store import ServerStore
 
 MAX_KEY_HEADER = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One submitted item: stored (``created``), matched an earlier message, or refused."""
-
-    id: str | None
-    status: Status | None
-    created: bool
-    error: ApiError | None = None
+#: each purpose's text (an enum's ``.value`` costs a descriptor call; 10,000 per batch add up)
+_VALUE = {purpose: purpose.value for purpose in Purpose}
 
 
 def prepare(item: MessageIn, key: ApiKey, idempotency_header: str | None = None) -> dict[str, Any]:
     """The outbox item for ``item`` under ``key``'s restrictions (raises :class:`ApiError`)."""
     record = key.record
-    purpose = item.purpose
+    purpose = item.get("purpose")
     if purpose is None:
         allowed = record.purposes
         purpose = Purpose(allowed[0]) if allowed and len(allowed) == 1 else Purpose.TRANSACTIONAL
-    if record.purposes is not None and purpose.value not in record.purposes:
+    if record.purposes is not None and _VALUE[purpose] not in record.purposes:
         raise ApiError(
             403,
             "forbidden",
-            f"this API key may not send {purpose.value} messages",
+            f"this API key may not send {_VALUE[purpose]} messages",
             field="purpose",
             fix=f"use purpose {' or '.join(record.purposes)}, or another key",
         )
-    sender = item.sender
+    sender = item.get("sender")
     if record.senders is not None:
         if sender is None and len(record.senders) == 1:
             sender = record.senders[0]
@@ -77,7 +75,7 @@ def prepare(item: MessageIn, key: ApiKey, idempotency_header: str | None = None)
                 field="sender",
                 fix=f"use one of {', '.join(record.senders)}",
             )
-    key_value = item.idempotency_key
+    key_value = item.get("idempotency_key")
     if idempotency_header is not None:
         if key_value is not None and key_value != idempotency_header:
             raise ApiError(
@@ -88,19 +86,23 @@ def prepare(item: MessageIn, key: ApiKey, idempotency_header: str | None = None)
                 fix="send one of them, or the same value in both",
             )
         key_value = idempotency_header
-    values: dict[str, Any] = {"to": item.to, "body": item.body, "purpose": purpose.value}
+    values: dict[str, Any] = {
+        "to": item["to"],
+        "body": item.get("body", ""),
+        "purpose": _VALUE[purpose],
+    }
     if sender is not None:
         values["sender"] = sender
     if key_value is not None:
         values["idempotency_key"] = key_value
-    if item.media:
-        values["media"] = tuple(item.media)
-    if item.send_at is not None:
-        values["send_at"] = item.send_at
-    if item.validity is not None:
-        values["validity"] = item.validity
-    if item.metadata:
-        values["metadata"] = item.metadata
+    if media := item.get("media"):
+        values["media"] = tuple(media)
+    if (send_at := item.get("send_at")) is not None:
+        values["send_at"] = send_at
+    if (validity := item.get("validity")) is not None:
+        values["validity"] = validity
+    if metadata := item.get("metadata"):
+        values["metadata"] = metadata
     return values
 
 
@@ -122,7 +124,8 @@ class Accepted:
 async def accept(
     submitter: Submitter, key: ApiKey, message: MessageIn, idempotency_header: str | None
 ) -> Accepted:
-    """Submit one API message under ``key``: restrictions, quota, opt-outs, then the outbox.
+    """Submit one API message under ``key``: restrictions, quota, then the outbox (which
+    refuses opted-out recipients).
 
     Raises :class:`ApiError` with the reason when the message is refused.
     """
@@ -135,22 +138,33 @@ async def accept(
             fix="send a shorter key",
         )
     item = prepare(message, key, idempotency_header)
-    await submitter.charge(key, 1)
+    if key.quota is not None:
+        await anyio.to_thread.run_sync(submitter.charge, key, 1)
     outcome = await submitter.submit_one(item)
     if outcome.error is not None:
-        raise outcome.error
-    if not outcome.created:
-        (outcome,) = await anyio.to_thread.run_sync(submitter.with_statuses, [outcome])
-    assert outcome.id is not None and outcome.status is not None
+        raise from_smsgate(outcome.error)
+    assert outcome.id is not None
+    if outcome.created:
+        status = _new_status(item, submitter.clock.time())
+    else:
+        earlier = await anyio.to_thread.run_sync(submitter.earlier_statuses, [outcome])
+        status = earlier[outcome.id]
     return Accepted(
-        MessageAccepted(
-            id=outcome.id, status=outcome.status, to=item["to"], created=outcome.created
-        )
+        MessageAccepted(id=outcome.id, status=status, to=outcome.to, created=outcome.created)
     )
 
 
+async def accept_batch(
+    submitter: Submitter, key: ApiKey, messages: Sequence[MessageIn] | bytes
+) -> bytes:
+    """Submit a batch (parsed, or the raw JSON body) under ``key``; returns the JSON
+    answer (``BatchOut``), one result per item in order. Raises :class:`ApiError` when the
+    batch as a whole is refused (malformed, too large, over the quota)."""
+    return await anyio.to_thread.run_sync(submitter.submit_batch, key, messages)
+
+
 class Submitter:
-    """Stores prepared items: opt-out check, then the outbox, grouping concurrent requests."""
+    """Stores prepared items through the outbox, grouping concurrent single submissions."""
 
     def __init__(
         self,
@@ -166,23 +180,23 @@ class Submitter:
         self.settings = settings
         self.clock = clock
         self.group = group
-        self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[Outcome]]] | None = None
+        self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[SubmitOutcome]]] | None = (
+            None
+        )
         self._task: asyncio.Task[None] | None = None
 
     # -- quota --------------------------------------------------------------------------------
 
-    async def charge(self, key: ApiKey, count: int) -> None:
-        """Count ``count`` messages against the key's quota, or raise 429 when they do not fit."""
+    def charge(self, key: ApiKey, count: int) -> None:
+        """Count ``count`` messages against the key's quota, or raise 429 when they do not fit.
+
+        Synchronous (it writes to the store): call it on a worker thread."""
         quota = key.quota
         if quota is None:
             return
         now = self.clock.time()
         window = math.floor(now / quota.period) * quota.period
-        limit = int(quota.count)
-        fits = await anyio.to_thread.run_sync(
-            self.store.consume_quota, key.id, window, count, limit
-        )
-        if not fits:
+        if not self.store.consume_quota(key.id, window, count, int(quota.count)):
             retry = max(1, math.ceil(window + quota.period - now))
             raise ApiError(
                 429,
@@ -195,72 +209,57 @@ class Submitter:
 
     # -- storing ------------------------------------------------------------------------------
 
-    async def submit_one(self, item: dict[str, Any]) -> Outcome:
+    async def submit_one(self, item: dict[str, Any]) -> SubmitOutcome:
         """Store one item, grouped with whatever else is being submitted right now."""
         if self._queue is None:
             (outcome,) = await anyio.to_thread.run_sync(self.store_items, [item])
             return outcome
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[SubmitOutcome] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future))
         return await future
 
-    async def submit_many(self, items: Sequence[dict[str, Any]]) -> list[Outcome]:
-        return await anyio.to_thread.run_sync(self.store_items, list(items))
-
-    def store_items(self, items: list[dict[str, Any]]) -> list[Outcome]:
-        """Refuse opted-out recipients, store the rest in one go; one outcome per item, in order.
+    def store_items(self, items: list[dict[str, Any]]) -> list[SubmitOutcome]:
+        """Store ``items`` in one go through the outbox; one outcome per item, in order.
 
         Synchronous (it runs on a worker thread).
         """
-        now = self.clock.time()
-        outcomes: list[Outcome | None] = [None] * len(items)
-        checked: list[int] = []
-        for index, item in enumerate(items):
+        return list(self.outbox.submit_stream(items, batch_size=max(len(items), 1)))
+
+    def submit_batch(self, key: ApiKey, messages: Sequence[MessageIn] | bytes) -> bytes:
+        """:func:`accept_batch` on this thread."""
+        if isinstance(messages, bytes):
             try:
-                item["to"] = _e164(item["to"])
-            except InvalidRecipient as exc:
-                outcomes[index] = Outcome(None, None, False, from_smsgate(exc))
-                continue
-            checked.append(index)
-        self._refuse_opted_out(items, checked, outcomes)
-        passing = [i for i in checked if outcomes[i] is None]
-        if passing:
-            stored = self.outbox.submit_stream(
-                [items[i] for i in passing], batch_size=max(len(passing), 1)
+                messages = BATCH_IN.validate_json(messages)["messages"]
+            except ValidationError as exc:
+                raise problems_error(exc.errors()) from None
+        if len(messages) > self.settings.max_batch:
+            raise ApiError(
+                413,
+                "too_large",
+                f"{len(messages)} messages in one batch",
+                field="messages",
+                fix=f"send at most {self.settings.max_batch} per request",
             )
-            for index, result in zip(passing, stored, strict=True):
-                outcomes[index] = _outcome(result, items[index], now)
-        return [o if o is not None else Outcome(None, None, False) for o in outcomes]
+        refused: dict[int, ApiError] = {}
+        items: list[dict[str, Any]] = []
+        for index, message in enumerate(messages):
+            try:
+                items.append(prepare(message, key))
+            except ApiError as exc:
+                refused[index] = exc
+        self.charge(key, len(items))
+        now = self.clock.time()
+        stored = self.store_items(items)
+        return batch_body(refused, stored, items, self.earlier_statuses(stored), now)
 
-    def with_statuses(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """Fill in the current status of earlier messages that idempotency keys matched."""
-        filled = []
+    def earlier_statuses(self, outcomes: Sequence[SubmitOutcome]) -> dict[str, Status]:
+        """The current status of each earlier message an idempotency key matched, by id."""
+        statuses: dict[str, Status] = {}
         for outcome in outcomes:
-            if outcome.id is not None and outcome.status is None:
+            if outcome.id is not None and not outcome.created and outcome.id not in statuses:
                 record = self.outbox.get(outcome.id)
-                status = record.status if record is not None else Status.QUEUED
-                outcome = Outcome(outcome.id, status, False)
-            filled.append(outcome)
-        return filled
-
-    def _refuse_opted_out(
-        self, items: list[dict[str, Any]], indexes: list[int], outcomes: list[Outcome | None]
-    ) -> None:
-        by_sender: dict[str | None, list[int]] = {}
-        for index in indexes:
-            item = items[index]
-            if item.get("purpose") == Purpose.OTP.value and not self.settings.suppress_otp:
-                continue
-            sender = item.get("sender")
-            by_sender.setdefault(None if sender is None else number_key(sender), []).append(index)
-        for sender, group in by_sender.items():
-            blocked = self.store.suppressed([items[i]["to"] for i in group], sender)
-            for index in group:
-                to = items[index]["to"]
-                if to in blocked:
-                    outcomes[index] = Outcome(
-                        None, None, False, from_smsgate(opted_out(to, sender))
-                    )
+                statuses[outcome.id] = record.status if record is not None else Status.QUEUED
+        return statuses
 
     # -- the grouping loop --------------------------------------------------------------------
 
@@ -304,26 +303,61 @@ class Submitter:
                     queue.task_done()
 
 
-def opted_out(to: str, sender: str | None) -> OptedOut:
-    of = f"from {sender}" if sender else "from our numbers"
-    return OptedOut(
-        f"{to} opted out of messages {of} (replied STOP); "
-        "they can reply START to opt in again, or remove the suppression",
-        field="to",
-    )
-
-
-def _e164(to: Any) -> str:
-    if not isinstance(to, str):
-        raise InvalidRecipient("to must be a phone number", field="to")
-    return fast_e164(to) or normalize(to, strict=False, field="to")
-
-
-def _outcome(result: SubmitOutcome, item: Mapping[str, Any], now: float) -> Outcome:
-    if result.error is not None:
-        return Outcome(None, None, False, from_smsgate(result.error))
-    if not result.created:
-        return Outcome(result.id, None, False)  # an earlier message: its status is looked up
+def _new_status(item: Mapping[str, Any], now: float) -> Status:
     send_at = item.get("send_at")
-    scheduled = send_at is not None and send_at.timestamp() > now
-    return Outcome(result.id, Status.SCHEDULED if scheduled else Status.QUEUED, result.created)
+    return Status.SCHEDULED if send_at is not None and send_at.timestamp() > now else Status.QUEUED
+
+
+_string: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or (
+    json.encoder.py_encode_basestring
+)
+_STATUS = {status: status.value for status in Status}
+
+
+def batch_body(
+    refused: Mapping[int, ApiError],
+    stored: Sequence[SubmitOutcome],
+    items: Sequence[Mapping[str, Any]],
+    earlier: Mapping[str, Status],
+    now: float,
+) -> bytes:
+    """The documented ``BatchOut`` as JSON, written directly: building and serializing 10,000
+    models would cost more than storing the messages.
+
+    ``refused``: the API's refusals by position in the batch; ``stored``: the outbox's outcomes
+    of the other ``items``, in order; ``earlier``: the statuses of messages they matched.
+    """
+    results: list[str] = []
+    accepted = duplicates = rejected = 0
+    outcomes = iter(stored)
+    scheduling = any("send_at" in item for item in items)
+    queued = _STATUS[Status.QUEUED]
+    for index in range(len(refused) + len(stored)):
+        refusal = refused.get(index) if refused else None
+        outcome = None
+        if refusal is None:
+            outcome = next(outcomes)
+            if outcome.error is not None:
+                refusal = from_smsgate(outcome.error)
+        if refusal is not None:
+            rejected += 1
+            error = json.dumps(refusal.body(), ensure_ascii=False, separators=(",", ":"))
+            results.append(
+                f'{{"index":{index},"id":null,"status":null,"created":false,"error":{error}}}'
+            )
+            continue
+        assert outcome is not None and outcome.id is not None
+        if outcome.created:
+            accepted += 1
+            created = "true"
+            status = _STATUS[_new_status(items[outcome.index], now)] if scheduling else queued
+        else:
+            duplicates += 1
+            created = "false"
+            status = _STATUS[earlier[outcome.id]]
+        results.append(
+            f'{{"index":{index},"id":{_string(outcome.id)},"status":"{status}",'
+            f'"created":{created},"error":null}}'
+        )
+    head = f'{{"accepted":{accepted},"duplicates":{duplicates},"rejected":{rejected},"results":['
+    return (head + ",".join(results) + "]}").encode()

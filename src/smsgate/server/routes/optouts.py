@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 
 from smsgate.errors import InvalidRecipient
 from smsgate.outbox.store import to_datetime
+from smsgate.outbox.suppressions import ALL_NUMBERS, number_key
 from smsgate.phone import normalize
 from smsgate.server.errors import ApiError
 from smsgate.server.inbound import suppression_event
@@ -23,9 +24,8 @@ from smsgate.server.models import (
     SuppressionOut,
     SuppressionPage,
 )
-from smsgate.server.optout import number_key
 from smsgate.server.services import Svc
-from smsgate.server.store import ALL_NUMBERS, InboundRecord, Suppression
+from smsgate.server.store import InboundRecord, Suppression
 from smsgate.server.webhooks_out import make_event
 
 router = APIRouter(prefix="/v1", tags=["inbound and opt-outs"])
