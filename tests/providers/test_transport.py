@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -29,7 +29,7 @@ import smsgate
 from smsgate.emulators.base import EmulatorThread
 from smsgate.emulators.smtp import generate_tls_files
 from smsgate.emulators.twilio import TwilioEmulator
-from smsgate.errors import AmbiguousSend, InvalidMessage, TransientError
+from smsgate.errors import AmbiguousSend, ConfigError, InvalidMessage, TransientError
 from smsgate.providers import create_provider
 from smsgate.providers import transport as transport_module
 from smsgate.providers.transport import (
@@ -740,6 +740,168 @@ def test_a_malformed_response_is_ambiguous(run: Run) -> None:
             await transport.aclose()
 
     run(main())
+
+
+# -- a connection the server closes while it sits idle --------------------------------------------
+
+
+async def answer_then_close(seen: Seen, writer: asyncio.StreamWriter) -> bytes | None:
+    """Answer, then close the connection, as a server does when its keep-alive timeout ends."""
+    writer.write(await ok(seen, writer))
+    await writer.drain()
+    return None
+
+
+def test_a_request_sent_as_the_loop_sees_the_close_goes_on_a_new_connection(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop read the server's close (eof_received) and closes our side; connection_lost
+    comes a loop turn later. A request started in that turn must not be written to the closing
+    connection: nothing was sent yet, so it goes on a new one (never an AmbiguousSend)."""
+    followers: list[asyncio.Task[HttpResponse]] = []
+    transports: list[HttpTransport] = []
+    #: whether the pool still counted the first connection when its eof_received returned
+    kept: list[bool] = []
+    eof_received = transport_module._Connection.eof_received
+
+    def send_again_as_the_close_is_seen(connection: Any) -> bool | None:
+        if followers:
+            return eof_received(connection)
+        # Its first step runs in the next loop turn, before the connection_lost that the close
+        # following this call schedules.
+        followers.append(asyncio.ensure_future(get(transports[0], "/second")))
+        keep_open = eof_received(connection)
+        kept.append(connection.pooled or connection.idle)
+        return keep_open
+
+    monkeypatch.setattr(
+        transport_module._Connection, "eof_received", send_again_as_the_close_is_seen
+    )
+
+    async def main() -> HttpResponse:
+        async with Server(answer_then_close) as server:
+            transports.append(transport_for(server.url))
+            await get(transports[0], "/first")
+            await server.wait_for(lambda: bool(followers))
+            answer = await followers[0]
+            await transports[0].aclose()
+        assert [s.target for s in server.seen] == ["/first", "/second"]
+        assert [s.connection for s in server.seen] == [1, 2]
+        assert kept == [False]  # dropped as the loop saw the close
+        return answer
+
+    assert run(main()).json() == {"target": "/second"}
+
+
+def test_the_pool_never_hands_out_a_closing_connection(run: Run) -> None:
+    """A transport can be closing before the protocol hears of it (a read error closes it and
+    calls connection_lost a loop turn later): the pool skips it and frees its place."""
+
+    async def main() -> None:
+        async with Server() as server:
+            transport = transport_for(server.url, connections=2)
+            await asyncio.gather(get(transport, "/a"), get(transport, "/b"))
+            pool = transport._pools[asyncio.get_running_loop()]
+            stale = list(pool.idle)
+            assert len(stale) == 2
+            for connection in stale:
+                assert connection.transport is not None
+                connection.transport.close()
+                assert connection.transport.is_closing() and not connection.dead
+            # The last guard, should a closing connection reach an exchange anyway: refused
+            # before any write, so resending is safe.
+            with pytest.raises(TransientError, match="nothing was sent"):
+                stale[0].exchange(b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n", False)
+            # No loop turn between the closes and the request: the protocols have not been told.
+            answer = await get(transport, "/c")
+            assert answer.json() == {"target": "/c"}
+            assert pool.open == 1 and pool.connections.isdisjoint(stale)
+            await transport.aclose()
+        assert sorted(s.target for s in server.seen) == ["/a", "/b", "/c"]
+        assert server.seen[-1].connection == 3
+
+    run(main())
+
+
+def test_a_write_the_socket_refuses_is_transient_not_a_raw_error(run: Run) -> None:
+    """A transport that refuses the write (RuntimeError; uvloop raises one for a closed handle)
+    sent nothing: the caller gets a TransientError, never an exception outside smsgate's."""
+
+    async def main() -> None:
+        async with Server() as server:
+            transport = transport_for(server.url)
+            await get(transport, "/first")
+            [connection] = transport._pools[asyncio.get_running_loop()].idle
+            assert connection.transport is not None
+            connection.transport.write_eof()  # not closing, but every write now raises
+            with pytest.raises(TransientError, match="nothing was sent") as info:
+                await get(transport, "/second")
+            assert not isinstance(info.value, AmbiguousSend)
+            assert (await get(transport, "/third")).json() == {"target": "/third"}
+            await transport.aclose()
+        assert [s.target for s in server.seen] == ["/first", "/third"]
+
+    run(main())
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "complaint"),
+    [
+        ("ftp://files.example.com/v1", "is not an http:// or https:// URL with a host"),
+        ("https:///v1", "is not an http:// or https:// URL with a host"),
+        ("api.example.com/v1", "is not an http:// or https:// URL with a host"),
+        ("https://api.example.com:99999/v1", "has an invalid port"),
+        ("http://[::1/v1", "is not a valid URL"),
+        ("https://USERSECRET:PWSECRET@api.example.com/v1", "put credentials in the provider URL"),
+    ],
+)
+def test_a_bad_base_url_is_refused_when_the_provider_is_built(
+    base_url: str, complaint: str
+) -> None:
+    url = "twilio://AC123:TOKENSECRET@+15017122661?base_url=" + quote(
+        base_url + "?key=QUERYSECRET#FRAGSECRET", safe=""
+    )
+    with pytest.raises(ConfigError) as info:
+        create_provider(url)  # no send, no I/O: the provider is only built
+    error = info.value
+    assert error.field == "base_url"
+    assert complaint in error.message and "base_url" in error.message
+    for secret in ("USERSECRET", "PWSECRET", "QUERYSECRET", "FRAGSECRET", "TOKENSECRET"):
+        assert secret not in str(error) and secret not in repr(error)
+
+
+def test_a_base_url_error_shows_where_it_points_without_secrets() -> None:
+    with pytest.raises(ConfigError) as info:
+        create_provider(
+            "twilio://AC123:TOKEN@+15017122661?base_url="
+            + quote("https://user:PW@api.example.com:8443/v1?key=K", safe="")
+        )
+    assert "'https://***@api.example.com:8443/v1?***'" in info.value.message
+
+
+def test_a_good_base_url_is_kept_as_given() -> None:
+    provider = create_provider(
+        "twilio://AC123:TOKEN@+15017122661?base_url=" + quote("http://127.0.0.1:8001/", safe="")
+    )
+    assert provider.base_url == "http://127.0.0.1:8001"  # type: ignore[attr-defined]
+
+
+def test_a_base_url_given_as_an_override_is_checked_too() -> None:
+    with pytest.raises(ConfigError) as info:
+        create_provider("twilio://AC123:TOKEN@+15017122661", base_url="ftp://x.example/v1")
+    assert info.value.field == "base_url"
+
+
+def test_the_provider_repr_hides_a_base_url_query() -> None:
+    provider = create_provider(
+        "twilio://AC123:TOKEN@+15017122661?base_url="
+        + quote("https://api.example.com/v1?key=QUERYSECRET", safe="")
+    )
+    assert "QUERYSECRET" not in repr(provider) and "TOKEN" not in repr(provider)
+    assert "https://api.example.com/v1?***" in repr(provider)
 
 
 # -- TLS ------------------------------------------------------------------------------------------

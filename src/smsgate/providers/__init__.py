@@ -11,7 +11,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from smsgate.errors import ConfigError
-from smsgate.providers.base import ProviderInfo
+from smsgate.providers.base import HttpProvider, ProviderInfo
+from smsgate.providers.transport import validate_base_url
 
 if TYPE_CHECKING:
     from smsgate.providers.base import Provider
@@ -86,6 +87,8 @@ def create_provider(url: str, *, name: str | None = None, **overrides: Any) -> P
         if not hasattr(provider, key):
             raise ConfigError(f"provider option {key!r} is not known", field=key)
         setattr(provider, key, value)
+    if "base_url" in overrides and isinstance(provider, HttpProvider):
+        validate_base_url(provider.base_url)
     return provider
 
 

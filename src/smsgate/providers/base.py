@@ -39,7 +39,15 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.transport import HttpRequest, HttpResponse, HttpTransport, Limits, Timeout
+from smsgate.providers.transport import (
+    HttpRequest,
+    HttpResponse,
+    HttpTransport,
+    Limits,
+    Timeout,
+    redact_url,
+    validate_base_url,
+)
 from smsgate.providers.url import ProviderURL
 
 logger = logging.getLogger("smsgate.providers")
@@ -160,10 +168,10 @@ class Provider(ABC):
         }
 
     def __repr__(self) -> str:
-        # Credentials are never part of the repr.
+        # Credentials are never part of the repr, nor a base_url's query (it may hold a key).
         return (
             f"{type(self).__name__}(name={self.name!r}, sender={self.sender!r}, "
-            f"base_url={self.base_url!r})"
+            f"base_url={redact_url(self.base_url)!r})"
         )
 
     # -- the send pipeline (template methods) -------------------------------------------------
@@ -441,6 +449,9 @@ class HttpProvider(Provider):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # Checked now, not when the transport is built on the first send: a wrong ?base_url=
+        # fails where the provider is configured.
+        validate_base_url(self.base_url)
         self._transport: HttpTransport | None = None
 
     @property

@@ -17,12 +17,21 @@ dropped the connection while idle (nothing was read) or after it read and acted 
 (a crash, a worker restart, a proxy timing out the upstream): no byte of a response tells them
 apart. RFC 9110 (9.2.2) allows an automatic resend only for idempotent requests, and a send is
 not idempotent whatever method carries it (SMSPM's API takes sends as GET too). So the transport
-never resends: it reports ``AmbiguousSend`` and leaves the decision to the caller's policy, which
-knows whether the provider drops repeated idempotency keys. What it does instead is make the
-race rare: a connection the server closed while idle is dropped as soon as the loop sees the
-close, idle connections are dropped after ``KEEPALIVE_SECONDS`` or a second before the idle
-timeout the server announces in ``Keep-Alive: timeout=N``, and the most recently used idle
-connection (the least likely to have timed out) is reused first.
+never resends a request it wrote: it reports ``AmbiguousSend`` and leaves the decision to the
+caller's policy, which knows whether the provider drops repeated idempotency keys. What it does
+instead is make the race rare. A close the loop has seen never costs a request:
+
+- a connection the server closed while idle is dropped as soon as the loop sees the close (in
+  ``eof_received``, a loop turn before ``connection_lost``);
+- a connection whose transport is already closing (asyncio closes it on a read error before the
+  protocol hears of it) is never handed out nor written to; should one reach a write anyway, the
+  request fails as ``TransientError``: nothing was sent.
+
+And a close still on its way when the request is written is made unlikely:
+
+- idle connections are dropped after ``KEEPALIVE_SECONDS``, or a second before the idle timeout
+  the server announces in ``Keep-Alive: timeout=N``;
+- the most recently used idle connection (the least likely to have timed out) is reused first.
 """
 
 from __future__ import annotations
@@ -69,6 +78,7 @@ _FORM_ESCAPES = {
     code: "+" if char == " " else char if char in "_.-~" or char.isalnum() else f"%{code:02X}"
     for code, char in ((code, chr(code)) for code in range(128))
 }
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _KEEPALIVE_TIMEOUT = re.compile(rb"timeout\s*=\s*(\d+)", re.IGNORECASE)
 
 
@@ -82,7 +92,10 @@ class Timeout:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """At most ``max_connections`` requests in flight per provider (one keep-alive pool)."""
+    """At most ``max_connections`` connections open per keep-alive pool, so as many requests in
+    flight. A transport keeps one pool per event loop (the sync API runs its own loop), plus one
+    per loop for each other origin that requests name by absolute URL: the limit holds per pool,
+    not across them."""
 
     max_connections: int = 100
 
@@ -172,16 +185,43 @@ class _Origin:
 
     @classmethod
     def parse(cls, url: str, what: str = "base_url") -> tuple[_Origin, str]:
-        """The origin of ``url`` and its path and query (the request target)."""
-        parts = urlsplit(url)
+        """The origin of ``url`` and its path and query (the request target).
+
+        Errors name ``what`` and show the URL without its userinfo and query (where secrets go).
+        """
+        example = "e.g. https://api.example.com"
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{what} {redact_url(url)!r} is not a valid URL ({exc}); write it as {example}",
+                field=what,
+            ) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
-                f"{what} {url!r} is not an http:// or https:// URL with a host", field=what
+                f"{what} {redact_url(url)!r} is not an http:// or https:// URL with a host; "
+                f"write it as {example}",
+                field=what,
+            )
+        if "@" in parts.netloc:
+            fix = (
+                "put credentials in the provider URL (scheme://credentials@sender), not in base_url"
+                if what == "base_url"
+                else "they are never sent; use HttpRequest.auth"
+            )
+            raise ConfigError(
+                f"{what} {redact_url(url)!r} carries credentials (user:password@); {fix}",
+                field=what,
             )
         try:
             port = parts.port
         except ValueError:
-            raise ConfigError(f"{what} {url!r} has an invalid port", field=what) from None
+            port = 0
+        if port == 0:
+            raise ConfigError(
+                f"{what} {redact_url(url)!r} has an invalid port; use one from 1 to 65535",
+                field=what,
+            )
         tls = parts.scheme == "https"
         default_port = 443 if tls else 80
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
@@ -198,6 +238,33 @@ class _Origin:
             for line in self.default_head.splitlines(keepends=True)
             if line.partition(":")[0].lower() not in overridden
         )
+
+
+def validate_base_url(url: str) -> None:
+    """Raise ``ConfigError`` (field ``base_url``) unless ``url`` can be a transport's base URL."""
+    _Origin.parse(url.rstrip("/"), "base_url")
+
+
+def redact_url(url: str) -> str:
+    """``url`` as an error may show it: userinfo, query and fragment replaced by ``***``.
+
+    Works on text that does not parse as a URL too, and errs on the side of hiding: a password
+    holding "/", "?" or "#" (which a URL should percent-encode) is hidden all the same.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or _SCHEME.fullmatch(scheme) is None:
+        scheme, sep, rest = "", "", url
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    before, after = rest[:cut], rest[cut:]
+    if "@" in before:
+        before = "***@" + before.rpartition("@")[2]
+    elif "@" in after and "/" not in before:
+        before = "***"  # "user:pa?ss@host": the part before "?" may be half a password
+    shown = f"{scheme}{sep}{before}"
+    if after:
+        query, hash_, _ = after.partition("#")
+        shown += ("?***" if query else "") + ("#***" if hash_ else "")
+    return shown
 
 
 class HttpTransport:
@@ -270,7 +337,8 @@ class HttpTransport:
             raise
         pool.release(connection)
         if logger.isEnabledFor(logging.DEBUG):
-            # Path only: some providers (SMSPM) put credentials in the query string.
+            # Path only: a query string can carry credentials (APIs that take them as GET
+            # parameters) or phone numbers (lookups that filter by recipient).
             logger.debug(
                 "%s %s %s -> %d in %.1f ms",
                 self.provider,
@@ -406,7 +474,7 @@ class _Pool:
                 while idle:
                     connection = idle.pop()
                     connection.idle = False
-                    if connection.expires_at > now:
+                    if connection.expires_at > now and connection.usable:
                         return connection
                     self.drop(connection)
             if self.open < self.limit and not self.waiters:
@@ -422,9 +490,11 @@ class _Pool:
                 raise
             if handed is None:
                 return await self.connect()
-            if not handed.dead:
+            if handed.usable:
                 return handed
-            # Closed between the hand-over and now (drop() freed its place): queue again.
+            # Closed between the hand-over and now: free its place (if drop() has not) and queue
+            # again.
+            self.drop(handed)
 
     def _give_back(self, handed: _Connection | None) -> None:
         """Return what a waiter was handed and cannot use: a connection, or its place (None)."""
@@ -457,7 +527,8 @@ class _Pool:
         except BaseException as exc:
             self._give_back(None)
             raise self._connect_error(exc) from None
-        if connection.dead:  # closed by the server before we could write a byte
+        if not connection.usable:  # closed by the server before we could write a byte
+            connection.close()
             self._give_back(None)
             raise TransientError(
                 f"{self.provider} closed the connection as soon as it opened",
@@ -490,7 +561,7 @@ class _Pool:
 
     def release(self, connection: _Connection) -> None:
         """Take back a connection whose exchange ended; keep it if the response allows."""
-        if not connection.reusable or connection.dead or self.closed:
+        if not connection.reusable or not connection.usable or self.closed:
             self.drop(connection)
             return
         while self.waiters:
@@ -612,18 +683,48 @@ class _Connection(asyncio.Protocol):
 
     # -- driven by the request ----------------------------------------------------------------
 
+    @property
+    def usable(self) -> bool:
+        """Open at both ends as far as the loop knows: a request written to it can be answered.
+
+        A transport can be closing before this protocol hears of it: asyncio closes it on a read
+        error and calls ``connection_lost`` a loop turn later.
+        """
+        return not self.dead and self.transport is not None and not self.transport.is_closing()
+
     def exchange(self, payload: bytes, head_only: bool) -> asyncio.Future[HttpResponse]:
-        """Write ``payload``; the future resolves to the response or fails with the reason."""
-        assert self.transport is not None
+        """Write ``payload``; the future resolves to the response or fails with the reason.
+
+        Raises ``TransientError`` when the connection cannot take the write: nothing was sent.
+        """
+        transport = self.transport
+        if transport is None or not self.usable:
+            # The pool hands out no closing connection; this guards the write all the same,
+            # because asyncio would drop the bytes (or send them on a socket it is closing).
+            raise self._not_sent("it is closing")
         self.head_only = head_only
         self.headers_done = self.received = self.reusable = False
+        try:
+            transport.write(payload)
+        except (RuntimeError, OSError) as exc:
+            # A transport refuses the write before sending a byte: uvloop raises RuntimeError for
+            # a closed handle, both loops for a write after write_eof(); send errors are reported
+            # through connection_lost instead.
+            raise self._not_sent(type(exc).__name__) from None
         self.exchanges += 1
         waiter = self.waiter = self.loop.create_future()
-        self.transport.write(payload)
         self.last_read = self.loop.time()
         if self.pool.watchdog is None:
             self.pool.watch()
         return waiter
+
+    def _not_sent(self, why: str) -> TransientError:
+        self.close()
+        provider = self.pool.provider
+        return TransientError(
+            f"the connection to {provider} could not take the request ({why}); nothing was sent",
+            provider=provider,
+        )
 
     def fail(self, error: SmsgateError) -> None:
         """End the pending exchange, if any, with ``error``; the connection cannot be reused."""
@@ -675,6 +776,11 @@ class _Connection(asyncio.Protocol):
             self._failed_after_send(f"malformed response: {exc}")
 
     def eof_received(self) -> bool | None:
+        # The server closed its side. Out of the pool now, not a loop turn later when
+        # connection_lost runs: a request in that turn would be written to a closing connection.
+        # A connection with an exchange pending ends in connection_lost (a body may end here).
+        if self.waiter is None:
+            self.pool.drop(self)
         return None  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
