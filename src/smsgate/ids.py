@@ -7,6 +7,7 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+#: the random bits of an id made for a given time (``now_ms``)
 _RANDOM_BITS = 80
 #: the last two characters of an id count within one millisecond (ULID's monotonic mode)
 _COUNTER_BITS = 10
@@ -31,13 +32,29 @@ _count = _COUNTER_SIZE
 _stem = ""
 
 
+def _forget() -> None:
+    """Start a new sequence, as a new process does. A forked child inherits its parent's: left
+    as it is, both would go on counting from the same bits and make the same ids in the
+    parent's last millisecond."""
+    global _lock, _ms, _high, _count, _stem
+    _lock = threading.Lock()  # another thread of the parent may have held it when it forked
+    _ms, _high, _count, _stem = -1, 0, _COUNTER_SIZE, ""
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget)
+
+
 def new_id(prefix: str = "msg", *, now_ms: int | None = None) -> str:
-    """``msg_`` + 26 characters: 48 bits of milliseconds then 80 random bits (a ULID).
+    """``msg_`` + 26 characters (Crockford base32, ULID's layout): 48 bits of milliseconds, then
+    70 bits set at random in each new millisecond (69 random bits under a zero: room to count
+    up), then a 10-bit counter within the millisecond.
 
     Within one process ids are strictly increasing: in the millisecond of the previous id (or
-    after the clock stepped back) the random bits of the previous one count up, so sorting by id
-    is sorting by creation even at thousands of ids per millisecond, and an id costs a string
-    concatenation. ``now_ms`` makes one id for that time, outside that sequence.
+    after the clock stepped back) the counter counts up (and, once it is spent, the 70 bits
+    above it), so sorting by id is sorting by creation even at thousands of ids per
+    millisecond, and an id costs a string concatenation. A forked child starts a sequence of
+    its own. ``now_ms`` makes one id for that time with 80 random bits, outside that sequence.
     """
     global _ms, _high, _count, _stem
     if now_ms is not None:

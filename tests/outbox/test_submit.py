@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import multiprocessing
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from smsgate.errors import InvalidMessage, InvalidRecipient, OptedOut
 from smsgate.message import Message, Status
 from smsgate.outbox import Outbox, SubmitOutcome
+from smsgate.outbox.bulk import BulkOptions, submit_csv
 
 
 def mixed() -> list[Any]:
@@ -198,3 +201,64 @@ def test_otp_may_be_let_through(open_outbox: Any) -> None:
         lenient.submit({**code, "purpose": "transactional"})
     with pytest.raises(OptedOut):
         open_outbox().submit(code)
+
+
+def test_a_message_sent_again_after_its_recipient_opted_out_is_the_stored_one(
+    outbox: Outbox,
+) -> None:
+    order = {"to": "+15555550100", "body": "Your order shipped", "idempotency_key": "order-42"}
+    first = outbox.submit(order)
+    message = Message(to="+15555550100", body="Your code is 123456", purpose="otp")
+    by_id = outbox.submit(message)
+    suppress(outbox, "+15555550100", "*")
+    # the same key (or the same message) again is the stored message, not a refusal
+    assert outbox.submit(order) == first
+    assert outbox.submit(message) == by_id == message.id
+    with pytest.raises(OptedOut):
+        outbox.submit({**order, "idempotency_key": "order-43"})
+    items = [
+        order,
+        {**order, "idempotency_key": "order-44"},
+        {"to": "+15555550101", "body": "ok", "idempotency_key": "order-45"},
+        message,
+        # a key first seen in this batch, for a recipient who may still be written to, then
+        # again for one who may not: the second is the first message, not a refusal
+        {"to": "+15555550102", "body": "ok", "idempotency_key": "order-46"},
+        {**order, "idempotency_key": "order-46"},
+    ]
+    report = outbox.submit_many(items, batch_size=4)
+    assert (report.accepted, report.duplicates, report.rejected) == (2, 3, 1)
+    outcomes = list(outbox.submit_stream(items))
+    assert [(o.id, o.created) for o in outcomes[:4:3]] == [(first, False), (by_id, False)]
+    assert outcomes[1].error is not None and outcomes[1].error.kind == "opted_out"
+    assert outcomes[5].id == outcomes[4].id
+    atomic = outbox.submit_many([order, message], atomic=True)
+    assert atomic.committed and (atomic.accepted, atomic.duplicates) == (0, 2)
+    assert len(outbox.list().items) == 4
+
+
+def test_a_bulk_file_run_again_after_a_stop_stores_nothing_and_refuses_only_new_rows(
+    outbox: Outbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "people.csv"
+    source.write_text("phone,name\n+15555550101,Ann\n+15555550102,Bob\n", encoding="utf-8")
+    options = BulkOptions.build(str(source), body="Hi {name}", key_prefix="spring")
+    first = submit_csv(outbox, options, parallel=False)
+    assert (first.accepted, first.rejected) == (2, 0)
+    suppress(outbox, "+15555550101", "*")
+    again = submit_csv(outbox, options, parallel=False)
+    assert (again.total, again.accepted, again.duplicates, again.rejected) == (2, 0, 2, 0)
+    assert again.rejects_file is None and not Path(options.rejects).exists()
+    # a row added for them since is refused; the rows stored before are still theirs
+    with source.open("a", encoding="utf-8") as handle:
+        handle.write("+15555550101,Ann again\n+15555550103,Cy\n")
+    longer = BulkOptions.build(str(source), body="Hi {name}", key_prefix="spring")
+    third = submit_csv(outbox, longer, parallel=False)
+    assert (third.accepted, third.duplicates, third.rejected) == (1, 2, 1)
+    rejects = list(csv.reader(Path(longer.rejects).read_text(encoding="utf-8").splitlines()))
+    assert [(r[0], r[2], r[3]) for r in rejects[1:]] == [("+15555550101", "4", "to")]
+    assert sorted(m.to for m in outbox.list().items) == [
+        "+15555550101",
+        "+15555550102",
+        "+15555550103",
+    ]

@@ -28,7 +28,7 @@ from smsgate.message import Message, Purpose
 from smsgate.outbox.codec import Validator
 from smsgate.outbox.outbox import Outbox
 from smsgate.outbox.records import SubmitReport
-from smsgate.outbox.store import Inserter
+from smsgate.outbox.suppressions import OptOutScreen
 
 #: files smaller than this are read in this process (starting a second one costs ~0.5 s)
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
@@ -305,13 +305,24 @@ def submit_csv(
     try:
         with outbox.store.inserter(atomic=False) as inserter:
             for chunk in chunks:
-                chunk = _refuse_opted_out(outbox, inserter, chunk)
                 if chunk.rows:
-                    for _, created in inserter.insert(chunk.rows, chunk.events, fresh_ids=True):  # type: ignore[arg-type]
-                        if created:
+                    screen = outbox.opt_out_screen(chunk.rows)
+                    # plain tuples, in the order of NewMessageRow and NewEvent
+                    stored = inserter.insert(
+                        chunk.rows,  # type: ignore[arg-type]
+                        chunk.events,  # type: ignore[arg-type]
+                        fresh_ids=True,
+                        screen=screen,
+                    )
+                    for result in stored:
+                        if result is None:
+                            continue
+                        if result[1]:
                             report.accepted += 1
                         else:
                             report.duplicates += 1
+                    if screen.refused:
+                        chunk = _with_opted_out(chunk, stored, screen)
                 if chunk.refused:
                     if writer is None:
                         rejects_handle = open(options.rejects, "w", newline="", encoding="utf-8")  # noqa: SIM115
@@ -335,25 +346,19 @@ def submit_csv(
     return report
 
 
-def _refuse_opted_out(outbox: Outbox, inserter: Inserter, chunk: _Chunk) -> _Chunk:
-    """``chunk`` without the rows whose recipient opted out, which join its refused rows (in
-    line order)."""
-    opted_out = outbox.opted_out(inserter, chunk.rows) if chunk.rows else {}
-    if not opted_out:
-        return chunk
-    keep = [i for i in range(len(chunk.rows)) if i not in opted_out]
+def _with_opted_out(
+    chunk: _Chunk, stored: list[tuple[str, bool] | None], screen: OptOutScreen
+) -> _Chunk:
+    """``chunk`` with the rows the insert refused (their recipient opted out) among its refused
+    rows, in line order."""
     refused = list(chunk.refused)
-    for index, error in opted_out.items():
-        line, values = chunk.sources[index]
-        refused.append((line, values, error.field, error.message))
+    for index, result in enumerate(stored):
+        if result is None:
+            line, values = chunk.sources[index]
+            error = screen.refused[index]
+            refused.append((line, values, error.field, error.message))
     refused.sort(key=lambda item: item[0])
-    return replace(
-        chunk,
-        rows=[chunk.rows[i] for i in keep],
-        events=[chunk.events[i] for i in keep],
-        sources=[chunk.sources[i] for i in keep],
-        refused=refused,
-    )
+    return replace(chunk, refused=refused)
 
 
 def _reason(field_name: str | None, message: str) -> str:

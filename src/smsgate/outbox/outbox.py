@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
-from smsgate.errors import InvalidMessage, OptedOut, SmsgateError
+from smsgate.errors import InvalidMessage, SmsgateError
 from smsgate.message import DeliveryEvent, Message, Status
 from smsgate.outbox import migrate as migrations
 from smsgate.outbox.codec import Validator, parse_time
@@ -42,7 +42,7 @@ from smsgate.outbox.store import (
     open_store,
     states_for,
 )
-from smsgate.outbox.suppressions import refuse_opted_out
+from smsgate.outbox.suppressions import OptOutScreen
 from smsgate.phone import normalize
 
 if TYPE_CHECKING:
@@ -129,16 +129,18 @@ class Outbox:
 
         A mapping is validated like ``Message(**mapping)``; bad input raises
         :class:`~smsgate.errors.SmsgateError` naming the field, a suppressed recipient
-        :class:`~smsgate.errors.OptedOut`. ``check_opt_outs`` False is for the one message an
-        opt-out allows: the confirmation of that opt-out.
+        :class:`~smsgate.errors.OptedOut` (unless the message is stored already).
+        ``check_opt_outs`` False is for the replies an opted-out recipient may still get: those
+        to their own keywords (the confirmation of a STOP, the answer to HELP or START).
         """
         row, event, fresh = self._validator.build(message, self.clock.time())
+        screen = self.opt_out_screen([row]) if check_opt_outs else None
         with self.store.inserter(atomic=False) as inserter:
-            refused = self.opted_out(inserter, [row]) if check_opt_outs else {}
-            if refused:
-                raise refused[0]
-            ((message_id, _created),) = inserter.insert([row], [event], fresh_ids=fresh)
-        return message_id
+            (stored,) = inserter.insert([row], [event], fresh_ids=fresh, screen=screen)
+        if stored is not None:
+            return stored[0]
+        assert screen is not None  # only a screen refuses a row
+        raise screen.refused[0]
 
     def submit_stream(
         self, items: Iterable[Item], *, batch_size: int = DEFAULT_BATCH, source: str = "submit"
@@ -154,11 +156,11 @@ class Outbox:
         with self.store.inserter(atomic=False) as inserter:
             yield from self._stream(items, batch_size, source, inserter)
 
-    def opted_out(self, inserter: Inserter, rows: Sequence[Sequence[Any]]) -> dict[int, OptedOut]:
-        """The validated rows (by position) this outbox refuses because their recipient opted
-        out, with the refusal, as ``inserter`` reads the suppression list; for loaders that
-        insert rows themselves (:mod:`smsgate.outbox.bulk`)."""
-        return refuse_opted_out(inserter, rows, include_otp=self.otp_honors_opt_outs)
+    def opt_out_screen(self, rows: Sequence[Sequence[Any]]) -> OptOutScreen:
+        """The screen (``inserter.insert(rows, ..., screen=...)``) refusing the validated
+        ``rows`` whose recipient opted out, as this outbox does; for loaders that insert rows
+        themselves (:mod:`smsgate.outbox.bulk`)."""
+        return OptOutScreen(rows, include_otp=self.otp_honors_opt_outs)
 
     def _stream(
         self,
@@ -174,23 +176,24 @@ class Outbox:
             yield from self._store_batch(batch, inserter)
 
     def _store_batch(self, batch: _Batch, inserter: Inserter) -> list[SubmitOutcome]:
-        rows, events = batch.rows, batch.events
-        refused = self.opted_out(inserter, rows) if rows else {}
-        if refused:
-            rows = [row for i, row in enumerate(rows) if i not in refused]
-            events = [event for i, event in enumerate(events) if i not in refused]
-        stored = iter(inserter.insert(rows, events, fresh_ids=batch.fresh) if rows else ())
+        rows = batch.rows
+        screen = self.opt_out_screen(rows)
+        stored = iter(
+            inserter.insert(rows, batch.events, fresh_ids=batch.fresh, screen=screen)
+            if rows
+            else ()
+        )
         outcomes: list[SubmitOutcome] = []
         position = -1
         for slot in batch.slots:
             if isinstance(slot, int):
                 position += 1
-                to = batch.rows[position].to_number
-                error = refused.get(position) if refused else None
-                if error is None:
-                    message_id, created = next(stored)
-                    outcomes.append(SubmitOutcome(slot, message_id, created, None, to))
+                to = rows[position].to_number
+                result = next(stored)
+                if result is not None:
+                    outcomes.append(SubmitOutcome(slot, result[0], result[1], None, to))
                 else:
+                    error = screen.refused[position]
                     outcomes.append(SubmitOutcome(slot, None, False, error, to))
             else:
                 outcomes.append(slot)

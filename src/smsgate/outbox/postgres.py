@@ -17,7 +17,6 @@ URL reaches libpq: ``schema=NAME`` (tables live in that schema, created by ``db 
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,10 +28,20 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from smsgate.errors import ConfigError
-from smsgate.outbox.sql import CHUNK, SqlStore, Tx, status_if_sql
+from smsgate.outbox.sql import (
+    CHUNK,
+    SqlStore,
+    Tx,
+    finish_params,
+    finish_set,
+    start_params,
+    start_set,
+    status_if_sql,
+)
 from smsgate.outbox.store import (
     MESSAGE_COLUMNS,
     REPLACEABLE,
+    REPLACEABLE_VALUES,
     WAITING,
     Claimed,
     NewEvent,
@@ -45,7 +54,8 @@ from smsgate.outbox.store import (
 )
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_WAITING_OR_SENDING = sorted({state.value for state in WAITING} | {"sending"})
+#: REPLACEABLE_VALUES as a list, which psycopg binds as an array
+_REPLACEABLE = sorted(REPLACEABLE_VALUES)
 _MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 _LOCK_KEY = 0x5356_6174  # "smsgate" migrations: one advisory lock per database
 _WAITING = sorted(state.value for state in WAITING)
@@ -69,34 +79,26 @@ _TAKE_OVER = (
 )
 # Starts, outcomes and their events in one statement. Only rows still held by the writer and in
 # the state the worker saw them in are touched; the caller finishes the others the general way.
-# Each list travels as one JSON array: json.dumps builds it in C, where psycopg would adapt
+# Each list travels as one JSON array: the JSON encoder builds it in C, where psycopg would adapt
 # array parameters element by element in Python. The ids come once more as an array, so that
 # the planner looks the rows up by primary key (it takes a JSON array for 100 rows, and would
 # rather scan the table).
 _FAST_WRITE = f"""
 WITH s_in AS (
-    SELECT r->>0 AS id, r->>1 AS provider, (r->>2)::int AS provider_attempt, r->>3 AS route
+    SELECT r->>0 AS provider, (r->>1)::int AS provider_attempt, r->>2 AS route, r->>3 AS id
     FROM jsonb_array_elements(?::jsonb) AS r
 ), started AS (
-    UPDATE smsgate_messages m SET state = 'sending', attempts = m.attempts + 1,
-        provider = s_in.provider, provider_attempt = s_in.provider_attempt, route = s_in.route,
-        updated_at = ?
+    UPDATE smsgate_messages m SET {start_set("s_in.", "m.")}
     FROM s_in WHERE m.id = ANY(?::text[]) AND m.id = s_in.id AND m.lease_owner = ?
         AND m.state = ANY(?)
     RETURNING m.id
 ), f_in AS (
-    SELECT r->>0 AS id, r->>1 AS state, (r->>2)::float8 AS next_attempt_at, r->>3 AS provider,
-           (r->>4)::int AS provider_attempt, r->>5 AS route, r->>6 AS provider_message_id,
-           r->>7 AS last_error, r->>8 AS from_status
+    SELECT r->>0 AS state, (r->>1)::float8 AS next_attempt_at, r->>2 AS provider,
+           (r->>3)::int AS provider_attempt, r->>4 AS route, r->>5 AS provider_message_id,
+           r->>6 AS last_error, r->>7 AS id, r->>8 AS from_status
     FROM jsonb_array_elements(?::jsonb) AS r
 ), finished AS (
-    UPDATE smsgate_messages m SET state = f_in.state, next_attempt_at = f_in.next_attempt_at,
-        provider = COALESCE(f_in.provider, m.provider),
-        provider_attempt = COALESCE(f_in.provider_attempt, m.provider_attempt),
-        route = COALESCE(f_in.route, m.route),
-        provider_message_id = COALESCE(f_in.provider_message_id, m.provider_message_id),
-        last_error = COALESCE(f_in.last_error, m.last_error),
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+    UPDATE smsgate_messages m SET {finish_set("f_in.", "m.")}
     FROM f_in WHERE m.id = ANY(?::text[]) AND m.id = f_in.id AND m.lease_owner = ?
         AND {status_if_sql("m.state", REPLACEABLE)} = f_in.from_status
     RETURNING m.id
@@ -144,29 +146,15 @@ SELECT id FROM m
 def _fast_write_params(
     owner: str, starts: Sequence[StartSend], transitions: Sequence[Transition], now: float
 ) -> tuple[Any, ...]:
-    """The parameters of ``_FAST_WRITE``."""
+    """The parameters of ``_FAST_WRITE``: the rows of s_in and f_in are start_params and
+    finish_params, then the id (and the status the worker saw)."""
     return (
-        dumps([(s.id, s.provider, s.provider_attempt, s.route) for s in starts]),
+        dumps([(*start_params(s), s.id) for s in starts]),
         now,
         [s.id for s in starts],
         owner,
         _WAITING,
-        dumps(
-            [
-                (
-                    t.id,
-                    t.state.value,
-                    t.next_attempt_at if t.state.waiting else None,
-                    t.provider,
-                    t.provider_attempt,
-                    t.route,
-                    t.provider_message_id,
-                    t.last_error,
-                    t.event.from_status,
-                )
-                for t in transitions
-            ]
-        ),
+        dumps([(*finish_params(t, t.state), t.id, t.event.from_status) for t in transitions]),
         now,
         [t.id for t in transitions],
         owner,
@@ -286,15 +274,12 @@ class PostgresStore(SqlStore):
         self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]
     ) -> set[str]:
         # One statement for both tables, the rows as JSON: psycopg adapts a list of 10,000
-        # strings element by element in Python, json.dumps does it in C.
+        # strings element by element in Python, the JSON encoder does it in C.
         return {
             r[0]
             for r in tx.execute(
                 _INSERT_JSON,
-                (
-                    json.dumps(rows, separators=(",", ":")),
-                    json.dumps(events, separators=(",", ":")),
-                ),
+                (dumps(rows), dumps(events)),
             )
         }
 
@@ -361,9 +346,7 @@ class PostgresStore(SqlStore):
             claimed = [Claimed(StoredMessage.from_row(row)) for row in rows]
             room = limit - len(claimed)
             if room > 0:
-                taken = tx.execute(
-                    _TAKE_OVER, (now, _WAITING_OR_SENDING, room, owner, lease_until, now)
-                )
+                taken = tx.execute(_TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now))
                 claimed.extend(
                     Claimed(StoredMessage.from_row(row[1:]), previous_owner=row[0]) for row in taken
                 )
@@ -373,7 +356,7 @@ class PostgresStore(SqlStore):
                     "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL "
                     "WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
                     "lease_expires_at < ? AND NOT (state = ANY(?)) LIMIT ? FOR UPDATE SKIP LOCKED))",
-                    (now, _WAITING_OR_SENDING, CHUNK),
+                    (now, _REPLACEABLE, CHUNK),
                 )
         claimed.sort(key=lambda c: c.row.id)
         return claimed

@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from operator import itemgetter
 from typing import Any, ClassVar
 
 from smsgate.message import Status
 from smsgate.outbox import migrate as migrations
 from smsgate.outbox.store import (
+    ALL_NUMBERS,
     CANCELABLE,
     EVENT_COLUMNS,
     INDEXED_STATES,
@@ -34,12 +36,14 @@ from smsgate.outbox.store import (
     NewMessageRow,
     Receipt,
     ReceiptOutcome,
+    Screen,
     StartSend,
     State,
     StoredMessage,
     StoreURL,
     Transition,
     chunks,
+    dumps,
     merge_state,
     receipt_target,
 )
@@ -58,8 +62,6 @@ def _id(row: Sequence[Any]) -> str:
     return message_id
 
 
-#: the suppression row of a recipient who opted out of every number of ours
-ALL_NUMBERS = "*"
 #: a subquery listing the strings of the JSON array bound to its one parameter, per engine
 _JSON_TEXTS = {
     "sqlite": "SELECT value FROM json_each(?)",
@@ -89,6 +91,72 @@ INSERT_EVENT = (
     "INSERT INTO smsgate_events (message_id, at, from_status, to_status, source, reason, "
     "provider, attempt, event_key, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+# The worker's two writes to a row it holds, stated once for every engine: starting its send
+# and finishing it. The values of each SET list are ``?`` placeholders bound in the order of
+# start_params / finish_params, or, where an engine sends the rows as a derived table instead
+# (the PostgreSQL store's JSON), that table's columns of the same names; ``updated_at`` is a
+# placeholder either way (the time is the same for every row).
+
+
+def _value(source: str, column: str) -> str:
+    return f"{source}{column}" if source else "?"
+
+
+def start_set(source: str = "", row: str = "") -> str:
+    """The SET list moving a held row to ``sending`` right before its request. ``source``: the
+    derived table with the values (``"s_in."``), else placeholders; ``row``: the prefix of the
+    row's own columns where the statement needs one (``"m."``)."""
+    return (
+        f"state = 'sending', attempts = {row}attempts + 1, "
+        f"provider = {_value(source, 'provider')}, "
+        f"provider_attempt = {_value(source, 'provider_attempt')}, "
+        f"route = {_value(source, 'route')}, updated_at = ?"
+    )
+
+
+def start_params(s: StartSend) -> tuple[Any, ...]:
+    """The values of :func:`start_set` for ``s`` (before ``updated_at``)."""
+    return (s.provider, s.provider_attempt, s.route)
+
+
+#: finishing sets these to the outcome's values (finish_params gives them in this order)...
+_FINISH_NEW = ("state", "next_attempt_at")
+#: ...and these only where the outcome has one (a try that failed early learnt no route)
+_FINISH_LEARNT = ("provider", "provider_attempt", "route", "provider_message_id", "last_error")
+
+
+def finish_set(source: str = "", row: str = "") -> str:
+    """The SET list writing the outcome of work on a held row and freeing its lease; ``source``
+    and ``row`` as for :func:`start_set`."""
+    return ", ".join(
+        [f"{column} = {_value(source, column)}" for column in _FINISH_NEW]
+        + [
+            f"{column} = COALESCE({_value(source, column)}, {row}{column})"
+            for column in _FINISH_LEARNT
+        ]
+        + ["lease_owner = NULL", "lease_expires_at = NULL", "updated_at = ?"]
+    )
+
+
+def finish_params(t: Transition, state: State) -> tuple[Any, ...]:
+    """The values of :func:`finish_set` (before ``updated_at``) for ``t`` leaving its row in
+    ``state``: ``t.state``, unless a receipt moved the row meanwhile."""
+    return (
+        state.value,
+        t.next_attempt_at if state.waiting else None,
+        t.provider,
+        t.provider_attempt,
+        t.route,
+        t.provider_message_id,
+        t.last_error,
+    )
+
+
+#: start and finish a row by id (the caller has locked it and checked that it holds it): the
+#: params are start_params / finish_params, then the time and the id
+START = f"UPDATE smsgate_messages SET {start_set()} WHERE id = ?"
+FINISH = f"UPDATE smsgate_messages SET {finish_set()} WHERE id = ?"
 
 
 class Tx(ABC):
@@ -203,15 +271,23 @@ class SqlStore(ABC):
         rows: Sequence[NewMessageRow],
         events: Sequence[NewEvent],
         fresh_ids: bool = False,
-    ) -> list[tuple[str, bool]]:
+        screen: Screen | None = None,
+    ) -> list[tuple[str, bool] | None]:
         """Insert inside ``tx``. Rows whose idempotency key or id is already stored (or repeated
-        in this batch) are not inserted and map to the stored id."""
+        in this batch) are not inserted and map to the stored id; of the others, those
+        ``screen`` refuses map to None."""
         # Rows may be plain tuples (from a bulk loader's other process): index, don't name.
         keys = [key for key in map(_key, rows) if key is not None]
         if fresh_ids and not keys:
             # nothing to look up or match: every row is new
-            self._append_rows(tx, rows, events)
-            return [(row[0], True) for row in rows]
+            refused = self._screened(tx, screen, range(len(rows)))
+            if not refused:
+                self._append_rows(tx, rows, events)
+                return [(row[0], True) for row in rows]
+            keep = [i for i in range(len(rows)) if i not in refused]
+            if keep:
+                self._append_rows(tx, [rows[i] for i in keep], [events[i] for i in keep])
+            return [None if i in refused else (row[0], True) for i, row in enumerate(rows)]
         existing: dict[str, str] = {}
         for part in chunks(keys, CHUNK):
             clause, params = tx.in_list("idempotency_key", part)
@@ -219,11 +295,18 @@ class SqlStore(ABC):
                 f"SELECT idempotency_key, id FROM smsgate_messages WHERE {clause}", params
             ):
                 existing[key] = message_id
-        results: list[tuple[str, bool]] = []
+        # The rows not stored already are the ones to screen: a message sent again is the
+        # stored one, whatever has happened since.
+        unstored = [i for i, row in enumerate(rows) if _key(row) not in existing]
+        taken = set() if fresh_ids else self._existing_ids(tx, [_id(rows[i]) for i in unstored])
+        if taken:
+            unstored = [i for i in unstored if _id(rows[i]) not in taken]
+        refused = self._screened(tx, screen, unstored)
+        results: list[tuple[str, bool] | None] = []
         new_rows: list[NewMessageRow] = []
         new_events: list[NewEvent] = []
         seen_ids: set[str] = set()
-        for row, event in zip(rows, events, strict=True):
+        for index, (row, event) in enumerate(zip(rows, events, strict=True)):
             key = _key(row)
             message_id = _id(row)
             if key is not None:
@@ -231,6 +314,15 @@ class SqlStore(ABC):
                 if found is not None:
                     results.append((found, False))
                     continue
+            if message_id in taken:
+                if key is not None:
+                    existing[key] = message_id
+                results.append((message_id, False))
+                continue
+            if index in refused:
+                results.append(None)
+                continue
+            if key is not None:
                 existing[key] = message_id
             if message_id in seen_ids:
                 results.append((message_id, False))
@@ -241,13 +333,7 @@ class SqlStore(ABC):
             results.append((message_id, True))
         if not new_rows:
             return results
-        taken = set() if fresh_ids else self._existing_ids(tx, [_id(row) for row in new_rows])
-        if taken:
-            keep = [i for i, row in enumerate(new_rows) if _id(row) not in taken]
-            new_rows = [new_rows[i] for i in keep]
-            new_events = [new_events[i] for i in keep]
-            results = [(mid, created and mid not in taken) for mid, created in results]
-        inserted = self._insert_new(tx, new_rows, new_events, fresh_ids) if new_rows else set()
+        inserted = self._insert_new(tx, new_rows, new_events, fresh_ids)
         if len(inserted) == len(new_rows):
             return results
         # Rows that lost a race with a concurrent submit of the same key (or id) map to the
@@ -263,15 +349,20 @@ class SqlStore(ABC):
             ):
                 winners[key] = message_id
         by_id = {_id(row): row for row in new_rows}
-        fixed: list[tuple[str, bool]] = []
-        for message_id, created in results:
-            lost = by_id.get(message_id)
-            if lost is not None and message_id not in inserted:
+        fixed: list[tuple[str, bool] | None] = []
+        for result in results:
+            lost = None if result is None else by_id.get(result[0])
+            if lost is not None and _id(lost) not in inserted:
                 key = _key(lost)
-                message_id = winners.get(key, message_id) if key is not None else message_id
-                created = False
-            fixed.append((message_id, created))
+                result = (winners.get(key, _id(lost)) if key is not None else _id(lost), False)
+            fixed.append(result)
         return fixed
+
+    def _screened(self, tx: Tx, screen: Screen | None, positions: Sequence[int]) -> Collection[int]:
+        """The ``positions`` that ``screen`` refuses, reading the suppression list in ``tx``."""
+        if screen is None or not positions:
+            return ()
+        return screen(positions, partial(self._suppressed, tx))
 
     def _existing_ids(self, tx: Tx, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -327,7 +418,7 @@ class SqlStore(ABC):
             "SELECT DISTINCT recipient FROM smsgate_suppressions "
             f"WHERE recipient IN ({_JSON_TEXTS[self.engine]})"
         )
-        params: list[Any] = [json.dumps(list(recipients), separators=(",", ":"))]
+        params: list[Any] = [dumps(list(recipients))]
         if our_number is not None:
             sql += " AND our_number IN (?, ?)"
             params += [our_number, ALL_NUMBERS]
@@ -501,11 +592,7 @@ class SqlStore(ABC):
     ) -> set[str]:
         go = [s for s in starts if held.get(s.id) in WAITING]
         if go:
-            tx.executemany(
-                "UPDATE smsgate_messages SET state = 'sending', attempts = attempts + 1, "
-                "provider = ?, provider_attempt = ?, route = ?, updated_at = ? WHERE id = ?",
-                [(s.provider, s.provider_attempt, s.route, now, s.id) for s in go],
-            )
+            tx.executemany(START, [(*start_params(s), now, s.id) for s in go])
             tx.executemany(INSERT_EVENT, [s.event for s in go])
         return {s.id for s in go}
 
@@ -529,32 +616,11 @@ class SqlStore(ABC):
                     from_status=current.status.value, to_status=state.status.value, reason=reason
                 )
             events.append(event)
-            updates.append(
-                (
-                    state.value,
-                    t.next_attempt_at if state.waiting else None,
-                    t.provider,
-                    t.provider_attempt,
-                    t.route,
-                    t.provider_message_id,
-                    t.last_error,
-                    now,
-                    t.id,
-                )
-            )
+            updates.append((*finish_params(t, state), now, t.id))
             if t.provider_message_id is not None and t.provider is not None:
                 with_ids.append((t.provider, t.provider_message_id))
         if updates:
-            tx.executemany(
-                "UPDATE smsgate_messages SET state = ?, next_attempt_at = ?, "
-                "provider = COALESCE(?, provider), "
-                "provider_attempt = COALESCE(?, provider_attempt), "
-                "route = COALESCE(?, route), "
-                "provider_message_id = COALESCE(?, provider_message_id), "
-                "last_error = COALESCE(?, last_error), lease_owner = NULL, "
-                "lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                updates,
-            )
+            tx.executemany(FINISH, updates)
             tx.executemany(INSERT_EVENT, events)
         if with_ids:
             self._apply_pending(tx, with_ids, now)
@@ -792,14 +858,15 @@ class _BatchInserter:
         self._store = store
 
     def insert(
-        self, rows: Sequence[NewMessageRow], events: Sequence[NewEvent], *, fresh_ids: bool = False
-    ) -> list[tuple[str, bool]]:
+        self,
+        rows: Sequence[NewMessageRow],
+        events: Sequence[NewEvent],
+        *,
+        fresh_ids: bool = False,
+        screen: Screen | None = None,
+    ) -> list[tuple[str, bool] | None]:
         with self._store._write() as tx:
-            return self._store._insert(tx, rows, events, fresh_ids)
-
-    def suppressed(self, recipients: Sequence[str], our_number: str | None) -> set[str]:
-        with self._store._read() as tx:
-            return self._store._suppressed(tx, recipients, our_number)
+            return self._store._insert(tx, rows, events, fresh_ids, screen)
 
 
 class _TxInserter:
@@ -808,12 +875,14 @@ class _TxInserter:
         self._tx = tx
 
     def insert(
-        self, rows: Sequence[NewMessageRow], events: Sequence[NewEvent], *, fresh_ids: bool = False
-    ) -> list[tuple[str, bool]]:
-        return self._store._insert(self._tx, rows, events, fresh_ids)
-
-    def suppressed(self, recipients: Sequence[str], our_number: str | None) -> set[str]:
-        return self._store._suppressed(self._tx, recipients, our_number)
+        self,
+        rows: Sequence[NewMessageRow],
+        events: Sequence[NewEvent],
+        *,
+        fresh_ids: bool = False,
+        screen: Screen | None = None,
+    ) -> list[tuple[str, bool] | None]:
+        return self._store._insert(self._tx, rows, events, fresh_ids, screen)
 
 
 def loads(text: str | None) -> Any:

@@ -33,15 +33,20 @@ from typing import Any, ClassVar, TypeVar
 from smsgate.errors import ConfigError
 from smsgate.outbox.sql import (
     CHUNK,
+    FINISH,
     INSERT_EVENT,
     INSERT_MESSAGE,
+    START,
     SqlStore,
     Tx,
+    finish_params,
+    start_params,
     status_if_sql,
 )
 from smsgate.outbox.store import (
     MESSAGE_COLUMNS,
     REPLACEABLE,
+    REPLACEABLE_VALUES,
     WAITING,
     Claimed,
     NewEvent,
@@ -89,22 +94,11 @@ def _insert_multi(tx: Tx, single: str, multi: str, rows: Sequence[Sequence[Any]]
 
 # The worker's usual write: starts of rows it holds in a waiting state, outcomes of rows it
 # holds in the state it saw them in. Each statement changes a row only if that is so.
-_START_HELD = (
-    "UPDATE smsgate_messages SET state = 'sending', attempts = attempts + 1, provider = ?, "
-    "provider_attempt = ?, route = ?, updated_at = ? "
-    f"WHERE id = ? AND lease_owner = ? AND {status_if_sql('state', WAITING)} IS NOT NULL"
-)
-_FINISH_HELD = (
-    "UPDATE smsgate_messages SET state = ?, next_attempt_at = ?, "
-    "provider = COALESCE(?, provider), provider_attempt = COALESCE(?, provider_attempt), "
-    "route = COALESCE(?, route), provider_message_id = COALESCE(?, provider_message_id), "
-    "last_error = COALESCE(?, last_error), lease_owner = NULL, lease_expires_at = NULL, "
-    "updated_at = ? WHERE id = ? AND lease_owner = ? "
-    f"AND {status_if_sql('state', REPLACEABLE)} = ?"
-)
+# Their params: those of START and FINISH, then the owner (and the status the worker saw).
+_START_HELD = f"{START} AND lease_owner = ? AND {status_if_sql('state', WAITING)} IS NOT NULL"
+_FINISH_HELD = f"{FINISH} AND lease_owner = ? AND {status_if_sql('state', REPLACEABLE)} = ?"
 
 _SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
-_WAITING = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
 
 
 def _enable_wal(conn: sqlite3.Connection, patience: float) -> None:
@@ -331,7 +325,7 @@ class SqliteStore(SqlStore):
         taken: list[Claimed] = []
         stale: list[str] = []
         for message_id, previous, state in expired:
-            if state != "sending" and state not in {s.value for s in WAITING}:
+            if state not in REPLACEABLE_VALUES:
                 stale.append(message_id)
                 continue
             rows = tx.execute(
@@ -362,27 +356,12 @@ class SqliteStore(SqlStore):
         # reading the rows first, and take the general path only if a statement missed a row.
         assert isinstance(tx, _SqliteTx)
         tx.execute("SAVEPOINT smsgate_worker_write")
-        if tx.changes(
-            _START_HELD,
-            [(s.provider, s.provider_attempt, s.route, now, s.id, owner) for s in starts],
-        ) == len(starts) and tx.changes(
-            _FINISH_HELD,
-            [
-                (
-                    t.state.value,
-                    t.next_attempt_at if t.state.waiting else None,
-                    t.provider,
-                    t.provider_attempt,
-                    t.route,
-                    t.provider_message_id,
-                    t.last_error,
-                    now,
-                    t.id,
-                    owner,
-                    t.event.from_status,
-                )
-                for t in transitions
-            ],
+        to_start = [(*start_params(s), now, s.id, owner) for s in starts]
+        to_finish = [
+            (*finish_params(t, t.state), now, t.id, owner, t.event.from_status) for t in transitions
+        ]
+        if tx.changes(_START_HELD, to_start) == len(starts) and tx.changes(
+            _FINISH_HELD, to_finish
         ) == len(transitions):
             tx.executemany(INSERT_EVENT, [s.event for s in starts] + [t.event for t in transitions])
             with_ids = [

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,6 +79,8 @@ WAITING = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING, State.RECONC
 #: states a worker's outcome replaces, whatever it is (the other ones a receipt set; see
 #: merge_state)
 REPLACEABLE = WAITING | {State.SENDING}
+#: the stored values of the REPLACEABLE states: the rows a lease may still hold work on
+REPLACEABLE_VALUES = frozenset(state.value for state in REPLACEABLE)
 #: states with an entry in the partial index smsgate_messages_state (see migration 0004)
 INDEXED_STATES = (
     "scheduled",
@@ -98,6 +100,9 @@ def states_for(status: Status) -> tuple[State, ...]:
     """The row states shown to users as ``status`` (for filtering)."""
     return tuple(state for state, public in _PUBLIC.items() if public is status)
 
+
+#: the suppression row of a recipient who opted out of every number of ours (STOPALL)
+ALL_NUMBERS = "*"
 
 # -- rows -----------------------------------------------------------------------------------
 
@@ -374,21 +379,34 @@ class Store(Protocol):
     def penalize_bucket(self, spec: BucketSpec, seconds: float, now: float) -> None: ...
 
 
+#: the suppression list as an insert's transaction reads it: those ``recipients`` who opted out
+#: of messages from ``our_number`` (None: from any number of ours)
+Suppressed = Callable[[Sequence[str], str | None], set[str]]
+#: called by :meth:`Inserter.insert` with the positions of the rows it would create and the
+#: suppression list; returns the positions it must not store
+Screen = Callable[[Sequence[int], Suppressed], Collection[int]]
+
+
 class Inserter(Protocol):
     def insert(
-        self, rows: Sequence[NewMessageRow], events: Sequence[NewEvent], *, fresh_ids: bool = False
-    ) -> list[tuple[str, bool]]:
+        self,
+        rows: Sequence[NewMessageRow],
+        events: Sequence[NewEvent],
+        *,
+        fresh_ids: bool = False,
+        screen: Screen | None = None,
+    ) -> list[tuple[str, bool] | None]:
         """Insert rows (and, for the rows actually inserted, their events) as one unit.
 
         Returns, per row, ``(id, created)``: the id of the stored message (an earlier one with
-        the same idempotency key or id) and whether this call created it. ``events[i]`` belongs to
-        ``rows[i]``. ``fresh_ids``: the ids were just generated, so none can be stored already.
-        """
-        ...
+        the same idempotency key or id) and whether this call created it; None for a row
+        ``screen`` refused. ``events[i]`` belongs to ``rows[i]``. ``fresh_ids``: the ids were
+        just generated, so none can be stored already.
 
-    def suppressed(self, recipients: Sequence[str], our_number: str | None) -> set[str]:
-        """Those ``recipients`` who opted out of messages from ``our_number`` (None: from any
-        number of ours), read in the inserts' transaction when they share one."""
+        ``screen`` sees only the rows that would be created, in the insert's transaction: a row
+        whose key or id is stored already maps to that message whatever the screen would say
+        (sending the same message again returns it, even after its recipient opted out).
+        """
         ...
 
 

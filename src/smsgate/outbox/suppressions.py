@@ -5,20 +5,22 @@ A suppression row names a recipient and one number of ours (the number they wrot
 for that sender or for ``*``; a message without a sender (the provider's default number) when
 the recipient opted out of any number of ours. Senders are compared as :func:`number_key` writes
 them, so ``+1 501 712 2661`` and ``+15017122661`` are one number.
+
+Only messages about to be stored are refused: one whose idempotency key (or id) is stored
+already is that message, so sending it again returns it even after its recipient opted out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from smsgate.errors import OptedOut, SmsgateError
 from smsgate.message import Purpose
-from smsgate.outbox.sql import ALL_NUMBERS
-from smsgate.outbox.store import Inserter, NewMessageRow
+from smsgate.outbox.store import ALL_NUMBERS, NewMessageRow, Suppressed
 from smsgate.phone import normalize
 
-__all__ = ["ALL_NUMBERS", "number_key", "opted_out", "refuse_opted_out"]
+__all__ = ["ALL_NUMBERS", "OptOutScreen", "number_key", "opted_out", "refuse_opted_out"]
 
 # Rows may be plain tuples (from a bulk loader's other process): index, don't name.
 _PURPOSE = NewMessageRow._fields.index("purpose")
@@ -49,17 +51,22 @@ def opted_out(to: str, sender: str | None) -> OptedOut:
 
 
 def refuse_opted_out(
-    inserter: Inserter, rows: Sequence[Sequence[Any]], *, include_otp: bool
+    suppressed: Suppressed,
+    rows: Sequence[Sequence[Any]],
+    positions: Iterable[int],
+    *,
+    include_otp: bool,
 ) -> dict[int, OptedOut]:
-    """The rows (by position) whose recipient opted out of their sender, with the refusal, as
-    ``inserter`` (about to store them) reads the suppression list.
+    """Those of ``rows`` at ``positions`` whose recipient opted out of their sender, with the
+    refusal, as ``suppressed`` reads the suppression list.
 
     ``include_otp`` False lets otp messages through (marketing and transactional never are).
     One look-up per distinct sender, however many rows.
     """
     keys: dict[str, str] = {}
     by_sender: dict[str | None, list[int]] = {}
-    for index, row in enumerate(rows):
+    for index in positions:
+        row = rows[index]
         if not include_otp and row[_PURPOSE] == _OTP:
             continue
         sender = row[_SENDER]
@@ -75,9 +82,29 @@ def refuse_opted_out(
             group.append(index)
     refused: dict[int, OptedOut] = {}
     for sender, indexes in by_sender.items():
-        blocked = inserter.suppressed([rows[i][_TO] for i in indexes], sender)
+        blocked = suppressed([rows[i][_TO] for i in indexes], sender)
         for index in indexes if blocked else ():
             to = rows[index][_TO]
             if to in blocked:
                 refused[index] = opted_out(to, sender)
     return refused
+
+
+class OptOutScreen:
+    """The :data:`~smsgate.outbox.store.Screen` of an insert of ``rows`` that refuses recipients
+    who opted out. After the insert, ``refused`` holds the refusals by position in ``rows``:
+    look up those the insert returned None for (it may have screened a row that then turned
+    out to repeat an earlier one of the batch)."""
+
+    __slots__ = ("include_otp", "refused", "rows")
+
+    def __init__(self, rows: Sequence[Sequence[Any]], *, include_otp: bool) -> None:
+        self.rows = rows
+        self.include_otp = include_otp
+        self.refused: dict[int, OptedOut] = {}
+
+    def __call__(self, positions: Sequence[int], suppressed: Suppressed) -> dict[int, OptedOut]:
+        self.refused = refuse_opted_out(
+            suppressed, self.rows, positions, include_otp=self.include_otp
+        )
+        return self.refused
