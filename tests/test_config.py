@@ -21,6 +21,8 @@ from smsgate.config import (
     mask_settings,
     mask_url,
     parse_duration,
+    parse_flag,
+    receipts_requested,
 )
 from smsgate.errors import ConfigError
 from smsgate.message import Message, Purpose
@@ -543,6 +545,34 @@ def test_parse_duration_is_usable_by_other_settings() -> None:
     assert parse_duration("2h", "server.webhook_timeout") == 7200.0
     with pytest.raises(ConfigError, match=r"^server\.webhook_timeout: 'later' is not a duration"):
         parse_duration("later", "server.webhook_timeout")
+
+
+def test_parse_flag_is_usable_by_other_settings() -> None:
+    assert parse_flag(False, "server.worker") is False
+    with pytest.raises(ConfigError, match=r"^server\.worker: expected true or false, got text; "):
+        parse_flag("yes", "server.worker")
+
+
+def test_the_server_settings_read_flags_with_parse_flag() -> None:
+    from smsgate.server.settings import ServerSettings
+
+    with pytest.raises(ConfigError) as caught:
+        ServerSettings.from_mapping({"fast_submit": 1})
+    assert caught.value.field == "server.fast_submit"
+    assert str(caught.value) == (
+        "server.fast_submit: expected true or false, got a number; write e.g. fast_submit = true"
+    )
+
+
+def test_receipts_are_requested_unless_the_server_table_says_not() -> None:
+    assert receipts_requested(Config.default().server) is True
+    config = from_toml("[server]\nrequest_receipts = false")
+    assert receipts_requested(config.server) is False
+    from smsgate.server.settings import ServerSettings
+
+    assert ServerSettings.from_config(config).request_receipts is False
+    with pytest.raises(ConfigError, match=r"^server\.request_receipts: expected true or false"):
+        receipts_requested(from_toml('[server]\nrequest_receipts = "off"').server)
 
 
 # ---- secrets are masked

@@ -473,11 +473,20 @@ def parse_duration(value: Any, path: str) -> float:
     return seconds
 
 
-def _flag(value: Any, path: str) -> bool:
+def parse_flag(value: Any, path: str) -> bool:
+    """``value`` if it is true or false; a :class:`ConfigError` naming ``path`` otherwise. For
+    settings other modules read."""
     if not isinstance(value, bool):
         name = path.rsplit(".", 1)[-1]
         _fail(path, f"expected true or false, got {_describe(value)}", f"write e.g. {name} = true")
     return value
+
+
+def receipts_requested(server: Mapping[str, Any]) -> bool:
+    """``request_receipts`` of the ``[server]`` table (default true): whether providers ask for
+    delivery receipts at ``{public_url}/webhooks/NAME/status``. Read here rather than by the
+    server's settings alone because ``smsgate worker`` sends too, without the server package."""
+    return parse_flag(server.get("request_receipts", True), "server.request_receipts")
 
 
 def _string_list(value: Any, path: str, example: str) -> list[str]:
@@ -826,7 +835,7 @@ def _otp(section: Mapping[str, Any]) -> OtpConfig:
             section.get("code_length", defaults.code_length), "otp.code_length", 4, 10
         ),
         ttl=parse_duration(section.get("ttl", defaults.ttl), "otp.ttl"),
-        honor_opt_outs=_flag(
+        honor_opt_outs=parse_flag(
             section.get("honor_opt_outs", defaults.honor_opt_outs), "otp.honor_opt_outs"
         ),
     )

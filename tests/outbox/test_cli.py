@@ -228,6 +228,57 @@ def test_worker_asks_for_receipts_at_the_public_url(tmp_path: Path, twilio: Emul
     )
 
 
+def test_worker_leaves_receipts_off_as_the_server_table_says(
+    tmp_path: Path, twilio: EmulatorThread
+) -> None:
+    url = sqlite_url(tmp_path)
+    config = tmp_path / "smsgate.toml"
+    config.write_text(
+        f'store = "{url}"\npublic_url = "http://127.0.0.1:9/gateway/"\n'
+        f'[providers.twilio]\nurl = "{emulated(twilio).provider_url()}"\n'
+        "[server]\nrequest_receipts = false\n",
+        encoding="utf-8",
+    )
+    with Outbox(url, migrate=True) as outbox:
+        message_id = outbox.submit(Message(to="+15555550100", body="no receipt asked for"))
+    result = run("worker", "--config", str(config), "--until-idle")
+    assert result.returncode == 0, result.stderr
+    assert twilio.call(lambda: [m.callback_url for m in emulated(twilio).messages]) == [None]
+    with Outbox(url) as outbox:
+        assert outbox.status(message_id).status is Status.SENT
+    # a wrong value stops the worker with the key named, as it stops smsgate serve
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("= false", '= "no"'), encoding="utf-8"
+    )
+    error = one_line_error(run("worker", "--config", str(config), "--until-idle"), 2)
+    assert "server.request_receipts: expected true or false" in error
+
+
+def test_worker_runs_without_the_server_package(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    config = tmp_path / "smsgate.toml"
+    config.write_text(
+        f'store = "{url}"\n[providers.twilio]\n'
+        'url = "twilio://AC00000000000000000000000000000000:token@+15005550006"\n',
+        encoding="utf-8",
+    )
+    Outbox(url, migrate=True).close()
+    script = (
+        "import sys\n"
+        "from smsgate.cli import app\n"
+        "try:\n"
+        f"    app(['worker', '--config', {str(config)!r}, '--until-idle'])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in sys.modules if m.startswith('smsgate.server')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_worker_without_providers_says_what_to_add(tmp_path: Path) -> None:
     config = tmp_path / "smsgate.toml"
     config.write_text(f'store = "{sqlite_url(tmp_path)}"\n', encoding="utf-8")

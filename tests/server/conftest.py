@@ -21,6 +21,7 @@ import requests
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import Config
 from smsgate.outbox import Outbox
+from smsgate.outbox.cli_support import open_outbox
 from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
@@ -128,9 +129,7 @@ def server_factory() -> Iterator[ServerFactory]:
         if server:
             values["server"] = dict(server)
         resolved = Config.from_dict(values)
-        outbox = Outbox(
-            store, clock=clock, migrate=True, otp_honors_opt_outs=resolved.otp.honor_opt_outs
-        )
+        outbox = open_outbox(resolved, clock=clock, migrate=True)
 
         def make(url: str) -> Any:
             settings = ServerSettings.from_mapping(

@@ -72,7 +72,7 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
     from smsgate.emulators.base import Callbacks, Faults
     from smsgate.emulators.twilio import TwilioEmulator
     from smsgate.message import Message, Purpose, Status
-    from smsgate.outbox import Outbox
+    from smsgate.outbox.cli_support import open_outbox
     from smsgate.server.app import create_app
     from smsgate.server.runner import serving
     from smsgate.server.settings import ServerSettings
@@ -97,7 +97,8 @@ async def _demo(folder: str, timeout: float, *, live: bool, keep: bool = False) 
             "worker": {"concurrency": 4},
         }
     )
-    outbox = Outbox(store, migrate=True)
+    # opened as every command opens it: opt-outs as the config says (create_app checks)
+    outbox = open_outbox(config, migrate=True)
 
     def make_app(url: str) -> FastAPI:
         settings = ServerSettings.from_config(config).with_overrides(public_url=url)

@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
     app.command("bulk")(bulk_command)
 
 
-def _config(path: str | None) -> Config:
+def _config(path: str | Config | None) -> Config:
+    """The config at ``path`` (None: ``SMSGATE_CONFIG``, else defaults; a Config: itself)."""
     from smsgate.errors import SmsgateError
     from smsgate.outbox.cli_support import resolve_config
 
@@ -43,8 +44,9 @@ def _config(path: str | None) -> Config:
         fail(str(exc))
 
 
-def _open(config: str | None, store: str | None) -> Outbox:
-    """The outbox of --store, else of the config; opt-outs as the config says either way."""
+def _open(config: str | Config | None, store: str | None) -> Outbox:
+    """The outbox of --store, else of the config (a path, or one already loaded); opt-outs as
+    the config says either way."""
     from smsgate.errors import SmsgateError
     from smsgate.outbox.cli_support import open_outbox
 
@@ -131,20 +133,20 @@ def worker_command(
     """Send the outbox's messages until SIGTERM/SIGINT (finishing or releasing what it holds)."""
     import logging
 
+    from smsgate.config import receipts_requested
     from smsgate.errors import SmsgateError
     from smsgate.eventloop import run
     from smsgate.outbox.cli_support import build_worker
-    from smsgate.server.settings import ServerSettings
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     cfg = _config(config)
-    outbox = _open(config, store or cfg.store)
+    outbox = _open(cfg, store)
     try:
         # receipts go to the server at public_url, as [server] request_receipts says
-        receipts = ServerSettings.from_config(cfg).request_receipts
+        receipts = receipts_requested(cfg.server)
         worker = build_worker(outbox, cfg, concurrency=concurrency, receipts=receipts)
     except SmsgateError as exc:
         outbox.close()

@@ -22,8 +22,9 @@ from fastapi.openapi.utils import get_openapi
 from smsgate import __version__
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import Config
+from smsgate.errors import ConfigError
 from smsgate.outbox import Outbox
-from smsgate.outbox.cli_support import build_providers, build_worker
+from smsgate.outbox.cli_support import build_providers, build_worker, open_outbox
 from smsgate.outbox.worker import Worker
 from smsgate.providers.base import Provider
 from smsgate.server import errors
@@ -52,13 +53,21 @@ def create_app(
     background: bool = True,
 ) -> FastAPI:
     """The API for ``config``. ``worker`` (default: ``[server] worker``) runs the outbox worker in
-    the server process when providers are configured. ``outbox`` is used instead of opening the
-    config's store (the caller then closes it). ``background`` False leaves the relay, the
-    webhook dispatcher and the metrics follower to the caller (tests drive them)."""
+    the server process when providers are configured. ``background`` False leaves the relay, the
+    webhook dispatcher and the metrics follower to the caller (tests drive them).
+
+    ``outbox`` is used instead of opening the config's store (the caller then closes it). It must
+    refuse opted-out otp recipients as the config says: :func:`open_outbox` opens one that does.
+    One that disagrees raises :class:`~smsgate.errors.ConfigError`: changing it would also change
+    the caller's own submits through it, and using it as it is would silently ignore the config."""
     settings = settings or ServerSettings.from_config(config)
     run_worker = settings.worker if worker is None else worker
     owned = outbox is None
-    box = outbox or Outbox(config.store, clock=clock, otp_honors_opt_outs=config.otp.honor_opt_outs)
+    if outbox is None:
+        box = open_outbox(config, clock=clock)
+    else:
+        _check_opt_out_policy(outbox, config)
+        box = outbox
     try:
         store = ServerStore.of(box)
         sender: Worker | None = None
@@ -154,6 +163,19 @@ def create_app(
     app.add_middleware(ApiKeyMiddleware, authenticator=svc.authenticator)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _check_opt_out_policy(outbox: Outbox, config: Config) -> None:
+    """Refuse an injected outbox whose otp opt-out policy is not the config's."""
+    wanted = config.otp.honor_opt_outs
+    if outbox.otp_honors_opt_outs != wanted:
+        raise ConfigError(
+            f"otp.honor_opt_outs: the config says {str(wanted).lower()} but the Outbox given to "
+            f"create_app was opened with otp_honors_opt_outs={outbox.otp_honors_opt_outs}; open "
+            "it with smsgate.outbox.cli_support.open_outbox(config), or "
+            f"Outbox(url, otp_honors_opt_outs={wanted})",
+            field="otp.honor_opt_outs",
+        )
 
 
 async def _supervise(svc: Services, worker: Worker, stop: asyncio.Event) -> None:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from smsgate.errors import (
     UnsupportedFeature,
     WebhookVerificationError,
 )
+from smsgate.outbox.store import dumps
 
 logger = logging.getLogger("smsgate.server")
 
@@ -76,7 +76,7 @@ class ApiError(Exception):
         return body
 
     def json(self) -> bytes:
-        return json.dumps(self.body(), ensure_ascii=False, separators=(",", ":")).encode()
+        return dumps(self.body()).encode()
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
@@ -84,7 +84,7 @@ class ApiError(Exception):
 
 async def send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> None:
     """Answer a bare ASGI request with JSON (for the middlewares that answer before routing)."""
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    payload = dumps(body).encode()
     await send_json_bytes(send, status, payload, headers)
 
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from smsgate.config import Config, parse_duration
+from smsgate.config import Config, parse_duration, parse_flag, receipts_requested
 from smsgate.errors import ConfigError
 
 DEFAULT_HELP_TEXT = "Reply STOP to unsubscribe, START to subscribe again."
@@ -68,7 +68,8 @@ class ServerSettings:
     webhook_timeout: float = 10.0
     max_batch: int = MAX_BATCH
     fast_submit: bool = True
-    #: give providers {public_url}/webhooks/NAME/status as their status callback
+    #: give providers {public_url}/webhooks/NAME/status as their status callback (read by
+    #: :func:`smsgate.config.receipts_requested`, which ``smsgate worker`` uses too)
     request_receipts: bool = True
 
     @classmethod
@@ -92,7 +93,7 @@ class ServerSettings:
         return cls(
             host=_text(table, "host", defaults.host, allow_empty=False),
             port=_port(table.get("port", defaults.port)),
-            worker=_flag(table, "worker", defaults.worker),
+            worker=parse_flag(table.get("worker", defaults.worker), "server.worker"),
             public_url=public_url.rstrip("/") if public_url else None,
             help_text=_text(table, "help_text", defaults.help_text),
             stop_reply=_text(table, "stop_reply", defaults.stop_reply),
@@ -105,8 +106,10 @@ class ServerSettings:
                 table.get("webhook_timeout", defaults.webhook_timeout), "server.webhook_timeout"
             ),
             max_batch=_whole(table, "max_batch", defaults.max_batch, 1, MAX_BATCH),
-            fast_submit=_flag(table, "fast_submit", defaults.fast_submit),
-            request_receipts=_flag(table, "request_receipts", defaults.request_receipts),
+            fast_submit=parse_flag(
+                table.get("fast_submit", defaults.fast_submit), "server.fast_submit"
+            ),
+            request_receipts=receipts_requested(table),
         )
 
     def with_overrides(self, **changes: Any) -> ServerSettings:
@@ -123,15 +126,6 @@ def _text(table: Mapping[str, Any], key: str, default: str, *, allow_empty: bool
             field=f"server.{key}",
         )
     return value.strip()
-
-
-def _flag(table: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = table.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(
-            f"server.{key}: expected true or false, got {value!r}", field=f"server.{key}"
-        )
-    return value
 
 
 def _whole(table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:

@@ -21,14 +21,10 @@ from smsgate.ids import new_id
 from smsgate.outbox import Outbox
 from smsgate.outbox.migrate import check_version
 from smsgate.outbox.sql import SqlStore, Tx
-from smsgate.outbox.store import chunks
+from smsgate.outbox.store import chunks, dumps
 
 #: ids per ``IN (...)`` list
 _CHUNK = 500
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _list_or_none(text: str | None) -> tuple[str, ...] | None:
@@ -313,8 +309,8 @@ class ServerStore:
                     key.id,
                     key.name,
                     key.secret_hash,
-                    None if key.purposes is None else _dumps(list(key.purposes)),
-                    None if key.senders is None else _dumps(list(key.senders)),
+                    None if key.purposes is None else dumps(list(key.purposes)),
+                    None if key.senders is None else dumps(list(key.senders)),
                     key.rate,
                     key.burst,
                     key.quota,
@@ -470,10 +466,10 @@ class ServerStore:
                     record.sender,
                     record.to,
                     record.body,
-                    _dumps(list(record.media)),
+                    dumps(list(record.media)),
                     record.action,
                     record.received_at,
-                    None if raw is None else _dumps(raw),
+                    None if raw is None else dumps(raw),
                 ),
             )
             if not rows:
@@ -521,7 +517,7 @@ class ServerStore:
                 (
                     sub.id,
                     sub.url,
-                    _dumps(list(sub.events)),
+                    dumps(list(sub.events)),
                     sub.secret,
                     sub.description,
                     sub.created_at,

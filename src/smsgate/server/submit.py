@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.message import Purpose, Status
 from smsgate.outbox import Outbox, SubmitOutcome
+from smsgate.outbox.store import dumps
 from smsgate.server.auth import ApiKey
 from smsgate.server.errors import ApiError, from_smsgate, problems_error
 from smsgate.server.models import BATCH_IN, MessageAccepted, MessageIn
@@ -341,7 +342,7 @@ def batch_body(
                 refusal = from_smsgate(outcome.error)
         if refusal is not None:
             rejected += 1
-            error = json.dumps(refusal.body(), ensure_ascii=False, separators=(",", ":"))
+            error = dumps(refusal.body())
             results.append(
                 f'{{"index":{index},"id":null,"status":null,"created":false,"error":{error}}}'
             )

@@ -36,8 +36,9 @@ import anyio.to_thread
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import WebhookVerificationError
 from smsgate.ids import new_id
+from smsgate.outbox.store import dumps
 from smsgate.retry import RetryPolicy
-from smsgate.server.store import ClaimedDelivery, OutboundEvent, ServerStore, _dumps
+from smsgate.server.store import ClaimedDelivery, OutboundEvent, ServerStore
 
 logger = logging.getLogger("smsgate.server.webhooks")
 
@@ -117,7 +118,7 @@ def make_event(
     """A normalized event; ``event_id`` defaults to a new unique id."""
     ident = event_id or new_id("evt")
     body = {"id": ident, "type": event_type, "timestamp": iso(at), "data": dict(data)}
-    return OutboundEvent(ident, event_type, _dumps(body))
+    return OutboundEvent(ident, event_type, dumps(body))
 
 
 EVENT_TYPES: tuple[str, ...] = (
