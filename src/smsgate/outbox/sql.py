@@ -297,11 +297,16 @@ class SqlStore(ABC):
                 existing[key] = message_id
         # The rows not stored already are the ones to screen: a message sent again is the
         # stored one, whatever has happened since.
-        unstored = [i for i, row in enumerate(rows) if _key(row) not in existing]
+        unstored: Sequence[int] = (
+            [i for i, row in enumerate(rows) if _key(row) not in existing]
+            if existing
+            else range(len(rows))
+        )
         taken = set() if fresh_ids else self._existing_ids(tx, [_id(rows[i]) for i in unstored])
         if taken:
             unstored = [i for i in unstored if _id(rows[i]) not in taken]
         refused = self._screened(tx, screen, unstored)
+        excluded = bool(taken or refused)  # the usual batch: neither, so skip both checks
         results: list[tuple[str, bool] | None] = []
         new_rows: list[NewMessageRow] = []
         new_events: list[NewEvent] = []
@@ -314,14 +319,15 @@ class SqlStore(ABC):
                 if found is not None:
                     results.append((found, False))
                     continue
-            if message_id in taken:
-                if key is not None:
-                    existing[key] = message_id
-                results.append((message_id, False))
-                continue
-            if index in refused:
-                results.append(None)
-                continue
+            if excluded:
+                if message_id in taken:
+                    if key is not None:
+                        existing[key] = message_id
+                    results.append((message_id, False))
+                    continue
+                if index in refused:
+                    results.append(None)
+                    continue
             if key is not None:
                 existing[key] = message_id
             if message_id in seen_ids:
