@@ -588,8 +588,8 @@ def test_smsgate_emulate_smtp(tmp_path: Path) -> None:
             str(port),
             "--credentials",
             f"{USER}:{PASSWORD}",
-            "--option",
-            f"spool={spool}",
+            "--spool",
+            str(spool),
             "--option",
             f"http_port={http_port}",
             "--seed",
@@ -628,6 +628,16 @@ def test_smsgate_emulate_smtp(tmp_path: Path) -> None:
             proc.stdout.close()
     assert proc.returncode == 0
     assert not Path(ca_file).exists()
+
+
+def test_spool_is_an_smtp_emulator_option_only(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*_smsgate(), "emulate", "twilio", "--spool", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "--spool is an smtp emulator option" in out.stderr
 
 
 def test_smsgate_emulate_smtp_refuses_a_bad_option() -> None:

@@ -38,6 +38,9 @@ def emulate_command(
     inbound_url: str = typer.Option(
         None, "--inbound-url", help="Where POST /_emulator/inbound sends messages."
     ),
+    spool: str = typer.Option(
+        None, "--spool", help="smtp: write every mail received here, one .eml file each."
+    ),
     option: list[str] = typer.Option(
         [], "--option", help="Emulator-specific KEY=VALUE (repeatable)."
     ),
@@ -57,6 +60,10 @@ def emulate_command(
         if not sep:
             fail(f"--option {item!r} must be KEY=VALUE")
         extra[key.replace("-", "_")] = value
+    if spool is not None:
+        if name != "smtp":
+            fail(f"--spool is an smtp emulator option; {name} records messages in memory only")
+        extra["spool"] = spool
     try:
         faults = Faults(
             latency=latency,
