@@ -10,7 +10,8 @@ client would measure itself), each connection sending its next request as soon a
 answer is read; every answer must be 201. It prints:
 
 - single submissions: requests/s over the timed run, latency p50/p99/max, and how many messages
-  the worker sent while the clients were submitting;
+  the worker sent (and, with ``--receipts``, receipts the gateway recorded) while the clients
+  were submitting;
 - the batch endpoint: messages/s per request of ``--batch-size`` messages;
 - CPU seconds used by the gateway and the emulator, and a final check that every submitted
   message is stored (queue depth by status, read from /metrics).
@@ -190,6 +191,17 @@ def sent_total(values: dict[str, float]) -> float:
     return sum(v for k, v in values.items() if k.startswith("smsgate_messages_sent_total"))
 
 
+def receipts_total(values: dict[str, float]) -> float:
+    """Status webhooks answered (stored or duplicate; not refused or malformed)."""
+    return sum(
+        v
+        for k, v in values.items()
+        if k.startswith("smsgate_provider_webhooks_total")
+        and 'kind="status"' in k
+        and ('outcome="stored"' in k or 'outcome="duplicate"' in k)
+    )
+
+
 def stored_total(values: dict[str, float]) -> float:
     return sum(v for k, v in values.items() if k.startswith("smsgate_queue_depth"))
 
@@ -263,9 +275,15 @@ def main() -> None:
             f"max {max(latencies) * 1000:.1f} ms; statuses {statuses}"
         )
         sent = sent_total(after) - sent_total(before)
+        receipts = receipts_total(after) - receipts_total(before)
         print(
-            f"  the worker sent {sent:,.0f} messages meanwhile ({sent / seconds:,.0f}/s); "
-            f"CPU: gateway {gateway.cpu_seconds() - cpu_gateway:.1f} s, "
+            f"  the worker sent {sent:,.0f} messages meanwhile ({sent / seconds:,.0f}/s)"
+            + (
+                f", {receipts:,.0f} receipts recorded ({receipts / seconds:,.0f}/s)"
+                if args.receipts
+                else ""
+            )
+            + f"; CPU: gateway {gateway.cpu_seconds() - cpu_gateway:.1f} s, "
             f"emulator {emulator.cpu_seconds() - cpu_emulator:.1f} s"
         )
 

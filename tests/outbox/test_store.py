@@ -589,3 +589,121 @@ def test_postgresql_claims_and_writes_look_rows_up_by_key(postgres_url: str) -> 
             for sql, params in statements:
                 plan = "\n".join(row[0] for row in tx.execute("EXPLAIN " + sql, params))
                 assert not re.search(r"Seq Scan on smsgate_messages m(_\d+)?\b", plan), plan
+
+
+@pytest.mark.postgres
+def test_postgresql_loop_calls_claim_take_over_and_write_as_the_store_does(
+    postgres_url: str,
+) -> None:
+    """The worker's claims and group commits on its event loop (PgLoopCalls): due rows are
+    claimed once, expired leases are taken over only when asked, and a write starts and
+    finishes what its writer holds, leaves the rest to the general path (a row a receipt moved
+    meanwhile, releases) and skips what it no longer holds."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smsgate.outbox.postgres import PostgresStore
+
+    clock = FakeClock()
+    with Outbox(postgres_url, clock=clock, migrate=True) as outbox:
+        store = outbox.store
+        assert isinstance(store, PostgresStore)
+        held, moved, fresh, given_back, orphan = (
+            outbox.submit(Message(to=TO, body=f"m{n}")) for n in range(5)
+        )
+
+        def outcome(message_id: str, pmid: str, now: float) -> Transition:
+            event = NewEvent(message_id, now, "sending", "sent", "w1", f"accepted as {pmid}")
+            return Transition(
+                message_id, State.SENT, event, provider="twilio", provider_message_id=pmid
+            )
+
+        def go(message_id: str, owner: str, now: float) -> StartSend:
+            event = NewEvent(message_id, now, "queued", "sending", owner, "go")
+            return StartSend(message_id, "twilio", 1, "default", event)
+
+        async def scenario() -> None:
+            with ThreadPoolExecutor(2) as executor:
+                calls = await store.open_loop_calls(executor, 2)
+                assert calls is not None
+                try:
+                    now = clock.time()
+                    first = await calls.claim("w1", 4, now, now + 30, take_over=False)
+                    assert [c.row.id for c in first] == sorted([held, moved, fresh, given_back])
+                    assert {c.row.lease_owner for c in first} == {"w1"}
+                    (second,) = await calls.claim("dead", 4, now, now + 30, take_over=False)
+                    assert (second.row.id, second.previous_owner) == (orphan, None)
+                    assert await calls.claim("w2", 4, now, now + 30) == []
+                    started, finished = await calls.write(
+                        "w1", [go(held, "w1", now), go(moved, "w1", now)], [], [], now, now + 30
+                    )
+                    assert (started, finished) == ({held, moved}, set())
+                    outbox.record_event(receipt(Status.DELIVERED, "e1", message_id=moved))
+                    clock.advance(1)
+                    now = clock.time()
+                    started, finished = await calls.write(
+                        "w1",
+                        [go(fresh, "w1", now), go(orphan, "w1", now)],
+                        [outcome(held, "SM-h", now), outcome(moved, "SM-m", now)],
+                        [given_back],
+                        now,
+                        now + 30,
+                    )
+                    # orphan is dead's: not started by w1; moved is finished the general way
+                    assert (started, finished) == ({fresh}, {held, moved})
+                    # releases alone take the general path too
+                    assert await calls.write("w1", [], [], [], now, now + 30) == (set(), set())
+                    (again,) = await calls.claim("w2", 4, now, now + 30, take_over=False)
+                    assert (again.row.id, again.previous_owner) == (given_back, None)
+                    # the leases of dead and w1 run out (not w2's, a second younger): taken
+                    # over only by a claim that looks for them
+                    clock.advance(30)
+                    now = clock.time()
+                    assert await calls.claim("w3", 4, now, now + 30, take_over=False) == []
+                    taken = await calls.claim("w3", 4, now, now + 30)
+                    assert {(c.row.id, c.row.state, c.previous_owner) for c in taken} == {
+                        (orphan, State.QUEUED, "dead"),
+                        (fresh, State.SENDING, "w1"),
+                    }
+                finally:
+                    await calls.aclose()
+
+        asyncio.run(scenario())
+        assert outbox.status(held).status is Status.SENT
+        assert outbox.status(fresh).status is Status.SENDING
+        record = outbox.status(moved)
+        assert (record.status, record.provider_message_id) == (Status.DELIVERED, "SM-m")
+        assert "a receipt had already moved it to delivered" in (record.events[-1].reason or "")
+        assert [e.to_status for e in outbox.status(orphan).events] == [Status.QUEUED]
+        assert [e.to_status for e in outbox.status(given_back).events] == [Status.QUEUED]
+
+
+@pytest.mark.postgres
+def test_postgresql_claims_on_the_loop_do_not_wait_for_the_disk_and_writes_do(
+    postgres_url: str,
+) -> None:
+    """A claim lost in a crash only leaves its rows due again (nothing is sent before a start
+    is written, and that commit waits for the disk, claim included): its commit need not wait.
+    The crash-safety mark and the outcomes must."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smsgate.outbox.postgres import PostgresStore
+
+    async def settings(store: PostgresStore) -> tuple[str, str]:
+        with ThreadPoolExecutor(1) as executor:
+            calls = await store.open_loop_calls(executor, 2)
+            assert calls is not None
+            try:
+                async with calls._claims.connection() as conn:
+                    claims = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+                async with calls._pool.connection() as conn:
+                    writes = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+            finally:
+                await calls.aclose()
+        assert claims is not None and writes is not None
+        return claims[0], writes[0]
+
+    with Outbox(postgres_url, migrate=True) as outbox:
+        assert isinstance(outbox.store, PostgresStore)
+        assert asyncio.run(settings(outbox.store)) == ("off", "on")

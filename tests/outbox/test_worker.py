@@ -371,3 +371,36 @@ def test_backoff_follows_the_retry_policy_on_a_fake_clock(
     assert events[-1].to_status is Status.FAILED
     assert "3 attempts used" in (events[-1].reason or "")
     assert twilio.call(lambda: len(emulator.messages)) == 0
+
+
+@pytest.mark.postgres
+def test_a_postgresql_worker_claims_and_writes_on_its_event_loop(
+    postgres_url: str, twilio: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the worker's claims and group commits are non-blocking statements on its
+    event loop, not calls on its threads: a thread must win the GIL back from the busy loop
+    after every wait on the socket, which made each claim take milliseconds (and every
+    message wait for it) for a fraction of one in the server."""
+    import threading
+
+    calls: list[tuple[str, str]] = []
+    with Outbox(postgres_url, clock=SYSTEM_CLOCK, migrate=True) as outbox:
+        store = outbox.store
+        for name in ("claim", "write"):
+            method = getattr(store, name)
+
+            def traced(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+                calls.append((_name, threading.current_thread().name))
+                return _method(*args, **kw)
+
+            monkeypatch.setattr(store, name, traced)
+        ids = [outbox.submit(Message(to=f"+1555570{n:04d}", body=f"loop {n}")) for n in range(30)]
+        stats = work(outbox, [provider_for(twilio)], concurrency=8, batch_size=5)
+        assert stats.sent == 30 and stats.claimed == 30
+        assert {outbox.status(i).status for i in ids} == {Status.SENT}
+        assert [e.to_status for e in outbox.status(ids[0]).events] == [
+            Status.QUEUED,
+            Status.SENDING,
+            Status.SENT,
+        ]
+    assert calls == []

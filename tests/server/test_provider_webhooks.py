@@ -26,9 +26,16 @@ SID = TwilioEmulator.default_credentials.partition(":")[0]
 TWILIO_URL = f"twilio://{TwilioEmulator.default_credentials}@+15005550006"
 
 
-@pytest.fixture
-def gateway(server_factory: ServerFactory, store_url: str) -> Running:
-    return server_factory(store_url, config={"providers": {"twilio": {"url": TWILIO_URL}}})
+@pytest.fixture(params=[True, False], ids=["fast", "routed"])
+def gateway(
+    request: pytest.FixtureRequest, server_factory: ServerFactory, store_url: str
+) -> Running:
+    """With status webhooks answered by the fast path (``FastReceipts``) and by the routes."""
+    return server_factory(
+        store_url,
+        config={"providers": {"twilio": {"url": TWILIO_URL}}},
+        server={"fast_submit": request.param},
+    )
 
 
 def queued(gateway: Running, body: str = "hi") -> str:

@@ -361,17 +361,7 @@ class Outbox:
         """
         # The history is in the order things were learnt: the provider's own time (often to the
         # minute only) goes into the reason.
-        at = self.clock.time()
-        receipt = Receipt(
-            provider=event.provider,
-            provider_message_id=event.provider_message_id,
-            status=Status(event.status),
-            event_key=f"{event.provider}:{event.event_id}",
-            at=at,
-            message_id=event.message_id,
-            reason=_receipt_reason(event),
-            raw=None if event.raw is None else dumps(event.raw),
-        )
+        receipt = receipt_of(event, self.clock.time())
         outcome, message_id = self.store.record_receipt(receipt, self.clock.time())
         return RecordResult(outcome, message_id)
 
@@ -466,6 +456,21 @@ def _recipient(item: Any) -> Any:
     if isinstance(item, Mapping):
         return item.get("to")
     return None
+
+
+def receipt_of(event: DeliveryEvent, at: float) -> Receipt:
+    """``event`` in store terms, learnt at ``at`` (for recorders that batch receipts, like the
+    server's)."""
+    return Receipt(
+        provider=event.provider,
+        provider_message_id=event.provider_message_id,
+        status=Status(event.status),
+        event_key=f"{event.provider}:{event.event_id}",
+        at=at,
+        message_id=event.message_id,
+        reason=_receipt_reason(event),
+        raw=None if event.raw is None else dumps(event.raw),
+    )
 
 
 def _receipt_reason(event: DeliveryEvent) -> str | None:

@@ -17,15 +17,17 @@ URL reaches libpq: ``schema=NAME`` (tables live in that schema, created by ``db 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from smsgate.errors import ConfigError
 from smsgate.outbox.sql import (
@@ -76,6 +78,13 @@ _TAKE_OVER = (
     "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM expired)) "
     "RETURNING (SELECT previous FROM expired WHERE expired.id = m.id), "
     f"{_MESSAGE_COLUMNS_M}"
+)
+# A receipt can finish a row while its sender holds the lease; if that sender died, nothing is
+# left to do but drop the stale lease.
+_DROP_STALE_LEASES = (
+    "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL "
+    "WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
+    "lease_expires_at < ? AND NOT (state = ANY(?)) LIMIT ? FOR UPDATE SKIP LOCKED))"
 )
 # Starts, outcomes and their events in one statement. Only rows still held by the writer and in
 # the state the worker saw them in are touched; the caller finishes the others the general way.
@@ -164,6 +173,44 @@ def _fast_write_params(
 
 def _by_id(claimed: Claimed) -> str:
     return claimed.row.id
+
+
+def _after_fast_write(
+    transitions: Sequence[Transition], rows: Sequence[tuple[Any, ...]]
+) -> tuple[set[str], set[str], list[Transition], list[tuple[str, str]]]:
+    """From ``_FAST_WRITE``'s rows: the ids started, the ids finished, the transitions left
+    for the general path, and (when receipts are pending) the provider ids to apply them to."""
+    started = {i for kind, i in rows if kind == "s"}
+    finished = {i for kind, i in rows if kind == "f"}
+    pending = any(kind == "p" for kind, _ in rows)
+    rest = [t for t in transitions if t.id not in finished]
+    with_ids = (
+        [
+            (t.provider, t.provider_message_id)
+            for t in transitions
+            if t.id in finished and t.provider and t.provider_message_id
+        ]
+        if pending
+        else []
+    )
+    return started, finished, rest, with_ids
+
+
+def _taken_over(rows: Iterable[tuple[Any, ...]]) -> list[Claimed]:
+    """Claimed from ``_TAKE_OVER``'s rows (the previous owner first)."""
+    return [Claimed(StoredMessage.from_row(row[1:]), previous_owner=row[0]) for row in rows]
+
+
+async def _commit_without_waiting(conn: psycopg.AsyncConnection[Any]) -> None:
+    """A claim need not wait for its commit to reach the disk. Lost in a crash, it leaves its
+    rows due again, for anyone, which is all the lease would have led to: the worker sends
+    nothing before the row's start is written, and that write (a commit that does wait) makes
+    every commit before it durable too, the claim included."""
+    await conn.execute("SET synchronous_commit TO off")
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("?", "%s")
 
 
 class _PgTx(Tx):
@@ -312,25 +359,63 @@ class PostgresStore(SqlStore):
         params = _fast_write_params(owner, starts, transitions, now)
         with self._read() as tx:  # autocommit: the one statement is its own transaction
             rows = tx.execute(_FAST_WRITE, params)
-        started = {i for kind, i in rows if kind == "s"}
-        finished = {i for kind, i in rows if kind == "f"}
-        pending = any(kind == "p" for kind, _ in rows)
-        rest = [t for t in transitions if t.id not in finished]
-        with_ids = [
-            (t.provider, t.provider_message_id)
-            for t in transitions
-            if t.id in finished and t.provider and t.provider_message_id
-        ]
-        if rest or releases or (pending and with_ids):
-            with self._write() as tx:
-                if rest:
-                    held = self._held(tx, owner, [t.id for t in rest])
-                    finished |= self._finish_in(tx, held, rest, now)
-                if releases:
-                    self._release_in(tx, owner, releases, now)
-                if pending and with_ids:
-                    self._apply_pending(tx, with_ids, now)
+        started, finished, rest, with_ids = _after_fast_write(transitions, rows)
+        if rest or releases or with_ids:
+            finished |= self._write_rest(owner, rest, releases, with_ids, now)
         return started, finished
+
+    def _write_rest(
+        self,
+        owner: str,
+        rest: Sequence[Transition],
+        releases: Sequence[str],
+        with_ids: Sequence[tuple[str, str]],
+        now: float,
+    ) -> set[str]:
+        """What ``_FAST_WRITE`` leaves to the general path: outcomes of rows a receipt moved
+        meanwhile, releases, and receipts that came before the provider's id was recorded.
+        Returns the ids of ``rest`` finished."""
+        finished: set[str] = set()
+        with self._write() as tx:
+            if rest:
+                held = self._held(tx, owner, [t.id for t in rest])
+                finished = self._finish_in(tx, held, rest, now)
+            if releases:
+                self._release_in(tx, owner, releases, now)
+            if with_ids:
+                self._apply_pending(tx, with_ids, now)
+        return finished
+
+    async def open_loop_calls(self, executor: Executor, writes: int) -> PgLoopCalls | None:
+        """The worker's claims and group commits as non-blocking statements on the running
+        event loop, through connections of its own: one for claims, up to ``writes`` for
+        writes (see :class:`PgLoopCalls`); ``executor`` runs what they leave to the general
+        path. None on a loop psycopg cannot wait on (Windows' proactor loop): the caller
+        uses threads."""
+        proactor = getattr(asyncio, "ProactorEventLoop", None)
+        if proactor is not None and isinstance(asyncio.get_running_loop(), proactor):
+            return None
+        claims = AsyncConnectionPool(
+            self._conninfo,
+            kwargs=self._kwargs,
+            min_size=1,
+            max_size=1,
+            open=False,
+            configure=_commit_without_waiting,
+            name="smsgate-worker-claims",
+        )
+        pool = AsyncConnectionPool(
+            self._conninfo,
+            kwargs=self._kwargs,
+            min_size=1,
+            max_size=max(1, writes),
+            open=False,
+            name="smsgate-worker-writes",
+        )
+        # not waiting: an unreachable server fails the first claim, which the worker retries
+        await claims.open(wait=False)
+        await pool.open(wait=False)
+        return PgLoopCalls(self, claims, pool, executor)
 
     def claim(
         self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
@@ -347,18 +432,9 @@ class PostgresStore(SqlStore):
             room = limit - len(claimed)
             if room > 0:
                 taken = tx.execute(_TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now))
-                claimed.extend(
-                    Claimed(StoredMessage.from_row(row[1:]), previous_owner=row[0]) for row in taken
-                )
-                # A receipt can finish a row while its sender holds the lease; if that sender
-                # died, nothing is left to do but drop the stale lease.
-                tx.execute(
-                    "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL "
-                    "WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
-                    "lease_expires_at < ? AND NOT (state = ANY(?)) LIMIT ? FOR UPDATE SKIP LOCKED))",
-                    (now, _REPLACEABLE, CHUNK),
-                )
-        claimed.sort(key=lambda c: c.row.id)
+                claimed.extend(_taken_over(taken))
+                tx.execute(_DROP_STALE_LEASES, (now, _REPLACEABLE, CHUNK))
+        claimed.sort(key=_by_id)
         return claimed
 
     def _ensure_buckets(self, tx: Tx, keys: Sequence[str]) -> None:
@@ -367,3 +443,95 @@ class PostgresStore(SqlStore):
             "SELECT unnest(?::text[]), 0, -1 ON CONFLICT (key) DO NOTHING",
             (list(keys),),
         )
+
+
+class PgLoopCalls:
+    """The worker's claims and group commits, run on its event loop with psycopg's non-blocking
+    connections (:meth:`PostgresStore.open_loop_calls`).
+
+    Through a thread, each of these statements took milliseconds for a fraction of one in the
+    server: the thread must win the GIL back from the busy event loop after every wait on the
+    socket, and the loop hands it over only when it sleeps or its switch interval (5 ms) runs
+    out; the claim, then every message it brings, waited that long. On the loop, a statement
+    costs its round trip and the loop's own CPU, nothing more. What the fast write leaves to the
+    general path (rare: a receipt moved a row meanwhile, releases, early receipts) runs on
+    ``executor``, as does everything else the worker asks of the store.
+
+    Claims go through a connection of their own, whose commits do not wait for the disk (see
+    ``_commit_without_waiting``); writes through a pool whose commits do.
+    """
+
+    _CLAIM_DUE = _pg(_CLAIM_DUE)
+    _TAKE_OVER = _pg(_TAKE_OVER)
+    _DROP_STALE_LEASES = _pg(_DROP_STALE_LEASES)
+    _FAST_WRITE = _pg(_FAST_WRITE)
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        claims: AsyncConnectionPool,
+        writes: AsyncConnectionPool,
+        executor: Executor,
+    ) -> None:
+        self._store = store
+        self._claims = claims
+        self._pool = writes
+        self._executor = executor
+
+    async def aclose(self) -> None:
+        await self._claims.close()
+        await self._pool.close()
+
+    async def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
+    ) -> list[Claimed]:
+        """:meth:`PostgresStore.claim`, the same statements."""
+        if limit < 1:
+            return []
+        params = (now, limit, owner, lease_until, now)
+        async with self._claims.connection() as conn:
+            if not take_over:  # autocommit: one statement, one round trip
+                cur = await conn.execute(self._CLAIM_DUE, params)
+                return sorted(
+                    (Claimed(StoredMessage.from_row(row)) for row in await cur.fetchall()),
+                    key=_by_id,
+                )
+            async with conn.transaction():
+                cur = await conn.execute(self._CLAIM_DUE, params)
+                claimed = [Claimed(StoredMessage.from_row(row)) for row in await cur.fetchall()]
+                room = limit - len(claimed)
+                if room > 0:
+                    cur = await conn.execute(
+                        self._TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now)
+                    )
+                    claimed.extend(_taken_over(await cur.fetchall()))
+                    await conn.execute(self._DROP_STALE_LEASES, (now, _REPLACEABLE, CHUNK))
+        claimed.sort(key=_by_id)
+        return claimed
+
+    async def write(
+        self,
+        owner: str,
+        starts: Sequence[StartSend],
+        transitions: Sequence[Transition],
+        releases: Sequence[str],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        """:meth:`PostgresStore.write`, the same statements."""
+        loop = asyncio.get_running_loop()
+        store = self._store
+        if not (starts or transitions):
+            return await loop.run_in_executor(
+                self._executor, store.write, owner, starts, transitions, releases, now, lease_until
+            )
+        params = _fast_write_params(owner, starts, transitions, now)
+        async with self._pool.connection() as conn:  # autocommit: one statement
+            cur = await conn.execute(self._FAST_WRITE, params)
+            rows = await cur.fetchall()
+        started, finished, rest, with_ids = _after_fast_write(transitions, rows)
+        if rest or releases or with_ids:
+            finished |= await loop.run_in_executor(
+                self._executor, store._write_rest, owner, rest, releases, with_ids, now
+            )
+        return started, finished

@@ -670,38 +670,53 @@ class SqlStore(ABC):
 
     def record_receipt(self, receipt: Receipt, now: float) -> tuple[ReceiptOutcome, str | None]:
         with self._write() as tx:
-            if tx.execute(
-                "SELECT 1 FROM smsgate_events WHERE event_key = ?", (receipt.event_key,)
-            ) or tx.execute(
-                "SELECT 1 FROM smsgate_pending_receipts WHERE event_key = ?", (receipt.event_key,)
-            ):
-                return ReceiptOutcome.DUPLICATE, None
-            row = None
-            if receipt.message_id is not None:
-                row = self._lock_one(tx, receipt.message_id)
-            if row is None:
-                found = tx.execute(
-                    "SELECT id FROM smsgate_messages WHERE provider_message_id = ? AND provider = ?",
-                    (receipt.provider_message_id, receipt.provider),
-                )
-                row = self._lock_one(tx, found[0][0]) if found else None
-            if row is None:
-                tx.execute(
-                    "INSERT INTO smsgate_pending_receipts (event_key, provider, provider_message_id, "
-                    "status, at, reason, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        receipt.event_key,
-                        receipt.provider,
-                        receipt.provider_message_id,
-                        receipt.status.value,
-                        receipt.at,
-                        receipt.reason,
-                        receipt.raw,
-                        now,
-                    ),
-                )
-                return ReceiptOutcome.PENDING, None
-            return self._apply_receipt(tx, row, receipt, now), row.id
+            return self._record_receipt_in(tx, receipt, now)
+
+    def record_receipts(
+        self, receipts: Sequence[Receipt], now: float
+    ) -> list[tuple[ReceiptOutcome, str | None]]:
+        """:meth:`record_receipt` for each of ``receipts`` in order, in one transaction (one
+        commit, one disk sync): a later receipt sees what an earlier one stored, so the same
+        event key twice is a duplicate the second time, as it is in two transactions. If any
+        of them fails, none is stored."""
+        with self._write() as tx:
+            return [self._record_receipt_in(tx, receipt, now) for receipt in receipts]
+
+    def _record_receipt_in(
+        self, tx: Tx, receipt: Receipt, now: float
+    ) -> tuple[ReceiptOutcome, str | None]:
+        if tx.execute(
+            "SELECT 1 FROM smsgate_events WHERE event_key = ?", (receipt.event_key,)
+        ) or tx.execute(
+            "SELECT 1 FROM smsgate_pending_receipts WHERE event_key = ?", (receipt.event_key,)
+        ):
+            return ReceiptOutcome.DUPLICATE, None
+        row = None
+        if receipt.message_id is not None:
+            row = self._lock_one(tx, receipt.message_id)
+        if row is None:
+            found = tx.execute(
+                "SELECT id FROM smsgate_messages WHERE provider_message_id = ? AND provider = ?",
+                (receipt.provider_message_id, receipt.provider),
+            )
+            row = self._lock_one(tx, found[0][0]) if found else None
+        if row is None:
+            tx.execute(
+                "INSERT INTO smsgate_pending_receipts (event_key, provider, provider_message_id, "
+                "status, at, reason, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    receipt.event_key,
+                    receipt.provider,
+                    receipt.provider_message_id,
+                    receipt.status.value,
+                    receipt.at,
+                    receipt.reason,
+                    receipt.raw,
+                    now,
+                ),
+            )
+            return ReceiptOutcome.PENDING, None
+        return self._apply_receipt(tx, row, receipt, now), row.id
 
     def _apply_receipt(
         self, tx: Tx, row: StoredMessage, receipt: Receipt, now: float

@@ -61,6 +61,7 @@ from smsgate.routing import (
 
 if TYPE_CHECKING:
     from smsgate.outbox.outbox import Outbox
+    from smsgate.outbox.postgres import PgLoopCalls
     from smsgate.providers.base import Provider
 
 logger = logging.getLogger("smsgate.worker")
@@ -212,6 +213,8 @@ class Worker:
         self._pools: dict[tuple[str, str | None], _TokenPool] = {}
         self._db_threads = 1 if self.store.engine == "sqlite" else 4
         self._db = ThreadPoolExecutor(self._db_threads, thread_name_prefix="smsgate-worker-db")
+        # PostgreSQL: claims and group commits on the loop itself (see PgLoopCalls)
+        self._loop_calls: PgLoopCalls | None = None
         self._ran = False
         self._db_busy = False
         self._deadlines: dict[asyncio.Task[Any], float] = {}
@@ -255,6 +258,10 @@ class Worker:
         logger.info(
             "worker %s started on %s (%s)", self.id, self.store.url, ", ".join(self.providers)
         )
+        open_loop_calls = getattr(self.store, "open_loop_calls", None)
+        if open_loop_calls is not None:
+            # one connection per write in flight (claims have one of their own)
+            self._loop_calls = await open_loop_calls(self._db, self._db_threads)
         senders = [
             asyncio.create_task(self._sender(), name=f"smsgate-send-{i}")
             for i in range(self.concurrency)
@@ -277,6 +284,8 @@ class Worker:
             watchdog.cancel()
             await asyncio.gather(renewer, watchdog, return_exceptions=True)
             await self._release_unstarted(unstarted)
+            if self._loop_calls is not None:
+                await self._loop_calls.aclose()
             self._db.shutdown(wait=True)
             if watcher is not None:
                 watcher.cancel()
@@ -321,14 +330,24 @@ class Worker:
             take_over = now >= self._next_takeover
             if take_over:
                 self._next_takeover = now + min(1.0, self.lease / 4)
+            calls = self._loop_calls
             try:
-                claimed = await self._db_call(
-                    functools.partial(self.store.claim, take_over=take_over),
-                    self.id,
-                    min(room, self.batch_size),
-                    now,
-                    now + self.lease,
-                )
+                if calls is not None:
+                    claimed = await calls.claim(
+                        self.id,
+                        min(room, self.batch_size),
+                        now,
+                        now + self.lease,
+                        take_over=take_over,
+                    )
+                else:
+                    claimed = await self._db_call(
+                        functools.partial(self.store.claim, take_over=take_over),
+                        self.id,
+                        min(room, self.batch_size),
+                        now,
+                        now + self.lease,
+                    )
             except Exception:
                 self.stats.store_errors += 1
                 logger.exception("worker %s: claiming failed; retrying", self.id)
@@ -866,16 +885,12 @@ class Worker:
         now = self.clock.time()
         started: set[str] = set()
         for attempt in itertools.count():
+            args = (self.id, [start for start, _, _ in starts], batch, idle, now, now + self.lease)
             try:
-                started, _ = await self._db_call(
-                    self.store.write,
-                    self.id,
-                    [start for start, _, _ in starts],
-                    batch,
-                    idle,
-                    now,
-                    now + self.lease,
-                )
+                if self._loop_calls is not None:
+                    started, _ = await self._loop_calls.write(*args)
+                else:
+                    started, _ = await self._db_call(self.store.write, *args)
                 break
             except Exception:
                 self.stats.store_errors += 1

@@ -3,9 +3,10 @@
 It opens the outbox (refusing a store on an old schema, with the command to run, and refusing
 opted-out recipients at submit as ``[otp] honor_opt_outs`` says), builds one provider per
 ``[providers.NAME]`` with its status-callback URL under ``public_url``, and on start
-runs, next to the API: the submit grouper, the in-process worker (unless disabled), the relay of
-message events to user webhooks, the webhook dispatcher and the metrics follower. On shutdown it
-stops them in that order's reverse, letting the worker finish or release what it holds.
+runs, next to the API: the submit and receipt groupers, the in-process worker (unless disabled),
+the relay of message events to user webhooks, the webhook dispatcher and the metrics follower.
+On shutdown it stops them in that order's reverse, letting the worker finish or release what it
+holds.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from smsgate.outbox.worker import Worker
 from smsgate.providers.base import Provider
 from smsgate.server import errors
 from smsgate.server.auth import ApiKeyMiddleware, Authenticator
-from smsgate.server.fastpath import FastSubmit
+from smsgate.server.fastpath import FastReceipts, FastSubmit
 from smsgate.server.inbound import InboundHandler
 from smsgate.server.metrics import EventFollower, Metrics, StoreCollector
+from smsgate.server.receipts import ReceiptRecorder
 from smsgate.server.relay import EventRelay
 from smsgate.server.routes import docs, health, messages, optouts, providers, tools, webhooks
 from smsgate.server.services import Services
@@ -99,6 +101,7 @@ def create_app(
         metrics=metrics,
         authenticator=Authenticator(store, clock=clock),
         submitter=Submitter(box, store, settings, clock=clock),
+        receipts=ReceiptRecorder(box),
         inbound=InboundHandler(box, store, settings, clock=clock),
         dispatcher=dispatcher,
         worker_state="starting" if sender is not None else "disabled",
@@ -114,6 +117,7 @@ def create_app(
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         svc.submitter.start()
+        svc.receipts.start()
         worker_task = None
         if sender is not None:
             worker_task = asyncio.create_task(_supervise(svc, sender, stop), name="smsgate-worker")
@@ -128,6 +132,7 @@ def create_app(
         finally:
             stop.set()
             await svc.submitter.stop()
+            await svc.receipts.stop()
             if worker_task is not None:
                 await worker_task
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -161,6 +166,8 @@ def create_app(
     if settings.fast_submit:
         app.add_middleware(FastSubmit, submitter=svc.submitter)
     app.add_middleware(ApiKeyMiddleware, authenticator=svc.authenticator)
+    if settings.fast_submit:  # outermost: provider webhooks need no API key
+        app.add_middleware(FastReceipts, services=svc)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -17,6 +17,7 @@ from smsgate.providers.base import Provider
 from smsgate.server.auth import Authenticator
 from smsgate.server.inbound import InboundHandler
 from smsgate.server.metrics import Metrics
+from smsgate.server.receipts import ReceiptRecorder
 from smsgate.server.settings import ServerSettings
 from smsgate.server.store import ServerStore
 from smsgate.server.submit import Submitter
@@ -33,6 +34,7 @@ class Services:
     metrics: Metrics
     authenticator: Authenticator
     submitter: Submitter
+    receipts: ReceiptRecorder
     inbound: InboundHandler
     dispatcher: WebhookDispatcher
     #: what the in-process worker is doing ("running", "stopped", "disabled")

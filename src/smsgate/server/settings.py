@@ -14,7 +14,7 @@ Every key is optional::
     webhook_retry_horizon = "24h" # retry user webhooks this long, then dead-letter them
     webhook_timeout = "10s"
     max_batch = 10000
-    fast_submit = true            # serve POST /v1/messages outside FastAPI's routing (faster)
+    fast_submit = true            # serve POST /v1/messages and status webhooks outside FastAPI
     request_receipts = true       # ask providers for receipts at {public_url}/webhooks/NAME/status
 
 Whether otp messages to opted-out recipients are refused is the outbox's setting, for every

@@ -15,8 +15,6 @@ answer), so the event loop, which also runs the in-process worker, is never held
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +30,7 @@ from smsgate.outbox import Outbox, SubmitOutcome
 from smsgate.outbox.store import dumps
 from smsgate.server.auth import ApiKey
 from smsgate.server.errors import ApiError, from_smsgate, problems_error
+from smsgate.server.grouping import GroupCommit
 from smsgate.server.models import BATCH_IN, MessageAccepted, MessageIn
 from smsgate.server.settings import ServerSettings
 from smsgate.server.store import ServerStore
@@ -180,11 +179,7 @@ class Submitter:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.group = group
-        self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[SubmitOutcome]]] | None = (
-            None
-        )
-        self._task: asyncio.Task[None] | None = None
+        self._commit = GroupCommit(self.store_items, group=group, name="smsgate-submitter")
 
     # -- quota --------------------------------------------------------------------------------
 
@@ -212,12 +207,7 @@ class Submitter:
 
     async def submit_one(self, item: dict[str, Any]) -> SubmitOutcome:
         """Store one item, grouped with whatever else is being submitted right now."""
-        if self._queue is None:
-            (outcome,) = await anyio.to_thread.run_sync(self.store_items, [item])
-            return outcome
-        future: asyncio.Future[SubmitOutcome] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
-        return await future
+        return await self._commit(item)
 
     def store_items(self, items: list[dict[str, Any]]) -> list[SubmitOutcome]:
         """Store ``items`` in one go through the outbox; one outcome per item, in order.
@@ -262,46 +252,12 @@ class Submitter:
                 statuses[outcome.id] = record.status if record is not None else Status.QUEUED
         return statuses
 
-    # -- the grouping loop --------------------------------------------------------------------
-
     def start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(), name="smsgate-submitter")
+        self._commit.start()
 
     async def stop(self) -> None:
         """Finish what is queued, then stop."""
-        if self._task is None or self._queue is None:
-            return
-        await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-        self._queue = None
-
-    async def _run(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
-        while True:
-            first = await queue.get()
-            waiting = [first]
-            while len(waiting) < self.group and not queue.empty():
-                waiting.append(queue.get_nowait())
-            try:
-                outcomes = await anyio.to_thread.run_sync(
-                    self.store_items, [item for item, _ in waiting]
-                )
-            except Exception as exc:
-                for _, future in waiting:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for (_, future), outcome in zip(waiting, outcomes, strict=True):
-                    if not future.done():
-                        future.set_result(outcome)
-            finally:
-                for _ in waiting:
-                    queue.task_done()
+        await self._commit.stop()
 
 
 def _new_status(item: Mapping[str, Any], now: float) -> Status:

@@ -4,7 +4,10 @@
 functions decide. A request that does not verify gets 403 and nothing is stored; a body the
 provider cannot parse gets 400; a provider we do not have, or one without that kind of webhook,
 gets 404. A receipt is recorded once (the same event id twice is a duplicate) and moves a message
-forward only.
+forward only; receipts arriving together share a transaction
+(:class:`~smsgate.server.receipts.ReceiptRecorder`), and each is answered once it is committed.
+With ``[server] fast_submit`` (the default) POST status webhooks are answered by
+:class:`~smsgate.server.fastpath.FastReceipts` with :func:`record_status`, as here.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TypeVar
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import URL
 
 from smsgate.errors import SmsgateError, UnsupportedFeature, WebhookVerificationError
 from smsgate.message import DeliveryEvent
@@ -53,17 +57,25 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
 async def status_webhook(provider: str, request: Request, svc: Svc) -> JSONResponse:
     impl = _provider(svc, provider)
     webhook = await _webhook_request(svc, request)
+    received, stored = await record_status(svc, impl, webhook)
+    return JSONResponse(WebhookReceipt(received=received, stored=stored).model_dump())
+
+
+async def record_status(svc: Services, impl: Provider, webhook: WebhookRequest) -> tuple[int, int]:
+    """Verify and record a status webhook: (receipts received, receipts stored). Each stored
+    receipt is durable when this returns. Raises :class:`ApiError` for the 4xx answers.
+    :class:`~smsgate.server.fastpath.FastReceipts` calls this too."""
     events = _verified(svc, impl, "status", lambda: impl.handle_status_webhook(webhook))
     stored = 0
     for event in events:
-        result = await svc.outbox.arecord_event(event)
+        result = await svc.receipts.record(event)
         if result.outcome is ReceiptOutcome.DUPLICATE:
             continue
         stored += 1
         if event.opted_out and event.to:
             await _suppress(svc, impl, event, result.message_id)
     svc.metrics.webhooks.labels(impl.name, "status", "stored" if stored else "duplicate").inc()
-    return JSONResponse(WebhookReceipt(received=len(events), stored=stored).model_dump())
+    return len(events), stored
 
 
 @router.post(
@@ -123,26 +135,29 @@ async def _webhook_request(svc: Services, request: Request) -> WebhookRequest:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise ApiError(
-                413,
-                "too_large",
-                "the webhook body is over 1 MiB",
-                fix="providers send small bodies: check the caller",
-            )
+            raise body_too_large()
     return WebhookRequest(
-        url=public_url_of(request, svc.settings.public_url),
+        url=public_url_of(request.url, svc.settings.public_url),
         method=request.method,
         headers=dict(request.headers),
         body=body,
     )
 
 
-def public_url_of(request: Request, public_url: str | None) -> str:
+def body_too_large() -> ApiError:
+    return ApiError(
+        413,
+        "too_large",
+        "the webhook body is over 1 MiB",
+        fix="providers send small bodies: check the caller",
+    )
+
+
+def public_url_of(url: URL, public_url: str | None) -> str:
     """The URL the provider called: behind a proxy, the configured public URL with this path."""
-    url = str(request.url)
     if public_url is None:
-        return url
-    path_qs = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return str(url)
+    path_qs = url.path + (f"?{url.query}" if url.query else "")
     return public_url.rstrip("/") + path_qs
 
 
