@@ -707,3 +707,40 @@ def test_postgresql_claims_on_the_loop_do_not_wait_for_the_disk_and_writes_do(
     with Outbox(postgres_url, migrate=True) as outbox:
         assert isinstance(outbox.store, PostgresStore)
         assert asyncio.run(settings(outbox.store)) == ("off", "on")
+
+
+def test_closing_a_sqlite_store_waits_for_a_write_under_way_on_another_thread(
+    tmp_path: Path,
+) -> None:
+    # Closing a connection while another thread is inside one of its calls crashes the
+    # interpreter (seen at server shutdown): close() must let the write finish first.
+    outbox = Outbox(sqlite_url(tmp_path), migrate=True)
+    store = outbox.store
+    inside, release, closed = threading.Event(), threading.Event(), threading.Event()
+    wrote: list[str] = []
+
+    def write() -> None:
+        with store._write() as tx:  # type: ignore[attr-defined]
+            tx.execute("CREATE TABLE held (n INTEGER)")
+            inside.set()
+            release.wait(10)
+            tx.execute("INSERT INTO held VALUES (1)")
+        wrote.append("committed")
+
+    def close() -> None:
+        outbox.close()
+        closed.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert inside.wait(10)
+    closer = threading.Thread(target=close)
+    closer.start()
+    assert not closed.wait(0.2), "close() did not wait for the write under way"
+    release.set()
+    writer.join(10)
+    closer.join(10)
+    assert wrote == ["committed"] and closed.is_set()
+    with pytest.raises(RuntimeError, match="store is closed"):
+        with store._write():  # type: ignore[attr-defined]
+            pass

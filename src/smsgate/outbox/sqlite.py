@@ -206,12 +206,19 @@ class SqliteStore(SqlStore):
         return conn
 
     def close(self) -> None:
+        """Close every connection. Closing one while another thread is inside one of its calls
+        crashes the interpreter, so a write still under way is waited for (it holds the writer
+        lock, and none starts after this), and a connection still reading is left to be freed
+        with its thread."""
         self._closed = True
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            with contextlib.suppress(sqlite3.ProgrammingError):  # closed by its thread already
-                conn.close()
+        with self._writer:
+            with self._lock:
+                connections, self._connections = self._connections, []
+            for conn in connections:
+                if conn.in_transaction:
+                    continue
+                with contextlib.suppress(sqlite3.ProgrammingError):  # closed by its thread already
+                    conn.close()
         self._local = threading.local()
 
     @contextmanager
@@ -221,6 +228,8 @@ class SqliteStore(SqlStore):
         conn = self._conn()
         relaxed = not durable and self._synchronous != "OFF"
         with self._writer:
+            if self._closed:  # another thread closed the store while this one waited
+                raise RuntimeError("the outbox store is closed")
             if relaxed:  # SQLite takes this only outside a transaction
                 conn.execute("PRAGMA synchronous = OFF")
             try:
@@ -244,6 +253,8 @@ class SqliteStore(SqlStore):
     @contextmanager
     def _read(self) -> Iterator[Tx]:
         conn = self._conn()
+        if self._closed:
+            raise RuntimeError("the outbox store is closed")
         conn.execute("BEGIN")
         try:
             yield _SqliteTx(conn)
