@@ -741,6 +741,5 @@ def test_closing_a_sqlite_store_waits_for_a_write_under_way_on_another_thread(
     writer.join(10)
     closer.join(10)
     assert wrote == ["committed"] and closed.is_set()
-    with pytest.raises(RuntimeError, match="store is closed"):
-        with store._write():  # type: ignore[attr-defined]
-            pass
+    with pytest.raises(RuntimeError, match="store is closed"), store._write():  # type: ignore[attr-defined]
+        pass
