@@ -236,6 +236,17 @@ def _check_sender(sender: Any) -> None:
         raise InvalidMessage("sender is longer than 64 characters", field="sender")
 
 
+class JsonObject(dict[str, Any]):
+    """A JSON object parsed from a provider's response, with ``body``, the bytes it came from.
+
+    A result's ``raw`` is often one. Storing it stores ``body``, the provider's own bytes, rather
+    than encoding the mapping again.
+    """
+
+    __slots__ = ("body",)
+    body: bytes
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendResult:
     """What happened to one message: normalized fields plus the provider's raw response."""

@@ -95,6 +95,22 @@ def test_sends_everything_and_records_each_step(box: Outbox, twilio: EmulatorThr
     assert box.store.work_left() == (None, None)
 
 
+def test_the_history_keeps_the_providers_response_as_it_was_sent(
+    box: Outbox, twilio: EmulatorThread
+) -> None:
+    message_id = box.submit(Message(to="+15555550100", body="keep the raw answer"))
+    work(box, [provider_for(twilio)])
+    with box.store._read() as tx:  # type: ignore[attr-defined]
+        (raw,) = tx.execute(
+            "SELECT raw FROM smsgate_events WHERE message_id = ? AND to_status = 'sent'",
+            (message_id,),
+        )[0]
+    # The emulator answers as aiohttp writes JSON (", " and ": "); a re-encoding would be compact.
+    assert '", "' in raw and '": "' in raw
+    sent = box.status(message_id).events[-1]
+    assert sent.raw["sid"] == box.status(message_id).provider_message_id  # type: ignore[index]
+
+
 def test_faults_end_final_with_no_unexplained_duplicate(
     box: Outbox, twilio: EmulatorThread
 ) -> None:

@@ -986,3 +986,17 @@ def test_many_concurrent_sends_through_a_small_pool_reach_the_emulator_once_each
         assert summary["count"] == 300 and summary["duplicates"] == 0
     finally:
         emulator.stop()
+
+
+def test_a_json_object_remembers_the_bytes_it_came_from() -> None:
+    from smsgate.message import JsonObject
+    from smsgate.outbox.store import dumps
+    from smsgate.providers.transport import HttpResponse
+
+    body = '{"sid": "SM1",  "body": "caf\u00e9 ✓"}'.encode()
+    parsed = HttpResponse(200, {}, body).json()
+    assert type(parsed) is JsonObject and parsed == {"sid": "SM1", "body": "café ✓"}
+    assert dumps(parsed) == body.decode()  # stored as the provider sent it, spacing and all
+    utf16 = HttpResponse(200, {}, '{"sid": "SM2"}'.encode("utf-16")).json()
+    assert dumps(utf16) == '{"sid":"SM2"}'  # not UTF-8: encoded again, as text
+    assert HttpResponse(200, {}, b"[1, 2]").json() == [1, 2]

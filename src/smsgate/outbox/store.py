@@ -27,7 +27,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from smsgate.errors import ConfigError, SmsgateError
-from smsgate.message import Status
+from smsgate.message import JsonObject, Status
 from smsgate.ratelimit import BucketSpec
 
 
@@ -423,7 +423,13 @@ _ENCODER = json.JSONEncoder(
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON for storage (one encoder, built once: this runs for every message)."""
+    """Compact JSON for storage (one encoder, built once: this runs for every message); a
+    provider's JSON object as the provider sent it."""
+    if type(value) is JsonObject:
+        try:
+            return value.body.decode("utf-8")
+        except UnicodeDecodeError:  # UTF-16 or -32, which JSON allows: stored as UTF-8 text
+            pass
     return _ENCODER.encode(value)
 
 

@@ -54,6 +54,7 @@ from urllib.parse import quote, quote_plus, urlencode, urlsplit
 import httptools
 
 from smsgate.errors import AmbiguousSend, ConfigError, InvalidMessage, SmsgateError, TransientError
+from smsgate.message import JsonObject
 
 logger = logging.getLogger("smsgate.http")
 
@@ -122,11 +123,16 @@ class HttpResponse:
         return self.body.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        """The parsed JSON body, or ``None`` when the body is not JSON."""
+        """The parsed JSON body, or ``None`` when the body is not JSON. An object comes back as
+        a :class:`JsonObject`, which remembers the body it was parsed from."""
         try:
-            return json.loads(self.body)
+            value = json.loads(self.body)
         except ValueError:
             return None
+        if type(value) is dict:
+            value = JsonObject(value)
+            value.body = self.body
+        return value
 
 
 class Headers(Mapping[str, str]):
