@@ -1,10 +1,13 @@
 """Bulk direct sends against one loopback Twilio-compatible server: four clients, one run.
 
-    .venv/bin/python bench/bulk_direct.py [--messages 20000] [--in-flight 100]
+    .venv/bin/python bench/bulk_direct.py [--messages 20000] [--in-flight 100] [--scheme http]
 
-The server is smsgate's own Twilio emulator, started as a separate process with
-``smsgate emulate twilio --port N`` (so it has its own core and its CPU is not charged to the
-clients), with no callbacks configured. Each client sends the same messages (unique OTP bodies
+The server is smsgate's own Twilio emulator in a separate process (so it has its own core and
+its CPU is not charged to the clients), with no callbacks configured. It listens twice: on plain
+HTTP and on TLS with a certificate from a CA of the bench's own (made with ``cryptography`` at
+start), and every client runs over both (``--scheme`` picks one). Every client trusts that CA
+and only it: ``Gateway`` through its ``ca_file=`` option, the others through ``SSL_CERT_FILE``
+(which OpenSSL's default verify paths read). Each client sends the same messages (unique OTP bodies
 to 1,000 recipients in the fictional 555-01xx ranges) and is checked: every message must be
 accepted, and the emulator must have recorded exactly that many. The clients:
 
@@ -29,35 +32,48 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import requests
-from emulator_process import free_port, start_emulator
+from emulator_process import free_port, read_provider_url
 
 SENDER = "+15005550006"
 TARGETS = {
     "seeds' pattern": 5.0,
-    "twilio SDK async": 1.3,
-    "bare aiohttp": 0.8,
+    "twilio SDK async": 3.0,
+    "bare aiohttp": 2.0,
 }
 
 
 @dataclass
 class Server:
     proc: subprocess.Popen[str]
+    #: the emulator's plain-HTTP listener; ``base`` is where the clients send (HTTP or TLS)
     url: str
+    tls_url: str
     provider_url: str
     account_sid: str
     auth_token: str
+    ca_file: str
+    base: str = ""
 
     @property
     def messages_url(self) -> str:
-        return f"{self.url}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+        return f"{self.base}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+
+    def gateway_url(self, in_flight: int) -> str:
+        url = self.provider_url.replace(f"base_url={self.url}", f"base_url={self.base}")
+        url += f"&max_connections={in_flight}"
+        if self.base.startswith("https:"):
+            url += f"&ca_file={self.ca_file}"
+        return url
 
     def reset(self) -> None:
         requests.post(f"{self.url}/_emulator/reset", timeout=30).raise_for_status()
@@ -95,12 +111,58 @@ class Figure:
         return self.cpu / self.n * 1e6
 
 
-def start_server() -> Server:
-    port = free_port()
-    proc, provider_url = start_emulator("twilio", port)
+def own_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA of our own and a server certificate for 127.0.0.1 it signed: (ca, cert, key)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.tls import OwnCA
+
+    ca = OwnCA(directory, "bulk_direct bench CA")
+    issued = ca.issue("127.0.0.1")
+    return ca.pem, issued.cert, issued.key
+
+
+def serve(port: int, tls_port: int, cert: str, key: str) -> None:
+    """The child process: the Twilio emulator on ``port`` (HTTP) and ``tls_port`` (TLS)."""
+    import ssl
+
+    from aiohttp import web
+
+    from smsgate.emulators import emulator_class
+    from smsgate.eventloop import run
+
+    async def main() -> None:
+        emulator = emulator_class("twilio")()
+        await emulator.start("127.0.0.1", port)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        assert emulator._runner is not None
+        await web.TCPSite(
+            emulator._runner, "127.0.0.1", tls_port, ssl_context=context, backlog=1024
+        ).start()
+        for line in emulator.describe():
+            print(line, flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await emulator.stop()
+
+    run(main())
+
+
+def start_server(ca: Path, cert: Path, key: str | Path) -> Server:
+    port, tls_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), str(tls_port), str(cert), str(key)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    provider_url = read_provider_url(proc, "twilio")
     credentials = provider_url.removeprefix("twilio://").split("@", 1)[0]
     sid, _, token = credentials.partition(":")
-    return Server(proc, f"http://127.0.0.1:{port}", provider_url, sid, token)
+    url = f"http://127.0.0.1:{port}"
+    tls_url = f"https://127.0.0.1:{tls_port}"
+    return Server(proc, url, tls_url, provider_url, sid, token, str(ca), base=url)
 
 
 def stop_server(server: Server) -> None:
@@ -131,8 +193,7 @@ def workload(n: int) -> list[tuple[str, str]]:
 def run_send_many(server: Server, work: list[tuple[str, str]], in_flight: int) -> int:
     import smsgate
 
-    url = f"{server.provider_url}&max_connections={in_flight}"
-    with smsgate.Gateway.from_url(url) as gateway:
+    with smsgate.Gateway.from_url(server.gateway_url(in_flight)) as gateway:
         messages = [smsgate.Message(to=to, body=body) for to, body in work]
         results = gateway.send_many(messages)
     return sum(r.ok for r in results)
@@ -149,6 +210,7 @@ def run_seed_pattern(server: Server, work: list[tuple[str, str]], in_flight: int
             data={"To": to_number, "From": SENDER, "Body": text},
             auth=auth,
             timeout=10,
+            verify=server.ca_file,
         )
         response.raise_for_status()
         data: dict[str, object] = response.json()
@@ -175,7 +237,7 @@ def run_twilio_async(server: Server, work: list[tuple[str, str]], in_flight: int
     async def main() -> int:
         http = AsyncTwilioHttpClient()
         client = Client(server.account_sid, server.auth_token, http_client=http)
-        client.api.base_url = server.url
+        client.api.base_url = server.base
         messages = client.messages
         pending = iter(work)
         ok = 0
@@ -201,6 +263,8 @@ def run_twilio_async(server: Server, work: list[tuple[str, str]], in_flight: int
 
 
 def run_bare_aiohttp(server: Server, work: list[tuple[str, str]], in_flight: int) -> int:
+    import ssl
+
     import aiohttp
 
     token = f"{server.account_sid}:{server.auth_token}".encode()
@@ -208,7 +272,8 @@ def run_bare_aiohttp(server: Server, work: list[tuple[str, str]], in_flight: int
     url = server.messages_url
 
     async def main() -> int:
-        connector = aiohttp.TCPConnector(limit=in_flight)
+        context = ssl.create_default_context(cafile=server.ca_file)
+        connector = aiohttp.TCPConnector(limit=in_flight, ssl=context)
         ok = 0
         pending = iter(work)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -274,10 +339,10 @@ def combine(parts: list[Figure]) -> Figure:
     )
 
 
-def report(figures: list[Figure], slices: int) -> None:
+def report(scheme: str, figures: list[Figure], slices: int) -> None:
     best = {f.name: f for f in figures}
     print()
-    print(f"totals ({slices} interleaved slice(s) per client):")
+    print(f"{scheme.upper()} totals ({slices} interleaved slice(s) per client):")
     print(
         f"{'client':<20} {'msg/s':>9} {'client CPU/msg':>15} {'emulator CPU/msg':>17} "
         f"{'emulator busy':>14}"
@@ -294,7 +359,9 @@ def report(figures: list[Figure], slices: int) -> None:
         )
     ours = best["Gateway.send_many"]
     print()
-    print("Gateway.send_many against the targets (msg/s; client CPU/msg in brackets):")
+    print(
+        f"{scheme.upper()}: Gateway.send_many against the targets (msg/s; client CPU/msg in brackets):"
+    )
     for name, target in TARGETS.items():
         ratio = ours.rate / best[name].rate
         cpu_ratio = best[name].cpu_per_message_us / ours.cpu_per_message_us
@@ -312,8 +379,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=20_000, help="per client")
+    parser.add_argument("--messages", type=int, default=20_000, help="per client and scheme")
     parser.add_argument("--in-flight", type=int, default=100)
+    parser.add_argument(
+        "--scheme",
+        choices=["http", "https"],
+        action="append",
+        default=[],
+        help="run over this scheme only (repeatable; default both)",
+    )
     parser.add_argument(
         "--slices",
         type=int,
@@ -333,47 +407,70 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only the clients whose name contains this (repeatable)",
     )
+    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        port, tls_port, cert, key = args.serve
+        serve(int(port), int(tls_port), cert, key)
+        return 0
     clients = [
         (name, fn)
         for name, fn in CLIENTS
         if not args.only or any(p.lower() in name.lower() for p in args.only)
     ]
+    schemes = args.scheme or ["http", "https"]
     work = workload(args.messages)
     size = -(-len(work) // args.slices)
     slices = [work[i : i + size] for i in range(0, len(work), size)]
-    server = start_server()
-    print(
-        f"emulator: {server.url} (pid {server.proc.pid}); {os.cpu_count()} CPUs; "
-        f"{args.messages:,} messages per client in {len(slices)} slice(s), "
-        f"{args.in_flight} in flight"
-    )
-    parts: dict[str, list[Figure]] = {name: [] for name, _ in clients}
-    try:
-        for _, fn in clients:
-            if args.warmup:
-                fn(server, workload(args.warmup), args.in_flight)
-        for number, chunk in enumerate(slices, 1):
-            for name, fn in clients:
-                figure = measure(name, fn, server, chunk, args.in_flight)
-                print(
-                    f"  slice {number}  {name:<20} {figure.rate:>8,.0f} msg/s  "
-                    f"{figure.cpu_per_message_us:>6,.0f} µs CPU/msg",
-                    flush=True,
-                )
-                parts[name].append(figure)
-    finally:
-        stop_server(server)
-    if len(clients) == len(CLIENTS):
-        report([combine(p) for p in parts.values()], len(slices))
-    else:
-        for p in parts.values():
-            total = combine(p)
-            print(
-                f"{total.name:<20} {total.rate:>9,.0f} msg/s "
-                f"{total.cpu_per_message_us:>8,.0f} µs CPU/msg"
-            )
+    with tempfile.TemporaryDirectory() as directory:
+        ca, cert, key = own_ca(Path(directory))
+        # Before any client library builds its default TLS context (aiohttp does on import).
+        os.environ["SSL_CERT_FILE"] = str(ca)
+        server = start_server(ca, cert, key)
+        print(
+            f"emulator: {server.url} and {server.tls_url} (pid {server.proc.pid}); "
+            f"{os.cpu_count()} CPUs; {args.messages:,} messages per client and scheme in "
+            f"{len(slices)} slice(s), {args.in_flight} in flight"
+        )
+        try:
+            for scheme in schemes:
+                target = replace(server, base=server.url if scheme == "http" else server.tls_url)
+                run_scheme(scheme, target, clients, slices, args)
+        finally:
+            stop_server(server)
     return 0
+
+
+def run_scheme(
+    scheme: str,
+    server: Server,
+    clients: list[tuple[str, Callable[[Server, list[tuple[str, str]], int], int]]],
+    slices: list[list[tuple[str, str]]],
+    args: argparse.Namespace,
+) -> None:
+    print(f"\n{scheme.upper()} ({server.base})")
+    parts: dict[str, list[Figure]] = {name: [] for name, _ in clients}
+    for _, fn in clients:
+        if args.warmup:
+            fn(server, workload(args.warmup), args.in_flight)
+    for number, chunk in enumerate(slices, 1):
+        for name, fn in clients:
+            figure = measure(name, fn, server, chunk, args.in_flight)
+            print(
+                f"  slice {number}  {name:<20} {figure.rate:>8,.0f} msg/s  "
+                f"{figure.cpu_per_message_us:>6,.0f} µs CPU/msg",
+                flush=True,
+            )
+            parts[name].append(figure)
+    if len(clients) == len(CLIENTS):
+        report(scheme, [combine(p) for p in parts.values()], len(slices))
+        return
+    for p in parts.values():
+        total = combine(p)
+        print(
+            f"{total.name:<20} {total.rate:>9,.0f} msg/s "
+            f"{total.cpu_per_message_us:>8,.0f} µs CPU/msg"
+        )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,11 @@ def start_emulator(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    return proc, read_provider_url(proc, name, timeout)
+
+
+def read_provider_url(proc: subprocess.Popen[str], name: str, timeout: float = 30.0) -> str:
+    """The provider URL an emulator process prints; exits the bench if it never does."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -38,6 +43,6 @@ def start_emulator(
         if not line:
             raise SystemExit(f"the {name} emulator exited early (status {proc.poll()})")
         if line.startswith("provider URL: "):
-            return proc, line.removeprefix("provider URL: ").strip()
+            return line.removeprefix("provider URL: ").strip()
     proc.kill()
     raise SystemExit(f"the {name} emulator did not print its provider URL within {timeout:g} s")
