@@ -17,6 +17,7 @@ writes only what is specific to it:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from abc import ABC, abstractmethod
@@ -45,6 +46,7 @@ from smsgate.providers.transport import (
     HttpTransport,
     Limits,
     Timeout,
+    TransportOptions,
     redact_url,
     validate_base_url,
 )
@@ -138,14 +140,20 @@ class Provider(ABC):
         status_callback: str | None = None,
         timeout: Timeout | None = None,
         limits: Limits | None = None,
+        transport_options: TransportOptions | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name or self.scheme
         self.sender = sender
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.status_callback = status_callback
-        self.timeout = timeout or Timeout()
-        self.limits = limits or Limits()
+        options = transport_options or TransportOptions()
+        self.timeout = timeout or options.timeout
+        self.limits = limits or options.limits
+        #: proxy, TLS trust, timeouts and limits of this provider's HTTP requests
+        self.transport_options = dataclasses.replace(
+            options, timeout=self.timeout, limits=self.limits
+        )
         self.clock = clock
 
     # -- construction -------------------------------------------------------------------------
@@ -157,14 +165,15 @@ class Provider(ABC):
 
     @staticmethod
     def common_options(url: ProviderURL) -> dict[str, Any]:
-        """Options every provider URL takes: base_url, callback, timeouts, concurrency."""
+        """Options every provider URL takes: base_url, callback, and the transport's
+        (``TRANSPORT_OPTIONS``: timeouts, concurrency, proxy, TLS trust)."""
+        transport = TransportOptions.from_query(url.options)
         return {
             "base_url": url.option("base_url"),
             "status_callback": url.option("callback") or url.option("status_callback"),
-            "timeout": Timeout(
-                connect=url.number("connect_timeout", 5.0), read=url.number("timeout", 15.0)
-            ),
-            "limits": Limits(max_connections=int(url.number("max_connections", 100))),
+            "timeout": transport.timeout,
+            "limits": transport.limits,
+            "transport_options": transport,
         }
 
     def __repr__(self) -> str:
@@ -458,7 +467,7 @@ class HttpProvider(Provider):
     def transport(self) -> HttpTransport:
         if self._transport is None:
             self._transport = HttpTransport(
-                self.base_url, provider=self.name, timeout=self.timeout, limits=self.limits
+                self.base_url, provider=self.name, options=self.transport_options
             )
         return self._transport
 

@@ -38,22 +38,34 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
+import ipaddress
 import json
 import logging
+import os
 import re
+import socket
 import ssl
-import time
+import urllib.request
 import zlib
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, cast
-from urllib.parse import quote, quote_plus, urlencode, urlsplit
+from typing import Any, TypeVar, cast
+from urllib.parse import quote, quote_plus, unquote, urlencode, urlsplit
 
+import aiohappyeyeballs
 import httptools
 
-from smsgate.errors import AmbiguousSend, ConfigError, InvalidMessage, SmsgateError, TransientError
+from smsgate.errors import (
+    AmbiguousSend,
+    AuthError,
+    ConfigError,
+    InvalidMessage,
+    SmsgateError,
+    TransientError,
+)
 from smsgate.message import JsonObject
 
 logger = logging.getLogger("smsgate.http")
@@ -81,14 +93,26 @@ _FORM_ESCAPES = {
 }
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _KEEPALIVE_TIMEOUT = re.compile(rb"timeout\s*=\s*(\d+)", re.IGNORECASE)
+_NEVER = float("inf")
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 
 @dataclass(frozen=True, slots=True)
 class Timeout:
-    """Seconds for connecting and for waiting on the response once the request is written."""
+    """Seconds allowed for each stage of an exchange.
+
+    ``connect``: opening the connection (TCP, the proxy's CONNECT, the TLS handshake);
+    ``write``: handing the whole request to the kernel once the connection is open;
+    ``read``: waiting for the next response byte once the request is written (so a response that
+    keeps trickling in never trips it: ``total`` bounds that);
+    ``total``: the whole request, from asking for a connection to the last response byte
+    (``None``: no bound beyond the others).
+    """
 
     connect: float = 5.0
     read: float = 15.0
+    write: float = 15.0
+    total: float | None = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +120,204 @@ class Limits:
     """At most ``max_connections`` connections open per keep-alive pool, so as many requests in
     flight. A transport keeps one pool per event loop (the sync API runs its own loop), plus one
     per loop for each other origin that requests name by absolute URL: the limit holds per pool,
-    not across them."""
+    not across them. A response body (decoded) larger than ``max_response_bytes`` fails the
+    request."""
 
     max_connections: int = 100
+    max_response_bytes: int = 10_000_000
+
+
+#: proxy option values that mean "connect directly, whatever the environment says"
+_NO_PROXY_VALUES = frozenset({"none", "direct", "off"})
+
+#: the transport options every HTTP provider URL takes, with a one-line doc each: what a
+#: provider's option declarations include, so that every provider reads them the same way
+TRANSPORT_OPTIONS: dict[str, str] = {
+    "connect_timeout": "seconds to open a connection (TCP, proxy tunnel, TLS); default 5",
+    "timeout": "seconds to wait for each response byte once the request is written; default 15",
+    "write_timeout": "seconds to hand the whole request to the network; default 15",
+    "total_timeout": "seconds for the whole request, 0 for no bound; default 60",
+    "max_connections": "connections (so requests in flight) per keep-alive pool; default 100",
+    "max_response_bytes": "largest response body accepted, decoded; default 10000000",
+    "proxy": "http://[user:password@]host:port of a forward proxy, or none; default: the "
+    "HTTP_PROXY / HTTPS_PROXY / NO_PROXY environment",
+    "ca_file": "PEM file of the CAs to trust instead of the system's",
+    "client_cert": "PEM file of a client certificate (with its key, or see client_key)",
+    "client_key": "PEM file of the client certificate's private key",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TransportOptions:
+    """How a transport connects: timeouts, limits, proxy and TLS trust. Parse a provider URL's
+    query with :meth:`from_query`; the option names are :data:`TRANSPORT_OPTIONS`' keys."""
+
+    timeout: Timeout = field(default_factory=Timeout)
+    limits: Limits = field(default_factory=Limits)
+    #: a proxy URL; ``"none"`` to ignore the environment; ``None`` to read the environment
+    proxy: str | None = None
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    #: RFC 8305's "Connection Attempt Delay": the head start of each address over the next
+    happy_eyeballs_delay: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.limits.max_connections < 1:
+            raise ConfigError(
+                f"max_connections must be at least 1, got {self.limits.max_connections}",
+                field="max_connections",
+            )
+        if self.proxy is not None and self.proxy.lower() not in _NO_PROXY_VALUES:
+            _Proxy.parse(self.proxy, "proxy")
+        for name in ("ca_file", "client_cert", "client_key"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(
+                    f"{name}={path!r} is not a readable file; give the path of a PEM file",
+                    field=name,
+                )
+        if self.client_key is not None and self.client_cert is None:
+            raise ConfigError(
+                "client_key is set without client_cert; give the certificate too",
+                field="client_cert",
+            )
+
+    @classmethod
+    def from_query(cls, options: Mapping[str, str]) -> TransportOptions:
+        """The transport options in a provider URL's query (other names are left alone)."""
+
+        def seconds(name: str, default: float) -> float:
+            value = _number(options, name, default)
+            if value <= 0:
+                raise ConfigError(
+                    f"{name}={options[name]!r} must be more than 0 seconds", field=name
+                )
+            return value
+
+        total = _number(options, "total_timeout", 60.0)
+        if total < 0:
+            raise ConfigError(
+                f"total_timeout={options['total_timeout']!r} must be 0 (no bound) or more",
+                field="total_timeout",
+            )
+        max_bytes = _number(options, "max_response_bytes", 10_000_000)
+        if max_bytes < 1 or max_bytes != int(max_bytes):
+            raise ConfigError(
+                f"max_response_bytes={options['max_response_bytes']!r} must be a whole number "
+                "of bytes, at least 1",
+                field="max_response_bytes",
+            )
+        connections = _number(options, "max_connections", 100)
+        if connections != int(connections):
+            raise ConfigError(
+                f"max_connections={options['max_connections']!r} must be a whole number",
+                field="max_connections",
+            )
+        return cls(
+            timeout=Timeout(
+                connect=seconds("connect_timeout", 5.0),
+                read=seconds("timeout", 15.0),
+                write=seconds("write_timeout", 15.0),
+                total=total or None,
+            ),
+            limits=Limits(max_connections=int(connections), max_response_bytes=int(max_bytes)),
+            proxy=options.get("proxy") or None,
+            ca_file=options.get("ca_file") or None,
+            client_cert=options.get("client_cert") or None,
+            client_key=options.get("client_key") or None,
+        )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context: these CAs (or the system's), host name checks on, the client
+        certificate if any."""
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"ca_file={self.ca_file!r} cannot be loaded ({exc}); give a PEM file of CA "
+                "certificates",
+                field="ca_file",
+            ) from None
+        if self.client_cert is not None:
+            try:
+                context.load_cert_chain(self.client_cert, self.client_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"client_cert={self.client_cert!r} cannot be loaded ({exc}); give PEM files "
+                    "of the certificate and of its unencrypted key (client_key=)",
+                    field="client_cert",
+                ) from None
+        return context
+
+
+def _number(options: Mapping[str, str], name: str, default: float) -> float:
+    value = options.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ConfigError(f"option {name}={value!r} must be a number", field=name)
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class _Proxy:
+    """A forward proxy: where to connect, and the Proxy-Authorization line to send it."""
+
+    host: str
+    port: int
+    #: "Proxy-Authorization: Basic ...\r\n", or "" without credentials
+    authorization: str
+    #: the proxy URL without its credentials, for messages
+    shown: str
+
+    @classmethod
+    def parse(cls, url: str, what: str) -> _Proxy:
+        try:
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        if parts is None or parts.scheme != "http" or not parts.hostname:
+            why = (
+                "the transport speaks plain HTTP to the proxy (and TLS to the server through "
+                "its CONNECT tunnel)"
+                if parts is not None and parts.scheme == "https"
+                else "it is not an http://host:port URL"
+            )
+            raise ConfigError(
+                f"{what} {redact_url(url)!r} cannot be used: {why}; write it as "
+                "http://[user:password@]proxy.example:3128",
+                field="proxy",
+            )
+        authorization = ""
+        if parts.username is not None:
+            credentials = basic_auth(unquote(parts.username), unquote(parts.password or ""))
+            authorization = f"Proxy-Authorization: {credentials}\r\n"
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return cls(parts.hostname, port or 80, authorization, f"http://{host}:{port or 80}")
+
+    @classmethod
+    def for_origin(cls, origin: _Origin, configured: str | None) -> _Proxy | None:
+        """The proxy requests to ``origin`` go through: the configured one, else the
+        environment's as ``urllib.request`` reads it (``NO_PROXY`` applies to it), else none."""
+        if configured is not None:
+            if configured.lower() in _NO_PROXY_VALUES:
+                return None
+            return cls.parse(configured, "proxy")
+        url = urllib.request.getproxies().get("https" if origin.tls else "http")
+        if not url or urllib.request.proxy_bypass(f"{origin.host}:{origin.port}"):
+            return None
+        variable = "HTTPS_PROXY" if origin.tls else "HTTP_PROXY"
+        return cls.parse(url, f"the {variable} environment variable's proxy")
+
+
+class ResponseTooLarge(AmbiguousSend):
+    """The response body went past the transport's ``max_response_bytes``; the request was sent."""
 
 
 @dataclass(slots=True)
@@ -110,13 +329,23 @@ class HttpRequest:
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     auth: tuple[str, str] | None = None
+    #: a tighter cap than the transport's ``Limits.max_response_bytes`` for this response
+    max_response_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
+    """A response as the server sent it: a 3xx is a 3xx (the transport follows no redirect),
+    the body decoded from gzip or deflate."""
+
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx: the only answer that can mean success (a 3xx means "ask elsewhere")."""
+        return 200 <= self.status < 300
 
     @property
     def text(self) -> str:
@@ -186,6 +415,8 @@ class _Origin:
     tls: bool
     host: str
     port: int
+    #: host[:port] as the Host header and a CONNECT request name it
+    authority: str
     #: the Host line and the default headers, in the order they are sent
     default_head: str
 
@@ -235,7 +466,7 @@ class _Origin:
             host = f"{host}:{port}"
         head = f"Host: {host}\r\n" + "".join(_DEFAULT_HEADERS.values())
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        return cls(tls, parts.hostname, port or default_port, head), target
+        return cls(tls, parts.hostname, port or default_port, host, head), target
 
     def head_without(self, overridden: set[str]) -> str:
         """The default head lines minus those a request sets itself."""
@@ -274,37 +505,57 @@ def redact_url(url: str) -> str:
 
 
 class HttpTransport:
-    """Keep-alive connection pools per event loop (sync callers run on their own loop)."""
+    """Keep-alive connection pools per event loop (sync callers run on their own loop).
 
-    def __init__(self, base_url: str, *, provider: str, timeout: Timeout, limits: Limits) -> None:
-        if limits.max_connections < 1:
-            raise ConfigError(
-                f"max_connections must be at least 1, got {limits.max_connections}",
-                field="max_connections",
-            )
-        self.base_url = base_url.rstrip("/")
+    ``base_url`` is prepended to relative request paths; without one (``None``) every request
+    names an absolute URL (webhooks, media). ``provider`` names the other side in errors.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None,
+        *,
+        provider: str,
+        timeout: Timeout | None = None,
+        limits: Limits | None = None,
+        options: TransportOptions | None = None,
+    ) -> None:
+        if options is None:
+            options = TransportOptions(timeout=timeout or Timeout(), limits=limits or Limits())
+        elif timeout is not None or limits is not None:
+            raise ValueError("give timeout and limits inside options, or options not at all")
+        self.options = options
         self.provider = provider
-        self.timeout = timeout
-        self.limits = limits
-        self._origin, prefix = _Origin.parse(self.base_url)
+        self.timeout = options.timeout
+        self.limits = options.limits
+        self.base_url = base_url.rstrip("/") if base_url is not None else None
+        self._origin: _Origin | None = None
         #: the base URL's path: every request path is appended to it
-        self._prefix = prefix.partition("?")[0]
+        self._prefix = ""
+        if self.base_url is not None:
+            self._origin, prefix = _Origin.parse(self.base_url)
+            self._prefix = prefix.partition("?")[0]
         self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
         #: pools for requests whose path is an absolute URL elsewhere than the base URL
         self._other_pools: dict[tuple[asyncio.AbstractEventLoop, _Origin], _Pool] = {}
         self._ssl_context: ssl.SSLContext | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
-        """System CAs, host name checks on (built on first use: loading the CAs takes a while)."""
+        """The options' CAs (system CAs by default), host name checks on (built on first use:
+        loading the system CAs takes a while)."""
         if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
+            self._ssl_context = self.options.ssl_context()
         return self._ssl_context
 
     def _pool(self, origin: _Origin | None) -> _Pool:
         loop = asyncio.get_running_loop()
-        if origin is None:
+        if origin is None or origin == self._origin:
             pool = self._pools.get(loop)
             if pool is None or pool.closed:
+                if self._origin is None:
+                    raise ValueError(
+                        "this transport has no base_url: request an absolute http(s):// URL"
+                    )
                 pool = self._pools[loop] = self._new_pool(loop, self._origin)
             return pool
         other = self._other_pools.get((loop, origin))
@@ -321,9 +572,16 @@ class HttpTransport:
         for pair in list(self._other_pools):
             if pair[0].is_closed():
                 self._other_pools.pop(pair, None)
-        return _Pool(self, origin, loop)
+        # The proxy is chosen once per pool: the environment is read when the pool is made.
+        return _Pool(self, origin, loop, _Proxy.for_origin(origin, self.options.proxy))
 
     async def request(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request``; the response whatever its status (redirects are not followed).
+
+        Raises ``TransientError`` when nothing was sent (no connection, a write refused before
+        its first byte) and ``AmbiguousSend`` when the request may have reached the server
+        (no response, or a broken one, after it was written).
+        """
         path = request.path
         absolute = "://" in path
         if absolute:
@@ -333,11 +591,20 @@ class HttpTransport:
         else:
             target = self._prefix + path
             pool = self._pool(None)
-        payload = self._serialize(request, pool.origin, target)
-        started = time.perf_counter()
-        connection = await pool.acquire()
+        payload = self._serialize(request, pool, target)
+        started = pool.loop.time()
+        total = self.timeout.total
+        deadline = _NEVER if total is None else started + total
+        connection = pool.take_idle()
+        if connection is None:
+            connection = await pool.acquire(deadline)
         try:
-            response = await connection.exchange(payload, request.method == "HEAD")
+            response = await connection.exchange(
+                payload,
+                request.method == "HEAD",
+                deadline,
+                request.max_response_bytes or self.limits.max_response_bytes,
+            )
         except BaseException:
             pool.drop(connection)
             raise
@@ -351,12 +618,13 @@ class HttpTransport:
                 request.method,
                 "<absolute url>" if absolute else path.split("?", 1)[0],
                 response.status,
-                (time.perf_counter() - started) * 1000,
+                (pool.loop.time() - started) * 1000,
             )
         return response
 
-    def _serialize(self, request: HttpRequest, origin: _Origin, target: str) -> bytes:
+    def _serialize(self, request: HttpRequest, pool: _Pool, target: str) -> bytes:
         """The request as bytes; refuses, before any I/O, what cannot be sent as asked."""
+        origin = pool.origin
         if _UNSAFE_IN_TARGET.search(target) is not None:
             # Spaces, line breaks, non-ASCII: percent-encoded, never sent raw.
             target = quote(target.partition("#")[0], safe="/:@!$&'()*+,;=?%[]~")
@@ -364,7 +632,8 @@ class HttpTransport:
             target += ("&" if "?" in target else "?") + urlencode(request.params, doseq=True)
         body, content_type = _encode_body(request)
         headers = request.headers
-        parts = [f"{request.method} {target} HTTP/1.1\r\n"]
+        # Through a proxy (plain HTTP), the target is the absolute URL (RFC 9112 3.2.2).
+        parts = [f"{request.method} {pool.target_prefix}{target} HTTP/1.1\r\n"]
         if headers:
             names = {name.lower() for name in headers}
             if not names.isdisjoint(_FRAMING_HEADERS) or (
@@ -391,6 +660,8 @@ class HttpTransport:
                 content_type = None
         else:
             parts.append(origin.default_head)
+        if pool.proxy_head:
+            parts.append(pool.proxy_head)
         if request.auth is not None:
             parts.append(f"Authorization: {basic_auth(*request.auth)}\r\n")
         if content_type is not None:
@@ -451,7 +722,11 @@ class _Pool:
     """
 
     def __init__(
-        self, transport: HttpTransport, origin: _Origin, loop: asyncio.AbstractEventLoop
+        self,
+        transport: HttpTransport,
+        origin: _Origin,
+        loop: asyncio.AbstractEventLoop,
+        proxy: _Proxy | None,
     ) -> None:
         self.provider = transport.provider
         self.timeout = transport.timeout
@@ -459,30 +734,60 @@ class _Pool:
         self.transport = transport
         self.origin = origin
         self.loop = loop
+        self.proxy = proxy
+        #: a plain-HTTP request through a proxy names the origin in its target, and carries the
+        #: proxy's credentials; through a CONNECT tunnel (HTTPS) the proxy sees neither
+        proxied = proxy is not None and not origin.tls
+        self.target_prefix = f"http://{origin.authority}" if proxied else ""
+        self.proxy_head = proxy.authorization if proxy is not None and proxied else ""
         self.open = 0
         self.idle: list[_Connection] = []
         #: a waiter gets a connection, or None: a place in the pool to open one in
         self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self.connections: set[_Connection] = set()
         self.sweeper: asyncio.TimerHandle | None = None
-        #: checks the read timeout of every pending exchange: one timer per pool, because a
-        #: timer per request costs about 8 µs of CPU (uvloop), more than parsing the response
+        #: checks the write, read and total timeouts of every pending exchange: one timer per
+        #: pool, because a timer per request costs about 8 µs of CPU (uvloop), more than parsing
+        #: the response
         self.watchdog: asyncio.TimerHandle | None = None
-        #: how often it checks: a read timeout fires up to this late (a tenth of it, at most 1 s)
-        self.watch_interval = min(1.0, max(0.01, self.timeout.read / 10))
+        #: how often it checks: a timeout fires up to this late (a tenth of it, at most 1 s)
+        shortest = min(self.timeout.read, self.timeout.write, self.timeout.total or _NEVER)
+        self.watch_interval = min(1.0, max(0.01, shortest / 10))
         self.closed = False
 
-    async def acquire(self) -> _Connection:
+    def take_idle(self) -> _Connection | None:
+        """The most recently used idle connection still fit for a request, if any (no wait)."""
+        idle = self.idle
+        if idle:
+            now = self.loop.time()
+            while idle:
+                connection = idle.pop()
+                connection.idle = False
+                if connection.expires_at > now and connection.usable:
+                    return connection
+                self.drop(connection)
+        return None
+
+    async def acquire(self, deadline: float = _NEVER) -> _Connection:
+        """A connection: idle, new, or handed over when one is free; by ``deadline`` (loop time)
+        or ``TransientError`` (nothing was sent)."""
+        if deadline == _NEVER:
+            return await self._acquire()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._acquire()
+        except TimeoutError:
+            raise TransientError(
+                f"no connection to {self.provider} within the total timeout "
+                f"({self.timeout.total:g} s); nothing was sent",
+                provider=self.provider,
+            ) from None
+
+    async def _acquire(self) -> _Connection:
         while True:
-            idle = self.idle
-            if idle:
-                now = self.loop.time()
-                while idle:
-                    connection = idle.pop()
-                    connection.idle = False
-                    if connection.expires_at > now and connection.usable:
-                        return connection
-                    self.drop(connection)
+            connection = self.take_idle()
+            if connection is not None:
+                return connection
             if self.open < self.limit and not self.waiters:
                 self.open += 1
                 return await self.connect()
@@ -520,16 +825,9 @@ class _Pool:
 
     async def connect(self) -> _Connection:
         """Open a connection in a place already counted in ``open``."""
-        origin = self.origin
         try:
             async with asyncio.timeout(self.timeout.connect):
-                _, connection = await self.loop.create_connection(
-                    lambda: _Connection(self),
-                    origin.host,
-                    origin.port,
-                    ssl=self.transport.ssl_context() if origin.tls else None,
-                    server_hostname=origin.host if origin.tls else None,
-                )
+                connection = await self._open()
         except BaseException as exc:
             self._give_back(None)
             raise self._connect_error(exc) from None
@@ -544,11 +842,105 @@ class _Pool:
         self.connections.add(connection)
         return connection
 
+    async def _open(self) -> _Connection:
+        """Connect directly, through a proxy (HTTP) or through a proxy's CONNECT tunnel (TLS)."""
+        origin, proxy = self.origin, self.proxy
+        context = self.transport.ssl_context() if origin.tls else None
+        if proxy is None or not origin.tls:
+            host, port = (origin.host, origin.port) if proxy is None else (proxy.host, proxy.port)
+            _, connection = await self._create_connection(
+                lambda: _Connection(self), host, port, context, origin.host if context else None
+            )
+            return connection
+        assert context is not None
+        raw, handshake = await self._create_connection(
+            lambda: _TunnelHandshake(self.loop), proxy.host, proxy.port, None, None
+        )
+        try:
+            raw.write(
+                f"CONNECT {origin.authority} HTTP/1.1\r\nHost: {origin.authority}\r\n"
+                f"{proxy.authorization}\r\n".encode()
+            )
+            status = await handshake.answered
+            if not 200 <= status < 300:
+                raise _ProxyRefused(status)
+            connection = _Connection(self)
+            tls = await self.loop.start_tls(raw, connection, context, server_hostname=origin.host)
+        except BaseException:
+            raw.abort()
+            raise
+        assert tls is not None
+        connection.connection_made(tls)
+        return connection
+
+    async def _create_connection(
+        self,
+        factory: Callable[[], _P],
+        host: str,
+        port: int,
+        context: ssl.SSLContext | None,
+        server_hostname: str | None,
+    ) -> tuple[asyncio.Transport, _P]:
+        """``loop.create_connection`` with Happy Eyeballs (RFC 8305) for a name with several
+        addresses: asyncio's own where the loop has it, else aiohappyeyeballs (uvloop's
+        ``create_connection`` takes no ``happy_eyeballs_delay``)."""
+        loop = self.loop
+        delay = self.transport.options.happy_eyeballs_delay
+        sock = None
+        if _is_ip_address(host):
+            pass
+        elif isinstance(loop, asyncio.BaseEventLoop):
+            transport, protocol = await loop.create_connection(
+                factory,
+                host,
+                port,
+                ssl=context,
+                server_hostname=server_hostname,
+                happy_eyeballs_delay=delay,
+                interleave=1,
+            )
+            return transport, protocol
+        else:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            sock = await aiohappyeyeballs.start_connection(
+                infos, happy_eyeballs_delay=delay, interleave=1, loop=loop
+            )
+        try:
+            if sock is not None:
+                transport, protocol = await loop.create_connection(
+                    factory, sock=sock, ssl=context, server_hostname=server_hostname
+                )
+            else:
+                transport, protocol = await loop.create_connection(
+                    factory, host, port, ssl=context, server_hostname=server_hostname
+                )
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+        return transport, protocol
+
     def _connect_error(self, exc: BaseException) -> BaseException:
         """What a failed connect means: nothing reached the provider, so resending is safe."""
         provider = self.provider
+        via = f" through the proxy {self.proxy.shown}" if self.proxy is not None else ""
+        if isinstance(exc, _ProxyRefused):
+            shown = self.proxy.shown if self.proxy is not None else "?"
+            if exc.status == 407:
+                return AuthError(
+                    f"the proxy {shown} refused its credentials (HTTP 407) when "
+                    f"asked to connect to {provider}; fix the user:password in the proxy URL",
+                    provider=provider,
+                    field="proxy",
+                )
+            return TransientError(
+                f"the proxy {shown} refused to connect to {provider} "
+                f"(HTTP {exc.status}); nothing was sent",
+                provider=provider,
+                field="proxy",
+            )
         if isinstance(exc, TimeoutError):
-            return TransientError(f"timed out connecting to {provider}", provider=provider)
+            return TransientError(f"timed out connecting to {provider}{via}", provider=provider)
         if isinstance(exc, ssl.SSLCertVerificationError):
             return TransientError(
                 f"{provider}'s TLS certificate failed verification ({exc.verify_message})",
@@ -560,7 +952,7 @@ class _Pool:
             )
         if isinstance(exc, OSError):
             return TransientError(
-                f"could not connect to {provider} ({exc.strerror or type(exc).__name__})",
+                f"could not connect to {provider}{via} ({exc.strerror or type(exc).__name__})",
                 provider=provider,
             )
         return exc
@@ -604,17 +996,29 @@ class _Pool:
             self.sweeper = self.loop.call_at(soonest, self._sweep)
 
     def watch(self) -> None:
-        """Fail exchanges that waited ``Timeout.read`` for a response byte; re-arm while any wait."""
+        """Fail exchanges past a timeout: the write not done in ``Timeout.write``, no response
+        byte for ``Timeout.read``, not done by the total deadline. Re-arms while any wait."""
         self.watchdog = None
         now = self.loop.time()
-        started_before = now - self.timeout.read
+        timeout = self.timeout
         waiting = False
         for connection in list(self.connections):
-            if connection.waiter is not None:
-                if connection.last_read <= started_before:
-                    connection.read_timed_out()
-                else:
-                    waiting = True
+            if connection.waiter is None:
+                continue
+            transport = connection.transport
+            if now >= connection.deadline:
+                connection.timed_out("total timeout", timeout.total or 0.0)
+            elif transport is not None and transport.get_write_buffer_size():
+                if now - connection.written_at >= timeout.write:
+                    connection.timed_out("write timeout", timeout.write)
+                    continue
+                # The read timeout counts from the end of the write, not from its start.
+                connection.last_read = now
+                waiting = True
+            elif now - connection.last_read >= timeout.read:
+                connection.timed_out("read timeout", timeout.read)
+            else:
+                waiting = True
         if waiting:
             self.watchdog = self.loop.call_at(now + self.watch_interval, self.watch)
 
@@ -657,13 +1061,58 @@ class _Pool:
             await asyncio.wait(losses, timeout=limit)
 
 
+class _ProxyRefused(Exception):
+    """The proxy answered CONNECT with something other than 2xx."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _TunnelHandshake(asyncio.Protocol):
+    """Reads a proxy's answer to CONNECT (with llhttp); TLS to the origin starts after it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        #: the proxy's status code, or the reason it never gave one
+        self.answered: asyncio.Future[int] = loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(OSError(errno.EPROTO, f"the proxy's answer is not HTTP ({exc})"))
+
+    def on_headers_complete(self) -> None:
+        # A 2xx to CONNECT has no body: the tunnel starts right after the head. llhttp, not
+        # knowing the request was CONNECT, would wait for a body: the parser stops here.
+        if not self.answered.done():
+            self.answered.set_result(self.parser.get_status_code())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(
+            OSError(errno.ECONNRESET, "the proxy closed the connection before answering CONNECT")
+        )
+
+    def _fail(self, exc: OSError) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(exc)
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: writes a request, parses its response (httptools callbacks)."""
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
         self.loop = pool.loop
-        self.read_timeout = pool.timeout.read
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         #: the pending exchange's result; None while idle
@@ -678,6 +1127,14 @@ class _Connection(asyncio.Protocol):
         self.exchanges = 0
         #: when the pending exchange last made progress (written, or a response byte read)
         self.last_read = 0.0
+        #: when the pending request was handed to the transport, and its size in bytes
+        self.written_at = 0.0
+        self.written = 0
+        #: loop time by which the pending exchange must end (``Timeout.total``)
+        self.deadline = _NEVER
+        #: the pending response's body cap and the body bytes received so far
+        self.max_bytes = 0
+        self.size = 0
         #: whether the last response leaves the connection open for another request
         self.reusable = False
         self.keepalive = KEEPALIVE_SECONDS
@@ -698,7 +1155,13 @@ class _Connection(asyncio.Protocol):
         """
         return not self.dead and self.transport is not None and not self.transport.is_closing()
 
-    def exchange(self, payload: bytes, head_only: bool) -> asyncio.Future[HttpResponse]:
+    def exchange(
+        self,
+        payload: bytes,
+        head_only: bool,
+        deadline: float = _NEVER,
+        max_bytes: int | None = None,
+    ) -> asyncio.Future[HttpResponse]:
         """Write ``payload``; the future resolves to the response or fails with the reason.
 
         Raises ``TransientError`` when the connection cannot take the write: nothing was sent.
@@ -710,6 +1173,9 @@ class _Connection(asyncio.Protocol):
             raise self._not_sent("it is closing")
         self.head_only = head_only
         self.headers_done = self.received = self.reusable = False
+        self.deadline = deadline
+        self.max_bytes = max_bytes or self.pool.transport.limits.max_response_bytes
+        self.size = 0
         try:
             transport.write(payload)
         except (RuntimeError, OSError) as exc:
@@ -719,7 +1185,8 @@ class _Connection(asyncio.Protocol):
             raise self._not_sent(type(exc).__name__) from None
         self.exchanges += 1
         waiter = self.waiter = self.loop.create_future()
-        self.last_read = self.loop.time()
+        self.last_read = self.written_at = self.loop.time()
+        self.written = len(payload)
         if self.pool.watchdog is None:
             self.pool.watch()
         return waiter
@@ -752,16 +1219,34 @@ class _Connection(asyncio.Protocol):
             else:
                 self.transport.close()
 
-    def read_timed_out(self) -> None:
-        self.fail(
-            AmbiguousSend(
-                f"no response from {self.pool.provider} within {self.read_timeout:g} s; "
-                "the message may have been accepted",
-                provider=self.pool.provider,
+    def timed_out(self, what: str, seconds: float) -> None:
+        """End the pending exchange: ``what`` (a timeout) passed ``seconds`` before it ended."""
+        provider = self.pool.provider
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        # On plain TCP the buffer holds the request's own bytes: all of them still there means
+        # the kernel took none. (Under TLS it holds records, whose size tells nothing.)
+        if not self.pool.origin.tls and buffered >= self.written and not self.received:
+            error: SmsgateError = TransientError(
+                f"{provider} took no byte of the request within the {what} ({seconds:g} s); "
+                "nothing was sent",
+                provider=provider,
             )
-        )
+        else:
+            if buffered:
+                what_failed = f"the request to {provider} was not fully written"
+            elif self.received:
+                what_failed = f"no complete response from {provider}"
+            else:
+                what_failed = f"no response from {provider}"
+            error = AmbiguousSend(
+                f"{what_failed} within {seconds:g} s (the {what}); "
+                "the message may have been accepted",
+                provider=provider,
+            )
+        self.fail(error)
 
-    # -- asyncio.Protocol ---------------------------------------------------------------------
+    # -- asyncio.Protocol ----    # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -838,7 +1323,23 @@ class _Connection(asyncio.Protocol):
             self._complete(reusable=False)
 
     def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.max_bytes:
+            self._too_large()
+            return
         self.chunks.append(body)
+
+    def _too_large(self) -> None:
+        if self.waiter is not None:
+            provider = self.pool.provider
+            self.fail(
+                ResponseTooLarge(
+                    f"{provider}'s response is larger than {self.max_bytes} bytes (the "
+                    "max_response_bytes limit); the message may have been accepted",
+                    provider=provider,
+                    field="max_response_bytes",
+                )
+            )
 
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200:
@@ -871,7 +1372,11 @@ class _Connection(asyncio.Protocol):
                     reusable = seconds > 0
         if encoding is not None:
             try:
-                body = _decode(body, encoding)
+                body = _decode(body, encoding, self.max_bytes)
+            except OverflowError:
+                self.waiter = waiter
+                self._too_large()
+                return
             except zlib.error:
                 self.reusable = reusable
                 waiter.set_exception(
@@ -886,18 +1391,32 @@ class _Connection(asyncio.Protocol):
         waiter.set_result(HttpResponse(self.status, Headers(fields), body))
 
 
-def _decode(body: bytes, content_encoding: bytes) -> bytes:
-    """Undo gzip and deflate codings, last applied first; other codings are left as they are."""
+def _decode(body: bytes, content_encoding: bytes, limit: int) -> bytes:
+    """Undo gzip and deflate codings, last applied first; other codings are left as they are.
+
+    Raises ``OverflowError`` when a decoded body would pass ``limit`` bytes (a small gzip body
+    can inflate a thousandfold): decoding stops there, never holding more than the limit.
+    """
     for coding in reversed(content_encoding.lower().split(b",")):
         coding = coding.strip()
         if coding in (b"gzip", b"x-gzip"):
-            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            body = _inflate(body, 16 + zlib.MAX_WBITS, limit)
         elif coding == b"deflate":
             # RFC 9110 says zlib-wrapped; some servers send a raw deflate stream.
             try:
-                body = zlib.decompress(body)
+                body = _inflate(body, zlib.MAX_WBITS, limit)
             except zlib.error:
-                body = zlib.decompress(body, -zlib.MAX_WBITS)
+                body = _inflate(body, -zlib.MAX_WBITS, limit)
         elif coding not in (b"identity", b""):
             break
+    return body
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    body = inflater.decompress(data, limit + 1)
+    if len(body) > limit:
+        raise OverflowError(limit)
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
     return body
