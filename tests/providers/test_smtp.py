@@ -49,6 +49,7 @@ from smsgate.message import Message, Status
 from smsgate.providers import create_provider
 from smsgate.providers.smtp import LongTextWarning, SmtpProvider
 from smsgate.providers.url import ProviderURL
+from tests.support.proxy import Proxy
 
 GOOD = "+15555550100"
 GOOD_2 = "+15555550101"
@@ -1099,3 +1100,29 @@ def test_async_use_from_the_callers_own_loop(emulator: EmulatorThread) -> None:
     assert all(r.ok for r in results) and len(results) == 21
     data = summary(emulator)
     assert data["count"] == 21 and data["connections"] <= 3
+
+
+def test_media_is_fetched_through_the_environment_proxy(
+    emulator: EmulatorThread,
+    media: MediaServer,
+    proxy: Proxy,
+    no_proxy_env: pytest.MonkeyPatch,
+) -> None:
+    """Media fetches use smsgate's one HTTP client, proxy settings included."""
+    no_proxy_env.setenv("HTTP_PROXY", proxy.url())
+    with gateway(emulator, allow_private_media="true") as gw:
+        assert gw.send(GOOD, "", media=(f"{media.url}/moved",)).ok
+    assert media.requests == ["/moved", "/cat.png"]
+    assert proxy.logged().count("GET http://127.0.0.1:") == 2
+
+
+def test_an_unreachable_media_host_is_transient_and_hides_the_query(
+    emulator: EmulatorThread,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    with gateway(emulator, allow_private_media="true") as gw, pytest.raises(TransientError) as info:
+        gw.send(GOOD, "", media=(f"http://127.0.0.1:{port}/cat.png?sig=SECRET",))
+    assert "could not fetch media" in info.value.message and "SECRET" not in info.value.message
+    assert info.value.field == "media" and summary(emulator)["connections"] == 0

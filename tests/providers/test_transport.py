@@ -44,22 +44,6 @@ from smsgate.providers.transport import (
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Run:
-    """Run a coroutine to completion on a fresh loop of the parametrized kind."""
-    if request.param == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        factory = uvloop.new_event_loop
-    else:
-        factory = asyncio.new_event_loop
-
-    def run(coro: Coroutine[Any, Any, Any]) -> Any:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(coro)
-
-    return run
-
-
 # -- a scripted HTTP/1.1 server -----------------------------------------------------------------
 
 
@@ -886,7 +870,7 @@ def test_a_good_base_url_is_kept_as_given() -> None:
     provider = create_provider(
         "twilio://AC123:TOKEN@+15017122661?base_url=" + quote("http://127.0.0.1:8001/", safe="")
     )
-    assert provider.base_url == "http://127.0.0.1:8001"  # type: ignore[attr-defined]
+    assert provider.base_url == "http://127.0.0.1:8001"
 
 
 def test_a_base_url_given_as_an_override_is_checked_too() -> None:

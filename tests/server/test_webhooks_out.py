@@ -12,7 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.providers.test_transport import Script, Seen, response
+from tests.providers.test_transport import Server as ScriptedServer
 from tests.server.conftest import Running, ServerFactory
+from tests.support.proxy import Proxy
 from tests.support.webhooks import WebhookReceiver
 
 from smsgate.clock import FakeClock
@@ -272,3 +275,67 @@ def _now() -> float:
     import time
 
     return time.time()
+
+
+# -- the HTTP client: smsgate's own transport -----------------------------------------------------
+
+
+def _dispatch_to(
+    server_store: ServerStore, script: Script, path: str = "/hook", credentials: str = ""
+) -> list[Seen]:
+    """Subscribe a scripted loopback server, run one dispatch pass; what the server read."""
+
+    async def main() -> list[Seen]:
+        async with ScriptedServer(script) as server:
+            url = server.url.replace("://", f"://{credentials}") + path
+            subscribe(server_store, url)
+            clock = FakeClock()
+            server_store.enqueue([make_event("message.sent", {}, clock.time())], clock.time())
+            await _once(WebhookDispatcher(server_store, clock=clock, timeout=2))
+        return server.seen
+
+    return asyncio.run(main())
+
+
+def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
+    store: tuple[Outbox, ServerStore],
+) -> None:
+    async def moved(seen: Seen, writer: asyncio.StreamWriter) -> bytes:
+        return response(307, b"", (("Location", "/elsewhere"),))
+
+    _, server_store = store
+    seen = _dispatch_to(server_store, moved)
+    assert [s.target for s in seen] == ["/hook"]
+    (row,) = server_store.list_deliveries()
+    assert row.state == "pending" and row.last_status == 307 and row.last_error == "HTTP 307"
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_recorded(
+    store: tuple[Outbox, ServerStore],
+) -> None:
+    async def refuse(seen: Seen, writer: asyncio.StreamWriter) -> bytes | None:
+        return None  # closed without an answer
+
+    _, server_store = store
+    seen = _dispatch_to(server_store, refuse, credentials="hooks:s3cr%40t@")
+    expected = "Basic " + base64.b64encode(b"hooks:s3cr@t").decode()
+    assert seen[0].headers["authorization"] == expected
+    assert seen[0].headers["user-agent"] == "smsgate-webhooks"
+    (row,) = server_store.list_deliveries()
+    assert row.state == "pending" and row.last_status is None
+    assert row.last_error and "s3cr" not in row.last_error and "may have been" in row.last_error
+
+
+def test_deliveries_go_through_the_environment_proxy(
+    store: tuple[Outbox, ServerStore], proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    no_proxy_env.setenv("HTTP_PROXY", proxy.url())
+
+    async def answer(seen: Seen, writer: asyncio.StreamWriter) -> bytes:
+        return response(204, b"")
+
+    _, server_store = store
+    seen = _dispatch_to(server_store, answer)
+    assert "tinyproxy" in seen[0].headers.get("via", "")
+    (row,) = server_store.list_deliveries()
+    assert row.state == "delivered"

@@ -60,7 +60,7 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import formataddr, formatdate
 from pathlib import Path
 from typing import Any, NoReturn, Self, cast
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiosmtplib
 from aiosmtplib.protocol import SMTPProtocol
@@ -89,7 +89,13 @@ from smsgate.errors import (
 )
 from smsgate.message import Message, SendResult, Status
 from smsgate.providers.base import Capabilities, Provider
-from smsgate.providers.transport import Limits
+from smsgate.providers.transport import (
+    HttpRequest,
+    HttpTransport,
+    Limits,
+    ResponseTooLarge,
+    TransportOptions,
+)
 from smsgate.providers.url import ProviderURL
 
 logger = logging.getLogger("smsgate.providers.smtp")
@@ -420,6 +426,7 @@ class SmtpProvider(Provider):
         if ca_file is not None:
             self._ssl_context = self._make_ssl_context()
         self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
+        self._media_transport: HttpTransport | None = None
         self._last_date = (-1, "")
         self.stats = SmtpStats()
 
@@ -1027,78 +1034,84 @@ class SmtpProvider(Provider):
 
     async def _fetch_media(self, urls: tuple[str, ...]) -> list[tuple[str, str, bytes]]:
         """Download media for attachments: a total size cap, no fetches from private networks."""
-        import aiohttp
-
         budget = self.media_max_bytes
         parts: list[tuple[str, str, bytes]] = []
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.timeout.connect, sock_read=self.timeout.read
-        )
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            for index, url in enumerate(urls):
-                data, content_type, final = await self._fetch_one(session, url, budget)
-                budget -= len(data)
-                parts.append((_filename(final, index, content_type), content_type, data))
+        for index, url in enumerate(urls):
+            data, content_type, final = await self._fetch_one(url, budget)
+            budget -= len(data)
+            parts.append((_filename(final, index, content_type), content_type, data))
         return parts
 
-    async def _fetch_one(self, session: Any, url: str, budget: int) -> tuple[bytes, str, str]:
-        import aiohttp
-        from yarl import URL
+    def _media_http(self) -> HttpTransport:
+        """smsgate's one HTTP client, for media hosts: the system's CAs (``ca_file`` is the
+        SMTP server's), the provider's proxy setting and timeouts."""
+        if self._media_transport is None:
+            self._media_transport = HttpTransport(
+                None,
+                provider="the media host",
+                options=TransportOptions(
+                    timeout=self.timeout,
+                    limits=Limits(max_connections=4, max_response_bytes=self.media_max_bytes),
+                    proxy=self.transport_options.proxy,
+                ),
+            )
+        return self._media_transport
 
+    async def _fetch_one(self, url: str, budget: int) -> tuple[bytes, str, str]:
         shown = _shown(url)
         for _ in range(4):
             await self._check_media_host(url)
             try:
-                async with session.get(url, allow_redirects=False) as resp:
-                    if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
-                        # Follow by hand so every hop passes the private-address check.
-                        url = str(resp.url.join(URL(resp.headers["Location"])))
-                        continue
-                    if resp.status >= 500:
-                        raise TransientError(
-                            f"media {shown} answered HTTP {resp.status}; try later",
-                            provider=self.name,
-                            field="media",
-                        )
-                    if resp.status >= 400:
-                        raise InvalidMessage(
-                            f"media {shown} answered HTTP {resp.status}",
-                            provider=self.name,
-                            field="media",
-                        )
-                    content_type = (
-                        resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                    )
-                    if not content_type:
-                        import mimetypes
-
-                        content_type = mimetypes.guess_type(urlsplit(url).path)[0] or ""
-                    if not content_type.startswith(_MEDIA_TYPES):
-                        raise InvalidMessage(
-                            f"media {shown} is {content_type or 'of unknown type'}; gateways "
-                            "take images, audio, video or text",
-                            provider=self.name,
-                            field="media",
-                        )
-                    length = resp.content_length
-                    if length is not None and length > budget:
-                        self._too_big(shown)
-                    data = bytearray()
-                    async for chunk in resp.content.iter_chunked(65536):
-                        data += chunk
-                        if len(data) > budget:
-                            self._too_big(shown)
-                    return bytes(data), content_type, url
-            except aiohttp.ClientError as exc:
-                raise TransientError(
-                    f"could not fetch media {shown}: {type(exc).__name__}",
+                resp = await self._media_http().request(
+                    HttpRequest("GET", url, max_response_bytes=max(budget, 1))
+                )
+            except ResponseTooLarge:
+                self._too_big(shown)
+            except (ConfigError, ValueError):
+                raise InvalidMessage(
+                    f"media {shown} is not an http(s):// URL smsgate can fetch "
+                    "(credentials in it are not sent)",
                     provider=self.name,
                     field="media",
                 ) from None
-            except TimeoutError:
+            except SmsgateError as exc:
+                # A GET changes nothing: whatever the transport's verdict, fetching again is safe.
                 raise TransientError(
-                    f"timed out fetching media {shown}", provider=self.name, field="media"
+                    f"could not fetch media {shown}: {exc.message}",
+                    provider=self.name,
+                    field="media",
                 ) from None
+            location = resp.headers.get("Location")
+            if resp.status in (301, 302, 303, 307, 308) and location:
+                # Follow by hand so every hop passes the private-address check.
+                url = urljoin(url, location)
+                shown = _shown(url)
+                continue
+            if resp.status >= 500:
+                raise TransientError(
+                    f"media {shown} answered HTTP {resp.status}; try later",
+                    provider=self.name,
+                    field="media",
+                )
+            if not resp.ok:
+                raise InvalidMessage(
+                    f"media {shown} answered HTTP {resp.status}", provider=self.name, field="media"
+                )
+            content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if not content_type:
+                import mimetypes
+
+                content_type = mimetypes.guess_type(urlsplit(url).path)[0] or ""
+            if not content_type.startswith(_MEDIA_TYPES):
+                raise InvalidMessage(
+                    f"media {shown} is {content_type or 'of unknown type'}; gateways "
+                    "take images, audio, video or text",
+                    provider=self.name,
+                    field="media",
+                )
+            if len(resp.body) > budget:
+                self._too_big(shown)
+            return resp.body, content_type, url
         raise InvalidMessage(
             f"media {shown} redirects too many times", provider=self.name, field="media"
         )
@@ -1151,6 +1164,8 @@ class SmtpProvider(Provider):
                 for conn in idle:
                     with contextlib.suppress(Exception):
                         conn.client.close()
+        if self._media_transport is not None:
+            await self._media_transport.aclose()
         await super().aclose()
 
 

@@ -182,6 +182,8 @@ class TransportOptions:
                 "client_key is set without client_cert; give the certificate too",
                 field="client_cert",
             )
+        if self.ca_file is not None or self.client_cert is not None:
+            self.ssl_context()  # a file that is not PEM fails where the URL is read
 
     @classmethod
     def from_query(cls, options: Mapping[str, str]) -> TransportOptions:
@@ -325,7 +327,8 @@ class HttpRequest:
     method: str
     path: str
     params: Mapping[str, str] | list[tuple[str, str]] | None = None
-    data: Mapping[str, Any] | list[tuple[str, str]] | None = None
+    #: a form (mapping or pairs), or the body itself (bytes, or str sent as UTF-8)
+    data: Mapping[str, Any] | list[tuple[str, str]] | bytes | str | None = None
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     auth: tuple[str, str] | None = None
@@ -661,7 +664,7 @@ class HttpTransport:
         else:
             parts.append(origin.default_head)
         if pool.proxy_head:
-            parts.append(pool.proxy_head)
+            parts.append(pool.proxy_head)  # through a proxy, with credentials
         if request.auth is not None:
             parts.append(f"Authorization: {basic_auth(*request.auth)}\r\n")
         if content_type is not None:
@@ -739,7 +742,8 @@ class _Pool:
         #: proxy's credentials; through a CONNECT tunnel (HTTPS) the proxy sees neither
         proxied = proxy is not None and not origin.tls
         self.target_prefix = f"http://{origin.authority}" if proxied else ""
-        self.proxy_head = proxy.authorization if proxy is not None and proxied else ""
+        #: None unless requests go to the proxy as plain HTTP: the Proxy-Authorization line
+        self.proxy_head = proxy.authorization if proxy is not None and proxied else None
         self.open = 0
         self.idle: list[_Connection] = []
         #: a waiter gets a connection, or None: a place in the pool to open one in
@@ -926,9 +930,10 @@ class _Pool:
         via = f" through the proxy {self.proxy.shown}" if self.proxy is not None else ""
         if isinstance(exc, _ProxyRefused):
             shown = self.proxy.shown if self.proxy is not None else "?"
-            if exc.status == 407:
+            if exc.status in (401, 407):
+                # 407 is the standard answer; tinyproxy answers a tunnel request with 401.
                 return AuthError(
-                    f"the proxy {shown} refused its credentials (HTTP 407) when "
+                    f"the proxy {shown} refused its credentials (HTTP {exc.status}) when "
                     f"asked to connect to {provider}; fix the user:password in the proxy URL",
                     provider=provider,
                     field="proxy",
@@ -1282,6 +1287,24 @@ class _Connection(asyncio.Protocol):
             self.pool.drop(self)  # idle (or just handed over): its place is free
         elif exc is None and self._body_ends_at_close():
             self._complete(reusable=False)
+        elif (
+            isinstance(exc, ssl.SSLError)
+            and "ALERT" in str(exc.reason)
+            and self.exchanges == 1
+            and not self.received
+        ):
+            # TLS 1.3 lets the client write before the server has checked its certificate; a
+            # server refusing it answers the first request with an alert and closes. It never
+            # read the request as HTTP: nothing was sent.
+            provider = self.pool.provider
+            self.fail(
+                TransientError(
+                    f"{provider} ended the TLS handshake ({exc.reason}); check client_cert= "
+                    "and client_key=; nothing was sent",
+                    provider=provider,
+                    field="client_cert",
+                )
+            )
         else:
             self._failed_after_send(type(exc).__name__ if exc else "closed by the server")
 
@@ -1370,6 +1393,10 @@ class _Connection(asyncio.Protocol):
                     seconds = int(announced.group(1)) - KEEPALIVE_MARGIN
                     self.keepalive = min(KEEPALIVE_SECONDS, seconds)
                     reusable = seconds > 0
+        if reusable and self.pool.proxy_head is not None and not _says_keep_alive(fields):
+            # Forward proxies (tinyproxy, for one) close the connection after each response
+            # without saying so: a reuse would race that close and end ambiguous.
+            reusable = False
         if encoding is not None:
             try:
                 body = _decode(body, encoding, self.max_bytes)
@@ -1389,6 +1416,14 @@ class _Connection(asyncio.Protocol):
                 return
         self.reusable = reusable
         waiter.set_result(HttpResponse(self.status, Headers(fields), body))
+
+
+def _says_keep_alive(fields: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a Connection or Proxy-Connection field says ``keep-alive``."""
+    return any(
+        name.lower() in (b"connection", b"proxy-connection") and b"keep-alive" in value.lower()
+        for name, value in fields
+    )
 
 
 def _decode(body: bytes, content_encoding: bytes, limit: int) -> bytes:

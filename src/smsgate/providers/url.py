@@ -120,7 +120,10 @@ _USER_IS_SECRET = {"telnyx", "smsroute", "smspm"}
 
 def _is_secret_option(name: str) -> bool:
     lowered = name.lower()
-    return any(word in lowered for word in ("secret", "token", "key", "password", "pass", "hash"))
+    # "proxy": a proxy URL may carry user:password@
+    return any(
+        word in lowered for word in ("secret", "token", "key", "password", "pass", "hash", "proxy")
+    )
 
 
 def split_url(url: str) -> tuple[str, str]:

@@ -29,14 +29,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-import aiohttp
 import anyio.to_thread
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
-from smsgate.errors import WebhookVerificationError
+from smsgate.errors import SmsgateError, WebhookVerificationError
 from smsgate.ids import new_id
 from smsgate.outbox.store import dumps
+from smsgate.providers.transport import (
+    HttpRequest,
+    HttpTransport,
+    Limits,
+    Timeout,
+    TransportOptions,
+)
 from smsgate.retry import RetryPolicy
 from smsgate.server.store import ClaimedDelivery, OutboundEvent, ServerStore
 
@@ -194,7 +201,16 @@ class WebhookDispatcher:
         self.batch = batch
         self.poll_interval = poll_interval
         self._rng = rng or random.Random()
-        self._session: aiohttp.ClientSession | None = None
+        # smsgate's one HTTP client: proxies from the environment, redirects returned (and so
+        # failed attempts), the whole attempt bounded by ``timeout``. Absolute URLs only.
+        self._http = HttpTransport(
+            None,
+            provider="the webhook receiver",
+            options=TransportOptions(
+                timeout=Timeout(connect=timeout, read=timeout, write=timeout, total=timeout),
+                limits=Limits(max_connections=batch, max_response_bytes=1_000_000),
+            ),
+        )
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -262,31 +278,32 @@ class WebhookDispatcher:
     async def post(self, item: ClaimedDelivery) -> AttemptResult:
         body = item.delivery.payload.encode()
         headers = signed_headers(item.secret, item.delivery.event_id, int(self.clock.time()), body)
+        headers["user-agent"] = "smsgate-webhooks"
+        url, auth = _split_credentials(item.url)
         try:
-            session = self._client()
-            async with session.post(
-                item.url, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                await response.read()
-                ok = 200 <= response.status < 300
-                return AttemptResult(ok, response.status, None if ok else f"HTTP {response.status}")
-        except TimeoutError:
-            return AttemptResult(False, None, f"no answer within {self.timeout:g} s")
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return AttemptResult(False, None, f"{type(exc).__name__}: {exc}"[:500])
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"User-Agent": "smsgate-webhooks"},
+            response = await self._http.request(
+                HttpRequest("POST", url, data=body, headers=headers, auth=auth)
             )
-        return self._session
+        except SmsgateError as exc:
+            # The transport's messages name no URL part that may hold a secret.
+            return AttemptResult(False, None, exc.message[:500])
+        except ValueError as exc:
+            return AttemptResult(False, None, f"{type(exc).__name__}: {exc}"[:500])
+        ok = response.ok
+        return AttemptResult(ok, response.status, None if ok else f"HTTP {response.status}")
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()
+
+
+def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without ``user:password@`` and those credentials as Basic auth, if any."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=host)), auth
 
 
 def subscriptions_for(patterns: Sequence[str]) -> list[str]:
