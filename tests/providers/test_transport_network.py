@@ -438,3 +438,21 @@ def test_a_redirect_is_returned_as_it_is_never_followed(run: Run) -> None:
         assert [s.target for s in server.seen] == ["/old"]
 
     run(main())
+
+
+def test_pools_for_hosts_named_by_absolute_url_do_not_pile_up(run: Run) -> None:
+    """Webhooks and media name ever new hosts: an idle pool is dropped when another is made."""
+
+    async def main() -> None:
+        client = transport(None)
+        for number in range(5):
+            async with Server() as server:
+                answer = await get(client, f"{server.url}/host-{number}")
+                assert answer.json() == {"target": f"/host-{number}"}
+            await asyncio.sleep(0.05)  # the server's close reaches the idle connection
+        assert len(client._other_pools) == 1
+        with pytest.raises(ValueError, match="absolute"):
+            await get(client, "/relative")
+        await client.aclose()
+
+    run(main())
