@@ -174,7 +174,7 @@ def test_refused_proxy_credentials_are_an_auth_error_that_hides_the_password(
 
 
 def test_a_provider_url_takes_the_proxy_and_never_shows_its_password(
-    run: Run, auth_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
+    auth_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
     emulator = EmulatorThread(TwilioEmulator(), "127.0.0.1", 0)
     try:
