@@ -1,0 +1,197 @@
+"""The Celery task in real worker processes on Redis (``SMSGATE_TEST_REDIS_URL``), against the
+Twilio emulator: sends, ``send_at`` as ``eta``, and a worker SIGKILLed mid-send whose task is
+delivered again and does not send twice."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("celery")
+pytest.importorskip("redis")
+
+from smsgate.emulators.base import Callbacks, EmulatorThread
+from smsgate.emulators.twilio import TwilioEmulator
+
+REDIS_ENV = "SMSGATE_TEST_REDIS_URL"
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def redis_url() -> str:
+    url = os.environ.get(REDIS_ENV, "").strip()
+    if not url:
+        pytest.skip(f"{REDIS_ENV} is not set (e.g. redis://127.0.0.1:6379/0); .ci/run sets it")
+    return url
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Workers:
+    """Celery worker processes on this session's own queue and key prefix.
+
+    One Celery app per session: Celery binds a shared task to the first app that finalizes, so
+    a second app in the same process would publish to the first one's queue.
+    """
+
+    def __init__(self, url: str, provider_url: str) -> None:
+        self.prefix = f"smsgate-test-{secrets.token_hex(6)}:"
+        os.environ.update(
+            {
+                REDIS_ENV: url,
+                "SMSGATE_TEST_CELERY_PREFIX": self.prefix,
+                "SMSGATE_TEST_PROVIDER_URL": provider_url,
+            }
+        )
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        import smsgate.integrations.celery  # noqa: F401 - registers the shared task
+        from tests.integrations import celeryproject
+
+        self.app = celeryproject.app
+        self.redis_url = url
+        self.send_sms = self.app.tasks["smsgate.send_sms"]
+
+    def start(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.integrations.celeryproject",
+                "worker",
+                "-P",
+                "solo",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+        self.procs.clear()
+
+    def close(self) -> None:
+        self.stop_all()
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        for key in client.scan_iter(f"{self.prefix}*"):
+            client.delete(key)
+        client.close()
+        self.app.close()
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorThread]:
+    with TwilioEmulator(callbacks=Callbacks(delay=3600)).run_in_thread() as thread:
+        yield thread
+
+
+@pytest.fixture(scope="module")
+def session_workers(emulator: EmulatorThread) -> Iterator[Workers]:
+    made = Workers(redis_url(), emulator.emulator.provider_url())
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def workers(session_workers: Workers, emulator: EmulatorThread) -> Iterator[Workers]:
+    emulator.call(emulator.emulator.reset)
+    emulator.call(lambda: emulator.emulator.faults.update({"hang_rate": 0.0}))
+    yield session_workers
+    session_workers.stop_all()
+
+
+def result_of(workers: Workers, task_id: str, timeout: float = 20) -> dict[str, Any]:
+    from celery.result import AsyncResult
+
+    value: dict[str, Any] = AsyncResult(task_id, app=workers.app).get(timeout=timeout)
+    return value
+
+
+def test_the_task_sends_once_and_send_at_becomes_eta(
+    workers: Workers, emulator: EmulatorThread
+) -> None:
+    send_sms = workers.send_sms
+    workers.start()
+    now = send_sms.apply_async(args=["+15555550100", "Your appointment tomorrow at 10 AM."])
+    later = send_sms.apply_async(
+        args=["+15555550100", "Reminder: appointment in 1 hour"],
+        kwargs={"send_at": datetime.now(UTC) + timedelta(seconds=2)},
+    )
+    assert later.id is not None
+    first = result_of(workers, now.id)
+    assert first["provider_message_id"] == emulator.emulator.messages[0].id
+    assert len(emulator.emulator.messages) == 1, "the eta message went out early"
+    second = result_of(workers, later.id)
+    assert [m.body for m in emulator.emulator.messages] == [
+        "Your appointment tomorrow at 10 AM.",
+        "Reminder: appointment in 1 hour",
+    ]
+    assert second["provider_message_id"] == emulator.emulator.messages[1].id
+
+
+def test_a_naive_send_at_is_refused_before_queueing(workers: Workers) -> None:
+    from smsgate.errors import InvalidMessage
+
+    send_sms = workers.send_sms
+    with pytest.raises(InvalidMessage) as caught:
+        send_sms.apply_async(args=["+15555550100", "x"], kwargs={"send_at": datetime.now()})
+    assert caught.value.field == "send_at"
+
+
+def test_a_worker_killed_mid_send_does_not_send_twice_on_redelivery(
+    workers: Workers, emulator: EmulatorThread
+) -> None:
+    send_sms = workers.send_sms
+    # The emulator accepts the message, then never answers: the worker is mid-send.
+    emulator.call(lambda: emulator.emulator.faults.update({"hang_rate": 1.0, "hang_seconds": 4}))
+    first = workers.start()
+    task = send_sms.apply_async(args=["+15555550100", "Your code is 481902"])
+    wait_until(lambda: len(emulator.emulator.messages) == 1, 20, "the first send to arrive")
+    workers.kill(first)
+    emulator.call(lambda: emulator.emulator.faults.update({"hang_rate": 0.0}))
+
+    workers.start()  # takes the task again once its visibility timeout (2 s) passed
+    outcome = result_of(workers, task.id, timeout=30)
+    assert len(emulator.emulator.messages) == 1, "the redelivered task sent the text again"
+    # the second run asked Twilio, found the message and recorded it
+    assert outcome["provider_message_id"] == emulator.emulator.messages[0].id
