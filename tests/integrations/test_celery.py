@@ -195,3 +195,93 @@ def test_a_worker_killed_mid_send_does_not_send_twice_on_redelivery(
     assert len(emulator.emulator.messages) == 1, "the redelivered task sent the text again"
     # the second run asked Twilio, found the message and recorded it
     assert outcome["provider_message_id"] == emulator.emulator.messages[0].id
+
+
+def test_the_docs_celery_snippets_run_on_a_real_worker(tmp_path: Path) -> None:
+    """docs/integrations/celery.md's app and usage blocks, run as written (plus a key prefix of
+    this test's own, as the shared Redis needs) by a worker and a client process."""
+    import redis
+
+    from smsgate.emulators.smspm import SmspmEmulator
+    from tests.integrations.snippets import snippet
+
+    url = redis_url()
+    prefix = f"smsgate-docs-{secrets.token_hex(6)}:"
+    package = tmp_path / "app"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    isolation = (
+        f"\ncelery_app.conf.broker_transport_options = {{'global_keyprefix': {prefix!r}}}\n"
+        f"celery_app.conf.result_backend_transport_options = {{'global_keyprefix': {prefix!r}}}\n"
+        f"celery_app.conf.task_default_queue = {prefix + 'sms'!r}\n"
+    )
+    (package / "celery_app.py").write_text(snippet("celery.md", "app") + isolation)
+    usage = "import app.celery_app\n" + snippet("celery.md", "usage")
+    with SmspmEmulator().run_in_thread() as smspm:
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
+            "SMSPM_URL": smspm.emulator.provider_url(),
+            "CELERY_BROKER_URL": url,
+            "CELERY_RESULT_BACKEND": url,
+        }
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "app.celery_app",
+                "worker",
+                "-P",
+                "solo",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+        try:
+            subprocess.run(
+                [sys.executable, "-c", usage], env=env, cwd=tmp_path, check=True, timeout=60
+            )
+            wait_until(lambda: len(smspm.emulator.messages) >= 1, 30, "the queued text")
+            time.sleep(0.5)  # long enough for a wrongly early eta message to arrive too
+            assert [m.body for m in smspm.emulator.messages] == [
+                "Your appointment tomorrow at 10 AM."
+            ]
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+            client = redis.Redis.from_url(url)
+            for key in client.scan_iter(f"{prefix}*"):
+                client.delete(key)
+            client.close()
+
+
+def test_delay_on_commit_queues_only_after_the_django_transaction_commits(
+    workers: Workers, emulator: EmulatorThread, django_project: None
+) -> None:
+    from django.db import transaction
+
+    workers.start()
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        workers.send_sms.delay_on_commit("+15555550100", "rolled back")
+        raise Rollback
+    with transaction.atomic():
+        workers.send_sms.delay_on_commit("+15555550100", "committed")
+    wait_until(lambda: len(emulator.emulator.messages) >= 1, 20, "the committed text")
+    time.sleep(0.5)
+    assert [m.body for m in emulator.emulator.messages] == ["committed"]

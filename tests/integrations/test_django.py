@@ -433,3 +433,42 @@ def test_django_phonenumber_field_values_are_accepted() -> None:
     with smsgate_settings(backend="locmem"):
         sms.send_sms(number, "from a PhoneNumber")
         assert sms.outbox[-1].to == CUSTOMER
+
+
+def test_the_docs_settings_and_view_send_after_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.test import RequestFactory
+
+    from smsgate.emulators.smspm import SmspmEmulator
+    from tests.integrations.snippets import run
+
+    with SmspmEmulator().run_in_thread() as smspm:
+        monkeypatch.setenv("SMSPM_URL", smspm.emulator.provider_url())
+        documented = run("django.md", "settings")["SMSGATE"]
+        store = f"sqlite:///{tmp_path / 'sms.db'}"
+        with override_settings(SMSGATE={**documented, "store": store, "test_backend": None}):
+            view = run(
+                "django.md",
+                "view",
+                {
+                    "__name__": "tests.integrations.djangoproject.shop.docs_view",
+                    "__package__": "tests.integrations.djangoproject.shop",
+                },
+            )["ship_order"]
+            order = make_order()
+            answer = view(RequestFactory().post(f"/orders/{order}/ship"), order)
+            assert answer.status_code == 200
+            (queued,) = stored(store)
+            call_command("smsgate_worker", "--until-idle", stdout=io.StringIO())
+        (sent,) = smspm.emulator.messages
+    assert (sent.to, sent.body) == (CUSTOMER, f"Your order #{order} is on its way!")
+    assert queued.id in answer.content.decode()
+
+
+def test_the_seed_style_helper_never_raises() -> None:
+    from tests.integrations.djangoproject.shop.sms import send_sms
+
+    with smsgate_settings(backend="locmem"):
+        assert send_sms(CUSTOMER, "hello") is True
+        assert send_sms("12", "hello") is False
