@@ -285,3 +285,46 @@ def test_delay_on_commit_queues_only_after_the_django_transaction_commits(
     wait_until(lambda: len(emulator.emulator.messages) >= 1, 20, "the committed text")
     time.sleep(0.5)
     assert [m.body for m in emulator.emulator.messages] == ["committed"]
+
+
+def test_rate_limited_sends_are_retried_no_sooner_than_retry_after(
+    workers: Workers, emulator: EmulatorThread
+) -> None:
+    from celery.result import AsyncResult
+
+    emulator.call(
+        lambda: emulator.emulator.faults.update({"rate_limit_rate": 1.0, "retry_after": 1.5})
+    )
+    workers.start()
+    try:
+        task = workers.send_sms.apply_async(args=["+15555550100", "after the throttle"])
+        state = AsyncResult(task.id, app=workers.app)
+        wait_until(lambda: state.state == "RETRY", 20, "the task to be retried after a 429")
+        throttled_at = time.time()
+        emulator.call(lambda: emulator.emulator.faults.update({"rate_limit_rate": 0.0}))
+        outcome = result_of(workers, task.id)
+    finally:
+        emulator.call(lambda: emulator.emulator.faults.update({"rate_limit_rate": 0.0}))
+    (sent,) = emulator.emulator.messages
+    assert outcome["provider_message_id"] == sent.id
+    # Twilio said Retry-After: 1.5; the retry came no sooner (less the polling above)
+    assert sent.created_at - throttled_at >= 1.2
+
+
+def test_a_transient_failure_is_retried_and_sent_once(
+    workers: Workers, emulator: EmulatorThread
+) -> None:
+    from celery.result import AsyncResult
+
+    emulator.call(lambda: emulator.emulator.faults.update({"error_rate": 1.0}))
+    workers.start()
+    try:
+        task = workers.send_sms.apply_async(args=["+15555550100", "after the outage"])
+        state = AsyncResult(task.id, app=workers.app)
+        wait_until(lambda: state.state == "RETRY", 20, "the task to be retried after a 503")
+        emulator.call(lambda: emulator.emulator.faults.update({"error_rate": 0.0}))
+        outcome = result_of(workers, task.id)
+    finally:
+        emulator.call(lambda: emulator.emulator.faults.update({"error_rate": 0.0}))
+    (sent,) = emulator.emulator.messages
+    assert outcome["provider_message_id"] == sent.id

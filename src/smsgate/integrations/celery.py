@@ -36,7 +36,6 @@ from datetime import datetime
 from typing import Any
 
 from celery import Task, shared_task
-from celery.exceptions import Retry
 
 from smsgate.errors import (
     AmbiguousSend,
@@ -207,8 +206,6 @@ def send_sms(self: Any, to: str, body: str = "", **fields: Any) -> dict[str, Any
             ledger.complete(key, _unknown(message, str(exc)))
             raise
         raise self.retry(exc=exc, countdown=policy.delay(attempt, error=exc)) from None
-    except Retry:
-        raise
     except SmsgateError as exc:
         ledger.complete(key, {**_unknown(message, str(exc)), "status": Status.FAILED.value})
         raise
