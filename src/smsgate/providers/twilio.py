@@ -342,10 +342,12 @@ def _created_since(date_created: object, since: float) -> bool:
     if not isinstance(date_created, str):
         return False
     try:
-        created = parsedate_to_datetime(date_created).timestamp()
+        parsed = parsedate_to_datetime(date_created)
     except (TypeError, ValueError):
         return False
-    return created >= since - 1.0
+    if parsed.tzinfo is None:  # "-0000" (RFC 2822: zone not given) is UTC, not local time
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp() >= since - 1.0
 
 
 def _rebase(url: str, public_url: str) -> str:

@@ -6,6 +6,8 @@ SECRET_KEY = "smsgate-tests-only"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 USE_TZ = True
+# Django sets the process time zone (os.environ["TZ"]) from this: keep the rest of the suite on UTC
+TIME_ZONE = "UTC"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
