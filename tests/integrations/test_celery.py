@@ -328,3 +328,32 @@ def test_a_transient_failure_is_retried_and_sent_once(
         emulator.call(lambda: emulator.emulator.faults.update({"error_rate": 0.0}))
     (sent,) = emulator.emulator.messages
     assert outcome["provider_message_id"] == sent.id
+
+
+def test_an_interrupted_send_is_resolved_by_what_the_provider_can_do(
+    emulator: EmulatorThread,
+) -> None:
+    """After a worker died between claiming and recording: resend where the provider drops
+    repeats, ask where it can be asked, and otherwise stop at unknown."""
+    from smsgate.gateway import Gateway
+    from smsgate.integrations.celery import _resolve_interrupted
+    from smsgate.message import Message
+
+    message = Message(to="+15555550100", body="Your code is 1234", idempotency_key="celery:t1")
+    claimed = time.time()
+
+    dedupes = Gateway.from_url("smsroute://KEY@MyApp?base_url=http://127.0.0.1:9")
+    assert _resolve_interrupted(dedupes, message, claimed) is None  # same key again: safe
+
+    twilio = Gateway.from_url(emulator.emulator.provider_url())
+    assert _resolve_interrupted(twilio, message, claimed) is None  # Twilio has no such message
+    sent = twilio.send(message)
+    found = _resolve_interrupted(twilio, message, claimed)
+    assert found is not None and found["provider_message_id"] == sent.provider_message_id
+
+    blind = Gateway.from_url("vonage://key:secret@MyApp?base_url=http://127.0.0.1:9")
+    unknown = _resolve_interrupted(blind, message, claimed)
+    assert unknown is not None and unknown["status"] == "unknown"
+    assert "not sent again" in unknown["error"]
+    for gateway in (dedupes, twilio, blind):
+        gateway.close()

@@ -472,3 +472,25 @@ def test_the_seed_style_helper_never_raises() -> None:
     with smsgate_settings(backend="locmem"):
         assert send_sms(CUSTOMER, "hello") is True
         assert send_sms("12", "hello") is False
+
+
+def test_a_provider_reported_unsubscribe_reaches_opted_out() -> None:
+    from smsgate.integrations.django import signals
+
+    client = Client()
+    with (
+        smsgate_settings(backend="console", providers={"vonage": {"url": PROVIDERS["vonage"]}}),
+        Heard(signals.opted_out) as stopped,
+    ):
+        (answer,) = post_receipt(
+            client,
+            "/sms/webhooks/vonage/status",
+            provider_url=PROVIDERS["vonage"],
+            message_id="0A000001",
+            to=CUSTOMER,
+            status="opted_out",
+        )
+    assert answer.status_code == 200
+    (call,) = stopped.calls
+    assert (call["sender"], call["source"]) == ("vonage", "provider")
+    assert call["recipient"].lstrip("+") == CUSTOMER.lstrip("+")

@@ -121,3 +121,35 @@ def test_missing_init_app_is_explained() -> None:
     app = Flask("bare")
     with app.app_context(), pytest.raises(RuntimeError, match="init_app"):
         SMSGate().send("+16502530000", "hi")
+
+
+def test_outbox_backend_queues_and_a_stop_reply_refuses_later_sends(tmp_path: Any) -> None:
+    from flask import Flask
+
+    from smsgate.errors import OptedOut
+    from smsgate.integrations.flask import SMSGate
+    from smsgate.message import Status
+
+    app = Flask("queued")
+    app.config.update(
+        SMSGATE_BACKEND="outbox",
+        SMSGATE_STORE=f"sqlite:///{tmp_path / 'flask.db'}",
+        SMSGATE_PROVIDERS={"twilio": {"url": TWILIO}},
+    )
+    sms = SMSGate(app)
+    app.register_blueprint(sms.webhooks, url_prefix="/sms/webhooks")
+    client = app.test_client()
+    with app.app_context():
+        queued = sms.send("+16502530000", "first", sender="+15017122661")
+        assert queued.status is Status.QUEUED
+        stop = post_stop(
+            client,
+            "/sms/webhooks/twilio/inbound",
+            provider_url=TWILIO,
+            sender="+16502530000",
+            to="+15017122661",
+        )
+        assert stop.status_code == 200 and stop.json == {"received": 1, "stored": 1}
+        with pytest.raises(OptedOut):
+            sms.send("+16502530000", "second", sender="+15017122661")
+        sms.close(app)
