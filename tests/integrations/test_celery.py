@@ -53,6 +53,8 @@ class Workers:
 
     def __init__(self, url: str, provider_url: str) -> None:
         self.prefix = f"smsgate-test-{secrets.token_hex(6)}:"
+        names = (REDIS_ENV, "SMSGATE_TEST_CELERY_PREFIX", "SMSGATE_TEST_PROVIDER_URL")
+        self.saved_env = {name: os.environ.get(name) for name in names}
         os.environ.update(
             {
                 REDIS_ENV: url,
@@ -117,6 +119,11 @@ class Workers:
             client.delete(key)
         client.close()
         self.app.close()
+        for name, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
