@@ -16,6 +16,7 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import (
@@ -33,6 +34,9 @@ from smsgate.errors import (
 )
 from smsgate.message import Message, Purpose, Status
 from smsgate.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from smsgate.pauses import PauseView
 
 # --------------------------------------------------------------------------------------------
 # Circuit breakers
@@ -52,6 +56,8 @@ RECIPIENT_ERRORS: tuple[type[SmsgateError], ...] = (InvalidRecipient, OptedOut, 
 
 #: How soon a message waiting on a half-open circuit's trial looks again.
 TRIAL_POLL_SECONDS = 1.0
+#: how soon a route whose every provider is paused looks again
+PAUSE_POLL_SECONDS = 5.0
 
 
 class CircuitState(enum.StrEnum):
@@ -384,6 +390,7 @@ class Router:
         breakers: CircuitBreakers | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        pauses: PauseView | None = None,
     ) -> None:
         names = [route.name for route in routes]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -393,6 +400,11 @@ class Router:
         self.breakers = CircuitBreakers(clock=clock) if breakers is None else breakers
         self._clock = clock
         self._rng = rng or random.Random()
+        #: providers an operator paused (smsgate.pauses): skipped like an open circuit
+        self.pauses = pauses
+
+    def _paused(self) -> frozenset[str]:
+        return frozenset() if self.pauses is None else self.pauses.paused()
 
     def route_for(self, message: Message) -> Route:
         """The best route: a named purpose first, then the longest country prefix, then the
@@ -418,12 +430,19 @@ class Router:
         """
         route = self.route_for(message)
         chain = _chain_from(route, provider)
+        paused = self._paused()
         skipped: list[str] = []
+        held: list[str] = []
         for candidate in chain:
+            if candidate in paused:
+                held.append(candidate)
+                continue
             if self.breakers[candidate].allow():
                 reason = f"sending through {candidate} (route {route.name})"
                 if skipped:
                     reason += f"; circuit open for {', '.join(skipped)}"
+                if held:
+                    reason += f"; paused: {', '.join(held)}"
                 same = candidate == (provider or route.providers[0])
                 return Decision(
                     action=Action.SEND,
@@ -434,14 +453,30 @@ class Router:
                     attempt=attempt if same else 1,
                 )
             skipped.append(candidate)
-        waits = {name: self._wait_for(name) for name in chain}
-        soonest = min(chain, key=waits.__getitem__)
+        open_ = [name for name in chain if name not in paused]
+        if not open_:
+            # Every provider left is paused: look again soon, the operator may resume one.
+            soonest = chain[0]
+            return Decision(
+                action=Action.WAIT,
+                reason=(
+                    f"every provider left in route {route.name} is paused ({', '.join(chain)}); "
+                    f"looking again in {PAUSE_POLL_SECONDS:.0f}s"
+                ),
+                route=route.name,
+                provider=soonest,
+                at=self._clock.time() + PAUSE_POLL_SECONDS,
+                attempt=attempt if soonest == (provider or route.providers[0]) else 1,
+            )
+        waits = {name: self._wait_for(name) for name in open_}
+        soonest = min(open_, key=waits.__getitem__)
         wait = waits[soonest]
+        note = f"; paused: {', '.join(held)}" if held else ""
         return Decision(
             action=Action.WAIT,
             reason=(
                 f"circuit open for every provider left in route {route.name} "
-                f"({', '.join(chain)}); trying {soonest} again in {wait:.1f}s"
+                f"({', '.join(open_)}); trying {soonest} again in {wait:.1f}s{note}"
             ),
             route=route.name,
             provider=soonest,
@@ -625,10 +660,12 @@ class Router:
         )
 
     def _next_provider(self, route: Route, provider: str) -> tuple[str | None, list[str]]:
-        """The next provider after ``provider`` whose circuit is not open, and those skipped."""
+        """The next provider after ``provider`` that is not paused and whose circuit is not open,
+        and those skipped."""
         skipped: list[str] = []
+        paused = self._paused()
         for candidate in _after(route.providers, provider):
-            if self.breakers[candidate].state is not CircuitState.OPEN:
+            if candidate not in paused and self.breakers[candidate].state is not CircuitState.OPEN:
                 return candidate, skipped
             skipped.append(candidate)
         return None, skipped

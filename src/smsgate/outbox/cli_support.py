@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from smsgate.message import Message
     from smsgate.outbox.outbox import Outbox
     from smsgate.outbox.worker import Worker
+    from smsgate.pauses import PauseView
     from smsgate.providers.base import Provider
 
 
@@ -117,6 +118,17 @@ def build_worker(
         "close_providers": True,
     }
     settings.update(options)
-    return Worker(
-        outbox, providers, router=config.router(chosen), limiter=limiter, clock=chosen, **settings
-    )
+    router = config.router(chosen)
+    router.pauses = pause_view(outbox, chosen)
+    return Worker(outbox, providers, router=router, limiter=limiter, clock=chosen, **settings)
+
+
+def pause_view(outbox: Outbox, clock: Clock) -> PauseView | None:
+    """The providers paused in ``outbox``'s store, as a router reads them (None for a store
+    without SQL tables)."""
+    from smsgate.outbox.sql import SqlStore
+    from smsgate.pauses import PauseView, ProviderPauses
+
+    if not isinstance(outbox.store, SqlStore):
+        return None
+    return PauseView.of(ProviderPauses(outbox.store), clock=clock)
