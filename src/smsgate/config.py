@@ -113,6 +113,8 @@ class Config:
     otp: OtpConfig = field(default_factory=OtpConfig)
     #: settings of the HTTP server, defined by the server itself
     server: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the ``[console]`` table, read by smsgate.console.settings
+    console: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
 
     @classmethod
@@ -526,6 +528,7 @@ _TOP_KEYS = (
     "circuit_breaker",
     "server",
     "otp",
+    "console",
 )
 _PROVIDER_KEYS = ("url", "rate", "burst", "senders", "options")
 _SENDER_KEYS = ("rate", "burst")
@@ -554,6 +557,7 @@ def _build(data: Mapping[str, Any], source: str | None) -> Config:
         circuit_breaker=_breaker(_table(data.get("circuit_breaker", {}), "circuit_breaker")),
         otp=_otp(_table(data.get("otp", {}), "otp")),
         server=MappingProxyType(dict(_table(data.get("server", {}), "server"))),
+        console=MappingProxyType(dict(_table(data.get("console", {}), "console"))),
         source=source,
     )
 

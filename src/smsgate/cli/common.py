@@ -17,6 +17,7 @@ AREAS = (
     "outbox",
     "serve",
     "keys",
+    "users",
     "demo",
 )
 

@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from smsgate import __version__
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import Config
+from smsgate.console.settings import ConsoleSettings
 from smsgate.errors import ConfigError
 from smsgate.outbox import Outbox
 from smsgate.outbox.cli_support import build_providers, build_worker, open_outbox
@@ -63,6 +64,7 @@ def create_app(
     One that disagrees raises :class:`~smsgate.errors.ConfigError`: changing it would also change
     the caller's own submits through it, and using it as it is would silently ignore the config."""
     settings = settings or ServerSettings.from_config(config)
+    console_settings = ConsoleSettings.from_mapping(config.console)
     run_worker = settings.worker if worker is None else worker
     owned = outbox is None
     if outbox is None:
@@ -169,6 +171,11 @@ def create_app(
     if settings.fast_submit:  # outermost: provider webhooks need no API key
         app.add_middleware(FastReceipts, services=svc)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    if console_settings.enabled:
+        from smsgate.console.web import create_console
+
+        console = create_console(svc, config, worker=sender, settings=console_settings)
+        app.mount("/console", console, name="console")
     return app
 
 
