@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import requests
 
+from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.console.auth import ConsoleAuth, Role
 from smsgate.console.settings import ConsoleSettings
 from smsgate.outbox.sql import SqlStore
@@ -26,6 +27,16 @@ from tests.server.conftest import (  # noqa: F401 -- fixtures
     sqlite_url,
     store_url,
 )
+
+
+@pytest.fixture(autouse=True)
+def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrypt at 2^10 instead of 2^15 for these tests: half a second per hash on a busy CI core
+    adds up over dozens of sign-ins. test_auth checks the production cost."""
+    import smsgate.console.auth
+
+    monkeypatch.setattr(smsgate.console.auth, "SCRYPT_N", 2**10)
+
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 PASSWORD = "correct horse battery"
@@ -86,22 +97,42 @@ class ConsoleServer:
         return session.post(self.url + path, data=form, timeout=30)
 
 
+CONFIG: dict[str, Any] = {
+    "providers": {
+        "alpha": {"url": "smsroute://KEY@Alpha?base_url=http://127.0.0.1:9", "rate": "10/s"},
+        "beta": {"url": "smsroute://KEY@Beta?base_url=http://127.0.0.1:9"},
+    },
+    "routes": [
+        {"name": "otp", "purposes": ["otp"], "providers": ["beta"]},
+        {"name": "default", "providers": ["alpha", "beta"]},
+    ],
+}
+
+ConsoleFactory = Callable[..., ConsoleServer]
+
+
 @pytest.fixture
-def console(server_factory: ServerFactory, store_url: str) -> Iterator[ConsoleServer]:  # noqa: F811
-    running = server_factory(
-        store_url,
-        config={
-            "providers": {
-                "alpha": {
-                    "url": "smsroute://KEY@Alpha?base_url=http://127.0.0.1:9",
-                    "rate": "10/s",
-                },
-                "beta": {"url": "smsroute://KEY@Beta?base_url=http://127.0.0.1:9"},
-            },
-            "routes": [{"name": "default", "providers": ["alpha", "beta"]}],
-        },
-    )
-    made = ConsoleServer(running)
-    yield made
-    for session in made.sessions:
-        session.close()
+def console_factory(server_factory: ServerFactory) -> Iterator[ConsoleFactory]:  # noqa: F811
+    made: list[ConsoleServer] = []
+
+    def start(store: str, *, clock: Clock = SYSTEM_CLOCK, **config: Any) -> ConsoleServer:
+        running = server_factory(store, config={**CONFIG, **config}, clock=clock)
+        server = ConsoleServer(running)
+        made.append(server)
+        return server
+
+    yield start
+    for server in made:
+        for session in server.sessions:
+            session.close()
+
+
+@pytest.fixture
+def console(console_factory: ConsoleFactory, sqlite_url: str) -> ConsoleServer:  # noqa: F811
+    return console_factory(sqlite_url)
+
+
+@pytest.fixture
+def console_any(console_factory: ConsoleFactory, store_url: str) -> ConsoleServer:  # noqa: F811
+    """Once per engine."""
+    return console_factory(store_url)

@@ -56,7 +56,11 @@ def parse_role(text: str) -> Role:
         ) from None
 
 
-def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+def hash_password(
+    password: str, *, n: int | None = None, r: int | None = None, p: int | None = None
+) -> str:
+    """``scrypt$N$r$p$salt$hash``; the cost defaults to the module's SCRYPT_* (read per call)."""
+    n, r, p = n or SCRYPT_N, r or SCRYPT_R, p or SCRYPT_P
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=32)
     return "$".join(

@@ -256,8 +256,8 @@ def overview(store: SqlStore, now: float, *, hours: int = 24) -> Overview:
             )
             for message_id, at in delivered:
                 made = id_time(message_id)
-                slot = int((at - since) // 3600)
-                if made is not None and 0 <= slot < hours:
+                slot = min(int((at - since) // 3600), hours - 1)
+                if made is not None and slot >= 0:
                     buckets[slot].latencies.append(max(0.0, at - made))
                     sample += 1
     plain = {

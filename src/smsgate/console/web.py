@@ -751,6 +751,11 @@ async def message_stream(console: Console, request: Request) -> Response:
 async def cancel(console: Console, request: Request, form: dict[str, str]) -> Response:
     message_id = request.path_params["id"]
     who = request.state.session.who
+    before = await _run(console.services.outbox.get, message_id)
+    if before is None:
+        raise Denied(404, f"no message with id {message_id!r}")
+    if before.state == State.CANCELED.value:
+        return _back(request, f"/messages/{message_id}", notice="It was canceled already.")
     try:
         await _run(
             lambda: console.services.outbox.cancel(

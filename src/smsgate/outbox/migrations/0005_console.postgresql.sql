@@ -43,3 +43,6 @@ CREATE TABLE smsgate_provider_pauses (
     reason    text,
     paused_at double precision NOT NULL
 );
+
+-- A message's page lists the webhook deliveries of its events (event ids "evt_msg_<event id>").
+CREATE INDEX smsgate_webhook_deliveries_event ON smsgate_webhook_deliveries (event_id);
