@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -230,14 +231,20 @@ def _to_login(request: Request) -> RedirectResponse:
 
 def _page(console: Console, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
         session = await _session(console, request)
         if session is None:
             return _to_login(request)
         request.state.session = session
         try:
-            return await handler(console, request)
+            response = await handler(console, request)
         except Denied as exc:
-            return console.render(request, "error.html", exc.status, message=exc.message)
+            response = console.render(request, "error.html", exc.status, message=exc.message)
+        # the time this page took (session, query and template), for the browser's
+        # network panel and bench/console.py
+        elapsed = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"app;dur={elapsed:.2f}"
+        return response
 
     return endpoint
 
