@@ -176,10 +176,13 @@ def measure(store: str, label: str, repeat: int) -> None:
             "state+provider+24h": "/console/messages?state=delivered&provider=beta&window=24h",
             "failed+gamma+24h": "/console/messages?state=failed&provider=gamma&window=24h",
             "next page (keyset)": f"/console/messages?before={some_id}",
+            # the worst case: nothing matches, so the whole day is read
+            "no match in 24h": "/console/messages?state=delivered&route=nosuch&window=24h",
             "error code 30007": "/console/messages?error=30007",
             "message page": f"/console/messages/{some_id}",
+            "overview (5 s cache)": "/console/",
         }
-        print(f"\n{label}")
+        print(f"\n{label}", flush=True)
         print(f"  {'page':<22} {'rows':>5} {'server p50':>11} {'server p95':>11} {'wall p50':>9}")
         for what, path in pages.items():
             server_ms: list[float] = []
@@ -196,7 +199,8 @@ def measure(store: str, label: str, repeat: int) -> None:
             p95 = server_ms[min(len(server_ms) - 1, int(0.95 * len(server_ms)))]
             print(
                 f"  {what:<22} {shown:>5} {statistics.median(server_ms):>8.1f} ms "
-                f"{p95:>8.1f} ms {statistics.median(wall_ms):>6.1f} ms"
+                f"{p95:>8.1f} ms {statistics.median(wall_ms):>6.1f} ms",
+                flush=True,
             )
     finally:
         server.stop()

@@ -269,6 +269,12 @@ def test_filter_the_log(browser: Any, gateway: Gateway, shots: Path) -> None:
     click(driver, ".filters button[type=submit]")
     ids = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "table.log a.mono")]
     assert ids == [other]
+    driver.set_window_size(390, 844)
+    try:
+        shot(driver, shots, "log-phone")
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= 390
+    finally:
+        driver.set_window_size(1366, 900)
 
 
 def test_timeline_grows_as_receipts_arrive(browser: Any, gateway: Gateway, shots: Path) -> None:

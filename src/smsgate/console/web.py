@@ -128,7 +128,6 @@ class Console:
             session=session,
             base=request.scope.get("root_path", ""),
             nav=request.url.path,
-            verify=False,
             **context,
         )
         return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
