@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import hmac
 import secrets
@@ -92,8 +93,11 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-#: verified against when the name is unknown, so an unknown name costs the same time
-_DUMMY = hash_password("no such user, no such password")
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the name is unknown, so an unknown name costs the same time (made
+    on first use: hashing costs a noticeable fraction of a second at import)."""
+    return hash_password("no such user, no such password")
 
 
 def check_name(name: str) -> str:
@@ -252,7 +256,7 @@ class ConsoleAuth:
             rows = tx.execute(
                 "SELECT password_hash, role FROM smsgate_console_users WHERE name = ?", (name,)
             )
-        ok = verify_password(password, rows[0][0] if rows else _DUMMY) and bool(rows)
+        ok = verify_password(password, rows[0][0] if rows else _dummy_hash()) and bool(rows)
         if not ok:
             return self._failed(name, now)
         with self._store.write_transaction() as tx:
