@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from smsgate.errors import ConfigError
 from smsgate.ids import _ALPHABET, _base32
 from smsgate.outbox.sql import INDEXED_PREDICATE, SqlStore, Tx
 from smsgate.outbox.store import INDEXED_STATES, MESSAGE_COLUMNS, State, StoredMessage
+from smsgate.server.store import Delivery
 
 #: the public counters of the overview
 OUTCOMES = ("sent", "delivered", "failed", "undelivered")
@@ -150,6 +152,20 @@ def list_log(store: SqlStore, f: LogFilter, limit: int) -> LogPage:
     return LogPage(rows, rows[-1].id if more and rows else None)
 
 
+def deliveries_for(store: SqlStore, event_ids: Sequence[str]) -> list[Delivery]:
+    """The user-webhook deliveries of these events (a message's: ``evt_msg_<event id>``)."""
+    if not event_ids:
+        return []
+    with store.read_transaction() as tx:
+        clause, params = tx.in_list("event_id", list(event_ids))
+        rows = tx.execute(
+            f"SELECT {Delivery.COLUMNS} FROM smsgate_webhook_deliveries "  # noqa: S608
+            f"WHERE {clause} ORDER BY created_at, id",
+            params,
+        )
+    return [Delivery.from_row(row) for row in rows]
+
+
 # -- the overview ------------------------------------------------------------------------------
 
 
@@ -173,6 +189,24 @@ def first_event_at(tx: Tx, since: float) -> int | None:
         else:
             low = middle + 1
     return low
+
+
+def queue_depth(tx: Tx) -> dict[str, int]:
+    """Messages not finished, by state, read from the partial indexes only (a GROUP BY over the
+    whole table would read every message ever sent): those waiting for a worker, those a
+    worker holds, and those stopped at ``unknown``."""
+    depth: dict[str, int] = defaultdict(int)
+    for sql in (
+        "SELECT state, count(*) FROM smsgate_messages WHERE next_attempt_at IS NOT NULL "
+        "GROUP BY state",
+        "SELECT state, count(*) FROM smsgate_messages WHERE lease_expires_at IS NOT NULL "
+        "AND next_attempt_at IS NULL GROUP BY state",
+        f"SELECT state, count(*) FROM smsgate_messages WHERE state = 'unknown' "  # noqa: S608
+        f"AND ({INDEXED_PREDICATE}) GROUP BY state",
+    ):
+        for state, n in tx.execute(sql):
+            depth[str(state)] += int(n)
+    return dict(depth)
 
 
 @dataclass(slots=True)
@@ -211,12 +245,7 @@ LATENCY_SAMPLE = 20_000
 def overview(store: SqlStore, now: float, *, hours: int = 24) -> Overview:
     since = now - hours * 3600
     with store.read_transaction() as tx:
-        depth = {
-            State(state).value: int(n)
-            for state, n in tx.execute(
-                "SELECT state, count(*) FROM smsgate_messages GROUP BY state"
-            )
-        }
+        depth = queue_depth(tx)
         start = first_event_at(tx, since)
         per: dict[str, dict[str, dict[str, int]]] = defaultdict(
             lambda: {"hour": defaultdict(int), "day": defaultdict(int)}

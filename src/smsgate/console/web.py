@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from smsgate.console import charts
 from smsgate.console.auth import ConsoleAuth, Session, csrf_ok, parse_role
-from smsgate.console.queries import LogFilter, list_log, overview
+from smsgate.console.queries import LogFilter, deliveries_for, list_log, overview
 from smsgate.console.settings import ConsoleSettings
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.message import Message, Purpose
@@ -52,6 +52,7 @@ from smsgate.server.store import Suppression
 from smsgate.server.webhooks_out import make_event
 
 if TYPE_CHECKING:
+    from smsgate.clock import Clock
     from smsgate.config import Config
     from smsgate.outbox.worker import Worker
     from smsgate.ratelimit import RateLimiter
@@ -116,7 +117,7 @@ class Console:
         return sql
 
     @property
-    def clock(self) -> Any:
+    def clock(self) -> Clock:
         return self.services.clock
 
     def render(
@@ -691,7 +692,7 @@ async def _message_context(console: Console, message_id: str) -> dict[str, Any] 
         return None
     events = await _run(console.services.outbox.store.events, message_id)
     event_ids = [f"evt_msg_{e.id}" for e in events]
-    deliveries = await _run(_deliveries_for, console, event_ids)
+    deliveries = await _run(deliveries_for, console.store, event_ids)
     subs = {s.id: s for s in await _run(console.services.store.list_subscriptions)}
     return {
         "m": record,
@@ -701,21 +702,6 @@ async def _message_context(console: Console, message_id: str) -> dict[str, Any] 
         "cancelable": State(record.state) in CANCELABLE,
         "resendable": State(record.state) in RESENDABLE,
     }
-
-
-def _deliveries_for(console: Console, event_ids: list[str]) -> list[Any]:
-    from smsgate.server.store import Delivery
-
-    if not event_ids:
-        return []
-    with console.store.read_transaction() as tx:
-        clause, params = tx.in_list("event_id", event_ids)
-        rows = tx.execute(
-            f"SELECT {Delivery.COLUMNS} FROM smsgate_webhook_deliveries "  # noqa: S608
-            f"WHERE {clause} ORDER BY created_at, id",
-            params,
-        )
-    return [Delivery.from_row(row) for row in rows]
 
 
 async def message_page(console: Console, request: Request) -> Response:
