@@ -40,6 +40,7 @@ from selenium.common.exceptions import (  # noqa: E402
     WebDriverException,
 )
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -415,3 +416,36 @@ def test_csrf_and_lockout(browser: Any, gateway: Gateway, shots: Path) -> None:
     assert "locked" in driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
     assert "/login" in driver.current_url
     shot(driver, shots, "locked-out")
+
+
+UNLABELLED = """
+return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button'))
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+  .map(el => el.outerHTML.slice(0, 80));
+"""
+
+
+def test_every_control_is_labelled_and_the_keyboard_reaches_it(
+    browser: Any, gateway: Gateway, shots: Path
+) -> None:
+    driver = browser
+    submit(gateway, send_at=datetime.now(UTC) + timedelta(hours=3))
+    sign_in(driver, gateway)
+    for path in ("/", "/messages", "/compose", "/suppressions", "/keys", "/providers", "/webhooks"):
+        driver.get(gateway.console.url + path)
+        assert driver.execute_script(UNLABELLED) == [], path
+        assert driver.execute_script("return document.documentElement.lang") == "en"
+    driver.get(gateway.console.url + "/messages")
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    focused = driver.switch_to.active_element
+    assert focused.text == "Skip to content" and focused.is_displayed()
+    focused.send_keys(Keys.ENTER)
+    for _ in range(40):  # from the skip link, Tab walks into the filter form
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        if driver.switch_to.active_element.get_attribute("id") == "f-state":
+            break
+    else:
+        raise AssertionError("Tab never reached the state filter")
+    shot(driver, shots, "keyboard-focus")
