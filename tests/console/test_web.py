@@ -623,3 +623,17 @@ def test_console_can_be_turned_off_and_rejects_unknown_settings(
         assert caught.value.field == field
     assert ConsoleSettings.from_mapping({"secure_cookie": "auto"}).secure_cookie is None
     assert Purpose.OTP.value == "otp"
+
+
+def test_without_jinja2_the_console_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from smsgate.config import Config
+    from smsgate.console import console_app
+    from smsgate.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # import jinja2 now raises ImportError
+    with pytest.raises(ConfigError) as caught:
+        console_app(None, Config.default())  # type: ignore[arg-type]
+    assert caught.value.field == "console.enabled"
+    assert "pip install 'smsgate[server]'" in str(caught.value)

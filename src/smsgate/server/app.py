@@ -172,9 +172,14 @@ def create_app(
         app.add_middleware(FastReceipts, services=svc)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     if console_settings.enabled:
-        from smsgate.console.web import create_console
+        from smsgate.console import console_app
 
-        console = create_console(svc, config, worker=sender, settings=console_settings)
+        try:
+            console = console_app(svc, config, worker=sender, settings=console_settings)
+        except BaseException:
+            if owned:
+                box.close()
+            raise
         app.mount("/console", console, name="console")
     return app
 
