@@ -149,12 +149,15 @@ def fill_postgres(url: str, base: str, schema: str, count: int, now: float) -> N
     Outbox(url, migrate=True).close()
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"SET search_path TO {schema}")
-        with (
-            conn.cursor() as cur,
-            cur.copy(f"COPY smsgate_messages ({COLUMNS}) FROM STDIN") as copy,
-        ):
-            for row in rows(count, now):
-                copy.write_row(row)
+        events: list[tuple[Any, ...]] = []
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY smsgate_messages ({COLUMNS}) FROM STDIN") as copy:
+                for row in rows(count, now):
+                    copy.write_row(row)
+                    events.extend(events_of(row, now))
+            with cur.copy(f"COPY smsgate_events ({EVENT_COLUMNS}) FROM STDIN") as copy:
+                for event in events:
+                    copy.write_row(event)
         conn.execute("ANALYZE smsgate_messages")
         conn.execute("ANALYZE smsgate_events")
 

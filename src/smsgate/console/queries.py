@@ -263,20 +263,15 @@ def overview(store: SqlStore, now: float, *, hours: int = 24) -> Overview:
             for provider, status, slot, count in rows:
                 name = provider or "(none)"
                 per[name]["day"][status] += int(count)
-                if 0 <= int(slot) < hours:
-                    buckets[int(slot)].counts[status] = buckets[int(slot)].counts.get(
-                        status, 0
-                    ) + int(count)
-            hour_start = first_event_at(tx, now - 3600)
-            if hour_start is not None:
-                for provider, status, count in tx.execute(
-                    "SELECT provider, to_status, count(*) FROM smsgate_events WHERE id >= ? "
-                    "AND to_status IN ('sent', 'delivered', 'failed', 'undelivered') "
-                    "AND from_status IS NOT NULL AND from_status <> to_status "
-                    "GROUP BY provider, to_status",
-                    (hour_start,),
-                ):
-                    per[provider or "(none)"]["hour"][status] += int(count)
+                # the last of the hourly slots is the last hour (they count back from now);
+                # the window's last instant, or a clock slightly ahead, counts in it too
+                index = min(int(slot), hours - 1)
+                if index == hours - 1:
+                    per[name]["hour"][status] += int(count)
+                if index >= 0:
+                    buckets[index].counts[status] = buckets[index].counts.get(status, 0) + int(
+                        count
+                    )
             delivered = tx.execute(
                 "SELECT message_id, at FROM smsgate_events WHERE id >= ? "
                 "AND to_status = 'delivered' AND from_status <> 'delivered' "
