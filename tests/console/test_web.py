@@ -637,3 +637,32 @@ def test_without_jinja2_the_console_says_what_to_install(monkeypatch: pytest.Mon
         console_app(None, Config.default())  # type: ignore[arg-type]
     assert caught.value.field == "console.enabled"
     assert "pip install 'smsgate[server]'" in str(caught.value)
+
+
+def test_overview_serves_recent_figures_while_newer_ones_are_computed(
+    console_factory: ConsoleFactory, sqlite_url: str
+) -> None:
+    import time
+
+    from smsgate.console.web import OVERVIEW_STALE, OVERVIEW_TTL
+
+    clock = FakeClock(start=datetime.now(UTC).timestamp())
+    console = console_factory(sqlite_url, clock=clock)
+    session = console.login(Role.READONLY)
+
+    def queued() -> str:
+        page = session.get(console.url + "/", timeout=10).text
+        return page.split('id="depth-queued">')[1].split("<")[0]
+
+    assert queued() == "0"
+    submit(console)
+    assert queued() == "0"  # within OVERVIEW_TTL: the same figures
+    clock.advance(OVERVIEW_TTL + 1)
+    assert queued() == "0"  # stale: shown at once, a refresh starts in the background
+    deadline = time.monotonic() + 10
+    while queued() != "1":
+        assert time.monotonic() < deadline, "the background refresh never landed"
+        time.sleep(0.05)
+    submit(console)
+    clock.advance(OVERVIEW_STALE + 1)
+    assert queued() == "2"  # too old to show: computed before answering

@@ -68,8 +68,10 @@ RESENDABLE = frozenset(
 )
 #: how often the live views look for changes
 LIVE_INTERVAL = 1.0
-#: how long one overview computation is reused (it aggregates over a day of events)
+#: how long one overview computation is reused (it aggregates over a day of events), and how
+#: long older figures are still shown while newer ones are computed
 OVERVIEW_TTL = 5.0
+OVERVIEW_STALE = 60.0
 #: a live stream ends after this long and the browser reconnects (EventSource does so by
 #: itself): a server shutting down never waits long for an open page
 STREAM_SECONDS = 120.0
@@ -96,6 +98,7 @@ class Console:
     pause_view: PauseView | None = None
     env: jinja2.Environment = field(init=False)
     _overview: tuple[float, Any] | None = None
+    _refresh: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.env = jinja2.Environment(
@@ -478,10 +481,30 @@ async def logout(console: Console, request: Request, form: dict[str, str]) -> Re
 
 
 async def _overview_data(console: Console) -> dict[str, Any]:
-    now = console.clock.time()
+    """The overview's figures: fresh for OVERVIEW_TTL; then, for up to OVERVIEW_STALE, the last
+    ones at once while one refresh runs in the background (a day of events takes a second or
+    two to aggregate on a busy SQLite host), which live pages receive when it is done."""
     cached = console._overview
-    if cached is not None and console.clock.monotonic() - cached[0] < OVERVIEW_TTL:
-        return dict(cached[1])
+    if cached is not None:
+        age = console.clock.monotonic() - cached[0]
+        if age < OVERVIEW_TTL:
+            return dict(cached[1])
+        if age < OVERVIEW_STALE:
+            if console._refresh is None or console._refresh.done():
+                console._refresh = asyncio.create_task(_refresh_overview(console))
+            return dict(cached[1])
+    return await _compute_overview(console)
+
+
+async def _refresh_overview(console: Console) -> None:
+    try:
+        await _compute_overview(console)
+    except Exception:  # the next request tries again; the page keeps the last figures
+        logger.exception("console: the overview could not be computed")
+
+
+async def _compute_overview(console: Console) -> dict[str, Any]:
+    now = console.clock.time()
     figures = await _run(overview, console.store, now)
     starts = [b.start for b in figures.buckets]
     rate_chart = charts.line_chart(
