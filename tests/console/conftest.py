@@ -133,6 +133,7 @@ def console(console_factory: ConsoleFactory, sqlite_url: str) -> ConsoleServer: 
 
 
 @pytest.fixture
-def console_any(console_factory: ConsoleFactory, store_url: str) -> ConsoleServer:  # noqa: F811
-    """Once per engine."""
+def console_any(store_url: str, console_factory: ConsoleFactory) -> ConsoleServer:  # noqa: F811
+    """Once per engine. ``store_url`` comes first so that it is torn down last: a PostgreSQL
+    schema dropped under a running server deadlocks with the server's own queries."""
     return console_factory(store_url)

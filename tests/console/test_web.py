@@ -283,7 +283,8 @@ def test_every_action_checks_the_csrf_token(console: ConsoleServer) -> None:
 # -- the log ----------------------------------------------------------------------------------
 
 
-def test_log_filters_and_keyset_pages(console_factory: ConsoleFactory, store_url: str) -> None:
+def test_log_filters_and_keyset_pages(store_url: str, console_factory: ConsoleFactory) -> None:
+    # store_url first: its schema is dropped after the server stops
     console = console_factory(store_url, console={"page_size": 10})
     made = {}
     for i in range(25):
