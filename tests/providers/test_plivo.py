@@ -407,14 +407,6 @@ def test_error_bodies_map_into_the_taxonomy(
         assert mapped.retry_after == 3
 
 
-def test_a_2xx_without_uuids_is_ambiguous() -> None:
-    provider = PlivoProvider(auth_id="MA1", auth_token=TOKEN, sender="+15005550006")
-    empty = _response(202, {"api_id": "x", "message": "?"})
-    assert provider.is_error_response(empty)
-    assert isinstance(provider.map_error_response(empty, Message(to=GOOD, body="x")), AmbiguousSend)
-    assert not provider.is_error_response(_response(202, {"api_id": "x", "invalid_number": ["1"]}))
-
-
 def test_inbound_with_media(emulator: EmulatorThread, webhook_receiver: WebhookReceiver) -> None:
     requests.post(
         f"{emulator.url}/_emulator/inbound",

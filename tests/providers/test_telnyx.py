@@ -18,7 +18,6 @@ from smsgate.clock import FakeClock
 from smsgate.emulators.base import Emulator, EmulatorThread
 from smsgate.emulators.telnyx import TelnyxEmulator
 from smsgate.errors import (
-    AmbiguousSend,
     InvalidMessage,
     InvalidRecipient,
     OptedOut,
@@ -342,11 +341,3 @@ def test_unexpected_error_bodies() -> None:
     )
     mapped = provider.map_error_response(pointer, message)
     assert isinstance(mapped, InvalidMessage) and mapped.field == "text"
-
-
-def test_a_2xx_without_a_message_id_is_ambiguous() -> None:
-    provider = create_provider("telnyx://KEY@+15005550006")
-    empty = HttpResponse(200, {}, b'{"data": {}}')
-    assert provider.is_error_response(empty)
-    assert isinstance(provider.map_error_response(empty, Message(to=GOOD, body="x")), AmbiguousSend)
-    assert not provider.is_error_response(HttpResponse(200, {}, b'{"data": {"id": "m1"}}'))

@@ -79,3 +79,106 @@ def test_reconcile_finds_an_ambiguous_send_but_not_an_older_identical_text() -> 
         sent, found, missing = asyncio.run(scenario())
     assert found is not None and found.provider_message_id == sent.provider_message_id  # type: ignore[attr-defined]
     assert missing is None
+
+
+def _reconcile(
+    emulator: TwilioEmulator, url: str, message: object, since: float, **attrs: int
+) -> object:
+    import asyncio
+
+    from smsgate.providers import create_provider
+
+    provider = create_provider(url)
+    for name, value in attrs.items():
+        setattr(provider, name, value)
+
+    async def run() -> object:
+        try:
+            return await provider.areconcile(message, since=since)  # type: ignore[arg-type]
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(run())
+
+
+def test_reconcile_reads_every_page_of_the_window_and_finds_queued_and_sent_messages() -> None:
+    import asyncio
+    import time
+
+    import pytest
+
+    import smsgate
+    from smsgate.errors import AmbiguousSend
+    from smsgate.message import Message
+
+    emulator = TwilioEmulator()
+    emulator.max_page_size = 3
+    emulator.callbacks.delay = 0.05
+    with (
+        emulator.run_in_thread() as running,
+        smsgate.Gateway.from_url(emulator.provider_url()) as gateway,
+    ):
+        since = time.time()
+        first = gateway.send("+15555550100", "body 0")
+        for i in range(1, 10):
+            gateway.send("+15555550100", f"body {i}")
+        # Once all are sent the first is found by DateSent, on the last of four pages.
+        sent = emulator.wait_for(lambda: all(m.status == "sent" for m in emulator.messages))
+        assert asyncio.run_coroutine_threadsafe(sent, running.loop).result(10)
+        found = _reconcile(
+            emulator, emulator.provider_url(), Message(to="+15555550100", body="body 0"), since
+        )
+        assert found is not None and found.provider_message_id == first.provider_message_id  # type: ignore[attr-defined]
+        # Read to the last page, no such text: a proven miss.
+        assert (
+            _reconcile(
+                emulator, emulator.provider_url(), Message(to="+15555550100", body="other"), since
+            )
+            is None
+        )
+        # More pages than the lookup may read: no conclusion, not "not sent".
+        with pytest.raises(AmbiguousSend, match="more than 2 pages"):
+            _reconcile(
+                emulator,
+                emulator.provider_url(),
+                Message(to="+15555550100", body="other"),
+                since,
+                reconcile_max_pages=2,
+            )
+        # Taken but not sent yet (no date_sent, so no DateSent filter lists it): still found.
+        running.call(lambda: setattr(emulator.callbacks, "delay", 30))
+        queued = gateway.send("+15555550100", "still queued")
+        again = _reconcile(
+            emulator,
+            emulator.provider_url(),
+            Message(to="+15555550100", body="still queued"),
+            since,
+        )
+        assert again is not None and again.provider_message_id == queued.provider_message_id  # type: ignore[attr-defined]
+
+
+def test_reconcile_that_cannot_read_a_page_is_no_proof_of_absence() -> None:
+    import time
+
+    import pytest
+
+    import smsgate
+    from smsgate.errors import AmbiguousSend
+    from smsgate.message import Message
+
+    emulator = TwilioEmulator()
+    with (
+        emulator.run_in_thread() as running,
+        smsgate.Gateway.from_url(emulator.provider_url()) as gateway,
+    ):
+        since = time.time()
+        gateway.send("+15555550100", "hello")
+        running.call(lambda: emulator.faults.update({"error_rate": 1}))
+        with pytest.raises(AmbiguousSend, match="partial search proves nothing"):
+            _reconcile(
+                emulator, emulator.provider_url(), Message(to="+15555550100", body="gone?"), since
+            )
+        with pytest.raises(AmbiguousSend, match="no time of the first attempt"):
+            _reconcile(
+                emulator, emulator.provider_url(), Message(to="+15555550100", body="x"), None
+            )  # type: ignore[arg-type]

@@ -168,12 +168,20 @@ class Emulator(ABC):
     # -- shared behaviour ---------------------------------------------------------------------
 
     def record(self, message: EmulatedMessage) -> EmulatedMessage:
+        """Keep an accepted message and schedule its own receipts.
+
+        ``duplicate`` is an observer's mark for tests (same reference, or where the request has
+        none, same recipient, sender, body and media); it changes nothing the emulator does. A
+        provider drops a repeat only by a key it honours, and its emulator does that before it
+        gets here (Telnyx's and smsroute's Idempotency-Key): a message that reaches ``record``
+        was accepted, gets its own id, and its own receipts, as at the real provider.
+        """
         key = message.reference or (message.to, message.sender, message.body, tuple(message.media))
         message.duplicate = key in self._seen
         self._seen.add(key)
         self.messages.append(message)
         self.by_id[message.id] = message
-        if message.callback_url and not message.duplicate:
+        if message.callback_url:
             self._spawn(self._callback_later(message))
         return message
 

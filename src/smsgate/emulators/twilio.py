@@ -7,11 +7,14 @@ fetch, list, cancel, Twilio's error bodies and magic numbers, and signed status 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import time
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -63,6 +66,8 @@ class TwilioEmulator(Emulator):
     name = "twilio"
     default_credentials = "AC00000000000000000000000000000000:emulator-auth-token"
     default_sender = "+15005550006"
+    #: the largest list page served (Twilio's is 1,000; tests lower it to exercise paging)
+    max_page_size = 1000
 
     @property
     def account_sid(self) -> str:
@@ -99,6 +104,7 @@ class TwilioEmulator(Emulator):
 
     def _resource(self, m: EmulatedMessage) -> dict[str, Any]:
         created = formatdate(m.created_at, usegmt=False)
+        sent_at = m.fields.get("sent_at")
         return {
             "sid": m.id,
             "account_sid": self.account_sid,
@@ -117,7 +123,7 @@ class TwilioEmulator(Emulator):
             "error_message": None,
             "date_created": created,
             "date_updated": created,
-            "date_sent": None if m.status in ("queued", "accepted", "scheduled") else created,
+            "date_sent": None if sent_at is None else formatdate(sent_at, usegmt=False),
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{m.id}.json",
             "subresource_uris": {
                 "media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{m.id}/Media.json"
@@ -170,7 +176,16 @@ class TwilioEmulator(Emulator):
                 fields={k: str(v) for k, v in form.items()},
             )
         )
+        if message.callback_url is None:
+            # Twilio sends whether or not anyone listens for receipts.
+            self._spawn(self._mark_sent_later(message))
         return web.json_response(self._resource(message), status=201)
+
+    async def _mark_sent_later(self, message: EmulatedMessage) -> None:
+        await asyncio.sleep(self.callbacks.delay)
+        if message.status in ("queued", "accepted"):
+            message.status = "sent"
+            message.fields["sent_at"] = time.time()
 
     async def fetch(self, request: web.Request) -> web.Response:
         if (denied := self._check_auth(request)) is not None:
@@ -181,23 +196,57 @@ class TwilioEmulator(Emulator):
         return web.json_response(self._resource(message))
 
     async def list_messages(self, request: web.Request) -> web.Response:
+        """The Messages list as Twilio pages it: newest first, ``To``/``From``/``DateSent``
+        filters (``DateSent>``, ``DateSent<`` and exact ``DateSent``, a date or date-time; a
+        message not sent yet has no ``date_sent`` and matches none), ``PageSize`` (at most
+        1,000) and ``next_page_uri`` until the last page."""
         if (denied := self._check_auth(request)) is not None:
             return denied
-        to, sender = request.query.get("To"), request.query.get("From")
-        page_size = min(int(request.query.get("PageSize", "50") or 50), 1000)
-        found = [
-            m
-            for m in reversed(self.messages)
-            if (to is None or m.to == to) and (sender is None or m.sender == sender)
-        ][:page_size]
+        query = request.query
+        to, sender = query.get("To"), query.get("From")
+        try:
+            page_size = min(max(int(query.get("PageSize", "50") or 50), 1), self.max_page_size)
+            page = max(int(query.get("Page", "0") or 0), 0)
+            after = _date_filter(query.get("DateSent>"), end=False)
+            before = _date_filter(query.get("DateSent<"), end=True)
+            on = query.get("DateSent")
+            day = (_date_filter(on, end=False), _date_filter(on, end=True)) if on else None
+        except ValueError as exc:
+            return twilio_error(400, 20001, f"Invalid filter: {exc}")
+        found = []
+        for m in reversed(self.messages):
+            if (to is not None and m.to != to) or (sender is not None and m.sender != sender):
+                continue
+            sent_at = m.fields.get("sent_at")
+            if after is not None or before is not None or day is not None:
+                if sent_at is None:
+                    continue
+                if after is not None and sent_at < after:
+                    continue
+                if before is not None and sent_at > before:
+                    continue
+                if day is not None and not (day[0] <= sent_at <= day[1]):
+                    continue
+            found.append(m)
+        chunk = found[page * page_size : (page + 1) * page_size]
+        path = request.path
+
+        def page_uri(number: int) -> str:
+            params = [(k, v) for k, v in query.items() if k not in ("Page", "PageToken")]
+            params += [("Page", str(number)), ("PageToken", f"PA{number}")]
+            return f"{path}?{urlencode(params)}"
+
+        more = (page + 1) * page_size < len(found)
         return web.json_response(
             {
-                "messages": [self._resource(m) for m in found],
-                "page": 0,
+                "messages": [self._resource(m) for m in chunk],
+                "page": page,
                 "page_size": page_size,
-                "first_page_uri": request.path_qs,
-                "next_page_uri": None,
-                "previous_page_uri": None,
+                "start": page * page_size,
+                "end": page * page_size + max(len(chunk) - 1, 0),
+                "first_page_uri": page_uri(0),
+                "next_page_uri": page_uri(page + 1) if more else None,
+                "previous_page_uri": page_uri(page - 1) if page else None,
                 "uri": request.path_qs,
             }
         )
@@ -223,6 +272,7 @@ class TwilioEmulator(Emulator):
         assert message.callback_url is not None
         for status in ("sent", outcome):
             message.status = status
+            message.fields.setdefault("sent_at", time.time())
             fields = {
                 "MessageSid": message.id,
                 "SmsSid": message.id,
@@ -268,3 +318,18 @@ class TwilioEmulator(Emulator):
             "Content-Type": "application/x-www-form-urlencoded",
         }
         return await self.post(url, data=fields, headers=headers)
+
+
+def _date_filter(value: str | None, *, end: bool) -> float | None:
+    """A ``DateSent`` filter as epoch seconds: a date-time, or a date (its start, or with
+    ``end``, its last second), as Twilio reads them in UTC."""
+    if not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    if len(text) == 10:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+        return day.timestamp() + (86399.999 if end else 0.0)
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

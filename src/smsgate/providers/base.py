@@ -3,8 +3,13 @@
 Modelled on django-anymail's ``AnymailBaseBackend``. The base checks features before any I/O,
 builds and posts the request through a shared keep-alive transport, maps every failure into the
 error taxonomy (keeping the provider's code and raw body), fills segment counts from our own
-encoder when the provider does not report them, and logs without secrets. A provider module
-writes only what is specific to it:
+encoder when the provider does not report them, and logs without secrets. It alone decides
+whether a send was accepted: only a 2xx whose body parses in the provider's format and carries
+the provider's message id counts; a redirect is never followed (a configuration error naming the
+``Location``); any other 2xx is ``AmbiguousSend`` keeping the raw answer. A lookup
+(``areconcile``) concludes "not sent" only after reading every page of the window since the
+first attempt, and raises ``AmbiguousSend`` when it could not. A provider module writes only what
+is specific to it:
 
 - ``from_url``: read credentials and options from ``scheme://credentials@sender?options``;
 - ``build_send_request`` / ``parse_send_response``: the wire format of one send;
@@ -473,15 +478,99 @@ class HttpProvider(Provider):
 
     async def deliver(self, message: Message) -> SendResult:
         response = await self.transport.request(self.build_send_request(message))
-        if response.status >= 400 or self.is_error_response(response):
-            raise self._error_from(response, message)
-        return self.parse_send_response(message, response)
+        self.check_answer(response, message)
+        try:
+            result = self.parse_send_response(message, response)
+        except _SHAPE_ERRORS as exc:
+            raise self.unproven(
+                response, f"an answer {self.display_name} never gives ({exc!r})"
+            ) from None
+        return self.proven(result, response)
 
     async def deliver_bulk(self, group: list[Message]) -> list[SendResult]:
         response = await self.transport.request(self.build_bulk_request(group))
-        if response.status >= 400 or self.is_error_response(response):
-            raise self._error_from(response, group[0], recipients=len(group))
-        return self.parse_bulk_response(group, response)
+        self.check_answer(response, group[0], recipients=len(group))
+        try:
+            results = self.parse_bulk_response(group, response)
+        except _SHAPE_ERRORS as exc:
+            raise self.unproven(
+                response, f"an answer {self.display_name} never gives ({exc!r})"
+            ) from None
+        return [
+            r if r.error is not None else self._proven_or_failed(m, r, response)
+            for m, r in zip(group, results, strict=True)
+        ]
+
+    # -- proof of acceptance: decided here once, for every HTTP provider ------------------------
+
+    def check_answer(
+        self, response: HttpResponse, message: Message, *, recipients: int = 1
+    ) -> None:
+        """Raise unless ``response`` is a 2xx in the provider's format that does not say "error".
+
+        A 3xx is never followed: it means ``base_url`` points at the wrong place (a proxy, a
+        login page, http for https), so it is a configuration error naming the ``Location``; the
+        request did not reach the API, which is why it is not ambiguous. A 4xx/5xx, or a 2xx
+        whose body says it failed (:meth:`is_error_response`), goes through
+        :meth:`map_error_response`. A 2xx whose body is not in the provider's format (an HTML
+        page, a truncated body) is :class:`AmbiguousSend`: something took the request, and it
+        may have been sent.
+        """
+        status = response.status
+        if 300 <= status < 400:
+            location = response.headers.get("Location")
+            where = f"to {redact_url(location)}" if location else "without a Location"
+            raise ProviderUnavailable(
+                f"{self.display_name} answered HTTP {status}, a redirect {where}; redirects are "
+                f"never followed, so nothing was sent: fix base_url in the {self.scheme}:// URL",
+                provider=self.name,
+                code=str(status),
+                field="base_url",
+                raw=_raw_text(response),
+            )
+        if status >= 400:
+            raise self._error_from(response, message, recipients=recipients)
+        if status < 200:
+            raise self.unproven(response, f"HTTP {status}, not a final answer")
+        if self.answer_body(response) is None:
+            kind = response.headers.get("Content-Type") or "no Content-Type"
+            raise self.unproven(
+                response, f"a body that is not {self.answer_format} ({kind.split(';')[0]})"
+            )
+        if self.is_error_response(response):
+            raise self._error_from(response, message, recipients=recipients)
+
+    #: what :meth:`answer_body` reads; named in errors
+    answer_format: ClassVar[str] = "a JSON object"
+
+    def answer_body(self, response: HttpResponse) -> Any:
+        """The answer parsed in the provider's format, or None when it is not in it."""
+        body = response.json()
+        return body if isinstance(body, dict) else None
+
+    def unproven(self, response: HttpResponse, what: str) -> AmbiguousSend:
+        """The error for a 2xx that does not prove acceptance: the request may have taken effect."""
+        return AmbiguousSend(
+            f"{self.display_name} answered HTTP {response.status} with {what}; the message may "
+            "have been accepted, so it is not counted as sent",
+            provider=self.name,
+            code=str(response.status),
+            raw=_raw_text(response) if self.answer_body(response) is None else response.json(),
+        )
+
+    def proven(self, result: SendResult, response: HttpResponse) -> SendResult:
+        """``result`` if it carries the provider's message id, else :class:`AmbiguousSend`."""
+        if not result.provider_message_id:
+            raise self.unproven(response, "no message id")
+        return result
+
+    def _proven_or_failed(
+        self, message: Message, result: SendResult, response: HttpResponse
+    ) -> SendResult:
+        try:
+            return self.proven(result, response)
+        except AmbiguousSend as exc:
+            return self.failed_result(message, exc)
 
     def _error_from(
         self, response: HttpResponse, message: Message, *, recipients: int = 1
@@ -490,8 +579,43 @@ class HttpProvider(Provider):
         if error.provider is None:
             error.provider = self.name
         if error.raw is None:
-            error.raw = response.json() if response.json() is not None else response.text
+            error.raw = response.json() if response.json() is not None else _raw_text(response)
         return error
+
+    def read_lookup(self, response: HttpResponse) -> dict[str, Any]:
+        """The JSON object of a status or list lookup, or raise what the answer means.
+
+        Used by ``afetch_status`` and ``areconcile``: a redirect, an error status or a body that
+        is not the provider's format never reads as "no such message".
+        """
+        status = response.status
+        if 300 <= status < 400 or status < 200:
+            raise ProviderUnavailable(
+                f"{self.display_name} answered a lookup with HTTP {status}"
+                + (
+                    f" to {redact_url(response.headers['Location'])}"
+                    if response.headers.get("Location")
+                    else ""
+                )
+                + f"; redirects are never followed: fix base_url in the {self.scheme}:// URL",
+                provider=self.name,
+                code=str(status),
+                raw=_raw_text(response),
+            )
+        if status >= 400:
+            error = self.map_http_status(response)
+            error.provider, error.raw = self.name, response.json() or _raw_text(response)
+            raise error
+        body = self.answer_body(response)
+        if body is None:
+            raise ProviderUnavailable(
+                f"{self.display_name} answered a lookup with a body that is not "
+                f"{self.answer_format}",
+                provider=self.name,
+                code=str(status),
+                raw=_raw_text(response),
+            )
+        return dict(body)
 
     @abstractmethod
     def build_send_request(self, message: Message) -> HttpRequest: ...
@@ -541,6 +665,17 @@ class HttpProvider(Provider):
     async def aclose(self) -> None:
         if self._transport is not None:
             await self._transport.aclose()
+
+
+#: what a parser raises on an answer of a shape the provider never gives
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+#: how much of an unreadable answer an error keeps (an HTML page can be large)
+RAW_TEXT_LIMIT = 4096
+
+
+def _raw_text(response: HttpResponse) -> str:
+    return response.body[:RAW_TEXT_LIMIT].decode("utf-8", "replace")
 
 
 def retry_after(response: HttpResponse, default: float | None = None) -> float | None:

@@ -41,7 +41,6 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from smsgate.errors import (
-    AmbiguousSend,
     AuthError,
     InsufficientFunds,
     InvalidMessage,
@@ -235,12 +234,6 @@ class PlivoProvider(HttpProvider):
                 results[i] = result
         return [r for r in results if r is not None]
 
-    def is_error_response(self, response: HttpResponse) -> bool:
-        body = response.json()
-        if not isinstance(body, dict):
-            return True
-        return not body.get("message_uuid") and not _refusals(body, self.name)
-
     def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult:
         [result] = self.parse_bulk_response([message], response)
         if result.error is not None:
@@ -293,12 +286,6 @@ class PlivoProvider(HttpProvider):
             return refused.get(_digits(message.to)) or next(iter(refused.values()))
         text = str(body.get("error") or "") if isinstance(body, dict) else response.text[:200]
         code = str(response.status)
-        if response.status < 400:
-            return AmbiguousSend(
-                f"Plivo answered HTTP {code} without message uuids; the message "
-                "may have been queued",
-                code=code,
-            )
         words = text.lower()
         if response.status == 401:
             return AuthError(
@@ -344,7 +331,7 @@ class PlivoProvider(HttpProvider):
             )
         if response.status >= 400:
             raise self._error_from_fetch(response)
-        data = response.json() or {}
+        data = self.read_lookup(response)
         units = str(data.get("units") or "")
         return SendResult(
             id=provider_message_id,

@@ -124,16 +124,16 @@ class SmspmProvider(HttpProvider):
         return HttpRequest("POST", "/", json=self._payload(messages[0], numbers))
 
     def is_error_response(self, response: HttpResponse) -> bool:
+        # Only a body that says it failed is an error; one that says nothing proves nothing,
+        # which the base reports as ambiguous.
         body = response.json()
-        if not isinstance(body, dict):
-            return True
         if "error" in body:
             return True
         entries = body.get("messages")
         if isinstance(entries, list):
             # One recipient sent as a plain string: its only entry decides.
             return len(entries) == 1 and _entry_error(entries[0]) is not None
-        return str(body.get("status", "")).lower() != "success"
+        return str(body.get("status", "")).lower() in ("error", "failed", "rejected")
 
     def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult:
         body = response.json()
@@ -144,14 +144,13 @@ class SmspmProvider(HttpProvider):
 
     def _accepted(self, message: Message, entry: dict[str, Any], *, raw: Any) -> SendResult:
         provider_id = entry.get("id") or entry.get("messageId")
-        if not provider_id:
-            raise AmbiguousSend(
-                "SMSPM answered success without a message id; the message may have been accepted",
-                provider=self.name,
-                raw=raw,
-            )
         status = STATUSES.get(str(entry.get("status", "")).lower(), Status.QUEUED)
-        return self.result(message, status=status, provider_message_id=str(provider_id), raw=raw)
+        return self.result(
+            message,
+            status=status,
+            provider_message_id=str(provider_id) if provider_id else None,
+            raw=raw,
+        )
 
     def parse_bulk_response(
         self, messages: list[Message], response: HttpResponse

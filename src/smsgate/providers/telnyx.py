@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlencode
 
 from smsgate.errors import (
-    AmbiguousSend,
     AuthError,
     ConfigError,
     InsufficientFunds,
@@ -182,14 +181,9 @@ class TelnyxProvider(HttpProvider):
         headers = {**self._headers, "Idempotency-Key": message.idempotency_key or message.id}
         return HttpRequest("POST", "/v2/messages", json=payload, headers=headers)
 
-    def is_error_response(self, response: HttpResponse) -> bool:
-        body = response.json()
-        data = body.get("data") if isinstance(body, dict) else None
-        return not (isinstance(data, dict) and data.get("id"))
-
     def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult:
-        data = (response.json() or {}).get("data") or {}
-        return self._result_from_record(message, data)
+        data = response.json().get("data")
+        return self._result_from_record(message, data if isinstance(data, dict) else {})
 
     def _result_from_record(self, message: Message, data: dict[str, Any]) -> SendResult:
         parts = data.get("parts")
@@ -208,13 +202,6 @@ class TelnyxProvider(HttpProvider):
         body = response.json()
         errors = body.get("errors") if isinstance(body, dict) else None
         if not errors or not isinstance(errors[0], dict):
-            if response.status < 400:
-                # Telnyx dedupes by Idempotency-Key, so the policy may safely send again.
-                return AmbiguousSend(
-                    f"Telnyx answered HTTP {response.status} without a message "
-                    "id; the message may have been accepted",
-                    code=str(response.status),
-                )
             return self.map_http_status(response)
         error = errors[0]
         code = str(error.get("code") or response.status)
@@ -272,7 +259,7 @@ class TelnyxProvider(HttpProvider):
             error = self.map_http_status(response, detail=detail, code=str(response.status))
             error.provider, error.raw = self.name, body
             raise error
-        data = (body or {}).get("data") or {}
+        data = self.read_lookup(response).get("data") or {}
         recipient = (data.get("to") or [{}])[0]
         cost = data.get("cost") or {}
         parts = data.get("parts")

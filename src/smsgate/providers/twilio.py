@@ -8,11 +8,13 @@ Twilio signs, when the server sits behind a proxy).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import urlencode
 
 from smsgate.errors import (
+    AmbiguousSend,
     AuthError,
     InvalidMessage,
     InvalidRecipient,
@@ -212,9 +214,7 @@ class TwilioProvider(HttpProvider):
         response = await self.transport.request(
             HttpRequest("GET", f"{self._path}/{provider_message_id}.json", auth=self._auth)
         )
-        if response.status >= 400:
-            raise self.map_http_status(response)
-        data = response.json() or {}
+        data = self.read_lookup(response)
         return SendResult(
             id=provider_message_id,
             to=str(data.get("to", "")),
@@ -227,26 +227,89 @@ class TwilioProvider(HttpProvider):
             raw=data,
         )
 
+    #: the most list pages one lookup reads before it gives up (1,000 messages a page)
+    reconcile_max_pages: int = 50
+
     async def areconcile(
         self, message: Message, *, since: float | None = None
     ) -> SendResult | None:
-        """Find an ambiguously sent message by recipient, sender and body (newest first)."""
-        params = {"To": message.to, "PageSize": "50"}
+        """Find an ambiguously sent message by recipient, sender and body.
+
+        First every page (``next_page_uri``) of the messages to this recipient from this sender
+        sent since ``since`` (``DateSent>``). A message Twilio took but has not sent yet has no
+        ``date_sent`` and no ``DateSent`` filter lists it, so on a miss every page of the
+        unfiltered list is read for one still queued. None ("Twilio has no record of it") only
+        once the last page of both was read. A failed page, more than
+        :attr:`reconcile_max_pages` pages, or no ``since`` raises :class:`AmbiguousSend`: a miss
+        on a partial read is no proof, and the message stays unknown with that reason.
+        """
+        if since is None:
+            raise AmbiguousSend(
+                "cannot look the message up: no time of the first attempt to bound the search",
+                provider=self.name,
+            )
+        params = {"To": message.to, "PageSize": "1000"}
         sender = self.sender_for(message)
         if not sender.startswith("MG"):
             params["From"] = sender
-        response = await self.transport.request(
-            HttpRequest("GET", f"{self._path}.json", params=params, auth=self._auth)
-        )
-        if response.status >= 400:
-            raise self.map_http_status(response)
-        for item in (response.json() or {}).get("messages", []):
-            if item.get("body") != message.body:
-                continue
-            if since is not None and not _created_since(item.get("date_created"), since):
-                continue
-            return self._result_from_resource(message, item)
+        # Twilio dates have whole seconds: a second of slack keeps one sent in the same second.
+        start = datetime.fromtimestamp(int(since) - 1, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def ours(item: dict[str, Any]) -> bool:
+            return item.get("body") == message.body and _created_since(
+                item.get("date_created"), since
+            )
+
+        async for item in self._list_all({**params, "DateSent>": start}, message):
+            if ours(item):
+                return self._result_from_resource(message, item)
+        async for item in self._list_all(params, message):
+            if not item.get("date_sent") and ours(item):
+                return self._result_from_resource(message, item)
         return None
+
+    async def _list_all(
+        self, params: dict[str, str], message: Message
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every message of a list query, page after page; raises unless the last page is read."""
+        request = HttpRequest("GET", f"{self._path}.json", params=params, auth=self._auth)
+        for page in range(1, self.reconcile_max_pages + 1):
+            try:
+                body = self.read_lookup(await self.transport.request(request))
+            except SmsgateError as exc:
+                raise AmbiguousSend(
+                    f"looking the message up at Twilio failed at list page {page} ({exc}); "
+                    "a partial search proves nothing",
+                    provider=self.name,
+                    raw=exc.raw,
+                ) from None
+            items = body.get("messages")
+            if not isinstance(items, list):
+                raise AmbiguousSend(
+                    f"Twilio's list page {page} has no messages list; a partial search proves "
+                    "nothing",
+                    provider=self.name,
+                    raw=body,
+                )
+            for item in items:
+                if isinstance(item, dict):
+                    yield item
+            next_page = body.get("next_page_uri")
+            if not next_page:
+                return
+            if not isinstance(next_page, str) or not next_page.startswith("/"):
+                raise AmbiguousSend(
+                    f"Twilio's list page {page} links to an unreadable next page "
+                    f"({next_page!r}); a partial search proves nothing",
+                    provider=self.name,
+                    raw=body,
+                )
+            request = HttpRequest("GET", next_page, auth=self._auth)
+        raise AmbiguousSend(
+            f"Twilio lists more than {self.reconcile_max_pages} pages of messages to "
+            f"{message.to}; searched no further, so not finding it proves nothing",
+            provider=self.name,
+        )
 
     # -- webhooks ---------------------------------------------------------------------------
 

@@ -242,17 +242,20 @@ class VonageProvider(HttpProvider):
         return HttpRequest("POST", "/sms/json", data=fields)
 
     def is_error_response(self, response: HttpResponse) -> bool:
+        # Only a messages list that refuses a part says "error"; no list at all is no proof either
+        # way, which the base reports as ambiguous.
         parts = _parts(response.json())
-        return parts is None or any(str(part.get("status")) != "0" for part in parts)
+        return parts is not None and any(str(part.get("status")) != "0" for part in parts)
 
     def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult:
         body = response.json()
         parts = _parts(body) or []
         count = str(body.get("message-count") or len(parts))
+        first_id = parts[0].get("message-id") if parts else None
         return self.result(
             message,
             status=Status.QUEUED,
-            provider_message_id=str(parts[0].get("message-id")),
+            provider_message_id=str(first_id) if first_id else None,
             segments=int(count) if count.isdigit() else len(parts),
             price=_total_price(parts),
             raw=body,
@@ -262,12 +265,6 @@ class VonageProvider(HttpProvider):
         body = response.json()
         parts = _parts(body)
         if response.status >= 400 or parts is None:
-            if response.status < 400:
-                return AmbiguousSend(
-                    "Vonage answered HTTP 200 without a messages list; the message may have "
-                    "been accepted",
-                    code=str(response.status),
-                )
             return self.map_http_status(response)
         failed = [part for part in parts if str(part.get("status")) != "0"]
         code = str(failed[0].get("status"))
