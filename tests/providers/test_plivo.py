@@ -423,3 +423,22 @@ def test_inbound_with_media(emulator: EmulatorThread, webhook_receiver: WebhookR
     [inbound] = create_provider(emulator.emulator.provider_url()).handle_inbound_webhook(request)
     assert inbound.media == (MEDIA,) and inbound.sender == "+15555550199"
     assert dict(parse_qsl(request.body.decode()))["Type"] == "mms"
+
+
+def test_a_receipt_replayed_with_its_parameters_reordered_is_the_same_event(
+    emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+) -> None:
+    # The V3 signature covers the parameters sorted, so a reordered replay still verifies: the
+    # event id must come from the signed content, not the bytes as they arrived.
+    url = with_options(emulator.emulator.provider_url(), callback=f"{webhook_receiver.url}/status")
+    with smsgate.Gateway.from_url(url) as gateway:
+        gateway.send(GOOD, "track me")
+    [request, *_] = webhook_receiver.wait(1, path="/status")
+    provider = create_provider(emulator.emulator.provider_url())
+    [event] = provider.handle_status_webhook(request)
+    pairs = parse_qsl(request.body.decode(), keep_blank_values=True)
+    reordered = urlencode(list(reversed(pairs))).encode()
+    replay = WebhookRequest(request.url, request.method, request.headers, reordered)
+    assert reordered != request.body
+    [again] = provider.handle_status_webhook(replay)
+    assert again.event_id == event.event_id

@@ -127,6 +127,18 @@ def test_a_replayed_receipt_is_stored_once(gateway: Running) -> None:
     assert history(gateway, mid).count(("queued", "delivered", "webhook:twilio")) == 1
 
 
+def test_a_receipt_replayed_with_a_new_unsigned_token_is_stored_once(gateway: Running) -> None:
+    # I-Twilio-Idempotency-Token is not signed: anyone can change it, so it cannot make a
+    # replayed receipt a new event. Only the signed parameters identify it.
+    mid = queued(gateway)
+    first = callback(gateway, mid, "delivered", token="tok-1")
+    replay = callback(gateway, mid, "delivered", token="tok-2-forged")
+    assert (first.json()["stored"], replay.status_code, replay.json()["stored"]) == (1, 200, 0)
+    assert history(gateway, mid).count(("queued", "delivered", "webhook:twilio")) == 1
+    # A different signed status is a different event.
+    assert callback(gateway, mid, "sent", token="tok-1").json()["stored"] == 1
+
+
 def test_a_late_sent_never_overwrites_delivered(gateway: Running) -> None:
     mid = queued(gateway)
     callback(gateway, mid, "delivered")

@@ -125,6 +125,19 @@ class WebhookRequest:
         """A stable id for a payload when the provider sends none (dedupes exact replays)."""
         return hashlib.sha256(self.body or self.url.encode()).hexdigest()[:32]
 
+    def signed_digest(self, params: Iterable[tuple[str, str]]) -> str:
+        """An event id from what a form-signing provider signs: the query and the parameters,
+        sorted (their order is not signed), and nothing from the headers.
+
+        A replay is then recognised whatever unsigned header (Twilio's
+        ``I-Twilio-Idempotency-Token``) or parameter order it carries, and a forged variant of
+        the signed content cannot pass the signature check in the first place.
+        """
+        digest = hashlib.sha256(self.url.partition("?")[2].encode())
+        for name, value in sorted(params):
+            digest.update(b"\0%s\0%s" % (name.encode(), value.encode()))
+        return digest.hexdigest()[:32]
+
 
 class Provider(ABC):
     """Base of every provider. Subclasses set the class attributes and fill in the hooks."""

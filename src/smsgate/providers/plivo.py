@@ -396,7 +396,7 @@ class PlivoProvider(HttpProvider):
                 provider=self.name,
                 provider_message_id=uuid,
                 status=status,
-                event_id=request.event_digest(),
+                event_id=request.signed_digest(form),
                 occurred_at=_plivo_time(first(form, "MessageTime")),
                 message_id=first(request.query, "smsgate_id"),
                 to=_plus(first(form, "To") or "") or None,

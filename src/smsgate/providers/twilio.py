@@ -358,7 +358,9 @@ class TwilioProvider(HttpProvider):
                 provider=self.name,
                 provider_message_id=sid,
                 status=STATUSES.get(status_text, Status.UNKNOWN),
-                event_id=request.header("I-Twilio-Idempotency-Token") or request.event_digest(),
+                # Only signed content: the idempotency token header is not signed, so a replay
+                # carrying a new one must still be the same event.
+                event_id=request.signed_digest(form),
                 occurred_at=_dlr_done(first(form, "RawDlrDoneDate")),
                 message_id=first(request.query, "smsgate_id"),
                 to=first(form, "To"),
