@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def twilio() -> Iterator[EmulatorThread]:
         retry_after=0.05,
         reset_rate=0.03,
         hang_rate=0.02,
-        hang_seconds=1.5,
+        hang_seconds=2.5,
     )
     emulator = TwilioEmulator(faults=faults)
     emulator.callbacks.delay = 0.05
@@ -58,7 +59,7 @@ def write_config(path: Path, store: str, provider_url: str) -> Path:
 store = "{store}"
 
 [providers.twilio]
-url = "{provider_url}&timeout=0.5"
+url = "{provider_url}&timeout=2"
 
 [retry]
 max_attempts = 20
@@ -129,23 +130,27 @@ def test_few_recipients_many_messages_sigkilled_worker_no_unexplained_duplicate(
             counts = outbox.counts()
             return sum(counts.get(status, 0) for status in FINAL)
 
+        def held(pid: int) -> bool:
+            return held_by(outbox, pid) > 0
+
+        def progressed(target: int) -> bool:
+            return finished() >= min(target, total)
+
         worker = start_worker(config, log)
         kills = 0
         try:
-            for kills in range(1, KILLS + 1):  # noqa: B007 - the count is reported on failure
-                pid = worker.pid
-                wait_for(lambda: held_by(outbox, pid) > 0, 20, f"worker {kills} to send")
-                progress = finished()
+            while kills < KILLS:
+                kills += 1
+                wait_for(partial(held, worker.pid), 20, f"worker {kills} to send")
                 # Let it get some way (and some ambiguity) before killing it.
-                wait_for(
-                    lambda: finished() >= min(progress + total // 20, total) or finished() == total,
-                    20,
-                    f"worker {kills} to make progress",
-                )
+                wait_for(partial(progressed, finished() + total // 20), 20, "progress")
                 worker.send_signal(signal.SIGKILL)
                 worker.wait(10)
                 worker = start_worker(config, log)
-            wait_for(lambda: finished() == total, 60, "every message to end")
+            try:
+                wait_for(lambda: finished() == total, 60, "every message to end")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {outbox.counts()}") from None
         finally:
             worker.send_signal(signal.SIGTERM)
             code = worker.wait(30)

@@ -238,7 +238,7 @@ class TwilioProvider(HttpProvider):
         First every page (``next_page_uri``) of the messages to this recipient from this sender
         sent since ``since`` (``DateSent>``). A message Twilio took but has not sent yet has no
         ``date_sent`` and no ``DateSent`` filter lists it, so on a miss every page of the
-        unfiltered list is read for one still queued. None ("Twilio has no record of it") only
+        unfiltered list is read too. None ("Twilio has no record of it") only
         once the last page of both was read. A failed page, more than
         :attr:`reconcile_max_pages` pages, or no ``since`` raises :class:`AmbiguousSend`: a miss
         on a partial read is no proof, and the message stays unknown with that reason.
@@ -263,8 +263,10 @@ class TwilioProvider(HttpProvider):
         async for item in self._list_all({**params, "DateSent>": start}, message):
             if ours(item):
                 return self._result_from_resource(message, item)
+        # Every item, not only those without date_sent: one may have been sent between the two
+        # reads, and would then be in neither.
         async for item in self._list_all(params, message):
-            if not item.get("date_sent") and ours(item):
+            if ours(item):
                 return self._result_from_resource(message, item)
         return None
 
