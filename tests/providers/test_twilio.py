@@ -123,7 +123,9 @@ def test_reconcile_reads_every_page_of_the_window_and_finds_queued_and_sent_mess
         for i in range(1, 10):
             gateway.send("+15555550100", f"body {i}")
         # Once all are sent the first is found by DateSent, on the last of four pages.
-        sent = emulator.wait_for(lambda: all(m.status == "sent" for m in emulator.messages))
+        sent = emulator.wait_for(
+            lambda: all(emulator._resource(m)["date_sent"] for m in emulator.messages)
+        )
         assert asyncio.run_coroutine_threadsafe(sent, running.loop).result(10)
         found = _reconcile(
             emulator, emulator.provider_url(), Message(to="+15555550100", body="body 0"), since
