@@ -308,6 +308,35 @@ class ProviderContract:
         assert len({e.event_id for e in events}) == len(events)
         assert all(e.raw for e in events)
 
+    def test_a_repeated_text_is_its_own_message_with_its_own_receipts(
+        self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    ) -> None:
+        # Same recipient, sender and body twice: a real provider sends both and reports both.
+        self._require(emulator, "delivery_webhooks")
+        url = self.provider_url(
+            emulator.emulator, **{self.callback_option: f"{webhook_receiver.url}/status"}
+        )
+        with smsgate.Gateway.from_url(url) as gateway:
+            first = gateway.send(GOOD, "Your code is 1234")
+            second = gateway.send(GOOD, "Your code is 1234")
+        assert first.provider_message_id and second.provider_message_id
+        assert first.provider_message_id != second.provider_message_id
+        provider = self.webhook_provider(emulator.emulator)
+        import time
+
+        deadline = time.monotonic() + 5
+        delivered: set[str | None] = set()
+        while time.monotonic() < deadline and len(delivered) < 2:
+            requests = [r.request for r in webhook_receiver.received if r.path == "/status"]
+            delivered = {
+                e.provider_message_id
+                for r in requests
+                for e in provider.handle_status_webhook(r)
+                if e.status is Status.DELIVERED
+            }
+            time.sleep(0.02)
+        assert delivered == {first.provider_message_id, second.provider_message_id}
+
     def test_undelivered_receipt_keeps_code_and_reason(
         self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
     ) -> None:
