@@ -7,7 +7,11 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 import requests
-from plivo.utils.signature_v3 import validate_v3_signature
+from plivo.utils.signature_v3 import (
+    construct_post_url,
+    get_signature_v3,
+    validate_v3_signature,
+)
 
 import smsgate
 from smsgate.emulators.base import EmulatorThread
@@ -442,3 +446,62 @@ def test_a_receipt_replayed_with_its_parameters_reordered_is_the_same_event(
     assert reordered != request.body
     [again] = provider.handle_status_webhook(replay)
     assert again.event_id == event.event_id
+
+
+def test_inbound_mms_as_the_api_reference_sends_it_and_as_the_older_article_shows_it() -> None:
+    provider = PlivoProvider(auth_id="MA1", auth_token=TOKEN, sender="+15005550006")
+    url = "https://hooks.example.com/plivo/inbound"
+
+    def inbound(fields: dict[str, str]) -> Any:
+        body = urlencode(fields).encode()
+        nonce = "12345678901234567890"
+        signature = plivo_v3_signature(TOKEN, url, nonce, fields.items())
+        headers = {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce}
+        [message] = provider.handle_inbound_webhook(WebhookRequest(url, "POST", headers, body))
+        return message
+
+    common = {"From": "15555550199", "To": "15005550006", "MessageUUID": "u1", "Type": "mms"}
+    reference = inbound(
+        {
+            **common,
+            "Body": "look",
+            "MediaCount": "2",
+            "Media1": "https://m/1",
+            "Media2": "https://m/2",
+        }
+    )
+    assert (reference.body, reference.media) == ("look", ("https://m/1", "https://m/2"))
+    older = inbound({**common, "Text": "look", "MediaCount": "1", "Media0": "https://m/0"})
+    assert (older.body, older.media) == ("look", ("https://m/0",))
+
+
+@pytest.mark.parametrize("text", ["Café à Noël", "Ça marche 😜", "plain ascii"])
+def test_non_ascii_texts_verify_signed_once_like_plivo_node_or_twice_like_plivo_python(
+    text: str,
+) -> None:
+    provider = PlivoProvider(auth_id="MA1", auth_token=TOKEN, sender="+15005550006")
+    url = "https://hooks.example.com/plivo/inbound"
+    fields = {"From": "15555550199", "To": "15005550006", "MessageUUID": "u2", "Text": text}
+    body = urlencode(fields).encode()
+    nonce = "98765432109876543210"
+
+    def python_sdk(params: dict[str, Any]) -> str:
+        # plivo-python's own signing code: given the values as text it encodes them once (as
+        # plivo-node does); given them as the bytes a server read, it reads those as Latin-1 and
+        # encodes them again.
+        data = construct_post_url(url, dict(params)).decode("utf-8")
+        return get_signature_v3(TOKEN.encode(), data, nonce.encode()).decode()
+
+    once = python_sdk(fields)
+    twice = python_sdk({k: v.encode("utf-8") for k, v in fields.items()})
+    assert (once == twice) == text.isascii()
+    for signature in (once, twice):
+        headers = {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce}
+        [message] = provider.handle_inbound_webhook(WebhookRequest(url, "POST", headers, body))
+        assert message.body == text
+    # A different text under either signature is still refused.
+    forged = urlencode({**fields, "Text": text + "!"}).encode()
+    for signature in (once, twice):
+        headers = {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce}
+        with pytest.raises(WebhookVerificationError):
+            provider.handle_inbound_webhook(WebhookRequest(url, "POST", headers, forged))

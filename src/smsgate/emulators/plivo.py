@@ -278,7 +278,8 @@ class PlivoEmulator(Emulator):
         fields = {
             "From": sender.lstrip("+"),
             "To": to.lstrip("+"),
-            "Text": body,
+            # As the API reference shows them: an MMS's text in Body, an SMS's in Text.
+            ("Body" if media else "Text"): body,
             "Type": "mms" if media else "sms",
             "MessageUUID": str(uuid.uuid4()),
             "Units": "1",
@@ -288,7 +289,7 @@ class PlivoEmulator(Emulator):
         }
         if media:
             fields["MediaCount"] = str(len(media))
-            fields.update({f"Media{i}": item for i, item in enumerate(media)})
+            fields.update({f"Media{i}": item for i, item in enumerate(media, start=1)})
         return await self.signed(url, fields)
 
     def sign(self, url: str, fields: dict[str, str], *, method: str = "POST") -> dict[str, str]:

@@ -132,7 +132,38 @@ def plivo_v3_signature(
         data += "".join(f"{key}{value}" for key in sorted(body) for value in sorted(body[key]))
     else:
         data = base + ("?" + query_text if query_text else "")
-    digest = hmac.new(auth_token.encode(), f"{data}.{nonce}".encode(), hashlib.sha256).digest()
+    return _sign_v3(auth_token, f"{data}.{nonce}".encode())
+
+
+def plivo_v3_signatures(
+    auth_token: str,
+    url: str,
+    nonce: str,
+    params: Iterable[tuple[str, str]] = (),
+    *,
+    method: str = "POST",
+) -> list[str]:
+    """Every ``X-Plivo-Signature-V3`` Plivo's own libraries would accept for this callback.
+
+    Plivo's SDKs disagree on non-ASCII text: plivo-node signs its UTF-8 once, plivo-python reads
+    those bytes as Latin-1 and encodes them again. For text that is not ASCII both are offered,
+    so an accented or emoji message verifies whichever way it was signed.
+    """
+    params = list(params)
+    once = plivo_v3_signature(auth_token, url, nonce, params, method=method)
+    texts = [url, nonce, *(part for pair in params for part in pair)]
+    if all(text.isascii() for text in texts):
+        return [once]
+    twice = [(_latin1_view(k), _latin1_view(v)) for k, v in params]
+    return [once, plivo_v3_signature(auth_token, _latin1_view(url), nonce, twice, method=method)]
+
+
+def _latin1_view(text: str) -> str:
+    return text.encode("utf-8").decode("latin-1")
+
+
+def _sign_v3(auth_token: str, data: bytes) -> str:
+    digest = hmac.new(auth_token.encode(), data, hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
 
@@ -372,10 +403,12 @@ class PlivoProvider(HttpProvider):
         if self.public_url:
             candidates += url_variants(_rebase(request.url, self.public_url))
         for url in candidates:
-            expected = plivo_v3_signature(self._auth_token, url, nonce, params, method=method)
-            # Compare against every offered signature so the time taken says nothing of which.
-            if sum(constant_time_equal(expected, signature) for signature in given):
-                return
+            for expected in plivo_v3_signatures(
+                self._auth_token, url, nonce, params, method=method
+            ):
+                # Compare against every offered signature so the time taken says nothing of which.
+                if sum(constant_time_equal(expected, signature) for signature in given):
+                    return
         raise WebhookVerificationError("X-Plivo-Signature-V3 does not match", provider=self.name)
 
     def parse_status_webhook(self, request: WebhookRequest) -> list[DeliveryEvent]:
@@ -416,20 +449,18 @@ class PlivoProvider(HttpProvider):
             raise WebhookVerificationError(
                 "not a Plivo inbound message (no MessageUUID/From)", provider=self.name
             )
-        media = []
+        # Plivo's API reference numbers inbound media Media1..MediaN and puts an MMS's text in
+        # Body; an older support article shows Media0 and every SMS carries Text: read both.
         count = first(form, "MediaCount") or ""
-        for i in range(int(count) if count.isdigit() else 10):
-            url = first(form, f"Media{i}")
-            if not url:
-                break
-            media.append(url)
+        last = int(count) if count.isdigit() else 10
+        media = [url for i in range(last + 1) if (url := first(form, f"Media{i}"))]
         return [
             InboundMessage(
                 provider=self.name,
                 provider_message_id=uuid,
                 sender=_plus(sender),
                 to=_plus(first(form, "To") or ""),
-                body=first(form, "Text") or "",
+                body=first(form, "Text") or first(form, "Body") or "",
                 media=tuple(media),
                 received_at=_plivo_time(first(form, "MessageTime")),
                 raw=dict(form),
