@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from smsgate.emulators.twilio import TwilioEmulator
 from tests.providers.contract import ProviderContract
+from tests.support.webhooks import WebhookReceiver
 
 
 class TestTwilioContract(ProviderContract):
@@ -184,3 +185,32 @@ def test_reconcile_that_cannot_read_a_page_is_no_proof_of_absence() -> None:
             _reconcile(
                 emulator, emulator.provider_url(), Message(to="+15555550100", body="x"), None
             )  # type: ignore[arg-type]
+
+
+def test_the_emulators_inbound_webhook_carries_twilios_legacy_fields_and_parses(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    import requests
+
+    from smsgate.providers import create_provider
+
+    receiver = webhook_receiver
+    with TwilioEmulator().run_in_thread() as running:
+        answer = requests.post(
+            f"{running.url}/_emulator/inbound",
+            json={
+                "from": "+15555550199",
+                "to": "+15005550006",
+                "body": "hi",
+                "url": f"{receiver.url}/in",
+            },
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        [request] = receiver.wait(1)
+        form = dict(request.form())
+        provider = create_provider(running.emulator.provider_url())
+        [inbound] = provider.handle_inbound_webhook(request)
+    assert form["SmsMessageSid"] == form["MessageSid"] == form["SmsSid"]
+    assert form["SmsStatus"] == "received"
+    assert inbound.provider_message_id == form["MessageSid"] and inbound.body == "hi"

@@ -451,3 +451,21 @@ def test_config_errors_name_the_option() -> None:
         create_provider("vonage://k@MyApp")
     masked = create_provider("vonage://k:s@MyApp?signature_secret=topsecret")
     assert "topsecret" not in repr(masked)
+
+
+def test_emulator_accepts_the_official_sdks_basic_auth_header(emulator: EmulatorThread) -> None:
+    import requests
+
+    vonage = emulator.emulator
+    assert isinstance(vonage, VonageEmulator)
+    fields = {"from": "MyApp", "to": "15555550100", "text": "hello"}
+    header = Auth(api_key=vonage.api_key, api_secret=vonage.api_secret).create_basic_auth_string()
+    answer = requests.post(
+        f"{emulator.url}/sms/json", data=fields, headers={"Authorization": header}, timeout=10
+    ).json()
+    assert answer["messages"][0]["status"] == "0" and answer["messages"][0]["message-id"]
+    wrong = Auth(api_key=vonage.api_key, api_secret="not-the-secret").create_basic_auth_string()
+    refused = requests.post(
+        f"{emulator.url}/sms/json", data=fields, headers={"Authorization": wrong}, timeout=10
+    ).json()
+    assert refused["messages"][0]["status"] == "4"

@@ -295,9 +295,13 @@ class TwilioEmulator(Emulator):
     async def post_inbound(
         self, url: str, sender: str, to: str, body: str, media: list[str]
     ) -> int:
+        sid = ("MM" if media else "SM") + secrets.token_hex(16)
+        # The fields of Twilio's incoming-message webhook, the legacy Sms* names included.
         fields = {
-            "MessageSid": "SM" + secrets.token_hex(16),
-            "SmsSid": "",
+            "MessageSid": sid,
+            "SmsMessageSid": sid,
+            "SmsSid": sid,
+            "SmsStatus": "received",
             "AccountSid": self.account_sid,
             "From": sender,
             "To": to,
@@ -306,7 +310,6 @@ class TwilioEmulator(Emulator):
             "NumSegments": "1",
             "ApiVersion": "2010-04-01",
         }
-        fields["SmsSid"] = fields["MessageSid"]
         for i, item in enumerate(media):
             fields[f"MediaUrl{i}"] = item
             fields[f"MediaContentType{i}"] = "image/jpeg"

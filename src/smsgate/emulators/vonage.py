@@ -3,7 +3,8 @@
 Run it with ``smsgate emulate vonage``. What it speaks:
 
 - ``/sms/json`` as a form POST, a JSON POST or a GET with query parameters, authenticated by
-  ``api_key`` + ``api_secret`` or by a signed request (``api_key``, ``timestamp``, ``sig``);
+  ``api_key`` + ``api_secret`` (as parameters or as HTTP Basic auth, which the official SDKs
+  send) or by a signed request (``api_key``, ``timestamp``, ``sig``);
 - the always-200 answer: ``message-count`` and one ``messages[]`` entry per part, values as
   strings, refusals as a non-zero ``status`` with ``error-text`` (4 bad credentials, 2 missing and
   3 invalid parameters, 14 invalid signature, 32 signature and secret together, 9 out of credit
@@ -23,6 +24,7 @@ Run it with ``smsgate emulate vonage``. What it speaks:
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 import uuid
@@ -148,6 +150,17 @@ class VonageEmulator(Emulator):
             # A body that is not a JSON object adds nothing: the answer is then "Missing … param".
             body = await request_fields(request) or {}
             params.update({key: str(value) for key, value in body.items()})
+        # The real API also takes the key and secret as HTTP Basic auth, as the official SDKs
+        # send them; parameters in the request win.
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic" and token:
+            try:
+                key, colon, secret = base64.b64decode(token, validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return params  # unreadable: the answer is "Missing api_key param" or bad creds
+            if colon:
+                params.setdefault("api_key", key)
+                params.setdefault("api_secret", secret)
         return params
 
     def _authenticate(self, params: Mapping[str, str]) -> web.Response | None:

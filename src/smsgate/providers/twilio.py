@@ -377,7 +377,7 @@ class TwilioProvider(HttpProvider):
 
     def parse_inbound_webhook(self, request: WebhookRequest) -> list[InboundMessage]:
         form = request.form()
-        sid = first(form, "MessageSid")
+        sid = first(form, "MessageSid") or first(form, "SmsMessageSid")
         sender = first(form, "From")
         if not sid or not sender:
             raise WebhookVerificationError(
