@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from smsgate.clock import FakeClock
 from smsgate.emulators.base import Emulator, EmulatorThread
 from smsgate.emulators.telnyx import TelnyxEmulator
 from smsgate.errors import (
+    AmbiguousSend,
     InvalidMessage,
     InvalidRecipient,
     OptedOut,
@@ -341,3 +343,80 @@ def test_unexpected_error_bodies() -> None:
     )
     mapped = provider.map_error_response(pointer, message)
     assert isinstance(mapped, InvalidMessage) and mapped.field == "text"
+
+
+def test_user_idempotency_keys_are_mapped_to_the_form_telnyx_takes(
+    emulator: EmulatorThread,
+) -> None:
+    from smsgate.providers.telnyx import telnyx_idempotency_key
+
+    assert telnyx_idempotency_key("order-42:retry_1") == "order-42:retry_1"
+    odd = telnyx_idempotency_key("order.42/retry 1")
+    assert re.fullmatch(r"[A-Za-z0-9_:-]{1,255}", odd)
+    assert odd == telnyx_idempotency_key("order.42/retry 1")  # stable across retries
+    assert odd != telnyx_idempotency_key("order_42/retry 1")  # distinct keys stay distinct
+    assert re.fullmatch(r"[A-Za-z0-9_:-]{1,255}", telnyx_idempotency_key("é" * 400))
+    # The emulator refuses a key Telnyx would refuse; the provider's mapped key goes through,
+    # and a retry with the same user key is answered from the first send.
+    with smsgate.Gateway.from_url(emulator.emulator.provider_url()) as gateway:
+        first = gateway.send(GOOD, "hello", idempotency_key="order.42/retry 1")
+        again = gateway.send(GOOD, "hello", idempotency_key="order.42/retry 1")
+    assert first.provider_message_id == again.provider_message_id
+    summary = emulator.call(emulator.emulator.summary)
+    assert summary["count"] == 1 and summary["idempotent_replays"] == 1
+    refused = requests.post(
+        f"{emulator.url}/v2/messages",
+        json={"from": "+15005550006", "to": GOOD, "text": "x"},
+        headers={
+            "Authorization": f"Bearer {emulator.emulator.credentials}",
+            "Idempotency-Key": "order.42/retry 1",
+        },
+        timeout=10,
+    )
+    assert refused.status_code == 422
+
+
+def test_more_than_ten_parts_is_refused_before_sending_so_the_router_can_fail_over(
+    emulator: EmulatorThread,
+) -> None:
+    eleven_parts = "x" * (153 * 10 + 1)
+    with smsgate.Gateway.from_url(emulator.emulator.provider_url()) as gateway:
+        with pytest.raises(UnsupportedFeature, match="at most 10 parts") as info:
+            gateway.send(GOOD, eleven_parts)
+        assert info.value.failover
+        assert gateway.send(GOOD, "x" * (153 * 10)).ok  # ten parts still go
+    assert emulator.call(emulator.emulator.summary)["count"] == 1
+    # The emulator enforces the limit as Telnyx does, and a 40302 fails over too.
+    answer = requests.post(
+        f"{emulator.url}/v2/messages",
+        json={"from": "+15005550006", "to": GOOD, "text": eleven_parts},
+        headers={"Authorization": f"Bearer {emulator.emulator.credentials}"},
+        timeout=10,
+    )
+    assert answer.status_code == 400 and answer.json()["errors"][0]["code"] == "40302"
+    provider = create_provider(emulator.emulator.provider_url())
+    mapped = provider.map_error_response(  # type: ignore[attr-defined]
+        HttpResponse(400, {}, answer.content), Message(to=GOOD, body=eleven_parts)
+    )
+    assert isinstance(mapped, UnsupportedFeature) and mapped.failover
+
+
+def test_a_key_still_being_processed_is_not_a_final_failure() -> None:
+    provider = create_provider("telnyx://KEY@+15005550006")
+    busy = HttpResponse(
+        409,
+        {},
+        json.dumps(
+            {"errors": [{"code": "10036", "title": "Idempotency key is being processed"}]}
+        ).encode(),
+    )
+    mapped = provider.map_error_response(busy, Message(to=GOOD, body="x"))  # type: ignore[attr-defined]
+    assert isinstance(mapped, AmbiguousSend)  # retried with the same key, never failed
+
+
+def test_tags_are_not_a_telnyx_request_field() -> None:
+    with (
+        smsgate.Gateway.from_url("telnyx://KEY@+15005550006") as gateway,
+        pytest.raises(UnsupportedFeature, match="tags"),
+    ):
+        gateway.send(GOOD, "hi", provider_options={"tags": ["a"]})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import time
 import uuid
@@ -109,6 +110,11 @@ _FINALS: dict[str, tuple[str, str | None, str | None]] = {
     "failed": ("sending_failed", "40004", "Rejected by destination"),
     "expired": ("expired", "40005", "Message expired during transmission"),
 }
+
+#: Telnyx sends at most this many parts of one SMS and refuses longer texts (40302)
+MAX_PARTS = 10
+#: what Telnyx takes as an Idempotency-Key
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_:-]{1,255}")
 
 
 def telnyx_error(
@@ -253,6 +259,14 @@ class TelnyxEmulator(Emulator):
         if not isinstance(body, dict):
             return telnyx_error(400, "10015", "Bad Request", "The request body is not JSON.")
         key = request.headers.get("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            return telnyx_error(
+                422,
+                "10015",
+                "Bad Request",
+                "The Idempotency-Key header must match ^[A-Za-z0-9_:-]{1,255}$.",
+                "/Idempotency-Key",
+            )
         if key and key in self._answers:
             self.idempotent_replays += 1
             return web.json_response(self._answers[key])
@@ -315,6 +329,14 @@ class TelnyxEmulator(Emulator):
         from smsgate.encoding import segments
 
         info = segments(text) if text else None
+        if info is not None and not media and info.segments > MAX_PARTS:
+            return telnyx_error(
+                400,
+                "40302",
+                "Message too large",
+                f"The message is {info.segments} parts; at most {MAX_PARTS} can be sent.",
+                "/text",
+            )
         callback = body.get("webhook_url") or self.webhook_url
         message = self.record(
             EmulatedMessage(

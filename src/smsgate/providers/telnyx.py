@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import re
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlencode
 
 from smsgate.errors import (
+    AmbiguousSend,
     AuthError,
     ConfigError,
     InsufficientFunds,
@@ -80,6 +83,22 @@ STATUSES: dict[str, Status] = {
 _RECIPIENT_CODES = frozenset({"10001", "10002", "10016", "40310", "40001", "40012"})
 _SENDER_CODES = frozenset({"40305", "40013"})
 _EVENTS = frozenset({"message.sent", "message.finalized", "message.queued", "message.sending"})
+
+
+#: Telnyx sends at most this many parts of one SMS (longer texts are refused with 40302)
+MAX_PARTS = 10
+_KEY_OK = re.compile(r"[A-Za-z0-9_:-]{1,255}")
+_KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_:-]")
+
+
+def telnyx_idempotency_key(key: str) -> str:
+    """``key`` as Telnyx takes it (``^[A-Za-z0-9_:-]{1,255}$``): unchanged when it already
+    fits, else its other characters as ``_`` plus a digest of the whole key, so two keys that
+    differ only in those characters stay two keys, and the same key always maps the same way."""
+    if _KEY_OK.fullmatch(key):
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return f"{_KEY_BAD_CHARS.sub('_', key)[:200]}:{digest}"
 
 
 def load_public_key(value: str) -> Ed25519PublicKey:
@@ -157,9 +176,23 @@ class TelnyxProvider(HttpProvider):
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
 
     def supported_options(self) -> frozenset[str]:
-        return frozenset(
-            {"subject", "auto_detect", "use_profile_webhooks", "tags", "webhook_failover_url"}
-        )
+        # As declared for POST /v2/messages in Telnyx's OpenAPI (``tags`` is not).
+        return frozenset({"subject", "auto_detect", "use_profile_webhooks", "webhook_failover_url"})
+
+    def check_features(self, message: Message) -> None:
+        super().check_features(message)
+        if message.body and not message.media:
+            from smsgate.encoding import segments
+
+            parts = segments(message.body).segments
+            if parts > MAX_PARTS:
+                # Refused here so the router can fail over; Telnyx would refuse it with 40302.
+                raise UnsupportedFeature(
+                    f"Telnyx sends at most {MAX_PARTS} parts and this text is {parts}; shorten "
+                    "it or route it to a provider that sends longer texts",
+                    provider=self.name,
+                    field="body",
+                )
 
     # -- send -----------------------------------------------------------------------------
 
@@ -178,7 +211,8 @@ class TelnyxProvider(HttpProvider):
                 f"{self.status_callback}{joiner}{urlencode({'smsgate_id': message.id})}"
             )
         payload.update(self.options_for(message))
-        headers = {**self._headers, "Idempotency-Key": message.idempotency_key or message.id}
+        key = telnyx_idempotency_key(message.idempotency_key or message.id)
+        headers = {**self._headers, "Idempotency-Key": key}
         return HttpRequest("POST", "/v2/messages", json=payload, headers=headers)
 
     def parse_send_response(self, message: Message, response: HttpResponse) -> SendResult:
@@ -217,6 +251,20 @@ class TelnyxProvider(HttpProvider):
         if code == "10011" or response.status == 429:
             return RateLimited(
                 f"Telnyx is throttling: {text}", code=code, retry_after=retry_after(response, 1.0)
+            )
+        if code == "10036":
+            # The same Idempotency-Key is still being processed: that request's outcome is not
+            # known yet, and a retry with the key returns it once it is (Telnyx dedupes).
+            return AmbiguousSend(
+                f"Telnyx is still processing an earlier request with this Idempotency-Key "
+                f"({text}); retrying with the same key returns its result",
+                code=code,
+            )
+        if code == "40302":
+            return UnsupportedFeature(
+                f"Telnyx refused the text as too long ({text}); at most {MAX_PARTS} parts",
+                code=code,
+                field="body",
             )
         if code == OPTED_OUT_CODE:
             return OptedOut(
