@@ -617,6 +617,12 @@ def _provider(name: str, section: Mapping[str, Any], path: str) -> ProviderConfi
             f"{mask_url(url)!r} is not a provider URL",
             'write scheme://credentials@sender, e.g. "twilio://SID:${TWILIO_TOKEN}@+15017122661"',
         )
+    from smsgate.providers import check_url
+
+    try:
+        check_url(url)
+    except ConfigError as exc:
+        _fail(_child(path, "url"), exc.message, "fix or remove that option in the URL")
     limit = None
     if "rate" in section:
         limit = _limit(section["rate"], section.get("burst"), path)

@@ -1,8 +1,10 @@
 """The provider registry: ``create_provider("twilio://SID:TOKEN@+15017122661")``.
 
 Provider modules are imported only when their scheme is used, so adding providers costs nothing
-at start-up. To add one: write ``providers/<name>.py`` on :class:`~smsgate.providers.base.Provider`,
-add a row here, an emulator in ``emulators/``, and a test module on the shared contract tests.
+at start-up. Each provider class carries its descriptor (scheme, URL form, URL options and which
+are secret, capabilities, emulator); option checking, redaction and docs/providers.md read it.
+Adding one is docs/adding-a-provider.md: the module, a row here, its emulator (and its row in
+``smsgate.emulators``), and a test module on the shared contract tests.
 """
 
 from __future__ import annotations
@@ -17,43 +19,18 @@ from smsgate.providers.transport import validate_base_url
 if TYPE_CHECKING:
     from smsgate.providers.base import Provider
 
+#: scheme -> where its class lives. Everything else about a provider (URL form, options,
+#: secrets, capabilities, emulator) is declared on the class itself, and read from there.
 PROVIDERS: dict[str, ProviderInfo] = {
     info.scheme: info
     for info in (
-        ProviderInfo(
-            "twilio",
-            "smsgate.providers.twilio",
-            "TwilioProvider",
-            "twilio://SID:TOKEN@+15017122661",
-        ),
-        ProviderInfo(
-            "smspm", "smsgate.providers.smspm", "SmspmProvider", "smspm://HASH:TOKEN@MyApp"
-        ),
-        ProviderInfo(
-            "smsroute", "smsgate.providers.smsroute", "SmsrouteProvider", "smsroute://KEY@MyApp"
-        ),
-        ProviderInfo(
-            "vonage", "smsgate.providers.vonage", "VonageProvider", "vonage://KEY:SECRET@MyApp"
-        ),
-        ProviderInfo(
-            "plivo",
-            "smsgate.providers.plivo",
-            "PlivoProvider",
-            "plivo://AUTH_ID:TOKEN@+14155550100",
-        ),
-        ProviderInfo(
-            "telnyx",
-            "smsgate.providers.telnyx",
-            "TelnyxProvider",
-            "telnyx://KEY@+14155550100?profile=ID",
-        ),
-        ProviderInfo(
-            "smtp",
-            "smsgate.providers.smtp",
-            "SmtpProvider",
-            "smtp://USER:PASS@smtp.example.com:587?from=me@example.com",
-            aliases=("smtps",),
-        ),
+        ProviderInfo("twilio", "smsgate.providers.twilio", "TwilioProvider"),
+        ProviderInfo("smspm", "smsgate.providers.smspm", "SmspmProvider"),
+        ProviderInfo("smsroute", "smsgate.providers.smsroute", "SmsrouteProvider"),
+        ProviderInfo("vonage", "smsgate.providers.vonage", "VonageProvider"),
+        ProviderInfo("plivo", "smsgate.providers.plivo", "PlivoProvider"),
+        ProviderInfo("telnyx", "smsgate.providers.telnyx", "TelnyxProvider"),
+        ProviderInfo("smtp", "smsgate.providers.smtp", "SmtpProvider", aliases=("smtps",)),
     )
 }
 _ALIASES = {alias: info.scheme for info in PROVIDERS.values() for alias in info.aliases}
@@ -82,7 +59,9 @@ def create_provider(url: str, *, name: str | None = None, **overrides: Any) -> P
     from smsgate.providers.url import ProviderURL
 
     parsed = ProviderURL.parse(url)
-    provider = provider_class(parsed.scheme).from_url(parsed, name=name)
+    cls = provider_class(parsed.scheme)
+    parsed.check_options(cls.declared_options())
+    provider = cls.from_url(parsed, name=name)
     for key, value in overrides.items():
         if not hasattr(provider, key):
             raise ConfigError(f"provider option {key!r} is not known", field=key)
@@ -90,6 +69,18 @@ def create_provider(url: str, *, name: str | None = None, **overrides: Any) -> P
     if "base_url" in overrides and isinstance(provider, HttpProvider):
         validate_base_url(provider.base_url)
     return provider
+
+
+def check_url(url: str) -> None:
+    """Refuse a provider URL whose options the provider does not take (with "did you mean"),
+    without building the provider: for config load and ``config check``. A scheme not known
+    here is left to :func:`create_provider`, which says which are."""
+    from smsgate.providers.url import ProviderURL
+
+    parsed = ProviderURL.parse(url)
+    scheme = _ALIASES.get(parsed.scheme, parsed.scheme)
+    if scheme in PROVIDERS:
+        parsed.check_options(provider_class(scheme).declared_options())
 
 
 def available_providers() -> list[type[Provider]]:

@@ -46,6 +46,7 @@ from smsgate.errors import (
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
 from smsgate.providers.transport import (
+    TRANSPORT_OPTIONS,
     HttpRequest,
     HttpResponse,
     HttpTransport,
@@ -81,6 +82,43 @@ class Capabilities:
     reconcile: bool = False
     hlr: bool = False
     url_form: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UrlOption:
+    """One ``?name=value`` a provider URL takes: the registry refuses any other, and the docs,
+    the CLI help and redaction are written from these."""
+
+    name: str
+    #: "text", "url", "number", "flag" (true/false) or "secret" (never shown)
+    kind: str
+    doc: str
+
+    @property
+    def secret(self) -> bool:
+        return self.kind == "secret"
+
+
+#: options every provider URL takes
+def _transport_kind(name: str) -> str:
+    if name == "proxy":
+        return "secret"  # it may carry the proxy's user and password
+    if name in ("ca_file", "client_cert", "client_key"):
+        return "text"
+    return "number"
+
+
+COMMON_URL_OPTIONS = (
+    UrlOption("from", "text", "the sender, for a URL with none after '@'"),
+    # The transport's, as it documents them.
+    *(UrlOption(name, _transport_kind(name), doc) for name, doc in TRANSPORT_OPTIONS.items()),
+)
+#: options every HTTP provider URL takes as well
+HTTP_URL_OPTIONS = (
+    UrlOption("base_url", "url", "the API's address instead of the provider's (an emulator)"),
+    UrlOption("callback", "url", "where delivery receipts go; our message id is added to it"),
+    UrlOption("status_callback", "url", "the same as callback"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +178,21 @@ class WebhookRequest:
 
 
 class Provider(ABC):
-    """Base of every provider. Subclasses set the class attributes and fill in the hooks."""
+    """Base of every provider. Subclasses set the class attributes and fill in the hooks.
+
+    The class attributes are the provider's descriptor: the registry, option checking, the
+    emulator list, redaction, the CLI help and docs/providers.md are derived from them.
+    """
 
     scheme: ClassVar[str]
     display_name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    #: the options this provider's URL takes besides the common ones
+    url_options: ClassVar[tuple[UrlOption, ...]] = ()
+    #: whether the URL's user part is itself a secret (an API key), not an account name
+    secret_username: ClassVar[bool] = False
+    #: the name of this provider's emulator (``smsgate emulate NAME``)
+    emulator: ClassVar[str | None] = None
     default_base_url: ClassVar[str] = ""
     #: the most recipients one bulk request may carry
     bulk_batch_size: ClassVar[int] = 100
@@ -181,14 +229,18 @@ class Provider(ABC):
     def from_url(cls, url: ProviderURL, *, name: str | None = None) -> Self:
         """Build the provider from a parsed ``scheme://credentials@sender?options`` URL."""
 
-    @staticmethod
-    def common_options(url: ProviderURL) -> dict[str, Any]:
-        """Options every provider URL takes: base_url, callback, and the transport's
-        (``TRANSPORT_OPTIONS``: timeouts, concurrency, proxy, TLS trust)."""
+    @classmethod
+    def declared_options(cls) -> dict[str, UrlOption]:
+        """Every option this provider's URL takes, by name."""
+        return {option.name: option for option in (*COMMON_URL_OPTIONS, *cls.url_options)}
+
+    @classmethod
+    def common_options(cls, url: ProviderURL) -> dict[str, Any]:
+        """Options every provider URL takes: the transport's (``TRANSPORT_OPTIONS``: timeouts,
+        concurrency, proxy, TLS trust)."""
         transport = TransportOptions.from_query(url.options)
+        url.read.update(TRANSPORT_OPTIONS)  # from_query reads them all
         return {
-            "base_url": url.option("base_url"),
-            "status_callback": url.option("callback") or url.option("status_callback"),
             "timeout": transport.timeout,
             "limits": transport.limits,
             "transport_options": transport,
@@ -474,6 +526,19 @@ class HttpProvider(Provider):
     with ``map_error_response``; ``deliver_bulk`` does the same with the bulk hooks.
     """
 
+    @classmethod
+    def declared_options(cls) -> dict[str, UrlOption]:
+        return {**super().declared_options(), **{o.name: o for o in HTTP_URL_OPTIONS}}
+
+    @classmethod
+    def common_options(cls, url: ProviderURL) -> dict[str, Any]:
+        """Options every HTTP provider URL takes: base_url, callback, timeouts, concurrency."""
+        return {
+            **super().common_options(url),
+            "base_url": url.option("base_url"),
+            "status_callback": url.first_option("callback", "status_callback"),
+        }
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Checked now, not when the transport is built on the first send: a wrong ?base_url=
@@ -732,10 +797,9 @@ def first(fields: Iterable[tuple[str, str]], name: str) -> str | None:
 
 @dataclass(slots=True)
 class ProviderInfo:
-    """A registry row: where a provider class lives and how its URL looks."""
+    """A registry row: where a provider class lives (the class describes the rest)."""
 
     scheme: str
     module: str
     cls: str
-    example_url: str
     aliases: tuple[str, ...] = field(default_factory=tuple)

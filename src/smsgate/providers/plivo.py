@@ -50,7 +50,14 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, first, retry_after
+from smsgate.providers.base import (
+    Capabilities,
+    HttpProvider,
+    UrlOption,
+    WebhookRequest,
+    first,
+    retry_after,
+)
 from smsgate.providers.signing import constant_time_equal, url_variants
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
@@ -182,6 +189,10 @@ class PlivoProvider(HttpProvider):
         idempotency="our id in the callback URL (single sends)",
         url_form=URL_FORM,
     )
+    url_options = (
+        UrlOption("public_url", "url", "the URL Plivo signs, when the server is behind a proxy"),
+    )
+    emulator = "plivo"
 
     def __init__(
         self, *, auth_id: str, auth_token: str, public_url: str | None = None, **kwargs: Any
@@ -197,7 +208,7 @@ class PlivoProvider(HttpProvider):
             name=name,
             auth_id=url.require("username", URL_FORM),
             auth_token=url.require("password", URL_FORM),
-            sender=url.host or url.option("from"),
+            sender=url.sender(),
             public_url=url.option("public_url"),
             **cls.common_options(url),
         )

@@ -81,6 +81,8 @@ class SmspmProvider(HttpProvider):
         bulk=True,
         url_form=URL_FORM,
     )
+    secret_username = True
+    emulator = "smspm"
 
     def __init__(self, *, hash: str, token: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -101,7 +103,7 @@ class SmspmProvider(HttpProvider):
             name=name,
             hash=url.require("username", URL_FORM),
             token=url.require("password", URL_FORM),
-            sender=url.host or url.option("from"),
+            sender=url.sender(),
             **options,
         )
 

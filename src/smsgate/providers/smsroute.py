@@ -53,6 +53,7 @@ from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, 
 from smsgate.providers.base import (
     Capabilities,
     HttpProvider,
+    UrlOption,
     WebhookRequest,
     parse_iso_time,
     retry_after,
@@ -130,6 +131,12 @@ class SmsrouteProvider(HttpProvider):
         hlr=True,
         url_form=URL_FORM,
     )
+    url_options = (
+        UrlOption("webhook_secret", "secret", "the secret that verifies smsroute's webhooks"),
+        UrlOption("webhook_tolerance", "number", "seconds a webhook's timestamp may be off (300)"),
+    )
+    secret_username = True
+    emulator = "smsroute"
 
     def __init__(
         self,
@@ -149,7 +156,7 @@ class SmsrouteProvider(HttpProvider):
         return cls(
             name=name,
             api_key=url.require("username", URL_FORM),
-            sender=url.host or url.option("from"),
+            sender=url.sender(),
             webhook_secret=url.option("webhook_secret") or None,
             webhook_tolerance=url.number("webhook_tolerance", DEFAULT_TOLERANCE),
             **cls.common_options(url),

@@ -88,7 +88,7 @@ from smsgate.errors import (
     UnsupportedFeature,
 )
 from smsgate.message import Message, SendResult, Status
-from smsgate.providers.base import Capabilities, Provider
+from smsgate.providers.base import Capabilities, Provider, UrlOption
 from smsgate.providers.transport import (
     HttpRequest,
     HttpTransport,
@@ -326,6 +326,24 @@ class SmtpProvider(Provider):
         idempotency="our id in the Message-ID header",
         url_form="smtp://USER:PASS@smtp.example.com:587?from=me@example.com&carrier=googlefi",
     )
+    url_options = (
+        UrlOption("from_name", "text", "the display name of the From address"),
+        UrlOption("tls", "text", "starttls (default on 587), implicit (465) or none (loopback)"),
+        UrlOption("ca_file", "text", "a CA bundle to trust instead of the system's"),
+        UrlOption("carrier", "text", "the default carrier key (see smsgate carriers)"),
+        UrlOption("contacts", "text", "a CSV of number,carrier giving each number's carrier"),
+        UrlOption("subject", "text", "the mail subject"),
+        UrlOption("force", "flag", "send through a gateway the registry says is dead"),
+        UrlOption("domain", "text", "the SMS gateway domain, overriding the carrier's"),
+        UrlOption("mms_domain", "text", "the MMS gateway domain, overriding the carrier's"),
+        UrlOption("connections", "number", "SMTP sessions kept open (default 2)"),
+        UrlOption("helo", "text", "the name given in EHLO"),
+        UrlOption("idle_timeout", "number", "seconds an idle session is kept (60)"),
+        UrlOption("max_chars", "number", "longest text before a warning (140)"),
+        UrlOption("media_max_bytes", "number", "largest media file fetched (1,000,000)"),
+        UrlOption("allow_private_media", "flag", "fetch media from private addresses (false)"),
+    )
+    emulator = "smtp"
 
     def __init__(
         self,
@@ -435,8 +453,6 @@ class SmtpProvider(Provider):
         host = url.require("host", "smtp://USER:PASS@smtp.example.com:587?from=me@example.com")
         default_tls = "implicit" if url.scheme == "smtps" else "starttls"
         common = cls.common_options(url)
-        common.pop("base_url")
-        common.pop("status_callback")
         connections = int(url.number("connections", url.number("max_connections", 2)))
         common["limits"] = Limits(max_connections=max(1, connections))
         return cls(

@@ -1,4 +1,5 @@
-"""The provider table of ``docs/providers.md``, generated from each provider's ``Capabilities``.
+"""The provider table of ``docs/providers.md``, generated from each provider's descriptor
+(``Capabilities`` and URL options).
 
 The table is written from the classes the registry can import, so it cannot drift from the code
 (a test compares the committed table with a fresh one)::
@@ -77,8 +78,19 @@ def render(providers: Iterable[type[Provider]] | None = None) -> str:
         from smsgate.providers import available_providers
 
         providers = available_providers()
+    providers = list(providers)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(c) for c in row(p)) + " |" for p in providers]
+    lines += ["", "### URL options", ""]
+    lines.append(
+        "Any other option is refused where the URL is read, naming the closest one. Options "
+        "marked secret, and the user part where it is a key, never appear in logs, errors or "
+        "`config check`."
+    )
+    for provider in providers:
+        lines += ["", f"**{provider.display_name}** (`{provider.scheme}://`)", ""]
+        for option in sorted(provider.declared_options().values(), key=lambda o: o.name):
+            lines.append(f"- `{option.name}` ({option.kind}): {option.doc}")
     return "\n".join(lines) + "\n"
 
 

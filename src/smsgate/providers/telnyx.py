@@ -52,6 +52,7 @@ from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, 
 from smsgate.providers.base import (
     Capabilities,
     HttpProvider,
+    UrlOption,
     WebhookRequest,
     first,
     parse_iso_time,
@@ -143,6 +144,16 @@ class TelnyxProvider(HttpProvider):
         dedupes=True,
         url_form=URL_FORM,
     )
+    url_options = (
+        UrlOption("profile", "text", "the messaging profile id"),
+        UrlOption("messaging_profile_id", "text", "the same as profile"),
+        UrlOption("public_key", "text", "the account's Ed25519 public key (base64) for webhooks"),
+        UrlOption(
+            "timestamp_tolerance", "number", "seconds a webhook's timestamp may be off (300)"
+        ),
+    )
+    secret_username = True
+    emulator = "telnyx"
 
     def __init__(
         self,
@@ -164,8 +175,8 @@ class TelnyxProvider(HttpProvider):
         return cls(
             name=name,
             api_key=url.require("username", URL_FORM),
-            sender=url.host or url.option("from"),
-            profile=url.option("profile") or url.option("messaging_profile_id"),
+            sender=url.sender(),
+            profile=url.first_option("profile", "messaging_profile_id"),
             public_key=url.option("public_key"),
             timestamp_tolerance=url.number("timestamp_tolerance", 300.0),
             **cls.common_options(url),

@@ -26,7 +26,14 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, first, retry_after
+from smsgate.providers.base import (
+    Capabilities,
+    HttpProvider,
+    UrlOption,
+    WebhookRequest,
+    first,
+    retry_after,
+)
 from smsgate.providers.signing import constant_time_equal, twilio_signature, url_variants
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
@@ -93,6 +100,10 @@ class TwilioProvider(HttpProvider):
         reconcile=True,
         url_form="twilio://SID:TOKEN@+15017122661",
     )
+    url_options = (
+        UrlOption("public_url", "url", "the URL Twilio signs, when the server is behind a proxy"),
+    )
+    emulator = "twilio"
 
     def __init__(
         self, *, account_sid: str, auth_token: str, public_url: str | None = None, **kwargs: Any
@@ -110,7 +121,7 @@ class TwilioProvider(HttpProvider):
             name=name,
             account_sid=sid,
             auth_token=token,
-            sender=url.host or url.option("from"),
+            sender=url.sender(),
             public_url=url.option("public_url"),
             **cls.common_options(url),
         )

@@ -7,7 +7,10 @@ a secret back in an error.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from smsgate.errors import ConfigError
@@ -25,6 +28,8 @@ class ProviderURL:
     port: int | None
     path: str
     options: dict[str, str] = field(default_factory=dict)
+    #: the option names a provider asked for (a test checks each provider declares them all)
+    read: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @classmethod
     def parse(cls, url: str) -> ProviderURL:
@@ -73,9 +78,21 @@ class ProviderURL:
         return str(value)
 
     def option(self, name: str, default: str | None = None) -> str | None:
+        self.read.add(name)
         return self.options.get(name, default)
 
+    def first_option(self, *names: str) -> str | None:
+        """The first of ``names`` given (each counts as read, given or not)."""
+        values = [self.option(name) for name in names]
+        return next((value for value in values if value), None)
+
+    def sender(self) -> str | None:
+        """The sender: the part after ``@``, else ``?from=``."""
+        given = self.option("from")
+        return self.host or given
+
     def flag(self, name: str, default: bool = False) -> bool:
+        self.read.add(name)
         value = self.options.get(name)
         if value is None:
             return default
@@ -88,6 +105,7 @@ class ProviderURL:
         )
 
     def number(self, name: str, default: float) -> float:
+        self.read.add(name)
         value = self.options.get(name)
         if value is None:
             return default
@@ -98,27 +116,64 @@ class ProviderURL:
                 f"{self.scheme}:// option {name}={value!r} must be a number", field=name
             ) from None
 
+    def check_options(self, declared: Mapping[str, Any]) -> None:
+        """Refuse an option the provider does not declare (naming the closest one) and a
+        number or flag that does not read as one. ``declared``: name -> ``UrlOption``.
+
+        Where the URL is read (``Gateway.from_url``, config load and ``config check``, the CLI),
+        so a misspelled ``?base_ur=`` fails there instead of sending to the real provider.
+        """
+        for name in self.options:
+            option = declared.get(name)
+            if option is None:
+                close = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(
+                    f"{self.scheme}:// URL has no option {name!r}; {hint}"
+                    f"it takes: {', '.join(sorted(declared))}",
+                    field=name,
+                )
+            if option.kind == "number":
+                self.number(name, 0.0)
+            elif option.kind == "flag":
+                self.flag(name)
+
     def masked(self) -> str:
-        """The URL with every secret replaced by ``***`` (safe to print)."""
+        """The URL with every secret replaced by ``***`` (safe to print).
+
+        What is secret comes from the provider's declaration (a user part that is an API key,
+        options of kind "secret"); for a scheme not registered, any option whose name looks
+        like a secret is hidden as well.
+        """
+        secret_user, secret_options = _secrets_of(self.scheme)
         creds = ""
         if self.username:
-            user = "***" if self.scheme in _USER_IS_SECRET else quote(self.username, safe="")
+            user = "***" if secret_user else quote(self.username, safe="")
             creds = user + (":***" if self.password is not None else "") + "@"
         host = self.host or ""
         if self.port is not None:
             host += f":{self.port}"
         path = f"/{self.path}" if self.path else ""
         opts = "&".join(
-            f"{k}={'***' if _is_secret_option(k) else v}" for k, v in self.options.items()
+            f"{k}={'***' if k in secret_options or _looks_secret(k) else v}"
+            for k, v in self.options.items()
         )
         return f"{self.scheme}://{creds}{host}{path}" + (f"?{opts}" if opts else "")
 
 
-# Schemes whose user part is itself a secret (an API key, or SMSPM's hash).
-_USER_IS_SECRET = {"telnyx", "smsroute", "smspm"}
+def _secrets_of(scheme: str) -> tuple[bool, frozenset[str]]:
+    """(the user part is secret, the secret option names) from the provider's declaration."""
+    from smsgate.providers import provider_class
+
+    try:
+        cls = provider_class(scheme)
+    except ConfigError:
+        return True, frozenset()  # unknown: hide the user part too
+    options = frozenset(o.name for o in cls.declared_options().values() if o.secret)
+    return cls.secret_username, options
 
 
-def _is_secret_option(name: str) -> bool:
+def _looks_secret(name: str) -> bool:
     lowered = name.lower()
     # "proxy": a proxy URL may carry user:password@
     return any(

@@ -57,7 +57,13 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, HttpProvider, WebhookRequest, retry_after
+from smsgate.providers.base import (
+    Capabilities,
+    HttpProvider,
+    UrlOption,
+    WebhookRequest,
+    retry_after,
+)
 from smsgate.providers.signing import constant_time_equal
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
@@ -173,6 +179,15 @@ class VonageProvider(HttpProvider):
         idempotency="client-ref (echoed in receipts)",
         url_form=URL_FORM,
     )
+    url_options = (
+        UrlOption("signature_secret", "secret", "the dashboard's signing secret for webhooks"),
+        UrlOption("signature_method", "text", "md5hash (default), md5, sha1, sha256 or sha512"),
+        UrlOption("allow_unsigned", "flag", "accept webhooks without a signature (false)"),
+        UrlOption(
+            "timestamp_tolerance", "number", "seconds a webhook's timestamp may be off (300)"
+        ),
+    )
+    emulator = "vonage"
 
     def __init__(
         self,
@@ -206,7 +221,7 @@ class VonageProvider(HttpProvider):
             name=name,
             api_key=url.require("username", URL_FORM),
             api_secret=url.require("password", URL_FORM),
-            sender=url.host or url.option("from"),
+            sender=url.sender(),
             signature_secret=url.option("signature_secret") or None,
             signature_method=(url.option("signature_method") or "md5hash").lower(),
             allow_unsigned=url.flag("allow_unsigned"),
