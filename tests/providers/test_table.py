@@ -34,9 +34,18 @@ def test_every_available_provider_has_one_row() -> None:
     table = render()
     for provider in available_providers():
         assert table.count(f"| {provider.display_name} (`{provider.scheme}`) |") == 1
-    lines = table.strip().splitlines()
+    lines = [line for line in table.strip().splitlines() if line.startswith("|")]
     assert len(lines) == 2 + len(available_providers())
     assert all(line.count(" | ") == len(COLUMNS) - 1 for line in lines[2:])
+
+
+def test_each_providers_url_options_are_listed_with_their_doc() -> None:
+    table = render()
+    for provider in available_providers():
+        section = table.split(f"**{provider.display_name}** (`{provider.scheme}://`)")[1]
+        section = section.split("\n\n**")[0]
+        for option in provider.declared_options().values():
+            assert f"- `{option.name}` ({option.kind}): {option.doc}" in section
 
 
 def test_rows_follow_the_declared_capabilities() -> None:

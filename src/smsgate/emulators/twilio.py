@@ -68,6 +68,11 @@ class TwilioEmulator(Emulator):
     #: the largest list page served (Twilio's is 1,000; tests lower it to exercise paging)
     max_page_size = 1000
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: the query of every list request, for tests that check them against Twilio's spec
+        self.list_queries: list[dict[str, str]] = []
+
     @property
     def account_sid(self) -> str:
         return self.credentials.partition(":")[0]
@@ -204,6 +209,7 @@ class TwilioEmulator(Emulator):
         if (denied := self._check_auth(request)) is not None:
             return denied
         query = request.query
+        self.list_queries.append(dict(query))
         to, sender = query.get("To"), query.get("From")
         try:
             page_size = min(max(int(query.get("PageSize", "50") or 50), 1), self.max_page_size)
