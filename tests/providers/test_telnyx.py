@@ -5,6 +5,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -420,3 +421,28 @@ def test_tags_are_not_a_telnyx_request_field() -> None:
         pytest.raises(UnsupportedFeature, match="tags"),
     ):
         gateway.send(GOOD, "hi", provider_options={"tags": ["a"]})
+
+
+def test_the_request_the_provider_builds_fits_telnyxs_create_message_request() -> None:
+    spec = json.loads(
+        (Path(__file__).parent / "specs" / "telnyx_create_message.json").read_text("utf-8")
+    )
+    provider = create_provider(
+        "telnyx://KEY@+15005550006?profile=4000eba1-a0c0-4563-9925-b25e842a7cb6"
+        "&callback=https://hooks.example/telnyx"
+    )
+    kinds = {"string": str, "array": list, "boolean": bool}
+    for message in (
+        Message(to=GOOD, body="hi", provider_options={"use_profile_webhooks": False}),
+        Message(to=GOOD, body="look", media=(MEDIA,), idempotency_key="order.42/retry 1"),
+    ):
+        request = provider.build_send_request(message)  # type: ignore[attr-defined]
+        body: dict[str, Any] = request.json
+        assert set(body) <= set(spec["properties"]), set(body) - set(spec["properties"])
+        assert set(spec["required"]) <= set(body)
+        for name, value in body.items():
+            assert isinstance(value, kinds[spec["properties"][name]["type"]]), name
+        assert body.get("type", "SMS") in spec["properties"]["type"]["enum"]
+        pattern = spec["headers"]["Idempotency-Key"]["pattern"]
+        assert re.fullmatch(pattern, request.headers["Idempotency-Key"])
+    assert provider.supported_options() <= set(spec["properties"])
