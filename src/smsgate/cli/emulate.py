@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from smsgate.cli.common import fail
+from smsgate.emulators import EMULATORS
 
 
 def register(app: typer.Typer) -> None:
@@ -12,7 +13,7 @@ def register(app: typer.Typer) -> None:
 
 
 def emulate_command(
-    name: str = typer.Argument(..., help="twilio, smspm, smsroute, vonage, plivo, telnyx or smtp."),
+    name: str = typer.Argument(..., help="One of: " + ", ".join(EMULATORS) + "."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(0, "--port", help="Port (0 picks a free one)."),
     credentials: str = typer.Option(
@@ -49,7 +50,7 @@ def emulate_command(
     import asyncio
     import signal
 
-    from smsgate.emulators import EMULATORS, emulator_class
+    from smsgate.emulators import emulator_class
     from smsgate.emulators.base import Callbacks, Faults
 
     if name not in EMULATORS:
