@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+
+#: the longest id accepted anywhere (a message id given by the caller, a cursor, a path)
+MAX_ID = 100
+#: what any id of ours looks like, and what a caller's own message id must look like: checked
+#: before any query, so a malformed id is "not found" without reaching the store
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,100}$"
+_ID = re.compile("[A-Za-z0-9_.:\\-]{1,100}")
+
+
+def good_id(value: str) -> bool:
+    """Whether ``value`` has the form of an id (see :data:`ID_PATTERN`)."""
+    return _ID.fullmatch(value) is not None
+
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 #: the random bits of an id made for a given time (``now_ms``)

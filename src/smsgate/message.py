@@ -8,6 +8,8 @@ provider's raw payload beside the normalized fields.
 from __future__ import annotations
 
 import enum
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from smsgate.errors import InvalidMessage, SmsgateError
-from smsgate.ids import new_id
+from smsgate.ids import MAX_ID, good_id, new_id
 from smsgate.phone import normalize
 
 if TYPE_CHECKING:
@@ -27,6 +29,30 @@ MAX_BODY_CHARS = 1600
 #: Twilio's cap on media per MMS; the strictest of the providers that take MMS.
 MAX_MEDIA = 10
 MAX_IDEMPOTENCY_KEY = 200
+#: the years a ``send_at`` may fall in, as written (in its own offset). A ``send_at`` in the past
+#: sends now; one outside these years is refused: it is a mistake (year 1, a timestamp in
+#: milliseconds), and every instant in them converts to and from epoch seconds on every engine.
+SEND_AT_YEARS = (2000, 2099)
+#: the same rule as a pattern on the ISO 8601 text (the HTTP API's schema states it)
+SEND_AT_PATTERN = r"^20[0-9]{2}-"
+#: what no stored text may contain: NUL (PostgreSQL refuses it) and lone surrogates (not
+#: Unicode; they cannot be encoded as UTF-8 by either engine's driver)
+BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+#: the HTTP API's schema pattern for text: no NUL (its JSON parser already refuses lone
+#: surrogates as invalid JSON)
+TEXT_PATTERN = r"^[^\x00]*$"
+#: an idempotency key: 1-200 characters, none a control character (C0, DEL, C1)
+KEY_PATTERN = r"^[^\x00-\x1F\x7F-\x9F]{1,200}$"
+_KEY_BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: a media URL: http(s), then no control character or white space (and 10 characters at least)
+MEDIA_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x1F\x7F\s]*$"
+_MEDIA = re.compile(MEDIA_PATTERN)
+MIN_MEDIA_URL = 10
+#: a sender: no control character, not only white space (and 64 characters at most)
+SENDER_PATTERN = r"^[^\x00-\x1F\x7F]*[^\x00-\x1F\x7F\s][^\x00-\x1F\x7F]*$"
+_SENDER = re.compile(SENDER_PATTERN)
+#: the deepest nesting of metadata (a mapping of a list of a mapping ...)
+MAX_METADATA_DEPTH = 8
 
 
 class Purpose(enum.StrEnum):
@@ -99,7 +125,81 @@ def _frozen_mapping(value: Mapping[str, Any] | None, name: str) -> Mapping[str, 
         return MappingProxyType({})
     if not isinstance(value, Mapping):
         raise InvalidMessage(f"{name} must be a mapping, got {type(value).__name__}", field=name)
+    check_json(value, name)
     return MappingProxyType(dict(value))
+
+
+def check_text(value: str, name: str) -> None:
+    """Refuse text no store can hold and read back: NUL, or a lone surrogate (what
+    ``"\\xff"`` becomes when undecodable bytes are read with ``surrogateescape``)."""
+    bad = BAD_TEXT.search(value)
+    if bad is not None:
+        what = (
+            "a NUL character" if bad.group() == "\x00" else "a lone surrogate (not valid Unicode)"
+        )
+        raise InvalidMessage(
+            f"{name} contains {what} at position {bad.start()}; remove it "
+            "(or read the input with the right encoding)",
+            field=name,
+        )
+
+
+def check_json(value: Any, name: str, depth: int = 0) -> None:
+    """Metadata and provider options are stored as JSON and read back: JSON types only, finite
+    numbers, text that :func:`check_text` accepts, keys included."""
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidMessage(f"{name} is nested deeper than {MAX_METADATA_DEPTH}", field=name)
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, str):
+        check_text(value, name)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidMessage(f"{name} holds {value}; JSON has only finite numbers", field=name)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidMessage(
+                    f"{name} has a key {key!r} that is not text; JSON keys are strings", field=name
+                )
+            check_text(key, name)
+            check_json(item, f"{name}.{key}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json(item, f"{name}[{index}]", depth + 1)
+    else:
+        raise InvalidMessage(
+            f"{name} holds a {type(value).__name__}; only text, numbers, true/false, null, "
+            "lists and mappings are stored",
+            field=name,
+        )
+
+
+def check_send_at(value: Any) -> None:
+    """``send_at`` is an aware datetime in :data:`SEND_AT_YEARS`."""
+    if not isinstance(value, datetime):
+        raise InvalidMessage("send_at must be a datetime", field="send_at")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidMessage(
+            "send_at has no time zone; pass an aware datetime such as datetime.now(timezone.utc)",
+            field="send_at",
+        )
+    first, last = SEND_AT_YEARS
+    if not first <= value.year <= last:
+        raise InvalidMessage(
+            f"send_at {value.isoformat()} is outside the years {first}-{last}; give a time in "
+            "that range (a time in the past sends now)",
+            field="send_at",
+        )
+
+
+def good_key(key: Any) -> bool:
+    """Whether ``key`` is a valid idempotency key (see :data:`KEY_PATTERN`)."""
+    return (
+        isinstance(key, str)
+        and 0 < len(key) <= MAX_IDEMPOTENCY_KEY
+        and _KEY_BAD.search(key) is None
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,8 +240,7 @@ class Message:
                 "(split it into several messages or shorten it)",
                 field="body",
             )
-        if "\x00" in self.body:
-            raise InvalidMessage("body contains a NUL character; remove it", field="body")
+        check_text(self.body, "body")
         _check_media(media)
         if self.sender is not None:
             _check_sender(self.sender)
@@ -152,26 +251,19 @@ class Message:
                 f"purpose {self.purpose!r} is not one of {', '.join(p.value for p in Purpose)}",
                 field="purpose",
             ) from None
-        if self.idempotency_key is not None:
-            key = self.idempotency_key
-            if (
-                not isinstance(key, str)
-                or not key
-                or len(key) > MAX_IDEMPOTENCY_KEY
-                or not key.isprintable()
-            ):
-                raise InvalidMessage(
-                    f"idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters",
-                    field="idempotency_key",
-                )
+        if self.idempotency_key is not None and not good_key(self.idempotency_key):
+            raise InvalidMessage(
+                f"idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} characters without control "
+                "characters",
+                field="idempotency_key",
+            )
         if self.send_at is not None:
-            if not isinstance(self.send_at, datetime):
-                raise InvalidMessage("send_at must be a datetime", field="send_at")
-            if self.send_at.tzinfo is None or self.send_at.utcoffset() is None:
-                raise InvalidMessage(
-                    "send_at has no time zone; pass an aware datetime such as datetime.now(timezone.utc)",
-                    field="send_at",
-                )
+            check_send_at(self.send_at)
+        if not isinstance(self.id, str) or not good_id(self.id):
+            raise InvalidMessage(
+                f"id {self.id!r} is not an id: 1-{MAX_ID} letters, digits, '_', '-', '.' or ':'",
+                field="id",
+            )
         validity: Any = self.validity
         if isinstance(validity, timedelta):
             validity = int(validity.total_seconds())
@@ -208,18 +300,16 @@ def _check_media(media: Iterable[Any]) -> None:
             f"{len(items)} media URLs; at most {MAX_MEDIA} per message", field="media"
         )
     for url in items:
-        if (
-            not isinstance(url, str)
-            or not url.lower().startswith(("http://", "https://"))
-            or len(url) < 10
-        ):
+        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
             raise InvalidMessage(
                 f"media URL {url!r} is not an http(s) URL; providers fetch media from a public URL",
                 field="media",
             )
-        if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        check_text(url, "media")
+        if len(url) < MIN_MEDIA_URL or _MEDIA.fullmatch(url) is None:
             raise InvalidMessage(
-                f"media URL {url!r} contains spaces or control characters", field="media"
+                f"media URL {url!r} is too short or contains spaces or control characters",
+                field="media",
             )
 
 
@@ -228,12 +318,13 @@ def _check_sender(sender: Any) -> None:
         raise InvalidMessage(
             "sender must be a non-empty string (a number or an alphanumeric id)", field="sender"
         )
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in sender):
+    if len(sender) > 64:
+        raise InvalidMessage("sender is longer than 64 characters", field="sender")
+    if _SENDER.fullmatch(sender) is None:
         raise InvalidMessage(
             "sender contains control characters (CR, LF, ...); remove them", field="sender"
         )
-    if len(sender) > 64:
-        raise InvalidMessage("sender is longer than 64 characters", field="sender")
+    check_text(sender, "sender")
 
 
 class JsonObject(dict[str, Any]):

@@ -207,6 +207,34 @@ def _country(code: str) -> tuple[re.Pattern[str] | None, frozenset[int]] | None:
     return (re.compile(prefix) if prefix else None), lengths
 
 
+@lru_cache(maxsize=1)
+def e164_pattern() -> str:
+    """A regular expression (JSON Schema and Python alike) for exactly the strings
+    :func:`fast_e164` accepts: ``+``, a country calling code, then a national number of a
+    possible length for it that does not start with its national prefix.
+
+    The HTTP API states its recipients with it, so its schema says which numbers it takes; every
+    string it matches :func:`normalize` returns unchanged.
+    """
+    import phonenumbers
+
+    alternatives = []
+    for code in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        rule = _country(str(code))
+        if rule is None:
+            continue
+        prefix, lengths = rule
+        digits = len(str(code))
+        # fast_e164 takes 4-16 digits in all
+        sizes = sorted(n for n in lengths if 4 <= digits + n <= 16)
+        if not sizes:
+            continue
+        counts = "|".join(f"[0-9]{{{n}}}" for n in sizes)
+        guard = f"(?!{prefix.pattern})" if prefix is not None else ""
+        alternatives.append(f"{code}{guard}(?:{counts})")
+    return r"^\+(?:" + "|".join(alternatives) + r")$"
+
+
 @lru_cache(maxsize=65536)
 def _normalize_cached(text: str, region: str | None, strict: bool, field: str) -> str:
     import phonenumbers

@@ -293,3 +293,30 @@ def test_demo_runs_the_pipeline_and_exits_by_itself() -> None:
     assert summary["elapsed"] < 30
     statuses = {m["to"]: m["status"] for m in summary["messages"]}
     assert statuses["+15005550001"] == "failed" and statuses["+15005550004"] == "failed"
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_poison_from_the_command_line_is_refused_and_reads_still_work(
+    tmp_path: Path, engine: str, twilio: EmulatorThread, request: pytest.FixtureRequest
+) -> None:
+    url = sqlite_url(tmp_path) if engine == "sqlite" else request.getfixturevalue("postgres_url")
+    config = tmp_path / "smsgate.toml"
+    config.write_text(
+        f'store = "{url}"\n[providers.twilio]\nurl = "{emulated(twilio).provider_url()}"\n',
+        encoding="utf-8",
+    )
+    assert run("db", "upgrade", "--store", url).returncode == 0
+    # undecodable bytes in argv reach Python as lone surrogates (surrogateescape)
+    undecodable = os.fsdecode(b"a\xff\xfeb")
+    refused = run("send", "+15555550100", undecodable, "--queue", "--config", str(config))
+    assert "lone surrogate" in one_line_error(refused, 2)
+    kept = one_json(
+        run("send", "+15555550100", "fine", "--queue", "--config", str(config), "--json")
+    )
+    assert "no message" in one_line_error(run("status", "msg_\x01x", "--config", str(config)), 1)
+    listed = one_json(run("messages", "--config", str(config), "--json"))
+    assert [item["id"] for item in listed["items"]] == [kept["id"]]
+    assert run("worker", "--config", str(config), "--until-idle").returncode == 0
+    assert (
+        one_json(run("status", kept["id"], "--config", str(config), "--json"))["status"] == "sent"
+    )

@@ -224,7 +224,7 @@ def test_list_refuses_bad_filters_naming_them(outbox: Outbox) -> None:
         outbox.list(limit=0)
     assert error.value.field == "limit"
     with pytest.raises(InvalidMessage) as error:
-        outbox.list(cursor="not-ours")
+        outbox.list(cursor="not ours")
     assert error.value.field == "cursor"
 
 

@@ -208,7 +208,7 @@ def test_ordinary_messages_are_stored_with_media(gateway: Running, twilio: Emula
 
 def test_api_suppressions(server: Running) -> None:
     created = server.post(
-        "/v1/suppressions", json={"recipient": "+1 555 555 0199", "reason": "asked by phone"}
+        "/v1/suppressions", json={"recipient": "+15555550199", "reason": "asked by phone"}
     )
     assert created.status_code == 201 and created.json()["our_number"] == "*"
     assert server.post("/v1/suppressions", json={"recipient": "+15555550199"}).status_code == 200

@@ -239,7 +239,9 @@ def test_bad_subscriptions_are_refused(server: Running) -> None:
         ({"url": "http://127.0.0.1/x", "events": ["message.nope"]}, "events"),
     ]:
         response = server.post("/v1/webhooks", json=body)
-        assert response.status_code == 422 and response.json()["field"] == field, response.text
+        assert response.status_code == 422 and response.json()["field"].startswith(field), (
+            response.text
+        )
 
 
 def test_dead_letters_are_listed_and_can_be_retried(

@@ -15,14 +15,22 @@ so the worker rebuilds them without validating again.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 from smsgate.errors import InvalidMessage, InvalidRecipient, SmsgateError
-from smsgate.ids import new_id
-from smsgate.message import MAX_BODY_CHARS, Message, Purpose
+from smsgate.ids import good_id, new_id
+from smsgate.message import (
+    BAD_TEXT,
+    MAX_BODY_CHARS,
+    SEND_AT_YEARS,
+    Message,
+    Purpose,
+    good_key,
+)
 from smsgate.outbox.store import NewEvent, NewMessageRow, State, StoredMessage, dumps
 from smsgate.phone import fast_e164, normalize
 
@@ -147,7 +155,7 @@ class Validator:
         body = item.get("body", "")
         if type(to) is not str or type(body) is not str or not body:
             return None
-        if len(body) > MAX_BODY_CHARS or "\x00" in body or fast_e164(to) is None:
+        if len(body) > MAX_BODY_CHARS or BAD_TEXT.search(body) or fast_e164(to) is None:
             return None  # the slow path decides, with the precise error
         sender = item.get("sender")
         if sender is not None:
@@ -163,16 +171,20 @@ class Validator:
         if purpose is None:
             return None
         key = item.get("idempotency_key")
-        if key is not None and not _good_key(key):
+        if key is not None and not good_key(key):
             return None
         message_id = item.get("id")
         if message_id is None:
             message_id = self._ids()
-        elif type(message_id) is not str:
+        elif type(message_id) is not str or not good_id(message_id):
             return None
         send_at = item.get("send_at")
         if send_at is not None:
-            if not isinstance(send_at, datetime) or send_at.utcoffset() is None:
+            if (
+                not isinstance(send_at, datetime)
+                or send_at.utcoffset() is None
+                or not SEND_AT_YEARS[0] <= send_at.year <= SEND_AT_YEARS[1]
+            ):
                 return None
             payload = '{"body":' + _encode_string(body) + "}"
             row, event = _row(
@@ -222,29 +234,47 @@ def _sender_error(sender: str, to: str) -> SmsgateError | None:
     return None
 
 
-def _good_key(key: Any) -> bool:
-    from smsgate.message import MAX_IDEMPOTENCY_KEY
-
-    return isinstance(key, str) and 0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()
-
-
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _PURPOSE_BY_VALUE = {p.value: p for p in Purpose}
 # Each field's slot descriptor: setting through it bypasses the frozen dataclass's __setattr__.
 _SLOTS = {name: getattr(Message, name).__set__ for name in MESSAGE_FIELDS}
 
 
+class UnreadableRow(InvalidMessage):
+    """A stored row that does not decode into a message (written by an older version, or by
+    hand): the worker quarantines it as ``failed`` with this reason instead of retrying it."""
+
+    kind = "unreadable_row"
+
+
 def message_from_row(row: StoredMessage) -> Message:
     """Rebuild the submitted message from its row, without validating it again (it was
-    validated when it was submitted)."""
+    validated when it was submitted).
+
+    Raises :class:`UnreadableRow` when the row does not decode.
+    """
+    try:
+        return _message_from_row(row)
+    except (ValueError, TypeError, KeyError, OverflowError, OSError, AttributeError) as exc:
+        raise UnreadableRow(
+            f"message {row.id} cannot be read back from the store ({type(exc).__name__}: "
+            f"{exc}); it is quarantined",
+            field="payload",
+        ) from None
+
+
+def _message_from_row(row: StoredMessage) -> Message:
     payload = json.loads(row.payload)
     send_at = row.send_at
     metadata = payload.get("metadata")
     options = payload.get("provider_options")
+    body = payload.get("body", "")
+    if not isinstance(body, str) or BAD_TEXT.search(body):
+        raise ValueError("the body is not text a provider can take")
     message = object.__new__(Message)
     slot = _SLOTS
     slot["to"](message, row.to_number)
-    slot["body"](message, payload.get("body", ""))
+    slot["body"](message, body)
     slot["sender"](message, row.sender)
     slot["media"](message, tuple(payload["media"]) if "media" in payload else ())
     slot["purpose"](message, _PURPOSE_BY_VALUE[row.purpose])
@@ -275,6 +305,6 @@ def parse_time(value: float | datetime | None, name: str) -> float | None:
         if value.tzinfo is None:
             raise InvalidMessage(f"{name} has no time zone; pass an aware datetime", field=name)
         return value.timestamp()
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
-    raise InvalidMessage(f"{name} must be a datetime or epoch seconds", field=name)
+    raise InvalidMessage(f"{name} must be a datetime or finite epoch seconds", field=name)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import InvalidMessage, SmsgateError
+from smsgate.ids import good_id
 from smsgate.message import DeliveryEvent, Message, Status
 from smsgate.outbox import migrate as migrations
 from smsgate.outbox.codec import Validator, parse_time
@@ -280,14 +281,14 @@ class Outbox:
 
     def status(self, message_id: str) -> MessageRecord:
         """The message, its status and its full event history."""
-        row = self.store.get(message_id)
+        row = self.store.get(message_id) if _is_id(message_id) else None
         if row is None:
             raise MessageNotFound(f"no message {message_id!r} in this outbox", field="id")
         return MessageRecord.from_stored(row, tuple(self.store.events(message_id)))
 
     def get(self, message_id: str) -> MessageRecord | None:
         """The message without its history, or None."""
-        row = self.store.get(message_id)
+        row = self.store.get(message_id) if _is_id(message_id) else None
         return None if row is None else MessageRecord.from_stored(row)
 
     def cancel(self, message_id: str, *, reason: str = "canceled by request") -> MessageRecord:
@@ -296,6 +297,8 @@ class Outbox:
         Raises :class:`MessageNotFound`, or :class:`NotCancelable` once the message has been
         handed to a provider. Canceling a canceled message is a no-op.
         """
+        if not _is_id(message_id):
+            raise MessageNotFound(f"no message {message_id!r} in this outbox", field="id")
         row, canceled = self.store.cancel(message_id, self.clock.time(), reason)
         if row is None:
             raise MessageNotFound(f"no message {message_id!r} in this outbox", field="id")
@@ -334,8 +337,10 @@ class Outbox:
                     ) from None
             states = tuple(collected)
         number = None if to is None else normalize(to, strict=False, field="to")
-        if cursor is not None and (not isinstance(cursor, str) or not cursor.startswith("msg_")):
-            raise InvalidMessage("cursor is not one this outbox returned", field="cursor")
+        if cursor is not None and not _is_id(cursor):
+            raise InvalidMessage(
+                "cursor is not one this outbox returned (it is a message id)", field="cursor"
+            )
         rows = self.store.list_messages(
             ListQuery(states, number, parse_time(since, "since"), cursor, limit + 1)
         )
@@ -486,3 +491,9 @@ def _receipt_reason(event: DeliveryEvent) -> str | None:
     if event.occurred_at is not None:
         parts.append(f"at {event.occurred_at.isoformat()} by the provider's clock")
     return "; ".join(parts) or None
+
+
+def _is_id(value: Any) -> bool:
+    """Whether ``value`` can be a message id: anything else is looked up nowhere (a NUL in it
+    would break a PostgreSQL query; it could not have been stored anyway)."""
+    return isinstance(value, str) and good_id(value)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from smsgate.errors import SmsgateError
 from smsgate.message import Status
 from smsgate.outbox.store import EventRecord, ReceiptOutcome, StoredMessage, to_datetime
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _text(value: Any) -> str:
+    """Stored text as a string that encodes (an unreadable one shown with replacements)."""
+    text = value if isinstance(value, str) else str(value)
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 class MessageNotFound(SmsgateError):
@@ -57,15 +65,40 @@ class MessageRecord:
 
     @classmethod
     def from_stored(cls, row: StoredMessage, events: tuple[EventRecord, ...] = ()) -> MessageRecord:
-        payload = json.loads(row.payload)
-        return cls(
+        """The record of a row. A row whose payload or times do not decode still reads (its
+        unreadable parts empty, ``last_error`` saying why), so one bad row never breaks a
+        list; the worker quarantines it as ``failed`` when it meets it."""
+        problems: list[str] = []
+
+        def instant(value: float | None) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                return to_datetime(value)
+            except (ValueError, OverflowError, OSError):
+                problems.append(f"time {value!r} is out of range")
+                return None
+
+        try:
+            payload = json.loads(row.payload)
+            if not isinstance(payload, dict):
+                raise ValueError("the payload is not a JSON object")
+        except ValueError as exc:
+            problems.append(f"payload: {exc}")
+            payload = {}
+        try:
+            last_error = None if row.last_error is None else json.loads(row.last_error)
+        except ValueError as exc:
+            problems.append(f"last_error: {exc}")
+            last_error = None
+        record = cls(
             id=row.id,
             status=row.status,
             state=row.state.value,
             to=row.to_number,
-            body=payload.get("body", ""),
+            body=_text(payload.get("body", "")),
             sender=row.sender,
-            media=tuple(payload.get("media", ())),
+            media=tuple(map(_text, payload.get("media", ()) or ())),
             purpose=row.purpose,
             idempotency_key=row.idempotency_key,
             metadata=dict(payload.get("metadata") or {}),
@@ -73,16 +106,24 @@ class MessageRecord:
             route=row.route,
             provider=row.provider,
             provider_message_id=row.provider_message_id,
-            send_at=None if row.send_at is None else to_datetime(row.send_at),
-            next_attempt_at=None
-            if row.next_attempt_at is None
-            else to_datetime(row.next_attempt_at),
-            expires_at=None if row.expires_at is None else to_datetime(row.expires_at),
-            last_error=None if row.last_error is None else json.loads(row.last_error),
-            created_at=to_datetime(row.created_at),
-            updated_at=to_datetime(row.updated_at),
+            send_at=instant(row.send_at),
+            next_attempt_at=instant(row.next_attempt_at),
+            expires_at=instant(row.expires_at),
+            last_error=last_error,
+            created_at=instant(row.created_at) or _EPOCH,
+            updated_at=instant(row.updated_at) or _EPOCH,
             events=events,
         )
+        if problems:
+            record = replace(
+                record,
+                last_error={
+                    "error": "unreadable_row",
+                    "message": "the stored row does not fully decode: " + "; ".join(problems),
+                    "previous": last_error,
+                },
+            )
+        return record
 
     @property
     def is_final(self) -> bool:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from smsgate.clock import Clock
 from smsgate.errors import AmbiguousSend, ConfigError, ProviderUnavailable, SmsgateError
 from smsgate.message import Message, SendResult, Status
-from smsgate.outbox.codec import message_from_row
+from smsgate.outbox.codec import UnreadableRow, message_from_row
 from smsgate.outbox.store import (
     NewEvent,
     StartSend,
@@ -434,7 +434,13 @@ class Worker:
     async def _process(self, job: _Job) -> None:
         row = job.row
         now = self.clock.time()
-        job.message = message_from_row(row)
+        try:
+            job.message = message_from_row(row)
+        except UnreadableRow as exc:
+            # Quarantine: retrying a row that does not decode would fail at every lease expiry.
+            self.stats.failed += 1
+            self._finish(job, self._transition(job, State.FAILED, exc.message, error=exc))
+            return
         if row.state is State.SENDING:
             self._finish(job, self._after_takeover(job))
             return

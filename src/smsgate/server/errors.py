@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -114,6 +115,20 @@ def from_smsgate(error: SmsgateError) -> ApiError:
     )
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API answers on this path, from its OpenAPI schema. Starlette's 405
+    names only the first route that matched the path, and a path such as ``/v1/messages`` has
+    one route per method."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods.update(method.upper() for method in operations)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def problems_error(items: Sequence[Any], *, located: bool = False) -> ApiError:
     """422 for pydantic's validation errors: the first names the field, all are listed.
 
@@ -173,12 +188,23 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         names = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         fixes = {404: "see /docs for the endpoints", 405: "see /docs for the allowed methods"}
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 400:
+            # FastAPI's answer to a body that is not UTF-8 JSON: a request error like any other
+            return ApiError(
+                422,
+                "invalid_request",
+                f"the request body could not be read: {exc.detail}",
+                fix="send a JSON object encoded as UTF-8",
+            ).response()
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return ApiError(
             exc.status_code,
             names.get(exc.status_code, "http_error"),
             str(exc.detail),
             fix=fixes.get(exc.status_code),
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers or None,
         ).response()
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -17,30 +17,54 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import anyio.to_thread
 from pydantic import ValidationError
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
-from smsgate.message import Purpose, Status
+from smsgate.errors import InvalidRecipient
+from smsgate.message import Purpose, Status, good_key
 from smsgate.outbox import Outbox, SubmitOutcome
 from smsgate.outbox.store import dumps
+from smsgate.phone import e164_pattern, normalize
 from smsgate.server.auth import ApiKey
 from smsgate.server.errors import ApiError, from_smsgate, problems_error
 from smsgate.server.grouping import GroupCommit
-from smsgate.server.models import BATCH_IN, MessageAccepted, MessageIn
+from smsgate.server.models import BATCH_IN, BatchMessageIn, MessageAccepted, MessageIn
 from smsgate.server.settings import ServerSettings
 from smsgate.server.store import ServerStore
 
-MAX_KEY_HEADER = 200
 #: each purpose's text (an enum's ``.value`` costs a descriptor call; 10,000 per batch add up)
 _VALUE = {purpose: purpose.value for purpose in Purpose}
 
 
-def prepare(item: MessageIn, key: ApiKey, idempotency_header: str | None = None) -> dict[str, Any]:
+@lru_cache(maxsize=1)
+def _e164() -> re.Pattern[str]:
+    return re.compile(e164_pattern())
+
+
+def check_number(text: str, field: str) -> str:
+    """A recipient as the API takes it (the schema's pattern): E.164 of a possible length,
+    exactly. Raises :class:`InvalidRecipient` with the precise reason, and with the E.164 form
+    when only the formatting was off."""
+    if _e164().fullmatch(text) is not None:
+        return text
+    e164 = normalize(text, strict=False, field=field)  # raises with the reason
+    raise InvalidRecipient(
+        f"{field} {text!r} is not written in E.164; send {e164}: + and the country code, "
+        "digits only",
+        field=field,
+    )
+
+
+def prepare(
+    item: MessageIn | BatchMessageIn, key: ApiKey, idempotency_header: str | None = None
+) -> dict[str, Any]:
     """The outbox item for ``item`` under ``key``'s restrictions (raises :class:`ApiError`)."""
     record = key.record
     purpose = item.get("purpose")
@@ -78,9 +102,11 @@ def prepare(item: MessageIn, key: ApiKey, idempotency_header: str | None = None)
     key_value = item.get("idempotency_key")
     if idempotency_header is not None:
         if key_value is not None and key_value != idempotency_header:
+            # 409: each is a valid key on its own; together they conflict (as Stripe answers a
+            # key reused with other parameters)
             raise ApiError(
-                422,
-                "invalid_request",
+                409,
+                "idempotency_conflict",
                 "the Idempotency-Key header and idempotency_key in the body differ",
                 field="idempotency_key",
                 fix="send one of them, or the same value in both",
@@ -129,14 +155,18 @@ async def accept(
 
     Raises :class:`ApiError` with the reason when the message is refused.
     """
-    if idempotency_header is not None and not 0 < len(idempotency_header) <= MAX_KEY_HEADER:
+    if idempotency_header is not None and not good_key(idempotency_header):
         raise ApiError(
             422,
             "invalid_request",
-            "the Idempotency-Key header must be 1-200 characters",
+            "the Idempotency-Key header must be 1-200 characters without control characters",
             field="Idempotency-Key",
-            fix="send a shorter key",
+            fix="send a shorter key, without control characters",
         )
+    try:
+        check_number(message["to"], "to")
+    except InvalidRecipient as exc:
+        raise from_smsgate(exc) from None
     item = prepare(message, key, idempotency_header)
     if key.quota is not None:
         await anyio.to_thread.run_sync(submitter.charge, key, 1)

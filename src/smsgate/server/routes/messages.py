@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from smsgate.message import Status
+from smsgate.message import KEY_PATTERN, Status
 from smsgate.outbox import MessageNotFound, MessageRecord, NotCancelable
 from smsgate.server.auth import key_of
 from smsgate.server.errors import ApiError, not_found
 from smsgate.server.models import (
+    E164,
     BatchIn,
     BatchOut,
     ErrorOut,
     EventOut,
+    Id,
     MessageAccepted,
     MessageIn,
     MessageOut,
     MessagePage,
 )
 from smsgate.server.services import Svc
-from smsgate.server.submit import accept, accept_batch
+from smsgate.server.submit import accept, accept_batch, check_number
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
@@ -31,9 +34,8 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
         description="submitting the same key again returns the first message; nothing is resent",
+        json_schema_extra={"pattern": KEY_PATTERN, "minLength": 1, "maxLength": 200},
     ),
 ]
 
@@ -44,6 +46,7 @@ IdempotencyKey = Annotated[
     response_model=MessageAccepted,
     responses={
         200: {"model": MessageAccepted, "description": "an earlier message had this key"},
+        409: {"model": ErrorOut, "description": "Idempotency-Key and idempotency_key differ"},
         422: {"model": ErrorOut, "description": "invalid message or recipient opted out"},
     },
     summary="Submit one message",
@@ -84,7 +87,7 @@ async def submit_batch(batch: Annotated[BatchIn, Body()], request: Request, svc:
     responses={404: {"model": ErrorOut}},
     summary="A message, its status and its event history",
 )
-async def get_message(message_id: str, svc: Svc) -> MessageOut:
+async def get_message(message_id: Annotated[Id, Path()], svc: Svc) -> MessageOut:
     try:
         record = await svc.outbox.astatus(message_id)
     except MessageNotFound:
@@ -101,22 +104,28 @@ async def get_message(message_id: str, svc: Svc) -> MessageOut:
 async def list_messages(
     svc: Svc,
     status: Annotated[Status | None, Query(description="only messages in this status")] = None,
-    to: Annotated[str | None, Query(max_length=64, description="only this recipient")] = None,
+    to: Annotated[E164 | None, Query(description="only this recipient")] = None,
     since: Annotated[
-        datetime | None, Query(description="created at or after (ISO 8601 with a zone)")
+        str | None,
+        Query(
+            description="created at or after (RFC 3339, with a zone)",
+            json_schema_extra={"format": "date-time"},
+        ),
     ] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        Id | None, Query(description="next_cursor of the previous page (a message id)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MessagePage:
-    if since is not None and since.utcoffset() is None:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "since has no time zone",
-            field="since",
-            fix="write e.g. 2024-05-01T00:00:00Z",
-        )
-    page = await svc.outbox.alist(status=status, to=to, since=since, cursor=cursor, limit=limit)
+    if to is not None:
+        check_number(to, "to")
+    page = await svc.outbox.alist(
+        status=status,
+        to=to,
+        since=None if since is None else rfc3339(since, "since"),
+        cursor=cursor,
+        limit=limit,
+    )
     return MessagePage(
         items=[message_out(item, events=False) for item in page.items],
         next_cursor=page.next_cursor,
@@ -129,7 +138,7 @@ async def list_messages(
     responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
     summary="Cancel a scheduled or queued message",
 )
-async def cancel_message(message_id: str, svc: Svc) -> MessageOut:
+async def cancel_message(message_id: Annotated[Id, Path()], svc: Svc) -> MessageOut:
     try:
         record = await svc.outbox.acancel(message_id, reason="canceled through the API")
     except MessageNotFound:
@@ -143,6 +152,29 @@ async def cancel_message(message_id: str, svc: Svc) -> MessageOut:
             fix="only scheduled or queued messages can be canceled",
         ) from None
     return message_out(record, events=False)
+
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def rfc3339(text: str, field: str) -> datetime:
+    """An RFC 3339 date-time (what the schema's ``format: date-time`` means), with its zone; a
+    leap second reads as the second before it."""
+    if _RFC3339.fullmatch(text) is not None:
+        value = text.upper().replace(":60", ":59") if text[17:19] == "60" else text.upper()
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ApiError(
+        422,
+        "invalid_request",
+        f"{field} is not an RFC 3339 time with a zone",
+        field=field,
+        fix="write e.g. 2024-05-01T00:00:00Z",
+    )
 
 
 def message_out(record: MessageRecord, *, events: bool) -> MessageOut:

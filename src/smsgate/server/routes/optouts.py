@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response
 
 from smsgate.errors import InvalidRecipient
+from smsgate.ids import good_id
 from smsgate.outbox.store import to_datetime
 from smsgate.outbox.suppressions import ALL_NUMBERS, number_key
-from smsgate.phone import normalize
 from smsgate.server.errors import ApiError
 from smsgate.server.inbound import suppression_event
 from smsgate.server.models import (
+    E164,
+    OURS_PATTERN,
     ErrorOut,
+    Id,
     InboundOut,
     InboundPage,
     Removed,
@@ -26,6 +30,7 @@ from smsgate.server.models import (
 )
 from smsgate.server.services import Svc
 from smsgate.server.store import InboundRecord, Suppression
+from smsgate.server.submit import check_number
 from smsgate.server.webhooks_out import make_event
 
 router = APIRouter(prefix="/v1", tags=["inbound and opt-outs"])
@@ -34,11 +39,19 @@ router = APIRouter(prefix="/v1", tags=["inbound and opt-outs"])
 @router.get("/inbound", response_model=InboundPage, summary="Messages people sent us, newest first")
 async def list_inbound(
     svc: Svc,
-    sender: Annotated[str | None, Query(alias="from", max_length=64)] = None,
-    to: Annotated[str | None, Query(max_length=64, description="one of our numbers")] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    sender: Annotated[E164 | None, Query(alias="from")] = None,
+    to: Annotated[E164 | None, Query(description="one of our numbers")] = None,
+    cursor: Annotated[Id | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> InboundPage:
+    if cursor is not None and not good_id(cursor):
+        raise ApiError(
+            422,
+            "invalid_request",
+            "cursor is not one this API returned",
+            field="cursor",
+            fix="pass next_cursor from the previous page",
+        )
     rows = await anyio.to_thread.run_sync(
         lambda: svc.store.list_inbound(
             sender=None if sender is None else _number(sender, "from"),
@@ -72,8 +85,14 @@ def inbound_out(row: InboundRecord) -> InboundOut:
 @router.get("/suppressions", response_model=SuppressionPage, summary="Opted-out recipients")
 async def list_suppressions(
     svc: Svc,
-    recipient: Annotated[str | None, Query(max_length=64)] = None,
-    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    recipient: Annotated[E164 | None, Query()] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="next_cursor of the previous page",
+            json_schema_extra={"pattern": CURSOR_PATTERN, "maxLength": 300},
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SuppressionPage:
     number = None if recipient is None else _number(recipient, "recipient")
@@ -129,13 +148,13 @@ async def add_suppression(body: SuppressionIn, response: Response, svc: Svc) -> 
 )
 async def remove_suppression(
     svc: Svc,
-    recipient: Annotated[str, Query(max_length=64)],
+    recipient: Annotated[E164, Query()],
     our_number: Annotated[
         str | None,
         Query(
-            max_length=64,
             description='one number of ours, "*" for the all-numbers entry; '
             "omitted: every entry of the recipient",
+            json_schema_extra={"pattern": OURS_PATTERN, "minLength": 1, "maxLength": 64},
         ),
     ] = None,
 ) -> Removed:
@@ -175,7 +194,7 @@ def suppression_out(row: Suppression) -> SuppressionOut:
 
 def _number(text: str, field: str) -> str:
     try:
-        return normalize(text, strict=False, field=field)
+        return check_number(text, field)
     except InvalidRecipient as exc:
         message, _, fix = exc.message.partition("; ")
         raise ApiError(422, "invalid_recipient", message, field=field, fix=fix or None) from None
@@ -183,15 +202,21 @@ def _number(text: str, field: str) -> str:
 
 def _ours(text: str) -> str:
     """One of our numbers or sender ids, or ``*``, as the suppression list writes it."""
-    if not text.strip() or not text.isprintable():
+    if len(text) > 64 or _OURS.fullmatch(text) is None:
         raise ApiError(
             422,
             "invalid_request",
-            "our_number is empty or not printable",
+            "our_number is empty, longer than 64 characters or has control characters",
             field="our_number",
             fix="give one of our numbers or sender ids, or *",
         )
     return number_key(text)
+
+
+#: a cursor is base64url text; any such text is a position in the order (recipient, number)
+CURSOR_PATTERN = r"^(?:[A-Za-z0-9_\-]{4})+(?:[A-Za-z0-9_\-]{2}==|[A-Za-z0-9_\-]{3}=)?$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+_OURS = re.compile(OURS_PATTERN)
 
 
 def _encode_cursor(row: Suppression) -> str:
@@ -199,16 +224,24 @@ def _encode_cursor(row: Suppression) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[str, str]:
+    """The position a cursor names. Any base64url text is one (the page after it in the order);
+    what does not decode to text is refused, as is anything outside the schema's pattern."""
+    if len(cursor) > 300 or _CURSOR.fullmatch(cursor) is None:
+        raise _bad_cursor()
     try:
-        recipient, sep, ours = base64.urlsafe_b64decode(cursor.encode()).decode().partition("\n")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        sep = ""
-    if not sep:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "cursor is not one this API returned",
-            field="cursor",
-            fix="pass next_cursor from the previous page",
-        )
+        raw = base64.urlsafe_b64decode(cursor.encode())
+    except (binascii.Error, ValueError):
+        raise _bad_cursor() from None
+    text = raw.decode("utf-8", "replace").replace("\x00", "")
+    recipient, _, ours = text.partition("\n")
     return recipient, ours
+
+
+def _bad_cursor() -> ApiError:
+    return ApiError(
+        422,
+        "invalid_request",
+        "cursor is not one this API returned",
+        field="cursor",
+        fix="pass next_cursor from the previous page",
+    )

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Path, Query
 
 from smsgate.encoding import segments
 from smsgate.phone import lookup
-from smsgate.server.models import ErrorOut, LookupOut, SegmentsOut
+from smsgate.server.models import E164, ErrorOut, LookupOut, SegmentsOut
+from smsgate.server.submit import check_number
 
 router = APIRouter(prefix="/v1", tags=["tools"])
 
@@ -40,10 +41,7 @@ async def get_segments(
     summary="What libphonenumber knows about a number (offline)",
 )
 async def get_lookup(
-    number: Annotated[str, Path(max_length=64, description="E.164, or national with region")],
-    region: Annotated[
-        str | None, Query(min_length=2, max_length=2, description="e.g. US, for national numbers")
-    ] = None,
+    number: Annotated[E164, Path()],
 ) -> LookupOut:
-    info = lookup(number, region)
+    info = lookup(check_number(number, "number"))
     return LookupOut(**info.to_dict())

@@ -6,15 +6,16 @@ import json
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from smsgate.ids import new_id
+from smsgate.ids import good_id, new_id
 from smsgate.outbox.store import to_datetime
 from smsgate.server.errors import ApiError, not_found
 from smsgate.server.models import (
     DeliveryOut,
     DeliveryPage,
     ErrorOut,
+    Id,
     WebhookCreated,
     WebhookIn,
     WebhookOut,
@@ -72,8 +73,8 @@ async def list_webhooks(svc: Svc) -> list[WebhookOut]:
 async def list_deliveries(
     svc: Svc,
     state: Annotated[Literal["pending", "delivered", "dead"] | None, Query()] = None,
-    subscription: Annotated[str | None, Query(max_length=64)] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    subscription: Annotated[Id | None, Query()] = None,
+    cursor: Annotated[Id | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DeliveryPage:
     return await _page(svc, state, subscription, cursor, limit)
@@ -86,8 +87,8 @@ async def list_deliveries(
 )
 async def list_dead_letters(
     svc: Svc,
-    subscription: Annotated[str | None, Query(max_length=64)] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    subscription: Annotated[Id | None, Query()] = None,
+    cursor: Annotated[Id | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DeliveryPage:
     return await _page(svc, "dead", subscription, cursor, limit)
@@ -99,8 +100,12 @@ async def list_dead_letters(
     responses={404: {"model": ErrorOut}},
     summary="Queue a dead letter again (with a fresh retry horizon)",
 )
-async def retry_dead_letter(delivery_id: str, svc: Svc) -> DeliveryOut:
-    delivery = await anyio.to_thread.run_sync(svc.store.redeliver, delivery_id, svc.clock.time())
+async def retry_dead_letter(delivery_id: Annotated[Id, Path()], svc: Svc) -> DeliveryOut:
+    delivery = (
+        await anyio.to_thread.run_sync(svc.store.redeliver, delivery_id, svc.clock.time())
+        if good_id(delivery_id)
+        else None
+    )
     if delivery is None:
         raise not_found("dead letter", delivery_id)
     svc.dispatcher.wake()
@@ -113,8 +118,12 @@ async def retry_dead_letter(delivery_id: str, svc: Svc) -> DeliveryOut:
     responses={404: {"model": ErrorOut}},
     summary="One subscription",
 )
-async def get_webhook(webhook_id: str, svc: Svc) -> WebhookOut:
-    sub = await anyio.to_thread.run_sync(svc.store.get_subscription, webhook_id)
+async def get_webhook(webhook_id: Annotated[Id, Path()], svc: Svc) -> WebhookOut:
+    sub = (
+        await anyio.to_thread.run_sync(svc.store.get_subscription, webhook_id)
+        if good_id(webhook_id)
+        else None
+    )
     if sub is None:
         raise not_found("webhook", webhook_id)
     return _out(sub)
@@ -127,8 +136,10 @@ async def get_webhook(webhook_id: str, svc: Svc) -> WebhookOut:
     responses={404: {"model": ErrorOut}},
     summary="Unsubscribe (pending deliveries are dropped; dead letters stay listed)",
 )
-async def delete_webhook(webhook_id: str, svc: Svc) -> Response:
-    if not await anyio.to_thread.run_sync(svc.store.delete_subscription, webhook_id):
+async def delete_webhook(webhook_id: Annotated[Id, Path()], svc: Svc) -> Response:
+    if not good_id(webhook_id) or not await anyio.to_thread.run_sync(
+        svc.store.delete_subscription, webhook_id
+    ):
         raise not_found("webhook", webhook_id)
     return Response(status_code=204)
 
@@ -136,6 +147,15 @@ async def delete_webhook(webhook_id: str, svc: Svc) -> Response:
 async def _page(
     svc: Services, state: str | None, subscription: str | None, cursor: str | None, limit: int
 ) -> DeliveryPage:
+    for name, value in (("subscription", subscription), ("cursor", cursor)):
+        if value is not None and not good_id(value):
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{name} is not an id",
+                field=name,
+                fix="pass an id (or next_cursor) this API returned",
+            )
     rows = await anyio.to_thread.run_sync(
         lambda: svc.store.list_deliveries(
             state=state, subscription_id=subscription, before_id=cursor, limit=limit + 1
