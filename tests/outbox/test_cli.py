@@ -37,6 +37,12 @@ def one_json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(lines[0])
 
 
+def summary_of(result: subprocess.CompletedProcess[str], code: int) -> Any:
+    """The JSON summary of a run that exited with ``code``."""
+    assert result.returncode == code, result.stderr
+    return json.loads(result.stdout)
+
+
 def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     assert result.returncode == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
@@ -97,13 +103,15 @@ def test_bulk_streams_a_csv_and_writes_the_rejects(tmp_path: Path) -> None:
             writer.writerow([f"+1555555{n:04d}", f"Person {n}"])
         writer.writerow(["555-0100", "No Country"])
         writer.writerow(["+15555559999", "Long " + "x" * 1600])
-    summary = one_json(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"))
+    summary = summary_of(
+        run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 1
+    )
     assert (summary["total"], summary["accepted"], summary["rejected"]) == (502, 500, 2)
     rejects = list(csv.reader((tmp_path / "people.rejects.csv").open(encoding="utf-8")))
     assert rejects[0] == ["phone", "name", "line", "field", "error"]
     assert [(r[2], r[3]) for r in rejects[1:]] == [("502", "to"), ("503", "body")]
     # the same file again stores nothing twice
-    again = one_json(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"))
+    again = summary_of(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 1)
     assert (again["accepted"], again["duplicates"]) == (0, 500)
     with Outbox(url) as outbox:
         assert outbox.counts() == {Status.QUEUED: 500}
@@ -187,10 +195,11 @@ def test_bulk_refuses_opted_out_recipients_into_the_rejects(tmp_path: Path) -> N
         "phone,name\n" + "".join(f"+1555555000{n},Person {n}\n" for n in range(1, 7)),
         encoding="utf-8",
     )
-    summary = one_json(
+    summary = summary_of(
         run(
             "bulk", str(source), "--body", "Hi {name}", "--sender", "Acme", "--store", url, "--json"
-        )
+        ),
+        1,
     )
     assert (summary["total"], summary["accepted"], summary["rejected"]) == (6, 4, 2)
     assert summary["reasons"] == {
@@ -319,4 +328,59 @@ def test_poison_from_the_command_line_is_refused_and_reads_still_work(
     assert run("worker", "--config", str(config), "--until-idle").returncode == 0
     assert (
         one_json(run("status", kept["id"], "--config", str(config), "--json"))["status"] == "sent"
+    )
+
+
+@pytest.mark.parametrize("parallel", ["--parallel", "--no-parallel"])
+def test_bulk_goes_on_past_lines_that_are_not_csv(tmp_path: Path, parallel: str) -> None:
+    url = sqlite_url(tmp_path)
+    source = tmp_path / "people.csv"
+    with source.open("wb") as handle:
+        handle.write(b"phone,name\n")
+        for n in range(300):
+            handle.write(f"+1555555{n:04d},Person {n}\n".encode())
+        handle.write(b'+15555550900,"' + b"x" * 140_000 + b'"\n')  # over the csv field limit
+        handle.write(b"+15555550901,after the long field\n")
+        handle.write(b'+15555550902,"never closed\n')  # swallows the lines after it
+        handle.write(b"+15555550903,swallowed then read again\n")
+        handle.write(b"+15555550904,Caf\xe9 in Latin-1\n")  # undecodable, the last line
+    result = run("bulk", str(source), "--body", "Hi {name}", "--store", url, parallel, "--json")
+    summary = summary_of(result, 1)
+    assert (summary["total"], summary["accepted"], summary["rejected"]) == (305, 302, 3)
+    rejects = list(csv.reader((tmp_path / "people.rejects.csv").open(encoding="utf-8")))
+    by_line = {row[-3]: row for row in rejects[1:]}
+    assert set(by_line) == {"302", "304", "306"}
+    assert "field larger than field limit" in by_line["302"][-1]
+    assert "never closed" in by_line["304"][-1]
+    assert "0xe9" in by_line["306"][-1] and "'name'" in by_line["306"][-1]
+    assert by_line["306"][1] == "Caf\ufffd in Latin-1"
+    with Outbox(url) as outbox:
+        bodies = {m.body for m in outbox.list(limit=1000).items}
+    assert {"Hi after the long field", "Hi swallowed then read again"} <= bodies
+    assert len(bodies) == 302
+
+
+def test_bulk_exit_codes(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    source = tmp_path / "people.csv"
+    source.write_text("phone,name\n+15555550100,Ann\n+15555550101,Bob\n", encoding="utf-8")
+    assert (
+        summary_of(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 0)[
+            "accepted"
+        ]
+        == 2
+    )
+    # the same file again: every row already stored, nothing refused
+    assert (
+        summary_of(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 0)[
+            "duplicates"
+        ]
+        == 2
+    )
+    # nothing could run: refused up front, no rows read, no rejects file
+    error = one_line_error(run("bulk", str(source), "--body", "", "--store", url), 2)
+    assert "body template is empty" in error
+    assert not (tmp_path / "people.rejects.csv").exists()
+    assert "no such file" in one_line_error(
+        run("bulk", "nope.csv", "--body", "x", "--store", url), 2
     )

@@ -318,7 +318,10 @@ def bulk_command(
     """Stream a CSV into the outbox: one message per row, refused rows into a rejects CSV.
 
     Each row's idempotency key is PREFIX:LINE, so running the same file again (after a crash,
-    say) stores nothing twice.
+    say) stores nothing twice. A line that is not CSV or not UTF-8 is one refused row.
+
+    Exit status: 0 every row stored (or already stored), 1 some rows refused (see the rejects
+    file), 2 nothing could run (no file, bad template or options, store unreachable).
     """
     import os
     import sys
@@ -372,7 +375,7 @@ def bulk_command(
             print(f"refused rows and reasons: {options.rejects}")
             for reason, count in report.reasons.most_common(5):
                 print(f"  {count} x {reason}")
-    if report.rejected and not report.accepted and not report.duplicates:
+    if report.rejected:
         raise typer.Exit(1)
 
 

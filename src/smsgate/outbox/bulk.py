@@ -3,8 +3,14 @@
 The file is read once, in batches; nothing but the current batches is in memory, so a file of
 millions of rows costs the same memory as one of thousands. Rows that cannot be sent (a bad
 number, a body over the limit, a short line, a recipient who opted out) are refused before
-anything is stored and written, with the reason, to a rejects CSV. Every row gets the idempotency key ``PREFIX:LINE`` (the prefix
-defaults to a digest of the file), so running the same file again stores nothing twice.
+anything is stored and written, with the reason, to a rejects CSV. So are lines that are not
+CSV at all: bytes that are not UTF-8, a field over the csv module's limit, a quote never closed
+(the lines it swallowed are read again on their own): one bad line never stops the run. Every
+row gets the idempotency key ``PREFIX:LINE`` (the prefix defaults to a digest of the file), so
+running the same file again stores nothing twice.
+
+What is the same for every row (the template, its columns, sender, purpose, send time) is
+checked once, before any row is read: a mistake there refuses the run, not every row.
 
 With ``parallel=True`` a second process reads and validates while this one writes: the two
 halves of the work are about equally heavy, so this nearly doubles throughput on two cores.
@@ -15,10 +21,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import string
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -67,6 +74,12 @@ class BulkOptions:
     ) -> BulkOptions:
         """``key_prefix``: ``"auto"`` (a digest of the file), a prefix of yours, or None for no
         idempotency keys."""
+        if not body.strip():
+            raise InvalidMessage(
+                "the body template is empty; every row would be refused (give e.g. "
+                '--body "Hi {name}")',
+                field="body",
+            )
         header = tuple(read_header(path))
         if to_column not in header:
             raise InvalidMessage(
@@ -154,7 +167,7 @@ class _Chunk:
 def read_header(path: str) -> list[str]:
     with open(path, newline="", encoding="utf-8-sig") as handle:
         try:
-            header = next(csv.reader(handle))
+            header = next(csv.reader(handle, strict=True))
         except StopIteration:
             raise InvalidMessage(f"{path} is empty; it needs a header row", field="file") from None
         except (csv.Error, UnicodeDecodeError) as exc:
@@ -213,27 +226,26 @@ def read_chunks(
     if options.send_at is not None:
         fixed["send_at"] = options.send_at
     prefix = options.key_prefix
-    position = 0
-
-    with open(options.path, newline="", encoding="utf-8-sig") as handle:
-
-        def counted() -> Iterator[str]:
-            nonlocal position
-            for text in handle:
-                position += len(text)
-                yield text
-
-        reader = csv.reader(counted())
-        next(reader)
-        rows: list[tuple[Any, ...]] = []
-        events: list[tuple[Any, ...]] = []
-        sources: list[tuple[int, list[str]]] = []
-        refused: list[tuple[int, list[str], str | None, str]] = []
-        lines = 0
-        stamp = now()
-        try:
-            for values in reader:
-                line = reader.line_num
+    source = _Records(options.path, width)
+    rows: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    sources: list[tuple[int, list[str]]] = []
+    refused: list[tuple[int, list[str], str | None, str]] = []
+    lines = 0
+    stamp = now()
+    with source:
+        source.next_record()  # the header, read by read_header
+        while True:
+            record: tuple[int, list[str]] | None = None
+            try:
+                record = source.next_record()
+                if record is None:
+                    break
+            except _Broken as broken:
+                lines += 1
+                refused.append((broken.line, [broken.text], "csv", broken.reason))
+            if record is not None:
+                line, values = record
                 lines += 1
                 if len(values) != width:
                     if not values or values == [""]:
@@ -247,6 +259,8 @@ def read_chunks(
                             f"the line has {len(values)} fields, the header {width}",
                         )
                     )
+                elif (undecodable := _undecodable(header, values)) is not None:
+                    refused.append((line, [_printable(v) for v in values], "csv", undecodable))
                 else:
                     item = {
                         "to": values[to_index].strip(),
@@ -264,18 +278,124 @@ def read_chunks(
                         rows.append(tuple(row))
                         events.append(tuple(event))
                         sources.append((line, values))
-                if lines >= batch_size:
-                    yield _Chunk(rows, events, sources, refused, position, lines)
-                    rows, events, sources, refused, lines = [], [], [], [], 0
-                    stamp = now()
+            if lines >= batch_size:
+                yield _Chunk(rows, events, sources, refused, source.position, lines)
+                rows, events, sources, refused, lines = [], [], [], [], 0
+                stamp = now()
+    if lines:
+        yield _Chunk(rows, events, sources, refused, source.position, lines)
+
+
+#: the longest raw line copied into the rejects file for a line that does not parse
+_MAX_REJECT_TEXT = 1000
+
+
+class _Broken(Exception):
+    """A record the CSV parser gave up on (a field over the limit, a quote never closed)."""
+
+    def __init__(self, line: int, text: str, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+        self.text = text
+        self.reason = reason
+
+
+class _Records:
+    """The file's CSV records with the number of the line each starts on, going on after one
+    that does not parse.
+
+    The csv module stops a file at the first record it cannot parse, and a quote never closed
+    swallows every line after it into one field. Here the lines of such a record are kept: the
+    first is refused, with the parser's reason, and the others are read again as records of
+    their own. Undecodable bytes are read as lone surrogates (``surrogateescape``) so the
+    parser never fails on them; the row that holds them is refused by :func:`_undecodable`.
+    """
+
+    def __init__(self, path: str, width: int) -> None:
+        self.path = path
+        self.width = width
+        self.position = 0
+        self._handle = open(path, newline="", encoding="utf-8-sig", errors="surrogateescape")  # noqa: SIM115
+        self._number = 0
+        self._pending: deque[tuple[int, str]] = deque()
+        #: the raw lines of the record being parsed
+        self._lines: list[tuple[int, str]] = []
+        self._reader = self._parser()
+
+    def _parser(self) -> Iterator[list[str]]:
+        # strict: a quote in the middle of a field, or one never closed, is an error to report
+        # rather than a field silently joined up with the lines after it
+        return csv.reader(self._feed(), strict=True)
+
+    def __enter__(self) -> _Records:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+    def _feed(self) -> Iterator[str]:
+        while True:
+            if self._pending:
+                item = self._pending.popleft()
+            else:
+                text = self._handle.readline()
+                if not text:
+                    return
+                self.position += len(text)
+                self._number += 1
+                item = (self._number, text)
+            self._lines.append(item)
+            yield item[1]
+
+    def next_record(self) -> tuple[int, list[str]] | None:
+        """(line, values) of the next record, None at the end; raises :class:`_Broken`."""
+        self._lines = []
+        try:
+            values = next(self._reader)
+        except StopIteration:
+            return None
         except csv.Error as exc:
-            raise InvalidMessage(
-                f"{options.path} line {reader.line_num}: {exc}", field="file"
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise InvalidMessage(f"{options.path} is not UTF-8: {exc}", field="file") from None
-        if lines:
-            yield _Chunk(rows, events, sources, refused, position, lines)
+            raise self._broken(f"the line does not parse as CSV ({exc})") from None
+        if len(self._lines) > 1 and len(values) != self.width:
+            # a quoted field ran over several lines into a record of the wrong shape: most
+            # likely a quote never closed; the lines after the first are rows of their own
+            raise self._broken(
+                f"a quoted field runs over {len(self._lines)} lines into a record of "
+                f"{len(values)} fields, the header has {self.width}"
+            )
+        return self._lines[0][0], values
+
+    def _broken(self, reason: str) -> _Broken:
+        """The first line of the record being parsed, refused; the other lines pushed back to
+        be read again, by a fresh parser."""
+        lines = self._lines
+        if not lines:
+            return _Broken(self._number, "", reason)
+        first, text = lines[0]
+        self._pending.extendleft(reversed(lines[1:]))
+        self._reader = self._parser()
+        if len(lines) > 1:
+            reason += "; a quote opened on this line is never closed, or a field is too long"
+        return _Broken(first, _printable(text.rstrip("\r\n"))[:_MAX_REJECT_TEXT], reason)
+
+
+def _undecodable(header: Sequence[str], values: Sequence[str]) -> str | None:
+    """Why a row with bytes that are not UTF-8 is refused (naming the column), or None."""
+    for name, value in zip(header, values, strict=True):
+        bad = _SURROGATE.search(value)
+        if bad is not None:
+            raw = value[bad.start() : bad.start() + 4].encode("utf-8", "surrogateescape")
+            shown = " ".join(f"0x{byte:02x}" for byte in raw if byte >= 0x80)
+            return f"column {name!r} has bytes that are not UTF-8 ({shown}); save the file as UTF-8"
+    return None
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _printable(value: str) -> str:
+    """``value`` with undecodable bytes shown as U+FFFD, so the rejects file is UTF-8."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def submit_csv(
