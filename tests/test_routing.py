@@ -713,3 +713,24 @@ def test_a_lookup_miss_sends_again_without_duplicate_risk() -> None:
     assert "no record of the message" in decision.reason
     exhausted = router.lookup_missed(msg, provider="twilio", attempt=3)
     assert (exhausted.action, exhausted.provider) == (Action.FAILOVER, "smsroute")
+
+
+# ---- pinned messages (replies)
+
+
+def test_a_pinned_message_leaves_only_through_its_provider() -> None:
+    clock = FakeClock()
+    router = Router([Route(name="default", providers=("twilio", "smsroute"))], clock=clock)
+    reply = Message(to=US, body="Unsubscribed.", via="telnyx")
+    plan = router.plan(reply)
+    assert (plan.action, plan.provider, plan.route) == (Action.SEND, "telnyx", "default")
+    assert "must leave through" in plan.reason
+    # a provider-side problem fails over for other messages, never for a pinned one
+    down = ProviderUnavailable("down", provider="telnyx")
+    assert router.decide(message(), provider="twilio", attempt=1, error=down).action is (
+        Action.FAILOVER
+    )
+    decision = router.decide(reply, provider="telnyx", attempt=1, error=down)
+    assert decision.action is Action.FAIL and "only through telnyx" in decision.reason
+    with pytest.raises(InvalidMessage):
+        Message(to=US, body="x", via="not a name")

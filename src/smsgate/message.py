@@ -208,7 +208,8 @@ class Message:
 
     ``to`` is normalized to E.164 on construction (possible numbers are accepted, so test ranges
     work; route-level checks may be stricter). ``send_at`` must be timezone-aware. ``validity`` is
-    how long the network should keep trying, in seconds or as a ``timedelta``.
+    how long the network should keep trying, in seconds or as a ``timedelta``. ``via`` pins the
+    provider (no failover), as a reply to an inbound message needs.
     """
 
     to: str
@@ -221,6 +222,9 @@ class Message:
     validity: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     provider_options: Mapping[str, Any] = field(default_factory=dict)
+    #: the one provider that must send this message, with no failover: a reply leaves through
+    #: the provider (and number) the message it answers arrived on
+    via: str | None = None
     id: str = field(default_factory=new_id)
 
     def __post_init__(self) -> None:
@@ -275,6 +279,10 @@ class Message:
             set_(self, "validity", validity)
         set_(self, "metadata", _frozen_mapping(self.metadata, "metadata"))
         set_(self, "provider_options", _frozen_mapping(self.provider_options, "provider_options"))
+        if self.via is not None and (not isinstance(self.via, str) or not good_id(self.via)):
+            raise InvalidMessage(
+                f"via {self.via!r} is not a provider name (letters, digits, '_', '-')", field="via"
+            )
 
     @property
     def is_mms(self) -> bool:

@@ -429,7 +429,8 @@ class Router:
         provider whose circuit is open is skipped for the next one in the chain that admits.
         """
         route = self.route_for(message)
-        chain = _chain_from(route, provider)
+        # a pinned message (a reply) has a chain of one: the provider its number belongs to
+        chain = [message.via] if message.via else _chain_from(route, provider)
         paused = self._paused()
         skipped: list[str] = []
         held: list[str] = []
@@ -439,6 +440,8 @@ class Router:
                 continue
             if self.breakers[candidate].allow():
                 reason = f"sending through {candidate} (route {route.name})"
+                if message.via:
+                    reason = f"sending through {candidate}, which it must leave through"
                 if skipped:
                     reason += f"; circuit open for {', '.join(skipped)}"
                 if held:
@@ -518,7 +521,7 @@ class Router:
             return self._after_ambiguous(
                 message, route, provider, attempt, error, provider_dedupes, provider_can_lookup
             )
-        return self._after_error(route, provider, attempt, error)
+        return self._after_error(route, provider, attempt, error, pinned=bool(message.via))
 
     def lookup_missed(self, message: Message, *, provider: str, attempt: int) -> Decision:
         """A reconcile lookup found no trace of the message: the send did not land, so sending
@@ -528,13 +531,14 @@ class Router:
         missing = TransientError(
             f"{provider} has no record of the message after an ambiguous send", provider=provider
         )
-        return self._after_error(route, provider, attempt, missing)
+        return self._after_error(route, provider, attempt, missing, pinned=bool(message.via))
 
     # ---- the branches
 
     def _after_error(
-        self, route: Route, provider: str, attempt: int, error: SmsgateError
+        self, route: Route, provider: str, attempt: int, error: SmsgateError, *, pinned: bool
     ) -> Decision:
+        """``pinned``: the message may leave only through ``provider`` (no failover)."""
         now = self._clock.time()
         policy = route.retry
         penalty = None
@@ -582,7 +586,7 @@ class Router:
                 why = f"{policy.max_attempts} attempts used"
             else:
                 why = "the provider, not the message, is the problem"
-            following, skipped = self._next_provider(route, provider)
+            following, skipped = (None, []) if pinned else self._next_provider(route, provider)
             if following is not None:
                 note = f" (circuit open for {', '.join(skipped)})" if skipped else ""
                 return Decision(
@@ -599,6 +603,8 @@ class Router:
                 # Nowhere to fail over to but attempts remain: wait for this circuit to half-open.
                 delay = max(policy.delay(attempt, self._rng, error), breaker.retry_in())
                 return retry(delay, f"{why} and no other provider is available; ")
+            if pinned:
+                return fail(f"{why}, and this message may leave only through {provider}")
             return fail(f"{why} and no provider is left in route {route.name}")
         if error.retryable:
             return fail(f"giving up: route {route.name} allows {policy.max_attempts} attempts")

@@ -35,6 +35,7 @@ def test_a_message_rebuilt_from_its_row_equals_the_original() -> None:
         "validity",
         "metadata",
         "provider_options",
+        "via",
         "id",
     }
     original = Message(
@@ -48,6 +49,7 @@ def test_a_message_rebuilt_from_its_row_equals_the_original() -> None:
         validity=300,
         metadata={"order": 7, "tags": ["a"]},
         provider_options={"SmartEncoded": "true"},
+        via="telnyx",
     )
     row, _ = row_for(original, 1_700_000_000.0)
     stored = StoredMessage.from_row(

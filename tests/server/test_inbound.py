@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import requests
 from tests.server.conftest import Running, ServerFactory
 
 from smsgate.emulators.base import EmulatorThread
+from smsgate.emulators.telnyx import TelnyxEmulator
 from smsgate.emulators.twilio import TwilioEmulator
 from smsgate.errors import ConfigError
 from smsgate.outbox.suppressions import number_key
@@ -238,3 +240,60 @@ def test_api_suppressions(server: Running) -> None:
     assert server.post("/v1/messages", json={"to": "+15555550199", "body": "x"}).status_code == 201
     bad = server.post("/v1/suppressions", json={"recipient": "nobody"})
     assert bad.status_code == 422 and bad.json()["field"] == "recipient"
+
+
+def test_replies_leave_through_the_provider_and_number_the_message_arrived_on(
+    server_factory: ServerFactory, store_url: str, twilio: EmulatorThread
+) -> None:
+    telnyx = TelnyxEmulator().run_in_thread()
+    try:
+        theirs = telnyx.emulator.default_sender
+        gateway = server_factory(
+            store_url,
+            config={
+                "providers": {
+                    "twilio": {"url": twilio.emulator.provider_url()},
+                    "telnyx": {"url": telnyx.emulator.provider_url()},
+                },
+                # the default route sends through twilio, which does not own telnyx's number
+                "routes": [{"name": "default", "providers": ["twilio"]}],
+            },
+            server={"help_text": "Acme alerts. Reply STOP to stop."},
+            worker=True,
+        )
+        inject(telnyx, gateway, "HELP", to=theirs, provider="telnyx")
+        inbound_id = gateway.get("/v1/inbound").json()["items"][0]["id"]
+        # any reply naming the inbound message leaves the same way, from the same number
+        answer = gateway.post(
+            "/v1/messages", json={"to": PERSON, "body": "We are on it.", "in_reply_to": inbound_id}
+        )
+        assert answer.status_code == 201, answer.text
+        wrong = gateway.post(
+            "/v1/messages", json={"to": "+15555550999", "body": "x", "in_reply_to": inbound_id}
+        )
+        assert wrong.status_code == 409 and wrong.json()["field"] == "in_reply_to"
+        missing = gateway.post(
+            "/v1/messages", json={"to": PERSON, "body": "x", "in_reply_to": "in_nope"}
+        )
+        assert missing.status_code == 404
+        sent = wait_for(lambda: telnyx.call(lambda: list(telnyx.emulator.messages)), count=2)
+        assert sorted((m.body, m.sender, m.to) for m in sent) == [
+            ("Acme alerts. Reply STOP to stop.", theirs, PERSON),
+            ("We are on it.", theirs, PERSON),
+        ]
+        assert twilio.call(lambda: list(twilio.emulator.messages)) == []
+        replies = gateway.outbox.list(to=PERSON).items
+        assert {m.provider for m in replies} == {"telnyx"}
+        assert all(m.metadata["in_reply_to"] == inbound_id for m in replies)
+    finally:
+        telnyx.stop()
+
+
+def wait_for(read: Any, *, count: int, timeout: float = 20) -> list[Any]:
+    """What ``read()`` returns once it has ``count`` items (bounded by ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items: list[Any] = read()
+        if len(items) >= count or time.monotonic() > deadline:
+            return items
+        time.sleep(0.05)

@@ -50,6 +50,8 @@ def row_for(message: Message, now: float, source: str = "submit") -> tuple[NewMe
         payload["metadata"] = dict(message.metadata)
     if message.provider_options:
         payload["provider_options"] = dict(message.provider_options)
+    if message.via is not None:
+        payload["via"] = message.via
     send_at = message.send_at.timestamp() if message.send_at is not None else None
     return _row(
         message.id,
@@ -283,6 +285,7 @@ def _message_from_row(row: StoredMessage) -> Message:
     slot["validity"](message, payload.get("validity"))
     slot["metadata"](message, MappingProxyType(metadata) if metadata else _EMPTY)
     slot["provider_options"](message, MappingProxyType(options) if options else _EMPTY)
+    slot["via"](message, payload.get("via"))
     slot["id"](message, row.id)
     return message
 

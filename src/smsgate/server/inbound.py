@@ -4,6 +4,8 @@ The inbound row, the suppression change and the webhook events it causes are one
 a provider's retry of the same webhook changes nothing. Replies (HELP, and STOP/START
 confirmations when configured) go through the outbox with an idempotency key derived from the
 inbound message, so they too are sent once; they are not blocked by the opt-out they confirm.
+They leave from the number the message was sent to, through the provider it arrived on (see
+``Message.via``), whatever the routes say.
 """
 
 from __future__ import annotations
@@ -131,6 +133,9 @@ class InboundHandler:
             "purpose": Purpose.TRANSACTIONAL.value,
             "idempotency_key": f"reply:{record.provider}:{record.provider_message_id}",
             "metadata": {"in_reply_to": record.id, "keyword": action.value},
+            # from the number it was sent to, through the provider it arrived on: that number
+            # may exist only there
+            "via": record.provider,
         }
         if record.to:
             reply["sender"] = record.to

@@ -68,6 +68,18 @@ E164 = Annotated[
 Id = Annotated[str, Field(json_schema_extra={"pattern": ID_PATTERN, "maxLength": MAX_ID})]
 
 
+#: the inbound message a reply answers: the reply leaves from the number it was sent to, through
+#: the provider it arrived on
+InReplyTo = Annotated[
+    str,
+    Field(
+        description="the id of an inbound message (GET /v1/inbound) this answers: the reply "
+        "leaves from the number it was sent to, through the provider it arrived on",
+        json_schema_extra={"pattern": ID_PATTERN, "maxLength": MAX_ID},
+    ),
+]
+
+
 def _send_at(value: datetime) -> datetime:
     if value.utcoffset() is None:
         raise ValueError("send_at has no time zone; write e.g. 2030-05-01T09:00:00Z")
@@ -181,6 +193,7 @@ class MessageIn(TypedDict):
         Annotated[int | None, Field(ge=1, le=7 * 86400, description="seconds to keep trying")]
     ]
     metadata: NotRequired[Annotated[dict[Text, Scalar], Field(max_length=50)]]
+    in_reply_to: NotRequired[InReplyTo | None]
 
 
 @with_config(ConfigDict(extra="forbid"))

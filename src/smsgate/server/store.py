@@ -507,6 +507,13 @@ class ServerStore:
             rows = tx.execute(sql, params)
         return [InboundRecord.from_row(row) for row in rows]
 
+    def get_inbound(self, inbound_id: str) -> InboundRecord | None:
+        with self._read() as tx:
+            rows = tx.execute(
+                f"SELECT {InboundRecord.COLUMNS} FROM smsgate_inbound WHERE id = ?", (inbound_id,)
+            )
+        return next((InboundRecord.from_row(row) for row in rows), None)
+
     # -- webhook subscriptions ----------------------------------------------------------------
 
     def add_subscription(self, sub: Subscription) -> None:

@@ -27,7 +27,8 @@ import anyio.to_thread
 from pydantic import ValidationError
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
-from smsgate.errors import InvalidRecipient
+from smsgate.errors import InvalidRecipient, SmsgateError
+from smsgate.ids import good_id
 from smsgate.message import Purpose, Status, good_key
 from smsgate.outbox import Outbox, SubmitOutcome
 from smsgate.outbox.store import dumps
@@ -129,6 +130,8 @@ def prepare(
         values["validity"] = validity
     if metadata := item.get("metadata"):
         values["metadata"] = metadata
+    if (answers := item.get("in_reply_to")) is not None:
+        values["in_reply_to"] = answers
     return values
 
 
@@ -168,6 +171,8 @@ async def accept(
     except InvalidRecipient as exc:
         raise from_smsgate(exc) from None
     item = prepare(message, key, idempotency_header)
+    if "in_reply_to" in item:
+        await anyio.to_thread.run_sync(submitter.answer, item)
     if key.quota is not None:
         await anyio.to_thread.run_sync(submitter.charge, key, 1)
     outcome = await submitter.submit_one(item)
@@ -185,7 +190,7 @@ async def accept(
 
 
 async def accept_batch(
-    submitter: Submitter, key: ApiKey, messages: Sequence[MessageIn] | bytes
+    submitter: Submitter, key: ApiKey, messages: Sequence[BatchMessageIn] | bytes
 ) -> bytes:
     """Submit a batch (parsed, or the raw JSON body) under ``key``; returns the JSON
     answer (``BatchOut``), one result per item in order. Raises :class:`ApiError` when the
@@ -246,7 +251,7 @@ class Submitter:
         """
         return list(self.outbox.submit_stream(items, batch_size=max(len(items), 1)))
 
-    def submit_batch(self, key: ApiKey, messages: Sequence[MessageIn] | bytes) -> bytes:
+    def submit_batch(self, key: ApiKey, messages: Sequence[BatchMessageIn] | bytes) -> bytes:
         """:func:`accept_batch` on this thread."""
         if isinstance(messages, bytes):
             try:
@@ -265,13 +270,49 @@ class Submitter:
         items: list[dict[str, Any]] = []
         for index, message in enumerate(messages):
             try:
-                items.append(prepare(message, key))
+                item = prepare(message, key)
+                if "in_reply_to" in item:
+                    self.answer(item)
+                items.append(item)
             except ApiError as exc:
                 refused[index] = exc
         self.charge(key, len(items))
         now = self.clock.time()
         stored = self.store_items(items)
         return batch_body(refused, stored, items, self.earlier_statuses(stored), now)
+
+    def answer(self, item: dict[str, Any]) -> None:
+        """Make ``item`` a reply to the inbound message its ``in_reply_to`` names: it leaves
+        from the number that message was sent to, through the provider it arrived on.
+
+        Synchronous (it reads the store). Raises :class:`ApiError`: 404 for an unknown inbound
+        message, 409 when ``to`` is not who sent it.
+        """
+        inbound_id = item.pop("in_reply_to")
+        inbound = self.store.get_inbound(inbound_id) if good_id(inbound_id) else None
+        if inbound is None:
+            raise ApiError(
+                404,
+                "not_found",
+                f"no inbound message {inbound_id!r}",
+                field="in_reply_to",
+                fix="use an id from GET /v1/inbound",
+            )
+        try:
+            to = normalize(item["to"], strict=False)
+        except SmsgateError:
+            return  # the outbox refuses the number, naming it
+        if to != inbound.sender:
+            raise ApiError(
+                409,
+                "not_the_sender",
+                f"inbound message {inbound_id} came from {inbound.sender}, not {item['to']}",
+                field="in_reply_to",
+                fix=f"send the reply to {inbound.sender}",
+            )
+        item.setdefault("sender", inbound.to)
+        item["via"] = inbound.provider
+        item["metadata"] = {**item.get("metadata", {}), "in_reply_to": inbound_id}
 
     def earlier_statuses(self, outcomes: Sequence[SubmitOutcome]) -> dict[str, Status]:
         """The current status of each earlier message an idempotency key matched, by id."""
