@@ -647,6 +647,8 @@ def test_the_masked_summary_holds_no_secret() -> None:
         "max_delay": 300.0,
         "jitter": "full",
         "ambiguous": "resend",
+        "quiet_hours": None,
+        "quiet_purposes": ["marketing"],
         "implicit": False,
     }
 
@@ -753,3 +755,34 @@ def test_check_missing_variable_and_missing_file(
     assert result.stderr.startswith(
         f"smsgate: config file {missing} (from --config) does not exist"
     )
+
+
+def test_quiet_hours_on_a_route() -> None:
+    config = Config.from_dict(
+        {
+            "providers": {"twilio": {"url": TWILIO_URL_FOR_QUIET}},
+            "routes": [
+                {
+                    "name": "marketing",
+                    "providers": ["twilio"],
+                    "quiet_hours": "21:00-08:00",
+                    "quiet_purposes": ["marketing", "transactional"],
+                }
+            ],
+        }
+    )
+    (route,) = config.routes
+    assert str(route.quiet_hours) == "21:00-08:00"
+    assert sorted(route.quiet_purposes) == ["marketing", "transactional"]
+    for bad, message in [("9pm-8am", "not a window"), ("08:00-08:00", "same time")]:
+        with pytest.raises(ConfigError, match=message) as error:
+            Config.from_dict(
+                {
+                    "providers": {"twilio": {"url": TWILIO_URL_FOR_QUIET}},
+                    "routes": [{"name": "m", "providers": ["twilio"], "quiet_hours": bad}],
+                }
+            )
+        assert error.value.field == "routes[0].quiet_hours"
+
+
+TWILIO_URL_FOR_QUIET = "twilio://AC00000000000000000000000000000000:token@+15005550006"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import statistics
+from datetime import datetime
 
 import pytest
 
@@ -734,3 +735,76 @@ def test_a_pinned_message_leaves_only_through_its_provider() -> None:
     assert decision.action is Action.FAIL and "only through telnyx" in decision.reason
     with pytest.raises(InvalidMessage):
         Message(to=US, body="x", via="not a name")
+
+
+# ---- quiet hours
+
+
+NEW_YORK = "+12125550100"
+
+
+def at_local(zone: str, text: str) -> float:
+    """Epoch seconds of an ISO local time in ``zone``."""
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp()
+
+
+def quiet_router(clock: FakeClock, **route: object) -> Router:
+    return Router(
+        [Route(name="default", providers=("twilio",), quiet_hours="21:00-08:00", **route)],  # type: ignore[arg-type]
+        clock=clock,
+    )
+
+
+def test_marketing_is_held_outside_the_recipients_hours_and_nothing_else_is() -> None:
+    clock = FakeClock(at_local("America/New_York", "2030-03-05T22:30:00"))
+    router = quiet_router(clock)
+    plan = router.plan(message(NEW_YORK, "marketing"))
+    assert plan.action is Action.HOLD
+    assert plan.at == at_local("America/New_York", "2030-03-06T08:00:00")
+    assert "America/New_York (local time 22:30)" in plan.reason and "21:00-08:00" in plan.reason
+    for purpose in ("otp", "transactional"):
+        assert router.plan(message(NEW_YORK, purpose)).action is Action.SEND
+    # a number libphonenumber places nowhere (a fictional range) is not held
+    assert router.plan(message(US, "marketing")).action is Action.SEND
+    clock.advance(at_local("America/New_York", "2030-03-06T08:00:00") - clock.time())
+    assert router.plan(message(NEW_YORK, "marketing")).action is Action.SEND
+
+
+def test_a_route_may_hold_other_purposes() -> None:
+    clock = FakeClock(at_local("America/New_York", "2030-03-05T07:59:00"))
+    router = quiet_router(clock, quiet_purposes={"otp"})
+    assert router.plan(message(NEW_YORK, "otp")).action is Action.HOLD
+    assert router.plan(message(NEW_YORK, "marketing")).action is Action.SEND
+
+
+@pytest.mark.parametrize("number", ["+18005550100", "+79161234567", "+61412345678"])
+def test_a_number_in_several_zones_waits_for_the_most_restrictive(number: str) -> None:
+    from smsgate.routing import QuietHours, quiet_zones
+
+    zones = quiet_zones(number)
+    assert len(zones) > 1
+    quiet = QuietHours.parse("21:00-08:00")
+
+    def quiet_somewhere(ts: float) -> bool:
+        return any(
+            quiet.contains((local := datetime.fromtimestamp(ts, zone)).hour * 60 + local.minute)
+            for zone in zones
+        )
+
+    start = at_local("UTC", "2030-03-05T00:00:00")
+    for hour in range(0, 24, 3):
+        clock = FakeClock(start + hour * 3600)
+        plan = quiet_router(clock).plan(message(number, "marketing"))
+        if plan.action is Action.SEND:
+            assert not quiet_somewhere(clock.time())
+            continue
+        assert plan.action is Action.HOLD and plan.at is not None
+        assert quiet_somewhere(clock.time()) and not quiet_somewhere(plan.at)
+        assert quiet_somewhere(plan.at - 60)  # released at the first minute it may go
+
+
+def test_quiet_hours_are_checked_when_the_route_is_built() -> None:
+    with pytest.raises(ConfigError, match="not a window"):
+        Route(name="m", providers=("twilio",), quiet_hours="9pm-8am")  # type: ignore[arg-type]

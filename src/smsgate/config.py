@@ -27,7 +27,7 @@ from smsgate.errors import ConfigError
 from smsgate.message import Purpose
 from smsgate.ratelimit import BucketBackend, Limit, RateLimiter
 from smsgate.retry import JITTER_MODES, RetryPolicy
-from smsgate.routing import AmbiguousPolicy, CircuitBreakers, Route, Router
+from smsgate.routing import AmbiguousPolicy, CircuitBreakers, QuietHours, Route, Router
 
 CONFIG_ENV_VAR = "SMSGATE_CONFIG"
 DEFAULT_STORE = "sqlite:///smsgate.db"
@@ -257,6 +257,8 @@ class Config:
                     "max_delay": route.retry.max_delay,
                     "jitter": route.retry.jitter,
                     "ambiguous": route.ambiguous.value,
+                    "quiet_hours": None if route.quiet_hours is None else str(route.quiet_hours),
+                    "quiet_purposes": sorted(route.quiet_purposes),
                     "implicit": self.routes_implicit,
                 }
                 for route in self.routes
@@ -533,7 +535,16 @@ _TOP_KEYS = (
 _PROVIDER_KEYS = ("url", "rate", "burst", "senders", "options")
 _SENDER_KEYS = ("rate", "burst")
 _RETRY_KEYS = ("max_attempts", "base_delay", "max_delay", "jitter")
-_ROUTE_KEYS = ("name", "purposes", "countries", "providers", "ambiguous", *_RETRY_KEYS)
+_ROUTE_KEYS = (
+    "name",
+    "purposes",
+    "countries",
+    "providers",
+    "ambiguous",
+    "quiet_hours",
+    "quiet_purposes",
+    *_RETRY_KEYS,
+)
 _WORKER_KEYS = ("concurrency", "lease_seconds", "batch_size")
 _BREAKER_KEYS = ("failure_threshold", "cooldown")
 _OTP_KEYS = ("code_length", "ttl", "honor_opt_outs")
@@ -792,6 +803,26 @@ def _route(
             f"use one of {', '.join(policies)}",
         )
 
+    quiet = None
+    if "quiet_hours" in section:
+        text = _string(section["quiet_hours"], _child(path, "quiet_hours"), '"21:00-08:00"')
+        try:
+            quiet = QuietHours.parse(text)
+        except ConfigError as exc:
+            _fail(_child(path, "quiet_hours"), exc.message.split("; ")[0], 'write "21:00-08:00"')
+    quiet_purposes = _string_list(
+        section.get("quiet_purposes", ["marketing"]),
+        _child(path, "quiet_purposes"),
+        '["marketing"]',
+    )
+    for index, purpose in enumerate(quiet_purposes):
+        if purpose not in allowed:
+            _fail(
+                f"{path}.quiet_purposes[{index}]",
+                f"unknown purpose {purpose!r}",
+                f"use one of {', '.join(allowed)}",
+            )
+
     return Route(
         name=name,
         providers=tuple(chain),
@@ -799,6 +830,8 @@ def _route(
         countries=tuple(countries),
         retry=_retry_policy(section, path, retry),
         ambiguous=AmbiguousPolicy(ambiguous),
+        quiet_hours=quiet,
+        quiet_purposes=frozenset(Purpose(purpose) for purpose in quiet_purposes),
     )
 
 

@@ -5,6 +5,12 @@ country prefix, then a default route) and is the policy brain the worker asks af
 retry the same provider later, fail over to the next one, look the message up, or stop. Its answer
 is a :class:`Decision` with a reason the worker stores in the message's history.
 
+A route may keep :class:`QuietHours`: messages of some purposes (marketing by default) are held,
+``scheduled``, while it is night where the recipient is, by the time zones libphonenumber gives
+for the number (all of them, where a number spans several: the message waits until it is day in
+every one). A message may be pinned to one provider (``Message.via``, a reply): it never fails
+over.
+
 A :class:`CircuitBreaker` per provider stops sending to a provider that keeps failing and lets one
 trial through after a cool-down. Breakers live in one process; each worker judges for itself.
 """
@@ -16,7 +22,10 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import (
@@ -219,6 +228,100 @@ class AmbiguousPolicy(enum.StrEnum):
 _COUNTRY_PREFIX = re.compile(r"^\+[1-9][0-9]{0,14}$")
 
 
+_QUIET = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
+#: purposes held in quiet hours unless a route names others
+QUIET_PURPOSES = frozenset({Purpose.MARKETING})
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A daily window of the recipient's local time in which a route holds some messages:
+    ``"21:00-08:00"`` (a window may run over midnight). ``start`` and ``end`` are minutes after
+    midnight; the window includes ``start`` and excludes ``end``."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def parse(cls, text: str) -> QuietHours:
+        match = _QUIET.fullmatch(text.strip()) if isinstance(text, str) else None
+        if match is None:
+            raise ConfigError(
+                f"quiet_hours {text!r} is not a window of local time; write e.g. "
+                '"21:00-08:00" (HH:MM-HH:MM, 24-hour)',
+                field="quiet_hours",
+            )
+        h1, m1, h2, m2 = (int(group) for group in match.groups())
+        if (h1, m1) == (h2, m2):
+            raise ConfigError(
+                f"quiet_hours {text!r} starts and ends at the same time", field="quiet_hours"
+            )
+        return cls(h1 * 60 + m1, h2 * 60 + m2)
+
+    def __str__(self) -> str:
+        start, end = divmod(self.start, 60), divmod(self.end, 60)
+        return f"{start[0]:02d}:{start[1]:02d}-{end[0]:02d}:{end[1]:02d}"
+
+    def contains(self, minute: int) -> bool:
+        if self.start < self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end
+
+    def ends_after(self, local: datetime) -> datetime:
+        """The end of the window ``local`` (an aware local time inside it) is in."""
+        end = local.replace(hour=self.end // 60, minute=self.end % 60, second=0, microsecond=0)
+        if end <= local:
+            end += timedelta(days=1)
+        return end
+
+
+def quiet_zones(e164: str) -> tuple[ZoneInfo, ...]:
+    """The time zones libphonenumber gives for a number (several where a number spans them;
+    none when it knows none)."""
+    return _zones(e164)
+
+
+@lru_cache(maxsize=4096)
+def _zones(e164: str) -> tuple[ZoneInfo, ...]:
+    import phonenumbers
+    from phonenumbers import timezone
+
+    try:
+        number = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return ()
+    zones = []
+    for name in timezone.time_zones_for_number(number):
+        try:
+            zones.append(ZoneInfo(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            continue  # "Etc/Unknown", or a zone this system's database lacks
+    return tuple(zones)
+
+
+def quiet_until(
+    quiet: QuietHours, zones: Sequence[ZoneInfo], now: float
+) -> tuple[float, str] | None:
+    """When a message held by ``quiet`` may go (epoch seconds) and why, or None when it may go
+    now. The most restrictive zone rules: the message waits until it is outside the window in
+    every one of ``zones``."""
+    at = now
+    reason = ""
+    for _ in range(2 * len(zones) + 2):
+        inside = []
+        for zone in zones:
+            local = datetime.fromtimestamp(at, zone)
+            if quiet.contains(local.hour * 60 + local.minute):
+                inside.append((quiet.ends_after(local), zone, local))
+        if not inside:
+            return (at, reason) if at > now else None
+        end, zone, local = max(inside, key=lambda item: item[0].timestamp())
+        if not reason:
+            reason = f"quiet hours {quiet} in {zone.key} (local time {local:%H:%M})"
+        at = end.timestamp()
+    return at, reason  # the zones cover the whole day: release at the latest end found
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """Messages of some purposes to some country prefixes go through an ordered provider chain.
@@ -232,6 +335,9 @@ class Route:
     countries: tuple[str, ...] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ambiguous: AmbiguousPolicy = AmbiguousPolicy.AUTO
+    #: hold messages of ``quiet_purposes`` while it is this time where the recipient is
+    quiet_hours: QuietHours | None = None
+    quiet_purposes: frozenset[Purpose] = QUIET_PURPOSES
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -264,6 +370,15 @@ class Route:
                 )
         set_(self, "countries", countries)
         set_(self, "ambiguous", AmbiguousPolicy(self.ambiguous))
+        if isinstance(self.quiet_hours, str):
+            set_(self, "quiet_hours", QuietHours.parse(self.quiet_hours))
+        try:
+            set_(self, "quiet_purposes", frozenset(Purpose(p) for p in self.quiet_purposes))
+        except ValueError:
+            raise ConfigError(
+                f"route {self.name!r}: quiet_purposes must be among {', '.join(Purpose)}",
+                field="quiet_purposes",
+            ) from None
 
     @property
     def is_default(self) -> bool:
@@ -340,6 +455,8 @@ class Action(enum.StrEnum):
     RECONCILE = "reconcile"
     #: no provider can take it now; plan again at ``at`` (not an attempt)
     WAIT = "wait"
+    #: not now for the recipient (quiet hours): scheduled again for ``at`` (not an attempt)
+    HOLD = "hold"
     #: stop: the message's final status is ``status``
     FAIL = "fail"
 
@@ -429,6 +546,20 @@ class Router:
         provider whose circuit is open is skipped for the next one in the chain that admits.
         """
         route = self.route_for(message)
+        if route.quiet_hours is not None and message.purpose in route.quiet_purposes:
+            quiet = quiet_until(route.quiet_hours, quiet_zones(message.to), self._clock.time())
+            if quiet is not None:
+                at, why = quiet
+                return Decision(
+                    action=Action.HOLD,
+                    reason=f"held for quiet hours: {why}; route {route.name} holds "
+                    f"{', '.join(sorted(route.quiet_purposes))} messages until "
+                    f"{datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M} UTC",
+                    route=route.name,
+                    provider=provider,
+                    at=at,
+                    attempt=attempt,
+                )
         # a pinned message (a reply) has a chain of one: the provider its number belongs to
         chain = [message.via] if message.via else _chain_from(route, provider)
         paused = self._paused()

@@ -420,3 +420,52 @@ def test_a_postgresql_worker_claims_and_writes_on_its_event_loop(
             Status.SENT,
         ]
     assert calls == []
+
+
+def test_quiet_hours_hold_marketing_as_scheduled_then_send_it(
+    outbox: Outbox, clock: FakeClock, twilio: EmulatorThread
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    new_york = ZoneInfo("America/New_York")
+    today = datetime.fromtimestamp(clock.time(), new_york)
+    clock.advance(today.replace(hour=22, minute=30).timestamp() + 86400 - clock.time())
+    promo = outbox.submit(Message(to="+12125550100", body="Sale!", purpose=Purpose.MARKETING))
+    code = outbox.submit(Message(to="+12125550100", body="481902", purpose=Purpose.OTP))
+    quiet = Router(
+        [Route(name="default", providers=("twilio",), quiet_hours="21:00-08:00")],  # type: ignore[arg-type]
+        CircuitBreakers(),
+        clock=clock,
+    )
+    provider = provider_for(twilio)
+
+    async def night() -> None:
+        stop = asyncio.Event()
+        worker = outbox.worker([provider], router=quiet, poll_interval=0.05)
+        task = asyncio.ensure_future(worker.run(stop=stop))
+        for _ in range(400):  # bounded: 20 s
+            if outbox.status(promo).status is Status.SCHEDULED:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+
+    asyncio.run(night())
+    assert outbox.status(code).status is Status.SENT  # otp is never held
+    held = outbox.status(promo)
+    released = datetime.fromtimestamp(clock.time(), new_york).replace(
+        hour=8, minute=0, second=0, microsecond=0
+    )
+    released += timedelta(days=1)
+    assert held.status is Status.SCHEDULED and held.next_attempt_at == released
+    assert "quiet hours 21:00-08:00 in America/New_York" in (held.events[-1].reason or "")
+    clock.advance(released.timestamp() - clock.time())
+    work(outbox, [provider], router=quiet)
+    events = outbox.status(promo).events
+    assert [e.to_status for e in events] == [
+        Status.QUEUED,
+        Status.SCHEDULED,
+        Status.SENDING,
+        Status.SENT,
+    ]
+    assert events[2].at >= released

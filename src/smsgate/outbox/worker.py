@@ -474,7 +474,7 @@ class Worker:
             self.stats.failed += 1
             self._finish(job, self._transition(job, State.FAILED, str(exc), error=exc))
             return
-        if plan.action is Action.WAIT:
+        if plan.action in (Action.WAIT, Action.HOLD):
             self.stats.waited += 1
             self._finish(job, self._from_decision(job, plan, from_status=row.status))
             return
@@ -774,6 +774,8 @@ class Worker:
             self.stats.reconciling += 1
         elif action is Action.WAIT:
             state, next_at = (row.state if row.state.waiting else State.QUEUED), decision.at
+        elif action is Action.HOLD:  # quiet hours where the recipient is
+            state, next_at = State.SCHEDULED, decision.at
         else:
             state, next_at = State.RETRYING, decision.at
             if action is Action.FAILOVER:
