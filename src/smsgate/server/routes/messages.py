@@ -46,7 +46,12 @@ IdempotencyKey = Annotated[
     response_model=MessageAccepted,
     responses={
         200: {"model": MessageAccepted, "description": "an earlier message had this key"},
-        409: {"model": ErrorOut, "description": "Idempotency-Key and idempotency_key differ"},
+        404: {"model": ErrorOut, "description": "in_reply_to names no inbound message"},
+        409: {
+            "model": ErrorOut,
+            "description": "Idempotency-Key and idempotency_key differ, or in_reply_to answers "
+            "someone else",
+        },
         422: {"model": ErrorOut, "description": "invalid message or recipient opted out"},
     },
     summary="Submit one message",
