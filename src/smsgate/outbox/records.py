@@ -70,13 +70,13 @@ class MessageRecord:
         list; the worker quarantines it as ``failed`` when it meets it."""
         problems: list[str] = []
 
-        def instant(value: float | None) -> datetime | None:
+        def instant(value: float | None, name: str) -> datetime | None:
             if value is None:
                 return None
             try:
                 return to_datetime(value)
             except (ValueError, OverflowError, OSError):
-                problems.append(f"time {value!r} is out of range")
+                problems.append(f"{name} {value!r} is out of range")
                 return None
 
         try:
@@ -106,12 +106,12 @@ class MessageRecord:
             route=row.route,
             provider=row.provider,
             provider_message_id=row.provider_message_id,
-            send_at=instant(row.send_at),
-            next_attempt_at=instant(row.next_attempt_at),
-            expires_at=instant(row.expires_at),
+            send_at=instant(row.send_at, "send_at"),
+            next_attempt_at=instant(row.next_attempt_at, "next_attempt_at"),
+            expires_at=instant(row.expires_at, "expires_at"),
             last_error=last_error,
-            created_at=instant(row.created_at) or _EPOCH,
-            updated_at=instant(row.updated_at) or _EPOCH,
+            created_at=instant(row.created_at, "created_at") or _EPOCH,
+            updated_at=instant(row.updated_at, "updated_at") or _EPOCH,
             events=events,
         )
         if problems:
