@@ -44,12 +44,15 @@ TEXT_PATTERN = r"^[^\x00]*$"
 #: an idempotency key: 1-200 characters, none a control character (C0, DEL, C1)
 KEY_PATTERN = r"^[^\x00-\x1F\x7F-\x9F]{1,200}$"
 _KEY_BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: white space and control characters, spelled out: ``\s`` means different characters in
+#: Python and in the JSON Schema (ECMAScript) patterns the API states
+_SPACE = r"\x00-\x20\x7F-\x9F\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF"
 #: a media URL: http(s), then no control character or white space (and 10 characters at least)
-MEDIA_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x1F\x7F\s]*$"
+MEDIA_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[^{_SPACE}]*$"
 _MEDIA = re.compile(MEDIA_PATTERN)
 MIN_MEDIA_URL = 10
 #: a sender: no control character, not only white space (and 64 characters at most)
-SENDER_PATTERN = r"^[^\x00-\x1F\x7F]*[^\x00-\x1F\x7F\s][^\x00-\x1F\x7F]*$"
+SENDER_PATTERN = rf"^[^\x00-\x1F\x7F]*[^{_SPACE}][^\x00-\x1F\x7F]*$"
 _SENDER = re.compile(SENDER_PATTERN)
 #: the deepest nesting of metadata (a mapping of a list of a mapping ...)
 MAX_METADATA_DEPTH = 8

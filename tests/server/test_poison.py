@@ -77,3 +77,20 @@ def test_a_405_lists_every_method_of_the_path(server: Running) -> None:
     answer = server.api.put(f"{server.url}/v1/messages")
     assert answer.status_code == 405
     assert set(answer.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    # a concrete path lists its own methods, not those of a template that also matches it
+    for path, methods in [
+        ("/v1/webhooks/deliveries", {"GET", "HEAD"}),
+        ("/v1/messages/batch", {"POST"}),
+        ("/v1/webhooks/whk_1", {"GET", "HEAD", "DELETE"}),
+    ]:
+        answer = server.api.options(f"{server.url}{path}")
+        assert answer.status_code == 405
+        assert set(answer.headers["Allow"].split(", ")) == methods, path
+
+
+def test_a_metadata_key_with_nul_is_refused_as_the_schema_says(server: Running) -> None:
+    answer = server.post("/v1/messages", json={"to": TO, "body": "x", "metadata": {"a\x00": 1}})
+    assert answer.status_code == 422 and answer.json()["field"].startswith("metadata")
+    schema = server.get("/openapi.json").json()
+    message_in = schema["components"]["schemas"]["MessageIn"]["properties"]["metadata"]
+    assert message_in["additionalProperties"] is False and "propertyNames" in message_in

@@ -119,11 +119,15 @@ def allowed_methods(request: Request) -> list[str]:
     """Every method the API answers on this path, from its OpenAPI schema. Starlette's 405
     names only the first route that matched the path, and a path such as ``/v1/messages`` has
     one route per method."""
-    methods: set[str] = set()
+    # OpenAPI's rule: a concrete path (/v1/webhooks/deliveries) wins over a template that
+    # also matches it (/v1/webhooks/{webhook_id})
+    matches: list[tuple[int, set[str]]] = []
     for template, operations in request.app.openapi().get("paths", {}).items():
         pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
         if re.fullmatch(pattern, request.url.path):
-            methods.update(method.upper() for method in operations)
+            matches.append((template.count("{"), {method.upper() for method in operations}))
+    fewest = min((params for params, _ in matches), default=0)
+    methods = set().union(*(found for params, found in matches if params == fewest))
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)

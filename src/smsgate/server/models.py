@@ -192,7 +192,19 @@ class MessageIn(TypedDict):
     validity: NotRequired[
         Annotated[int | None, Field(ge=1, le=7 * 86400, description="seconds to keep trying")]
     ]
-    metadata: NotRequired[Annotated[dict[Text, Scalar], Field(max_length=50)]]
+    metadata: NotRequired[
+        Annotated[
+            dict[Text, Scalar],
+            Field(
+                max_length=50,
+                # the keys' rule, stated so that a key outside it is not left to "any"
+                json_schema_extra={
+                    "propertyNames": {"pattern": TEXT_PATTERN},
+                    "additionalProperties": False,
+                },
+            ),
+        ]
+    ]
     in_reply_to: NotRequired[InReplyTo | None]
 
 
