@@ -55,6 +55,9 @@ class ProviderContract:
     #: whether the provider accepts a message to an opted-out recipient and reports the opt-out
     #: later, in a failed delivery receipt (Plivo), instead of refusing the send with OptedOut
     opt_out_in_receipt: ClassVar[bool] = False
+    #: whether the provider's webhook authentication covers the body (a signature); False for a
+    #: provider that offers only a secret in the URL (Infobip), where a changed body cannot show
+    signs_body: ClassVar[bool] = True
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -353,6 +356,10 @@ class ProviderContract:
     def test_tampered_webhook_is_refused(
         self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
     ) -> None:
+        if not self.signs_body:
+            pytest.skip(
+                "this provider signs no webhook: a URL secret authenticates the sender only"
+            )
         [request, *_] = self._status_webhooks(emulator, webhook_receiver)
         provider = self.webhook_provider(emulator.emulator)
         body = request.body

@@ -32,6 +32,7 @@ NO_ID: dict[str, bytes] = {
     "smsroute": b'{"status": "queued", "to": "+15555550100"}',
     "vonage": b'{"message-count": "1", "messages": [{"to": "15555550100", "status": "0"}]}',
     "plivo": b'{"api_id": "b2f4", "message": "message(s) queued"}',
+    "infobip": b'{"bulkId": "b1", "messages": [{"status": {"groupName": "PENDING"}}]}',
     "telnyx": b'{"data": {"record_type": "message", "to": [{"phone_number": "+15555550100"}]}}',
 }
 

@@ -14,6 +14,7 @@ EMULATORS: dict[str, str] = {
     "plivo": "smsgate.emulators.plivo:PlivoEmulator",
     "telnyx": "smsgate.emulators.telnyx:TelnyxEmulator",
     "smtp": "smsgate.emulators.smtp:SmtpEmulator",
+    "infobip": "smsgate.emulators.infobip:InfobipEmulator",
 }
 
 

@@ -30,6 +30,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
         ProviderInfo("vonage", "smsgate.providers.vonage", "VonageProvider"),
         ProviderInfo("plivo", "smsgate.providers.plivo", "PlivoProvider"),
         ProviderInfo("telnyx", "smsgate.providers.telnyx", "TelnyxProvider"),
+        ProviderInfo("infobip", "smsgate.providers.infobip", "InfobipProvider"),
         ProviderInfo("smtp", "smsgate.providers.smtp", "SmtpProvider", aliases=("smtps",)),
     )
 }
