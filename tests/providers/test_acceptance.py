@@ -33,6 +33,7 @@ NO_ID: dict[str, bytes] = {
     "vonage": b'{"message-count": "1", "messages": [{"to": "15555550100", "status": "0"}]}',
     "plivo": b'{"api_id": "b2f4", "message": "message(s) queued"}',
     "infobip": b'{"bulkId": "b1", "messages": [{"status": {"groupName": "PENDING"}}]}',
+    "sinch": b'{"to": ["15555550100"], "type": "mt_text", "body": "hello"}',
     "telnyx": b'{"data": {"record_type": "message", "to": [{"phone_number": "+15555550100"}]}}',
 }
 

@@ -15,6 +15,7 @@ EMULATORS: dict[str, str] = {
     "telnyx": "smsgate.emulators.telnyx:TelnyxEmulator",
     "smtp": "smsgate.emulators.smtp:SmtpEmulator",
     "infobip": "smsgate.emulators.infobip:InfobipEmulator",
+    "sinch": "smsgate.emulators.sinch:SinchEmulator",
 }
 
 

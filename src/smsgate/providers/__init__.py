@@ -31,6 +31,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
         ProviderInfo("plivo", "smsgate.providers.plivo", "PlivoProvider"),
         ProviderInfo("telnyx", "smsgate.providers.telnyx", "TelnyxProvider"),
         ProviderInfo("infobip", "smsgate.providers.infobip", "InfobipProvider"),
+        ProviderInfo("sinch", "smsgate.providers.sinch", "SinchProvider"),
         ProviderInfo("smtp", "smsgate.providers.smtp", "SmtpProvider", aliases=("smtps",)),
     )
 }
