@@ -34,6 +34,7 @@ NO_ID: dict[str, bytes] = {
     "plivo": b'{"api_id": "b2f4", "message": "message(s) queued"}',
     "infobip": b'{"bulkId": "b1", "messages": [{"status": {"groupName": "PENDING"}}]}',
     "sinch": b'{"to": ["15555550100"], "type": "mt_text", "body": "hello"}',
+    "clickatell": b'{"messages": [{"accepted": true, "to": "15555550100"}], "errorCode": null}',
     "telnyx": b'{"data": {"record_type": "message", "to": [{"phone_number": "+15555550100"}]}}',
 }
 

@@ -16,6 +16,7 @@ EMULATORS: dict[str, str] = {
     "smtp": "smsgate.emulators.smtp:SmtpEmulator",
     "infobip": "smsgate.emulators.infobip:InfobipEmulator",
     "sinch": "smsgate.emulators.sinch:SinchEmulator",
+    "clickatell": "smsgate.emulators.clickatell:ClickatellEmulator",
 }
 
 

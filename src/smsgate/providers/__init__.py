@@ -32,6 +32,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
         ProviderInfo("telnyx", "smsgate.providers.telnyx", "TelnyxProvider"),
         ProviderInfo("infobip", "smsgate.providers.infobip", "InfobipProvider"),
         ProviderInfo("sinch", "smsgate.providers.sinch", "SinchProvider"),
+        ProviderInfo("clickatell", "smsgate.providers.clickatell", "ClickatellProvider"),
         ProviderInfo("smtp", "smsgate.providers.smtp", "SmtpProvider", aliases=("smtps",)),
     )
 }

@@ -59,12 +59,11 @@ from smsgate.providers.base import (
     parse_iso_time,
     retry_after,
 )
-from smsgate.providers.signing import constant_time_equal
+from smsgate.providers.signing import TOKEN_PARAM, url_token_matches
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
 
 URL_FORM = "infobip://KEY@SENDER?base_url=https://XXXXX.api.infobip.com&webhook_token=SECRET"
-TOKEN_PARAM = "smsgate_token"
 
 #: Infobip's status groups (``status.groupName``) -> ours
 GROUPS: dict[str, Status] = {
@@ -316,8 +315,7 @@ class InfobipProvider(HttpProvider):
                 provider=self.name,
                 field="webhook_token",
             )
-        given = first(request.query, TOKEN_PARAM)
-        if given is None or not constant_time_equal(given, self._webhook_token):
+        if not url_token_matches(request.url, self._webhook_token):
             raise WebhookVerificationError(
                 f"Infobip webhook without the right {TOKEN_PARAM} in its URL", provider=self.name
             )

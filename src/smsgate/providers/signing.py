@@ -47,3 +47,19 @@ def hmac_sha256_hex(secret: str, message: bytes) -> str:
 
 def constant_time_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+#: the query parameter that carries a URL token, for providers that sign no webhook
+TOKEN_PARAM = "smsgate_token"
+
+
+def url_token_matches(url: str, token: str) -> bool:
+    """Whether ``url``'s ``smsgate_token`` query parameter is ``token`` (constant time).
+
+    For providers that sign no webhook (Infobip, Clickatell): a secret in the URL only proves the
+    caller knew the URL, not what the body says, which the docs say where such a provider is.
+    """
+    from urllib.parse import parse_qsl
+
+    given = [v for k, v in parse_qsl(url.partition("?")[2]) if k == TOKEN_PARAM]
+    return len(given) == 1 and constant_time_equal(given[0], token)
