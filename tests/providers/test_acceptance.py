@@ -35,6 +35,7 @@ NO_ID: dict[str, bytes] = {
     "infobip": b'{"bulkId": "b1", "messages": [{"status": {"groupName": "PENDING"}}]}',
     "sinch": b'{"to": ["15555550100"], "type": "mt_text", "body": "hello"}',
     "clickatell": b'{"messages": [{"accepted": true, "to": "15555550100"}], "errorCode": null}',
+    "aws": b'{"ResponseMetadata": {"RequestId": "r-1"}}',
     "telnyx": b'{"data": {"record_type": "message", "to": [{"phone_number": "+15555550100"}]}}',
 }
 

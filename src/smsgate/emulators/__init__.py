@@ -17,6 +17,7 @@ EMULATORS: dict[str, str] = {
     "infobip": "smsgate.emulators.infobip:InfobipEmulator",
     "sinch": "smsgate.emulators.sinch:SinchEmulator",
     "clickatell": "smsgate.emulators.clickatell:ClickatellEmulator",
+    "aws": "smsgate.emulators.aws:AwsEmulator",
 }
 
 

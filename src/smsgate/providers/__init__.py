@@ -33,6 +33,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
         ProviderInfo("infobip", "smsgate.providers.infobip", "InfobipProvider"),
         ProviderInfo("sinch", "smsgate.providers.sinch", "SinchProvider"),
         ProviderInfo("clickatell", "smsgate.providers.clickatell", "ClickatellProvider"),
+        ProviderInfo("aws", "smsgate.providers.aws", "AwsProvider"),
         ProviderInfo("smtp", "smsgate.providers.smtp", "SmtpProvider", aliases=("smtps",)),
     )
 }
