@@ -28,6 +28,7 @@ import json
 import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -316,6 +317,11 @@ class AwsEmulator(Emulator):
 
     def summary(self) -> dict[str, Any]:
         return {**super().summary(), "dry_runs": self.dry_runs}
+
+    async def stop(self) -> None:
+        await super().stop()
+        # The CA file is this run's: a client configured with it cannot outlive the emulator.
+        Path(self.signer.ca_file).unlink(missing_ok=True)
 
     # -- SNS ------------------------------------------------------------------------------------
 
