@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,20 @@ from tests.providers.contract import GOOD, ProviderContract, with_options
 from tests.support.webhooks import WebhookReceiver
 
 pytest.importorskip("botocore", reason="the aws extra: pip install 'smsgate[aws]'")
+
+
+_OTHER: list[SnsSigner] = []
+
+
+def _other_ca() -> SnsSigner:
+    """One signer with its own CA for the whole module (key generation is slow); its CA file is
+    removed when the interpreter exits."""
+    if not _OTHER:
+        import atexit
+
+        _OTHER.append(SnsSigner())
+        atexit.register(Path(_OTHER[0].ca_file).unlink, missing_ok=True)
+    return _OTHER[0]
 
 
 class TestAwsContract(ProviderContract):
@@ -37,7 +52,7 @@ class TestAwsContract(ProviderContract):
         if wrong_key:
             # Another CA: the emulator's certificate does not chain to it.
             assert isinstance(emulator, AwsEmulator)
-            other = SnsSigner()
+            other = _other_ca()
             return create_provider(
                 emulator.provider_url().replace(
                     emulator.signer.ca_file.replace("/", "%2F"), other.ca_file.replace("/", "%2F")
@@ -61,6 +76,14 @@ class TestAwsContract(ProviderContract):
     def secrets(self, emulator: Emulator) -> list[str]:
         assert isinstance(emulator, AwsEmulator)
         return [emulator.secret_access_key]
+
+
+@pytest.fixture
+def stranger() -> Iterator[SnsSigner]:
+    """A signer with its own CA, which the emulator's provider URL does not trust."""
+    signer = SnsSigner()
+    yield signer
+    Path(signer.ca_file).unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -157,13 +180,12 @@ def _resigned(
 
 
 def test_sns_forgeries_are_refused(
-    emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    emulator: EmulatorThread, webhook_receiver: WebhookReceiver, stranger: SnsSigner
 ) -> None:
     provider, request = _signed_event(emulator, webhook_receiver)
     [event] = provider.handle_status_webhook(request)
     assert event.status is Status.SENT and event.message_id
     inner = _inner(emulator)
-    stranger = SnsSigner()  # its own CA, not the trusted one
     forgeries = {
         "changed message": _resigned(request, {"Message": "{}"}, None),
         "other key, same cert url": _resigned(request, {"TopicArn": "arn:x"}, stranger),
@@ -181,10 +203,10 @@ def test_sns_forgeries_are_refused(
 
 
 def test_certificate_from_another_ca_is_refused(
-    emulator: EmulatorThread, webhook_receiver: WebhookReceiver
+    emulator: EmulatorThread, webhook_receiver: WebhookReceiver, stranger: SnsSigner
 ) -> None:
     _, request = _signed_event(emulator, webhook_receiver)
-    other_ca = SnsSigner().ca_file
+    other_ca = stranger.ca_file
     inner = _inner(emulator)
     provider = create_provider(
         inner.provider_url().replace(
