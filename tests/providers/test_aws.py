@@ -31,6 +31,7 @@ def _other_ca() -> SnsSigner:
         import atexit
 
         _OTHER.append(SnsSigner())
+        _OTHER[0].write()
         atexit.register(Path(_OTHER[0].ca_file).unlink, missing_ok=True)
     return _OTHER[0]
 
@@ -82,6 +83,7 @@ class TestAwsContract(ProviderContract):
 def stranger() -> Iterator[SnsSigner]:
     """A signer with its own CA, which the emulator's provider URL does not trust."""
     signer = SnsSigner()
+    signer.write()
     yield signer
     Path(signer.ca_file).unlink(missing_ok=True)
 

@@ -124,10 +124,13 @@ class SnsSigner:
             )
             .sign(self.ca_key, hashes.SHA256())
         )
-        with tempfile.NamedTemporaryFile("wb", suffix="-sns-ca.pem", delete=False) as handle:
-            handle.write(self.ca.public_bytes(serialization.Encoding.PEM))
-            #: the CA's PEM file, for ``sns_ca_file=``
-            self.ca_file = handle.name
+        #: where :meth:`write` puts the CA's PEM, for ``sns_ca_file=`` (written only when used,
+        #: so an emulator that is never started leaves no file behind)
+        self.ca_file = str(Path(tempfile.gettempdir()) / f"smsgate-{uuid.uuid4().hex}-sns-ca.pem")
+
+    def write(self) -> str:
+        Path(self.ca_file).write_bytes(self.ca.public_bytes(serialization.Encoding.PEM))
+        return self.ca_file
 
     def sign(self, message: dict[str, Any]) -> str:
         signature = self.key.sign(sns_string_to_sign(message), padding.PKCS1v15(), hashes.SHA256())
@@ -317,6 +320,10 @@ class AwsEmulator(Emulator):
 
     def summary(self) -> dict[str, Any]:
         return {**super().summary(), "dry_runs": self.dry_runs}
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self.signer.write()
+        return await super().start(host, port)
 
     async def stop(self) -> None:
         await super().stop()
