@@ -34,6 +34,7 @@ from smsgate.server.auth import ApiKeyMiddleware, Authenticator
 from smsgate.server.fastpath import FastReceipts, FastSubmit
 from smsgate.server.inbound import InboundHandler
 from smsgate.server.metrics import EventFollower, Metrics, StoreCollector
+from smsgate.server.pushed import PushedEvents
 from smsgate.server.receipts import ReceiptRecorder
 from smsgate.server.relay import EventRelay
 from smsgate.server.routes import docs, health, messages, optouts, providers, tools, webhooks
@@ -120,6 +121,10 @@ def create_app(
         tasks: list[asyncio.Task[None]] = []
         svc.submitter.start()
         svc.receipts.start()
+        # Providers with their own connection (SMPP) push receipts and inbound through here.
+        events = PushedEvents(svc)
+        for provider in chosen.values():
+            await provider.alisten(events)
         worker_task = None
         if sender is not None:
             worker_task = asyncio.create_task(_supervise(svc, sender, stop), name="smsgate-worker")
