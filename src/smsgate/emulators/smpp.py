@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import itertools
 import secrets
+import socket
 import time
 from collections import deque
 from typing import Any
@@ -48,6 +49,8 @@ _OUTCOMES: dict[str, tuple[str, int, str]] = {
     "expired": ("EXPIRED", p.MessageState.EXPIRED, "003"),
 }
 _CAPTURE = 10_000
+#: bytes of responses after which a batch leaves without waiting for the loop's turn to end
+_FLUSH_AT = 2048
 #: Twilio's magic numbers, refused with the command status an SMSC would give
 _MAGIC: dict[Outcome, int] = {
     Outcome.INVALID_TO: p.Status.ESME_RINVDSTADR,
@@ -346,6 +349,11 @@ class SmppEmulator(Emulator):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # Responses to a window of submits must not wait for the client's delayed ACK.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = _Session(self, writer)
         self.sessions.add(session)
         try:
@@ -364,6 +372,7 @@ class _Session:
         self.system_id: str | None = None
         self.bound: int | None = None
         self._sequence = itertools.count(1)
+        self._out = bytearray()
 
     @property
     def can_receive(self) -> bool:
@@ -376,8 +385,19 @@ class _Session:
     def send(self, pdu: p.Pdu) -> None:
         if not pdu.is_response:
             pdu.sequence = next(self._sequence)
-        if not self.writer.is_closing():
-            self.writer.write(p.encode(pdu))
+        # What is answered in one turn of the loop leaves in one send().
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out += p.encode(pdu)
+        if len(self._out) >= _FLUSH_AT:
+            # The peer starts on these while the rest of the batch is built (two processes,
+            # two cores: a window left to fill completely would make them take turns).
+            self._flush()
+
+    def _flush(self) -> None:
+        data, self._out = self._out, bytearray()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
 
     def abort(self) -> None:
         transport = self.writer.transport
@@ -415,6 +435,7 @@ class _Session:
             self.bind(pdu)
         elif command == p.Command.UNBIND:
             self.send(pdu.response())
+            self._flush()
             self.bound = None
             return False
         elif pdu.is_response:

@@ -307,13 +307,6 @@ class Pdu:
 # -- encoding -----------------------------------------------------------------------------------
 
 
-def _cstring(value: Any, name: str, limit: int) -> bytes:
-    raw = value.encode("latin-1") if isinstance(value, str) else bytes(value)
-    if len(raw) >= limit:
-        raise PduError(f"{name} is {len(raw)} octets; SMPP allows at most {limit - 1}")
-    return raw + b"\x00"
-
-
 def encode_tlv(tag: int, value: Any) -> bytes:
     kind = _TLV_KIND.get(tag, "octets")
     if isinstance(kind, int):
@@ -327,33 +320,54 @@ def encode_tlv(tag: int, value: Any) -> bytes:
 
 def encode(pdu: Pdu) -> bytes:
     """The PDU's bytes, header included."""
-    layout = _LAYOUT.get(pdu.command)
-    if layout is None:
+    plan = _PLANS.get(pdu.command)
+    if plan is None:
         body = pdu.body
-    elif pdu.is_response and pdu.status and not pdu.fields:
+    elif pdu.command & RESPONSE_BIT and pdu.status and not pdu.fields:
         # An error response carries no body (SMPP 3.4, 4.4.2 and friends).
         body = b""
     else:
         out = bytearray()
-        values = pdu.fields
-        for name, kind in layout:
-            value = values.get(name, _DEFAULTS.get(name, ""))
-            if kind == 1:
+        get = pdu.fields.get
+        for name, code, limit, default in plan:
+            value = get(name, default)
+            if code == 0:
                 out.append(value)
-            elif kind == "sm":
+            elif code == 1:
+                raw = value.encode("latin-1") if value.__class__ is str else bytes(value)
+                if len(raw) >= limit:
+                    raise PduError(f"{name} is {len(raw)} octets; SMPP allows at most {limit - 1}")
+                out += raw
+                out.append(0)
+            else:
                 if len(value) > 254:
                     raise PduError(
                         f"short_message is {len(value)} octets; at most 254 (use message_payload)"
                     )
                 out.append(len(value))
                 out += value
-            else:
-                assert isinstance(kind, tuple)
-                out += _cstring(value, name, kind[1])
         for tag, value in pdu.tlvs.items():
             out += encode_tlv(tag, value)
-        body = bytes(out)
+        body = out
     return HEADER.pack(16 + len(body), pdu.command, pdu.status, pdu.sequence) + body
+
+
+def _plan(layout: tuple[tuple[str, _FieldKind], ...]) -> tuple[tuple[str, int, int, Any], ...]:
+    """A layout as (name, 0 integer / 1 C-string / 2 short_message, limit, default), so the
+    encoder does no type tests per field."""
+    plan = []
+    for name, kind in layout:
+        if kind == 1:
+            plan.append((name, 0, 0, 0))
+        elif kind == "sm":
+            plan.append((name, 2, 0, b""))
+        else:
+            assert isinstance(kind, tuple)
+            plan.append((name, 1, kind[1], ""))
+    return tuple(plan)
+
+
+_PLANS: Final = {command: _plan(layout) for command, layout in _LAYOUT.items()}
 
 
 # -- decoding -----------------------------------------------------------------------------------
