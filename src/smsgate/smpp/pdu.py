@@ -3,7 +3,10 @@
 Written in the project rather than taken from a library. The candidates were smpplib (a
 thread-per-client design whose maintainers say they are not very active; windowing is left to
 the caller), aiosmpplib (an asyncio client only, "partial ESME", with no server side and no
-SAR/16-bit UDH building), and smpp.pdu (Jasmin's codec, built on Twisted). smsgate needs one
+SAR/16-bit UDH building), smpp.pdu (Jasmin's codec, built on Twisted) and smpp34 (a Rust
+client and server with an asyncio binding, found late: it builds no text layout either, and
+the emulator's introspection wants the PDUs in Python; the tests use it as an independent
+SMSC, and it is the candidate for the provider's session layer later). smsgate needs one
 codec for both ends (the asyncio provider and the SMSC emulator), GSM-7 from its own encoder
 (national tables, packing, the ESC rules) rather than a second copy of the tables, and enough
 speed for 10,000 submit_sm/s on one core: a struct-based codec of the commands below is a few
