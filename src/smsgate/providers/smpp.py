@@ -421,10 +421,7 @@ class SmppProvider(Provider):
     display_name = "SMPP"
     capabilities = Capabilities(
         inbound=True,
-        url_form=(
-            "smpp://SYSTEM_ID:PASSWORD@host:2775?from=SENDER&bind=transceiver&window=10"
-            "&throughput=&tls=&system_type=&source_ton=&source_npi=&long=udh8"
-        ),
+        url_form="smpp://SYSTEM_ID:PASSWORD@host:2775?from=SENDER&window=10&long=udh8",
     )
 
     def __init__(
