@@ -77,7 +77,7 @@ def test_smpplib_binds_submits_and_gets_receipts() -> None:
 def test_aiosmpplib_binds_submits_and_gets_receipts() -> None:
     aiosmpplib = pytest.importorskip("aiosmpplib", reason="aiosmpplib is not installed")
 
-    class Hook(aiosmpplib.AbstractHook):  # type: ignore[misc]
+    class Hook(aiosmpplib.AbstractHook):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             self.responses: list[Any] = []
             self.receipts: list[Any] = []
@@ -191,6 +191,7 @@ def test_smsgate_submits_to_smpp34s_smsc() -> None:
         assert [part[5] for part in parts] == [1, 2]
         assert b"".join(part[6:] for part in parts).decode("utf-16-be") == ucs2
         by_id = {event.provider_message_id: event for event in events}
+        assert short.provider_message_id and long.provider_message_id
         assert by_id[short.provider_message_id].status == Status.DELIVERED
         folded = by_id[long.provider_message_id]
         assert folded.status == Status.DELIVERED and "2 parts" in (folded.reason or "")

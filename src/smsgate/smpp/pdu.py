@@ -351,14 +351,14 @@ def encode(pdu: Pdu) -> bytes:
                 out += value
         for tag, value in pdu.tlvs.items():
             out += encode_tlv(tag, value)
-        body = out
+        body = bytes(out)
     return HEADER.pack(16 + len(body), pdu.command, pdu.status, pdu.sequence) + body
 
 
 def _plan(layout: tuple[tuple[str, _FieldKind], ...]) -> tuple[tuple[str, int, int, Any], ...]:
     """A layout as (name, 0 integer / 1 C-string / 2 short_message, limit, default), so the
     encoder does no type tests per field."""
-    plan = []
+    plan: list[tuple[str, int, int, Any]] = []
     for name, kind in layout:
         if kind == 1:
             plan.append((name, 0, 0, 0))
