@@ -477,3 +477,62 @@ def test_repr_and_masked_url_hide_the_password() -> None:
     assert "s3cret" not in ProviderURL.parse("smpp://sys:s3cret@h:1?from=x").masked()
     with pytest.raises(ConfigError):
         create_provider("smpp://sys:waytoolongpassword@127.0.0.1:2775?from=MyApp")
+
+
+def _seed_for(pattern: list[bool], rate: float) -> int:
+    """A seed whose draws fall under ``rate`` exactly where ``pattern`` says (the emulator
+    draws once per submit when a fault is set)."""
+    import random
+
+    for seed in range(10_000):
+        rng = random.Random(seed)
+        if [rng.random() < rate for _ in pattern] == pattern:
+            return seed
+    raise AssertionError("no seed found")
+
+
+def test_a_later_part_refused_makes_the_send_ambiguous(smsc: Any) -> None:
+    seed = _seed_for([False, True], 0.5)
+
+    async def main() -> None:
+        async with smsc(faults=Faults(error_rate=0.5, seed=seed)) as emulator:
+            provider = await _provider(emulator, registered_delivery="0")
+            with pytest.raises(AmbiguousSend) as info:
+                await provider.asend(Message(to=TO, body="p" * 300, sender="MyApp"))
+            await provider.aclose()
+            assert "part 2 of 2" in str(info.value) and info.value.code == "ESME_RSYSERR"
+            assert emulator.submits == 1  # the first part went out: a resend would repeat it
+
+    run(main)
+
+
+def test_a_later_part_throttled_is_retried_after_the_pause(smsc: Any) -> None:
+    seed = _seed_for([False, True, False], 0.5)
+
+    async def main() -> None:
+        async with smsc(faults=Faults(rate_limit_rate=0.5, seed=seed)) as emulator:
+            # No receipts: their outcomes would take draws from the same seeded generator.
+            provider = await _provider(emulator, throttle_backoff="0.01", registered_delivery="0")
+            result = await provider.asend(Message(to=TO, body="q" * 300, sender="MyApp"))
+            await provider.aclose()
+            assert result.status == Status.SENT and result.segments == 2
+            assert [m.body for m in emulator.messages] == ["q" * 300]
+            statuses = [x["status"] for x in emulator.captured() if x["command"] == "submit_sm"]
+            assert len(statuses) == 3  # part 2 was sent twice: throttled, then accepted
+
+    run(main)
+
+
+def test_throughput_paces_submits_on_the_clock(smsc: Any) -> None:
+    async def main() -> None:
+        async with smsc() as emulator:
+            clock = FakeClock()
+            provider = await _provider(emulator, throughput="10", enquire_link="0")
+            provider.clock = clock
+            for i in range(5):
+                await provider.asend(Message(to=TO, body=f"m{i}", sender="MyApp"))
+            await provider.aclose()
+            assert clock.monotonic() == pytest.approx(0.4)  # 5 submits at 10/s: 4 gaps
+            assert len(emulator.messages) == 5
+
+    run(main)
