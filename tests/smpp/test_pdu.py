@@ -129,6 +129,8 @@ def test_responses_and_error_responses() -> None:
     submit = p.Pdu(p.Command.SUBMIT_SM, 5)
     ok = roundtrip(submit.response(message_id="abc"))
     assert (ok.command, ok.sequence, ok.get("message_id")) == (p.Command.SUBMIT_SM_RESP, 5, "abc")
+    with_tlv = roundtrip(p.Pdu(p.Command.SUBMIT_SM_RESP, 6, 0, {"message_id": "x"}, {0x1401: b"v"}))
+    assert with_tlv.get("message_id") == "x" and with_tlv.tlvs == {0x1401: b"v"}
     refused = p.encode(submit.response(p.Status.ESME_RTHROTTLED))
     assert len(refused) == 16  # an error response carries no body
     assert p.decode(refused).status == p.Status.ESME_RTHROTTLED

@@ -384,6 +384,12 @@ def decode(data: bytes) -> Pdu:
     if length != len(data):
         raise PduError(f"command_length {length} but {len(data)} octets", Status.ESME_RINVCMDLEN)
     pdu = Pdu(command, sequence, status)
+    if command == Command.SUBMIT_SM_RESP and data[-1:] == b"\x00":
+        # The common response, read without the general loop: one message_id, no TLVs.
+        nul = data.find(b"\x00", 16)
+        if nul == len(data) - 1 and nul - 16 < 65:
+            pdu.fields["message_id"] = data[16:nul].decode("latin-1")
+            return pdu
     layout = _LAYOUT.get(command)
     if layout is None:
         pdu.body = bytes(data[16:])
