@@ -536,3 +536,28 @@ def test_throughput_paces_submits_on_the_clock(smsc: Any) -> None:
             assert len(emulator.messages) == 5
 
     run(main)
+
+
+def test_a_receipt_ahead_of_its_submit_sm_resp_still_finds_its_message(smsc: Any) -> None:
+    async def main() -> None:
+        # Each receipt leaves at once, its submit_sm_resp 50 ms later.
+        async with smsc(
+            receipt_first=True,
+            receipt_ids="decimal",
+            receipt_form="text",
+            faults=Faults(latency=0.05),
+        ) as em:
+            provider = await _provider(em)
+            sink = QueueSink()
+            await provider.alisten(sink)
+            message = Message(to=TO, body="r" * 400, sender="MyApp")
+            result = await provider.asend(message)
+            event = await asyncio.wait_for(sink.deliveries.get(), 5)
+            await provider.aclose()
+            commands = [x["command"] for x in em.captured()]
+            assert commands.count("deliver_sm_resp") == 3
+            assert event.provider_message_id == result.provider_message_id
+            assert event.message_id == message.id and event.status == Status.DELIVERED
+            assert sink.deliveries.empty()
+
+    run(main)

@@ -15,7 +15,8 @@ own message id (hex in submit_sm_resp) and, when registered_delivery asks, its o
 expired): a deliver_sm with the text form ``id:... stat:DELIVRD err:000`` and the
 ``receipted_message_id`` / ``message_state`` TLVs. ``--option receipt_ids=decimal`` writes the
 text form's id in decimal, as some SMSCs do; ``--option receipt_form=text|tlv`` sends only one
-of the two forms. Twilio's magic numbers are refused as an SMSC would (``ESME_RINVDSTADR``,
+of the two forms; ``--option receipt_first=true`` sends each receipt at once, before the
+submit_sm_resp it belongs to, as some SMSCs do. Twilio's magic numbers are refused as an SMSC would (``ESME_RINVDSTADR``,
 ``ESME_RINVSRCADR``, ``ESME_RMSGQFUL``); the opted-out one is accepted, then undeliverable. ``--option packed=true`` reads and writes GSM-7
 packed.
 
@@ -82,6 +83,7 @@ class SmppEmulator(Emulator):
         receipt_ids: str = "hex",
         error_status: str | int = "ESME_RSYSERR",
         receipt_form: str = "both",
+        receipt_first: bool | str = False,
     ) -> None:
         if credentials is not None and ":" not in credentials:
             raise ValueError("credentials must look like SYSTEM_ID:PASSWORD")
@@ -99,6 +101,9 @@ class SmppEmulator(Emulator):
         self.packed = packed if isinstance(packed, bool) else packed.lower() == "true"
         self.receipt_ids = receipt_ids
         self.receipt_form = receipt_form
+        self.receipt_first = (
+            receipt_first if isinstance(receipt_first, bool) else receipt_first.lower() == "true"
+        )
         self.error_status = _status(error_status)
         self.smpp_host = "127.0.0.1"
         self.smpp_port = 0
@@ -215,6 +220,11 @@ class SmppEmulator(Emulator):
         self, system_id: str, submit: p.Pdu, message_id: str, outcome: str | None = None
     ) -> None:
         await asyncio.sleep(self.callbacks.delay)
+        self.send_receipt(system_id, submit, message_id, outcome)
+
+    def send_receipt(
+        self, system_id: str, submit: p.Pdu, message_id: str, outcome: str | None = None
+    ) -> None:
         outcome = outcome or self.choose_outcome()
         stat, state, err = _OUTCOMES[outcome]
         shown = str(int(message_id, 16)) if self.receipt_ids == "decimal" else message_id
@@ -494,7 +504,11 @@ class _Session:
         if pdu.get("registered_delivery") & 0x03 and self.system_id is not None:
             # An opted-out recipient is accepted and then undeliverable, as carriers do it.
             forced = "undelivered" if outcome == Outcome.OPTED_OUT else None
-            emulator._spawn(emulator._receipt_later(self.system_id, pdu, message_id, forced))
+            if emulator.receipt_first:
+                # Some SMSCs send the receipt before the submit_sm_resp it belongs to.
+                emulator.send_receipt(self.system_id, pdu, message_id, forced)
+            else:
+                emulator._spawn(emulator._receipt_later(self.system_id, pdu, message_id, forced))
         if roll < faults.reset_rate:
             self.abort()
             return

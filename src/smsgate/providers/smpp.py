@@ -835,6 +835,11 @@ class SmppProvider(Provider):
             return S.ESME_RX_T_APPN
         try:
             if pdu.get("esm_class") & 0x3C == p.ESM_RECEIPT:
+                receipted = _receipted_id(pdu)
+                if receipted is not None and self._find(receipted) is None:
+                    # A receipt may overtake the submit_sm_resp of its own message (the SMSC
+                    # answers on another thread): let the submits in flight be answered first.
+                    await self._settle()
                 event = self._receipt(pdu)
                 if event is not None:
                     await sink.delivery(self, [event])
@@ -850,6 +855,17 @@ class SmppProvider(Provider):
             logger.warning("%s: deliver_sm not recorded: %s", self.name, type(exc).__name__)
             return S.ESME_RX_T_APPN
         return S.ESME_ROK
+
+    async def _settle(self) -> None:
+        """Wait (at most ``timeout``) until the submits in flight now have their responses."""
+        futures = [
+            future
+            for connection in (self._tx, self._rx)
+            if connection is not None
+            for future, _ in connection.pending.values()
+        ]
+        if futures:
+            await asyncio.wait(futures, timeout=self.response_timeout)
 
     def _track(self, sent: _Sent, response: p.Pdu) -> None:
         if response.status or response.command != p.Command.SUBMIT_SM_RESP:
@@ -873,7 +889,7 @@ class SmppProvider(Provider):
     def _receipt(self, pdu: p.Pdu) -> DeliveryEvent | None:
         text = pdu.get("short_message").decode("latin-1")
         fields = {k.lower(): v for k, v in _RECEIPT_TEXT.findall(text)}
-        receipted = pdu.tlvs.get(p.Tag.RECEIPTED_MESSAGE_ID) or fields.get("id")
+        receipted = _receipted_id(pdu)
         if not receipted:
             raise ValueError("a receipt without receipted_message_id or id:")
         state = pdu.tlvs.get(p.Tag.MESSAGE_STATE)
@@ -978,6 +994,15 @@ class SmppProvider(Provider):
             if connection is not None:
                 await connection.unbind(self.response_timeout)
         self._tx = self._rx = None
+
+
+def _receipted_id(pdu: p.Pdu) -> str | None:
+    """The message id a receipt is for: the TLV, else the text form's ``id:``."""
+    tlv = pdu.tlvs.get(p.Tag.RECEIPTED_MESSAGE_ID)
+    if tlv:
+        return str(tlv)
+    found = re.search(r"\bid:(\S+)", pdu.get("short_message").decode("latin-1"))
+    return found.group(1) if found else None
 
 
 def _address(pdu: p.Pdu, side: str) -> str:
