@@ -69,7 +69,7 @@ from smsgate.errors import (
 )
 from smsgate.ids import new_id
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, EventSink, Provider
+from smsgate.providers.base import Capabilities, EventSink, Provider, UrlOption
 from smsgate.providers.url import ProviderURL
 from smsgate.smpp import pdu as p
 
@@ -419,6 +419,28 @@ class SmppProvider(Provider):
 
     scheme = "smpp"
     display_name = "SMPP"
+    emulator = "smpp"
+    url_options = (
+        UrlOption("system_type", "text", "system_type sent in the bind"),
+        UrlOption(
+            "bind", "text", "transceiver (default), pair (transmitter + receiver), transmitter"
+        ),
+        UrlOption("window", "number", "submit_sm outstanding at once (default 10)"),
+        UrlOption("throughput", "number", "submit_sm per second at most (default: no limit)"),
+        UrlOption("tls", "flag", "SMPP over TLS (trusting ca_file)"),
+        UrlOption("source_ton", "number", "TON of the source (default 1 for numbers, 5 for ids)"),
+        UrlOption("source_npi", "number", "NPI of the source (default 1 for numbers, 0 for ids)"),
+        UrlOption("dest_ton", "number", "TON of the destination (default 1)"),
+        UrlOption("dest_npi", "number", "NPI of the destination (default 1)"),
+        UrlOption("long", "text", "long texts as udh8 (default), udh16, sar or payload"),
+        UrlOption("gsm7", "text", "unpacked (default) or packed"),
+        UrlOption("latin1", "flag", "send texts that fit Latin-1 as data_coding 3"),
+        UrlOption("registered_delivery", "number", "1 asks for receipts (default), 0 not"),
+        UrlOption("enquire_link", "number", "seconds between enquire_links (30; 0: none)"),
+        UrlOption("backoff", "number", "first reconnect delay in seconds (0.5), doubling"),
+        UrlOption("backoff_max", "number", "longest reconnect delay in seconds (30)"),
+        UrlOption("throttle_backoff", "number", "pause after ESME_RTHROTTLED in seconds (1)"),
+    )
     capabilities = Capabilities(
         inbound=True,
         url_form="smpp://SYSTEM_ID:PASSWORD@host:2775?from=SENDER&window=10&long=udh8",
@@ -516,18 +538,6 @@ class SmppProvider(Provider):
         system_id = url.require("username", example)
         password = url.password or ""
         host = url.require("host", example)
-        known = {
-            "from", "sender", "system_type", "bind", "window", "throughput", "tls", "ca_file",
-            "source_ton", "source_npi", "dest_ton", "dest_npi", "long", "gsm7", "latin1",
-            "registered_delivery", "timeout", "enquire_link", "backoff", "backoff_max",
-            "connect_timeout", "throttle_backoff", "callback", "status_callback",
-        }  # fmt: skip
-        for option in url.options:
-            if option not in known:
-                raise ConfigError(
-                    f"smpp:// option {option!r} is not known; known: {', '.join(sorted(known))}",
-                    field=option,
-                )
         gsm7 = url.option("gsm7", "unpacked")
         if gsm7 not in ("packed", "unpacked"):
             raise ConfigError(f"smpp:// gsm7={gsm7!r}: use packed or unpacked", field="gsm7")
@@ -548,9 +558,13 @@ class SmppProvider(Provider):
                 raise ConfigError(f"smpp:// option {option} must not be negative", field=option)
             return value
 
+        # The transport's options (timeouts, ca_file) are every provider's; SMPP reads
+        # timeout, connect_timeout and ca_file itself below, the others do not apply to it.
+        common = cls.common_options(url)
         return cls(
             name=name,
-            sender=url.option("from") or url.option("sender"),
+            **common,
+            sender=url.option("from"),
             system_id=system_id,
             password=password,
             host=host,
