@@ -115,6 +115,8 @@ class Config:
     server: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: the ``[console]`` table, read by smsgate.console.settings
     console: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the ``[verify]`` table, defined by :mod:`smsgate.verify.settings`
+    verify: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
 
     @classmethod
@@ -278,6 +280,7 @@ class Config:
                 "honor_opt_outs": self.otp.honor_opt_outs,
             },
             "server": mask_settings(self.server),
+            "verify": mask_settings(self.verify),
             "warnings": self.warnings(),
         }
 
@@ -531,6 +534,7 @@ _TOP_KEYS = (
     "server",
     "otp",
     "console",
+    "verify",
 )
 _PROVIDER_KEYS = ("url", "rate", "burst", "senders", "options")
 _SENDER_KEYS = ("rate", "burst")
@@ -569,6 +573,7 @@ def _build(data: Mapping[str, Any], source: str | None) -> Config:
         otp=_otp(_table(data.get("otp", {}), "otp")),
         server=MappingProxyType(dict(_table(data.get("server", {}), "server"))),
         console=MappingProxyType(dict(_table(data.get("console", {}), "console"))),
+        verify=MappingProxyType(dict(_table(data.get("verify", {}), "verify"))),
         source=source,
     )
 

@@ -18,6 +18,7 @@ AREAS = (
     "serve",
     "keys",
     "users",
+    "verify",
     "demo",
 )
 

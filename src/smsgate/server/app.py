@@ -43,6 +43,7 @@ from smsgate.server.settings import ServerSettings
 from smsgate.server.store import ServerStore
 from smsgate.server.submit import Submitter
 from smsgate.server.webhooks_out import RetrySchedule, WebhookDispatcher
+from smsgate.verify import api as verify_api
 
 logger = logging.getLogger("smsgate.server")
 
@@ -170,6 +171,12 @@ def create_app(
     errors.install(app)
     for module in (messages, tools, optouts, webhooks, providers, health, docs):
         app.include_router(module.router)
+    try:
+        verify_api.mount(app, config, box, store, metrics, clock)
+    except BaseException:
+        if owned:
+            box.close()
+        raise
     if settings.fast_submit:
         app.add_middleware(FastSubmit, submitter=svc.submitter)
     app.add_middleware(ApiKeyMiddleware, authenticator=svc.authenticator)

@@ -1,0 +1,763 @@
+"""``smsgate.Verify``: send a one-time code, check it once, and refuse to pay for SMS pumping.
+
+>>> verify = Verify(outbox, VerifySettings.from_config(config))
+>>> v = verify.start("+15555550100", client_ip="203.0.113.7")
+>>> verify.check(v.id, "123 456").status
+<VerificationStatus.APPROVED: 'approved'>
+
+A start stores the verification, the guard's decision and the text (an ``otp`` message, so it
+leaves on the otp route with that route's sender and ambiguous-send policy) in one transaction.
+A check is one transaction too: the row is locked (PostgreSQL) or the writer lock held (SQLite),
+the attempt counted, the typed code compared, so two concurrent checks of the right code approve
+once. Everything the guard decides is recorded with its reason (:meth:`Verify.decisions`).
+
+Resend policy (``[verify] resend``): a start for a number that has a pending verification on the
+same channel is a resend of that verification, limited to ``max_sends`` texts in all. With
+``"same"`` (the default) it carries the same code and the expiry does not move; with ``"new"`` a
+new code replaces the old one, which stops working, and the expiry restarts. Wrong guesses are
+never reset by a resend.
+
+Known and unknown numbers get the same answers: a start always answers with a verification of
+the same shape; a check by number with no pending verification (never seen, or already approved,
+expired, canceled) is one :class:`VerificationNotFound` after the same work (the same lookup,
+the same MAC, a decision written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from smsgate.clock import SYSTEM_CLOCK, Clock
+from smsgate.config import parse_duration
+from smsgate.errors import (
+    ConfigError,
+    InvalidMessage,
+    RateLimited,
+    SmsgateError,
+    UnsupportedFeature,
+)
+from smsgate.ids import new_id
+from smsgate.message import Message, Purpose
+from smsgate.outbox import Outbox
+from smsgate.outbox.records import NotCancelable
+from smsgate.outbox.sql import Tx
+from smsgate.phone import normalize, region_of
+from smsgate.ratelimit import BucketSpec
+from smsgate.verify import codes
+from smsgate.verify.messages import check_template, render
+from smsgate.verify.models import (
+    Block,
+    Decision,
+    Verification,
+    VerificationBlocked,
+    VerificationNotFound,
+    VerificationStatus,
+)
+from smsgate.verify.settings import BUCKET_KEYS, VerifySettings
+from smsgate.verify.store import Row, VerifyStore
+
+logger = logging.getLogger("smsgate.verify")
+
+CHANNELS = ("sms",)
+ID_PREFIX = "ver"
+_PENDING = VerificationStatus.PENDING.value
+_DAY = 86400.0
+#: terminal verifications remembered per process: a final state never changes, so a check of one
+#: (a brute-force loop, typically) is answered without the store
+_FINAL_CACHE = 100_000
+#: prune the detector's old slots once per this many starts
+_PRUNE_EVERY = 1000
+#: what the not-found path compares a code against (so it spends the same MAC and compare)
+_ABSENT_HASH = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Who:
+    """Who a start or a check is about and from: the keys of the guard's buckets."""
+
+    to: str
+    prefix: str
+    country: str | None
+    client_ip: str | None
+    api_key: str | None
+
+    def value(self, key: str) -> str | None:
+        return {
+            "number": self.to,
+            "ip": self.client_ip,
+            "api_key": self.api_key,
+            "prefix": self.prefix,
+            "country": self.country,
+        }[key]
+
+
+class Verify:
+    """Start, check and cancel verifications stored in ``outbox``'s store.
+
+    ``on_block(block)`` is called after a prefix is blocked (the server turns it into a
+    ``verify.blocked`` webhook); :attr:`counters` counts decisions by ``(action, outcome)`` for
+    metrics. Methods are synchronous and thread-safe; the ``a``-prefixed twins run them on a
+    worker thread.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        settings: VerifySettings | None = None,
+        *,
+        secret: str | bytes | None = None,
+        clock: Clock | None = None,
+        on_block: Callable[[Block], None] | None = None,
+    ) -> None:
+        if settings is None:
+            if secret is None:
+                raise ConfigError(
+                    "Verify needs a server secret: Verify(outbox, secret=...) or "
+                    "Verify(outbox, VerifySettings.from_config(config))",
+                    field="verify.secret",
+                )
+            settings = VerifySettings.from_mapping({"secret": secret})
+        elif secret is not None:
+            raise ValueError("give either settings or secret, not both")
+        self.settings = settings
+        self.store = VerifyStore(outbox)
+        self.outbox = outbox
+        self.clock = clock or outbox.clock or SYSTEM_CLOCK
+        self.on_block = on_block
+        self.counters: Counter[tuple[str, str]] = Counter()
+        self._secret = settings.secret
+        self._final: OrderedDict[str, Verification] = OrderedDict()
+        self._lock = threading.Lock()
+        self._starts = 0
+
+    def __repr__(self) -> str:
+        return f"Verify({self.outbox.url!r}, {self.settings!r})"
+
+    @classmethod
+    def from_config(cls, config: Any, outbox: Outbox, **kwargs: Any) -> Verify:
+        return cls(outbox, VerifySettings.from_config(config), **kwargs)
+
+    # -- start --------------------------------------------------------------------------------
+
+    def start(
+        self,
+        to: str,
+        *,
+        channel: str = "sms",
+        code_length: int | None = None,
+        ttl: str | float | None = None,
+        locale: str | None = None,
+        template: str | None = None,
+        client_ip: str | None = None,
+        key: str | None = None,
+    ) -> Verification:
+        """Send a code to ``to`` (or resend, see the module's resend policy).
+
+        Raises :class:`~smsgate.errors.InvalidRecipient` / :class:`~smsgate.errors.InvalidMessage`
+        naming the field, :class:`~smsgate.errors.RateLimited` (with ``retry_after``) over a
+        limit, :class:`VerificationBlocked` for a denied country or blocked prefix,
+        :class:`~smsgate.errors.OptedOut` when the number opted out and otp texts honor it.
+        """
+        s = self.settings
+        number = normalize(to, field="to")
+        if channel not in CHANNELS:
+            raise UnsupportedFeature(
+                f"channel {channel!r} is not supported; use {', '.join(CHANNELS)}",
+                field="channel",
+            )
+        length = s.code_length if code_length is None else code_length
+        if (
+            isinstance(length, bool)
+            or not isinstance(length, int)
+            or not (codes.MIN_LENGTH <= length <= codes.MAX_LENGTH)
+        ):
+            raise InvalidMessage(
+                f"code_length: {length!r} must be {codes.MIN_LENGTH} to {codes.MAX_LENGTH}",
+                field="code_length",
+            )
+        lifetime = s.ttl if ttl is None else _ttl(ttl)
+        if template is not None:
+            check_template(template)
+        who = _Who(number, self._prefix(number), _region(number), client_ip, key)
+        test = self._test_behaviour(number)
+        now = self.clock.time()
+        permission = "allow" if test else s.countries.permission(who.country)
+        error: SmsgateError | None = None
+        new_block: Block | None = None
+        with self.store.write() as tx:
+            if permission == "deny":
+                reason = f"country {who.country or 'unknown'} is not allowed ([verify.countries])"
+                row = self._refuse(tx, who, channel, length, lifetime, locale, now, reason)
+                error = VerificationBlocked(
+                    f"verification to {number} refused: {reason}; allow the country or use "
+                    "another number",
+                    verification=row.public(),
+                )
+            elif not test and (block := self.store.active_block(tx, who.prefix, now)) is not None:
+                reason = f"prefix {who.prefix} is blocked until {_iso(block.blocked_until)} ({block.reason})"
+                row = self._refuse(tx, who, channel, length, lifetime, locale, now, reason)
+                error = VerificationBlocked(
+                    f"verification to {number} refused: {reason}; an operator can lift it "
+                    f"with smsgate verify unblock {block.prefix}",
+                    verification=row.public(),
+                )
+            else:
+                pending = self.store.pending_for(tx, number, channel, lock=True)
+                if pending is not None and pending.expires_at <= now:
+                    self._end(tx, pending, VerificationStatus.EXPIRED, "expired", now)
+                    pending = None
+                wait = 0.0 if test else self.store.take(tx, self._specs("starts", who), now)
+                action = "start" if pending is None else "resend"
+                if wait > 0:
+                    limit = self._over(tx, "starts", who, now)
+                    reason = f"over the {limit} limit"
+                    self._decide(tx, now, action, "refused", reason, who, pending)
+                    error = RateLimited(
+                        f"too many verifications: {reason} for this {limit.split('_')[0]}; "
+                        f"retry in {wait:.0f} s",
+                        retry_after=wait,
+                        field="to",
+                    )
+                    row = pending  # type: ignore[assignment]
+                elif pending is not None:
+                    row, error = self._resend(tx, pending, who, lifetime, template, now)
+                else:
+                    new_block = None if test else self._judge(tx, who, now)
+                    if new_block is not None:
+                        reason = f"prefix {who.prefix} blocked for SMS pumping: {new_block.reason}"
+                        row = self._refuse(tx, who, channel, length, lifetime, locale, now, reason)
+                        error = VerificationBlocked(
+                            f"verification to {number} refused: {reason}; an operator can "
+                            f"lift it with smsgate verify unblock {who.prefix}",
+                            verification=row.public(),
+                        )
+                    else:
+                        row = self._create(
+                            tx,
+                            who,
+                            channel,
+                            length,
+                            lifetime,
+                            locale,
+                            template,
+                            test,
+                            now,
+                            monitored=permission == "monitor",
+                        )
+        if new_block is not None and self.on_block is not None:
+            try:
+                self.on_block(new_block)
+            except Exception:  # a webhook queue being down must not undo the block
+                logger.exception("verify: announcing the block of %s failed", new_block.prefix)
+        self._maybe_prune(now)
+        if error is not None:
+            raise error
+        return row.public()
+
+    def _create(
+        self,
+        tx: Tx,
+        who: _Who,
+        channel: str,
+        length: int,
+        lifetime: float,
+        locale: str | None,
+        template: str | None,
+        test: str | None,
+        now: float,
+        *,
+        monitored: bool,
+    ) -> Row:
+        ident = new_id(ID_PREFIX)
+        salt = codes.new_salt()
+        code = codes.derive_code(self._secret, ident, salt, length)
+        messages: list[str] = []
+        if test is None:
+            messages.append(self._send(tx, ident, 1, who.to, code, lifetime, locale, template, now))
+            self.store.count(tx, who.prefix, self._slot(now), started=1)
+        row = Row(
+            ident, who.to, channel, _PENDING, salt, codes.code_hash(self._secret, ident, code),
+            length, locale, now, now, now + lifetime, 0, self.settings.max_checks, 1,
+            self.settings.max_sends, json.dumps(messages), who.prefix, who.country,
+            who.client_ip, who.api_key, None, test,
+        )  # fmt: skip
+        self.store.insert(tx, row)
+        if test is not None:
+            reason = f"test number: every check will {'approve' if test == 'approve' else 'fail'}"
+            outcome = "allowed"
+        elif monitored:
+            reason, outcome = f"country {who.country} is monitored; sent", "monitored"
+        else:
+            reason, outcome = "sent", "allowed"
+        self._decide(tx, now, "start", outcome, reason, who, row)
+        return row
+
+    def _resend(
+        self,
+        tx: Tx,
+        row: Row,
+        who: _Who,
+        lifetime: float,
+        template: str | None,
+        now: float,
+    ) -> tuple[Row, SmsgateError | None]:
+        if row.sends >= row.max_sends:
+            reason = f"this verification has had its {row.max_sends} texts"
+            self._decide(tx, now, "resend", "refused", reason, who, row)
+            wait = max(1.0, row.expires_at - now)
+            return row, RateLimited(
+                f"{reason}; check the code already sent, or start again after it expires in "
+                f"{wait:.0f} s",
+                retry_after=wait,
+                field="to",
+            )
+        salt, code_hash, expires = row.salt, row.code_hash, row.expires_at
+        if self.settings.resend == "new":
+            salt = codes.new_salt()
+            expires = now + lifetime
+        assert salt is not None
+        code = codes.derive_code(self._secret, row.id, salt, row.code_length)
+        if self.settings.resend == "new":
+            code_hash = codes.code_hash(self._secret, row.id, code)
+        messages = row.messages
+        if row.test is None:
+            number = row.sends + 1
+            messages.append(
+                self._send(tx, row.id, number, row.to_number, code, expires - now, row.locale,
+                           template, now)
+            )  # fmt: skip
+        updated = row._replace(
+            salt=salt,
+            code_hash=code_hash,
+            expires_at=expires,
+            sends=row.sends + 1,
+            message_ids=json.dumps(messages),
+            updated_at=now,
+        )
+        self.store.update(tx, updated)
+        policy = "the same code" if self.settings.resend == "same" else "a new code"
+        self._decide(tx, now, "resend", "allowed", f"resent with {policy}", who, updated)
+        return updated, None
+
+    def _send(
+        self,
+        tx: Tx,
+        ident: str,
+        number: int,
+        to: str,
+        code: str,
+        lifetime: float,
+        locale: str | None,
+        template: str | None,
+        now: float,
+    ) -> str:
+        s = self.settings
+        body = render(
+            code,
+            ttl=lifetime,
+            locale=locale,
+            default_locale=s.locale,
+            app_name=s.app_name,
+            template=template,
+            webotp_origin=s.webotp_origin,
+            android_app_hash=s.android_app_hash,
+        )
+        message = Message(
+            to=to,
+            body=body,
+            purpose=Purpose.OTP,
+            idempotency_key=f"{ident}:{number}",
+            # a code is useless after it expires: the outbox stops trying then
+            validity=max(1, int(lifetime)),
+            metadata={"verification": ident},
+        )
+        return self.store.insert_message(tx, message, now)
+
+    def _refuse(
+        self,
+        tx: Tx,
+        who: _Who,
+        channel: str,
+        length: int,
+        lifetime: float,
+        locale: str | None,
+        now: float,
+        reason: str,
+    ) -> Row:
+        """Store a start the guard refused as a ``blocked`` verification (nothing is sent)."""
+        row = Row(
+            new_id(ID_PREFIX), who.to, channel, VerificationStatus.BLOCKED.value, None, None,
+            length, locale, now, now, now, 0, self.settings.max_checks, 0,
+            self.settings.max_sends, "[]", who.prefix, who.country, who.client_ip, who.api_key,
+            reason, None,
+        )  # fmt: skip
+        self.store.insert(tx, row)
+        self._decide(tx, now, "start", "blocked", reason, who, row)
+        return row
+
+    # -- the pumping detector -----------------------------------------------------------------
+
+    def _judge(self, tx: Tx, who: _Who, now: float) -> Block | None:
+        """Block ``who.prefix`` when its mature starts in the window are many and rarely approved.
+
+        A start counts once it is older than ``grace`` (a real user needs time to type the
+        code); an approval counts in the slot its verification started, so the ratio compares
+        like with like. A block clears the prefix's window: the next block needs new evidence.
+        """
+        p = self.settings.pumping
+        if not p.enabled:
+            return None
+        low = int((now - p.window) // p.slot)
+        high = int((now - p.grace) // p.slot)
+        started, approved = self.store.traffic(tx, who.prefix, low, high)
+        if started < p.min_volume or approved >= p.min_conversion * started:
+            return None
+        level = self.store.blocks_since(tx, who.prefix, now - _DAY) + 1
+        seconds = min(p.block * 2 ** (level - 1), p.max_block)
+        block = Block(
+            id=new_id("vbk"),
+            prefix=who.prefix,
+            level=level,
+            reason=(
+                f"{approved} of {started} verifications approved in the last "
+                f"{p.window / 60:g} min (below {p.min_conversion:.0%}); block {level} in a day, "
+                f"{seconds / 60:g} min"
+            ),
+            started=started,
+            approved=approved,
+            created_at=now,
+            blocked_until=now + seconds,
+        )
+        self.store.add_block(tx, block)
+        self.store.forget_traffic(tx, prefix=who.prefix)
+        logger.warning("verify: blocked prefix %s: %s", block.prefix, block.reason)
+        return block
+
+    def blocks(self, *, active: bool = True, limit: int = 100) -> list[Block]:
+        """Blocked prefixes (with ``active`` False: every block, lifted and expired ones too)."""
+        return self.store.blocks(self.clock.time(), active=active, limit=limit)
+
+    def unblock(self, prefix: str, *, by: str = "api") -> list[Block]:
+        """Lift the active blocks of ``prefix`` (starts with ``+``); returns what was lifted.
+        The prefix's window is cleared too, so it is not blocked again on old evidence."""
+        if not (prefix.startswith("+") and prefix[1:].isdigit() and 2 <= len(prefix) <= 16):
+            raise InvalidMessage(
+                f"prefix {prefix!r} must be + and digits, as smsgate verify blocks lists it",
+                field="prefix",
+            )
+        now = self.clock.time()
+        with self.store.write() as tx:
+            lifted = self.store.lift(tx, prefix, now, by)
+            if lifted:
+                self.store.forget_traffic(tx, prefix=prefix)
+                reason = f"block lifted by {by}"
+                self.store.record(tx, Decision(now, "unblock", "allowed", reason, prefix=prefix))
+        self.counters["unblock", "allowed"] += bool(lifted)
+        return [Block(**{**_block_dict(b), "lifted_at": now, "lifted_by": by}) for b in lifted]
+
+    # -- check --------------------------------------------------------------------------------
+
+    def check(
+        self,
+        target: str,
+        code: str,
+        *,
+        client_ip: str | None = None,
+        key: str | None = None,
+    ) -> Verification:
+        """Check ``code`` for a verification id (``ver_...``) or a number's pending one.
+
+        ``valid`` is True in exactly one answer per verification. A final verification answers
+        with its state (``valid`` False) without touching the store. A number with no pending
+        verification raises :class:`VerificationNotFound`; over a check limit,
+        :class:`~smsgate.errors.RateLimited`.
+        """
+        if not isinstance(code, str):
+            raise InvalidMessage("code: expected the digits as text", field="code")
+        by_id = target.startswith(ID_PREFIX + "_")
+        if by_id:
+            cached = self._final.get(target)
+            if cached is not None:
+                return cached
+        if len(code) > 64:
+            code = code[:64]  # longer is never a code; bounds the work a request can ask for
+        number = None if by_id else normalize(target, field="to")
+        now = self.clock.time()
+        error: SmsgateError | None = None
+        approved = False
+        with self.store.write() as tx:
+            if number is None:
+                row = self.store.get(tx, target, lock=True)
+            else:
+                row = self.store.pending_for(tx, number, "sms", lock=True)
+            if row is None:
+                codes.matches(self._secret, ID_PREFIX, code, _ABSENT_HASH)
+                if number is not None:
+                    who = _Who(number, self._prefix(number), None, client_ip, key)
+                    self._decide(tx, now, "check", "refused", "no pending verification", who, None)
+                error = VerificationNotFound(
+                    (
+                        f"no verification {target!r}"
+                        if number is None
+                        else "no pending verification for this number (never started, or "
+                        "already approved, expired, canceled or out of attempts)"
+                    )
+                    + "; start a new one",
+                    field="id" if number is None else "to",
+                )
+            elif row.status != _PENDING:
+                pass
+            elif row.expires_at <= now:
+                row = self._end(tx, row, VerificationStatus.EXPIRED, "expired", now)
+            else:
+                who = _Who(row.to_number, row.prefix, row.country, client_ip, key)
+                wait = 0.0 if row.test else self.store.take(tx, self._specs("checks", who), now)
+                if wait > 0:
+                    limit = self._over(tx, "checks", who, now)
+                    reason = f"over the {limit} limit"
+                    self._decide(tx, now, "check", "refused", reason, who, row)
+                    error = RateLimited(
+                        f"too many checks: {reason}; retry in {wait:.0f} s",
+                        retry_after=wait,
+                        field="code",
+                    )
+                else:
+                    row, approved = self._attempt(tx, row, who, code, now)
+        if error is not None:
+            raise error
+        assert row is not None
+        answer = row.public(valid=approved)
+        if answer.status.final:
+            self._remember(row.public())
+        return answer
+
+    def _attempt(self, tx: Tx, row: Row, who: _Who, code: str, now: float) -> tuple[Row, bool]:
+        attempts = row.attempts + 1
+        assert row.code_hash is not None
+        right = codes.matches(self._secret, row.id, code, row.code_hash)
+        if row.test is not None:
+            right = row.test == "approve"
+        if right:
+            status, reason = VerificationStatus.APPROVED.value, "approved"
+            slot = self._slot(row.created_at)
+            if row.test is None:
+                self.store.count(tx, row.prefix, slot, approved=1)
+            decided = "right code"
+        elif attempts >= row.max_attempts:
+            status = VerificationStatus.MAX_ATTEMPTS.value
+            reason = f"{attempts} wrong codes"
+            decided = f"wrong code ({attempts} of {row.max_attempts}); no attempts left"
+        else:
+            status, reason = _PENDING, None
+            decided = f"wrong code ({attempts} of {row.max_attempts})"
+        updated = row._replace(status=status, attempts=attempts, reason=reason, updated_at=now)
+        self.store.update(tx, updated)
+        self._decide(tx, now, "check", "allowed", decided, who, updated)
+        return updated, right
+
+    # -- cancel and read ----------------------------------------------------------------------
+
+    def cancel(self, verification_id: str) -> Verification:
+        """Cancel a pending verification (its code stops working, its unsent texts are not
+        sent). Canceling a final one changes nothing and answers with its state."""
+        now = self.clock.time()
+        with self.store.write() as tx:
+            row = self.store.get(tx, verification_id, lock=True)
+            if row is None:
+                raise VerificationNotFound(
+                    f"no verification {verification_id!r}; check the id", field="id"
+                )
+            if row.status == _PENDING:
+                row = self._end(tx, row, VerificationStatus.CANCELED, "canceled by request", now)
+                who = _Who(row.to_number, row.prefix, row.country, row.client_ip, row.api_key)
+                self._decide(tx, now, "cancel", "allowed", "canceled by request", who, row)
+        for message_id in row.messages if row.status == "canceled" else ():
+            with contextlib.suppress(NotCancelable):  # already handed to a provider
+                self.outbox.cancel(message_id, reason="its verification was canceled")
+        answer = row.public()
+        self._remember(answer)
+        return answer
+
+    def get(self, verification_id: str) -> Verification:
+        """The verification; a pending one past its expiry is marked expired now."""
+        cached = self._final.get(verification_id)
+        if cached is not None:
+            return cached
+        with self.store.read() as tx:
+            row = self.store.get(tx, verification_id)
+        if row is None:
+            raise VerificationNotFound(
+                f"no verification {verification_id!r}; check the id", field="id"
+            )
+        if row.status == _PENDING and row.expires_at <= self.clock.time():
+            with self.store.write() as tx:
+                current = self.store.get(tx, verification_id, lock=True)
+                assert current is not None
+                row = current
+                if row.status == _PENDING:
+                    row = self._end(
+                        tx, row, VerificationStatus.EXPIRED, "expired", self.clock.time()
+                    )
+        answer = row.public()
+        if answer.status.final:
+            self._remember(answer)
+        return answer
+
+    def decisions(
+        self, *, verification_id: str | None = None, to: str | None = None, limit: int = 100
+    ) -> list[Decision]:
+        """The guard's recorded decisions, newest first."""
+        return self.store.decisions(verification_id=verification_id, to=to, limit=limit)
+
+    # -- async twins --------------------------------------------------------------------------
+
+    async def astart(self, to: str, **kwargs: Any) -> Verification:
+        return await asyncio.to_thread(lambda: self.start(to, **kwargs))
+
+    async def acheck(self, target: str, code: str, **kwargs: Any) -> Verification:
+        cached = self._final.get(target)
+        if cached is not None:  # no thread hop for an answer already known
+            return cached
+        return await asyncio.to_thread(lambda: self.check(target, code, **kwargs))
+
+    async def acancel(self, verification_id: str) -> Verification:
+        return await asyncio.to_thread(self.cancel, verification_id)
+
+    async def aget(self, verification_id: str) -> Verification:
+        return await asyncio.to_thread(self.get, verification_id)
+
+    async def ablocks(self, *, active: bool = True, limit: int = 100) -> list[Block]:
+        return await asyncio.to_thread(lambda: self.blocks(active=active, limit=limit))
+
+    async def aunblock(self, prefix: str, *, by: str = "api") -> list[Block]:
+        return await asyncio.to_thread(lambda: self.unblock(prefix, by=by))
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _end(self, tx: Tx, row: Row, status: VerificationStatus, reason: str, now: float) -> Row:
+        updated = row._replace(status=status.value, reason=reason, updated_at=now)
+        self.store.update(tx, updated)
+        return updated
+
+    def _decide(
+        self,
+        tx: Tx,
+        now: float,
+        action: str,
+        outcome: str,
+        reason: str,
+        who: _Who,
+        row: Row | None,
+    ) -> None:
+        self.store.record(
+            tx,
+            Decision(
+                now,
+                action,
+                outcome,
+                reason,
+                None if row is None else row.id,
+                who.to,
+                who.prefix,
+                who.country,
+                who.client_ip,
+                who.api_key,
+            ),
+        )
+        self.counters[action, outcome] += 1
+
+    def _specs(self, action: str, who: _Who) -> list[BucketSpec]:
+        specs = []
+        for key in BUCKET_KEYS:
+            limit = self.settings.limits.get(f"{key}_{action}")
+            value = who.value(key)
+            if limit is not None and value is not None:
+                specs.append(BucketSpec(f"{action}:{key}:{value}", limit.rate, limit.count))
+        return specs
+
+    def _over(self, tx: Tx, action: str, who: _Who, now: float) -> str:
+        """Which limit refused (each bucket alone: the first that cannot give a token)."""
+        for key in BUCKET_KEYS:
+            limit = self.settings.limits.get(f"{key}_{action}")
+            value = who.value(key)
+            if limit is None or value is None:
+                continue
+            spec = BucketSpec(f"{action}:{key}:{value}", limit.rate, limit.count)
+            rows = tx.execute(
+                "SELECT tokens, updated_at FROM smsgate_verify_buckets WHERE key = ?", (spec.key,)
+            )
+            if rows and float(rows[0][1]) >= 0:
+                tokens = min(limit.count, float(rows[0][0]) + (now - float(rows[0][1])) * spec.rate)
+                if tokens < 1:
+                    return f"{key}_{action} ({limit.text})"
+        return f"{action} ({', '.join(self.settings.limits)})"
+
+    def _prefix(self, number: str) -> str:
+        return number[: 1 + self.settings.pumping.prefix_digits]
+
+    def _slot(self, at: float) -> int:
+        return int(at // self.settings.pumping.slot)
+
+    def _test_behaviour(self, number: str) -> str | None:
+        s = self.settings
+        if not s.test_mode:
+            return None
+        if number in s.test_numbers_approve:
+            return "approve"
+        if number in s.test_numbers_fail:
+            return "fail"
+        return None
+
+    def _remember(self, answer: Verification) -> None:
+        with self._lock:
+            self._final[answer.id] = answer
+            while len(self._final) > _FINAL_CACHE:
+                self._final.popitem(last=False)
+
+    def _maybe_prune(self, now: float) -> None:
+        self._starts += 1
+        if self._starts % _PRUNE_EVERY:
+            return
+        p = self.settings.pumping
+        with self.store.write() as tx:
+            self.store.forget_traffic(tx, before=int((now - p.window) // p.slot) - 1)
+
+
+def _ttl(value: str | float) -> float:
+    try:
+        seconds = parse_duration(value, "ttl")
+    except ConfigError as exc:
+        raise InvalidMessage(exc.message, field="ttl") from None
+    if not 30 <= seconds <= _DAY:
+        raise InvalidMessage(
+            f'ttl: {value!r} must be between 30s and 24h (e.g. "10m")', field="ttl"
+        )
+    return seconds
+
+
+def _region(number: str) -> str | None:
+    try:
+        return region_of(number)
+    except SmsgateError:
+        return None
+
+
+def _iso(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _block_dict(block: Block) -> dict[str, Any]:
+    return {name: getattr(block, name) for name in Block.__slots__}
+
+
+__all__: Sequence[str] = ("Verify",)
