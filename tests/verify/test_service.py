@@ -333,7 +333,7 @@ def test_bad_input_names_the_field(verify: Verify) -> None:
         with pytest.raises(InvalidMessage) as exc:
             verify.start(TO, **kwargs)  # type: ignore[arg-type]
         assert exc.value.field == field
-    with pytest.raises(ConfigError, match="verify.secret"):
+    with pytest.raises(ConfigError, match=r"verify\.secret"):
         Verify(verify.outbox, secret="short")
 
 

@@ -12,34 +12,53 @@ one of ``[verify] trusted_proxies``, the address ``client_ip_header`` names: for
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smsgate.clock import Clock
 from smsgate.config import Config
+from smsgate.errors import SmsgateError
 from smsgate.outbox import Outbox
+from smsgate.outbox.store import dumps
+from smsgate.phone import normalize
 from smsgate.server.auth import key_of
-from smsgate.server.errors import ApiError, from_smsgate
+from smsgate.server.errors import ApiError, from_smsgate, problems_error, send_json_bytes
 from smsgate.server.metrics import Metrics
 from smsgate.server.models import ErrorOut
 from smsgate.server.store import ServerStore
 from smsgate.server.webhooks_out import make_event
 from smsgate.verify.models import Block, VerificationBlocked, VerificationNotFound
-from smsgate.verify.service import Verify
+from smsgate.verify.service import ID_PREFIX, Verify
 from smsgate.verify.settings import VerifySettings
 
 SCOPE = "verify"
 logger = logging.getLogger("smsgate.verify")
 
-router = APIRouter(prefix="/v1", tags=["verify"])
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    """While the server runs, concurrent starts and checks share transactions (group commit)."""
+    verify: Verify | None = getattr(app.state, "verify", None)
+    if verify is not None:
+        verify.start_grouping()
+    try:
+        yield
+    finally:
+        if verify is not None:
+            await verify.stop_grouping()
+
+
+router = APIRouter(prefix="/v1", tags=["verify"], lifespan=_lifespan)
 
 
 class StartIn(BaseModel):
@@ -114,8 +133,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _verify(request: Request) -> Verify:
-    key = key_of(request.state)
+def _verify(state: Any, app: Any) -> Verify:
+    """The server's :class:`Verify`, for a key allowed to use it (else an :class:`ApiError`)."""
+    key = key_of(state)
     allowed = key.record.purposes
     if allowed is not None and SCOPE not in allowed:
         raise ApiError(
@@ -125,7 +145,7 @@ def _verify(request: Request) -> Verify:
             field="authorization",
             fix="use a key created with --purpose verify, or one without purpose limits",
         )
-    found: Verify | None = getattr(request.app.state, "verify", None)
+    found: Verify | None = getattr(app.state, "verify", None)
     if found is None:
         raise ApiError(
             501,
@@ -136,20 +156,21 @@ def _verify(request: Request) -> Verify:
     return found
 
 
-def client_ip(request: Request, settings: VerifySettings) -> str | None:
+def client_ip(
+    peer: str | None, header: Callable[[str], str | None], settings: VerifySettings
+) -> str | None:
     """The caller's address: the peer's, or a trusted proxy's header (see the module)."""
-    peer = request.client.host if request.client else None
-    header = settings.client_ip_header
-    if not header or peer is None or not _trusted(peer, settings):
+    name = settings.client_ip_header
+    if not name or peer is None or not _trusted(peer, settings):
         return peer
-    value = request.headers.get(header)
+    value = header(name)
     if not value:
         return peer
     hops = [part.strip() for part in value.split(",") if part.strip()]
     for hop in reversed(hops):
         if not _trusted(hop, settings):
             return _address(hop) or peer
-    return _address(hops[0]) or peer if hops else peer
+    return (_address(hops[0]) or peer) if hops else peer
 
 
 def _address(text: str) -> str | None:
@@ -167,15 +188,58 @@ def _trusted(address: str, settings: VerifySettings) -> bool:
     return any(ip in network for network in settings.trusted_proxies)
 
 
-def _blocked(error: VerificationBlocked) -> JSONResponse:
-    body = from_smsgate(error).body()
-    body["verification"] = error.verification.to_dict()
-    return JSONResponse(body, status_code=403)
-
-
 def _not_found(error: VerificationNotFound) -> ApiError:
     message, _, fix = error.message.partition("; ")
     return ApiError(404, "not_found", message, field=error.field, fix=fix or None)
+
+
+# -- what the routes and the fast path share ------------------------------------------------------
+
+
+async def do_start(verify: Verify, key_id: str, ip: str | None, body: StartIn) -> tuple[int, Any]:
+    """``POST /v1/verifications``: (status, answer); a refusal by the guard is a 403 whose answer
+    carries the blocked verification."""
+    try:
+        made = await verify.astart(
+            body.to,
+            channel=body.channel,
+            code_length=body.code_length,
+            ttl=body.ttl,
+            locale=body.locale,
+            template=body.template,
+            client_ip=ip,
+            key=key_id,
+        )
+    except VerificationBlocked as exc:
+        answer = from_smsgate(exc).body()
+        answer["verification"] = exc.verification.to_dict()
+        return 403, answer
+    return 201, made.to_dict()
+
+
+async def do_check(
+    verify: Verify, key_id: str, ip: str | None, code: str, *, ident: str | None, to: str | None
+) -> tuple[int, Any]:
+    """``POST /v1/verifications/{id}/check`` (``ident``) and ``/v1/verifications/check``
+    (``to``)."""
+    if ident is not None:
+        if not ident.startswith(ID_PREFIX + "_"):
+            raise _not_found(
+                VerificationNotFound(f"no verification {ident!r}; check the id", field="id")
+            )
+        target = ident
+    else:
+        assert to is not None
+        target = normalize(to, field="to")
+    try:
+        done = await verify.acheck(target, code, client_ip=ip, key=key_id)
+    except VerificationNotFound as exc:
+        raise _not_found(exc) from None
+    return 200, done.to_dict()
+
+
+def _peer(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 @router.post(
@@ -186,21 +250,10 @@ def _not_found(error: VerificationNotFound) -> ApiError:
     responses=_ERRORS,
 )
 async def start(request: Request, body: StartIn) -> Any:
-    verify = _verify(request)
-    try:
-        made = await verify.astart(
-            body.to,
-            channel=body.channel,
-            code_length=body.code_length,
-            ttl=body.ttl,
-            locale=body.locale,
-            template=body.template,
-            client_ip=client_ip(request, verify.settings),
-            key=key_of(request.state).id,
-        )
-    except VerificationBlocked as exc:
-        return _blocked(exc)
-    return made.to_dict()
+    verify = _verify(request.state, request.app)
+    ip = client_ip(_peer(request), request.headers.get, verify.settings)
+    status, answer = await do_start(verify, key_of(request.state).id, ip, body)
+    return JSONResponse(answer, status_code=status)
 
 
 @router.get(
@@ -212,7 +265,7 @@ async def start(request: Request, body: StartIn) -> Any:
 async def get(
     request: Request, verification_id: Annotated[str, Path(max_length=64)]
 ) -> dict[str, Any]:
-    verify = _verify(request)
+    verify = _verify(request.state, request.app)
     try:
         return (await verify.aget(verification_id)).to_dict()
     except VerificationNotFound as exc:
@@ -225,18 +278,12 @@ async def get(
     summary="Check a code against the number's pending verification",
     responses=_ERRORS,
 )
-async def check_by_number(request: Request, body: CheckByNumberIn) -> dict[str, Any]:
-    verify = _verify(request)
-    try:
-        done = await verify.acheck(
-            body.to,
-            body.code,
-            client_ip=client_ip(request, verify.settings),
-            key=key_of(request.state).id,
-        )
-    except VerificationNotFound as exc:
-        raise _not_found(exc) from None
-    return done.to_dict()
+async def check_by_number(request: Request, body: CheckByNumberIn) -> Any:
+    verify = _verify(request.state, request.app)
+    ip = client_ip(_peer(request), request.headers.get, verify.settings)
+    key_id = key_of(request.state).id
+    status, answer = await do_check(verify, key_id, ip, body.code, ident=None, to=body.to)
+    return JSONResponse(answer, status_code=status)
 
 
 @router.post(
@@ -247,22 +294,12 @@ async def check_by_number(request: Request, body: CheckByNumberIn) -> dict[str, 
 )
 async def check(
     request: Request, verification_id: Annotated[str, Path(max_length=64)], body: CheckIn
-) -> dict[str, Any]:
-    verify = _verify(request)
-    if not verification_id.startswith("ver_"):
-        raise _not_found(
-            VerificationNotFound(f"no verification {verification_id!r}; check the id", field="id")
-        )
-    try:
-        done = await verify.acheck(
-            verification_id,
-            body.code,
-            client_ip=client_ip(request, verify.settings),
-            key=key_of(request.state).id,
-        )
-    except VerificationNotFound as exc:
-        raise _not_found(exc) from None
-    return done.to_dict()
+) -> Any:
+    verify = _verify(request.state, request.app)
+    ip = client_ip(_peer(request), request.headers.get, verify.settings)
+    key_id = key_of(request.state).id
+    status, answer = await do_check(verify, key_id, ip, body.code, ident=verification_id, to=None)
+    return JSONResponse(answer, status_code=status)
 
 
 @router.post(
@@ -274,7 +311,7 @@ async def check(
 async def cancel(
     request: Request, verification_id: Annotated[str, Path(max_length=64)]
 ) -> dict[str, Any]:
-    verify = _verify(request)
+    verify = _verify(request.state, request.app)
     try:
         return (await verify.acancel(verification_id)).to_dict()
     except VerificationNotFound as exc:
@@ -292,7 +329,7 @@ async def blocks(
     all_blocks: Annotated[bool, Query(alias="all", description="lifted and expired too")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    verify = _verify(request)
+    verify = _verify(request.state, request.app)
     found = await verify.ablocks(active=not all_blocks, limit=limit)
     return {"items": [b.to_dict() for b in found]}
 
@@ -304,7 +341,7 @@ async def blocks(
     responses=_ERRORS,
 )
 async def unblock(request: Request, prefix: Annotated[str, Path(max_length=20)]) -> dict[str, Any]:
-    verify = _verify(request)
+    verify = _verify(request.state, request.app)
     lifted = await verify.aunblock(prefix, by=f"api key {key_of(request.state).name}")
     if not lifted:
         raise ApiError(
@@ -366,6 +403,8 @@ def mount(
     """Build the server's :class:`Verify` (None without a ``[verify]`` table), announce blocks as
     ``verify.blocked`` webhooks through the user-webhook queue, export metrics, add the routes."""
     app.include_router(router)
+    # added before the server's own middlewares, so it runs inside the API-key check
+    app.add_middleware(VerifyFastPath)
     if not config.verify:
         app.state.verify = None
         return None
@@ -385,3 +424,116 @@ def mount(
     metrics.registry.register(collector)
     app.state.verify = verify
     return verify
+
+
+class VerifyFastPath:
+    """The three busy endpoints (start, check by id, check by number) without FastAPI's routing,
+    dependency and serialization layers, which cost more per request than the verification
+    itself. Same models (pydantic validates the JSON bytes), same functions (:func:`do_start`,
+    :func:`do_check`), same answers and error shapes as the routes, which still define the
+    OpenAPI schema; every other path passes through. It sits inside the API-key middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"] if scope["type"] == "http" else ""
+        if scope.get("method") != "POST" or not path.startswith(_BASE):
+            await self.app(scope, receive, send)
+            return
+        rest = path[len(_BASE) :]
+        if rest == "":
+            kind, ident = "start", None
+        elif rest == "/check":
+            kind, ident = "check_to", None
+        elif rest.startswith("/") and rest.endswith("/check") and rest.count("/") == 2:
+            kind, ident = "check_id", rest[1 : -len("/check")]
+        else:
+            await self.app(scope, receive, send)
+            return
+        headers: dict[str, str] = {}
+        try:
+            status, answer = await self._handle(scope, receive, kind, ident)
+            payload = dumps(answer).encode()
+        except ApiError as exc:
+            status, payload, headers = exc.status, exc.json(), exc.headers or {}
+        except SmsgateError as exc:
+            error = from_smsgate(exc)
+            status, payload, headers = error.status, error.json(), error.headers or {}
+        except Exception as exc:  # the store is down, or a bug: logged, never a traceback
+            logger.error("POST %s failed: %s", path, exc, exc_info=exc)
+            error = ApiError(
+                503,
+                "unavailable",
+                "the server could not complete the request; it was logged",
+                fix="retry later; if it persists, check the server log and the store",
+                headers={"Retry-After": "1"},
+            )
+            status, payload, headers = error.status, error.json(), error.headers or {}
+        await send_json_bytes(send, status, payload, headers)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, kind: str, ident: str | None
+    ) -> tuple[int, Any]:
+        state = _ScopeState(scope)
+        verify = _verify(state, scope["app"])
+        raw = await _body(receive)
+        client = scope.get("client")
+        raw_headers = scope["headers"]
+
+        def header(name: str) -> str | None:
+            wanted = name.lower().encode("latin-1")
+            for key, value in raw_headers:
+                if key == wanted:
+                    return str(value.decode("latin-1"))
+            return None
+
+        ip = client_ip(client[0] if client else None, header, verify.settings)
+        key_id = key_of(state).id
+        try:
+            if kind == "start":
+                return await do_start(verify, key_id, ip, StartIn.model_validate_json(raw))
+            if kind == "check_to":
+                by_number = CheckByNumberIn.model_validate_json(raw)
+                return await do_check(
+                    verify, key_id, ip, by_number.code, ident=None, to=by_number.to
+                )
+            body = CheckIn.model_validate_json(raw)
+        except ValidationError as exc:
+            raise problems_error(exc.errors()) from None
+        if ident is None or len(ident) > 64:
+            raise _not_found(VerificationNotFound(f"no verification {ident!r}", field="id"))
+        return await do_check(verify, key_id, ip, body.code, ident=ident, to=None)
+
+
+_BASE = "/v1/verifications"
+#: start and check bodies are a few fields; a template is at most 600 characters
+_MAX_BODY = 16 * 1024
+
+
+class _ScopeState:
+    """``request.state`` for a bare scope (the key the API-key middleware stored)."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.api_key = scope.get("state", {}).get("api_key")
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "disconnected", "the client went away before sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise ApiError(
+                413,
+                "too_large",
+                "the request body is over 16 KiB",
+                fix="send the documented fields only",
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

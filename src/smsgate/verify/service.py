@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
@@ -49,8 +50,9 @@ from smsgate.message import Message, Purpose
 from smsgate.outbox import Outbox
 from smsgate.outbox.records import NotCancelable
 from smsgate.outbox.sql import Tx
-from smsgate.phone import normalize, region_of
+from smsgate.phone import normalize, parse
 from smsgate.ratelimit import BucketSpec
+from smsgate.server.grouping import GroupCommit
 from smsgate.verify import codes
 from smsgate.verify.messages import check_template, render
 from smsgate.verify.models import (
@@ -77,6 +79,21 @@ _FINAL_CACHE = 100_000
 _PRUNE_EVERY = 1000
 #: what the not-found path compares a code against (so it spends the same MAC and compare)
 _ABSENT_HASH = "0" * 64
+
+
+@dataclass(slots=True)
+class _Effects:
+    """What a step leaves to do once its transaction has committed."""
+
+    block: Block | None = None
+    final: Verification | None = None
+    cancel: list[str] = field(default_factory=list)
+    started: float | None = None
+
+
+#: one start, check or cancel, run inside a write transaction: it returns the answer, or the
+#: refusal to raise once its decision is committed
+_Op = Callable[[Tx, _Effects], "Verification | SmsgateError"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +154,7 @@ class Verify:
         self._final: OrderedDict[str, Verification] = OrderedDict()
         self._lock = threading.Lock()
         self._starts = 0
+        self._group: GroupCommit[_Op, Verification] | None = None
 
     def __repr__(self) -> str:
         return f"Verify({self.outbox.url!r}, {self.settings!r})"
@@ -166,8 +184,24 @@ class Verify:
         limit, :class:`VerificationBlocked` for a denied country or blocked prefix,
         :class:`~smsgate.errors.OptedOut` when the number opted out and otp texts honor it.
         """
+        op = self._start_op(to, channel, code_length, ttl, locale, template, client_ip, key)
+        return self._one(op)
+
+    def _start_op(
+        self,
+        to: str,
+        channel: str,
+        code_length: int | None,
+        ttl: str | float | None,
+        locale: str | None,
+        template: str | None,
+        client_ip: str | None,
+        key: str | None,
+    ) -> _Op:
+        """Validate a start (bad input raises here, before any transaction) and return the
+        step that runs inside one."""
         s = self.settings
-        number = normalize(to, field="to")
+        number, region = _number(to)
         if channel not in CHANNELS:
             raise UnsupportedFeature(
                 f"channel {channel!r} is not supported; use {', '.join(CHANNELS)}",
@@ -186,13 +220,14 @@ class Verify:
         lifetime = s.ttl if ttl is None else _ttl(ttl)
         if template is not None:
             check_template(template)
-        who = _Who(number, self._prefix(number), _region(number), client_ip, key)
+        who = _Who(number, self._prefix(number), region, client_ip, key)
         test = self._test_behaviour(number)
-        now = self.clock.time()
         permission = "allow" if test else s.countries.permission(who.country)
-        error: SmsgateError | None = None
-        new_block: Block | None = None
-        with self.store.write() as tx:
+
+        def op(tx: Tx, fx: _Effects) -> Verification | SmsgateError:
+            now = self.clock.time()
+            fx.started = now
+            error: SmsgateError | None = None
             if permission == "deny":
                 reason = f"country {who.country or 'unknown'} is not allowed ([verify.countries])"
                 row = self._refuse(tx, who, channel, length, lifetime, locale, now, reason)
@@ -230,9 +265,9 @@ class Verify:
                 elif pending is not None:
                     row, error = self._resend(tx, pending, who, lifetime, template, now)
                 else:
-                    new_block = None if test else self._judge(tx, who, now)
-                    if new_block is not None:
-                        reason = f"prefix {who.prefix} blocked for SMS pumping: {new_block.reason}"
+                    fx.block = None if test else self._judge(tx, who, now)
+                    if fx.block is not None:
+                        reason = f"prefix {who.prefix} blocked for SMS pumping: {fx.block.reason}"
                         row = self._refuse(tx, who, channel, length, lifetime, locale, now, reason)
                         error = VerificationBlocked(
                             f"verification to {number} refused: {reason}; an operator can "
@@ -252,15 +287,11 @@ class Verify:
                             now,
                             monitored=permission == "monitor",
                         )
-        if new_block is not None and self.on_block is not None:
-            try:
-                self.on_block(new_block)
-            except Exception:  # a webhook queue being down must not undo the block
-                logger.exception("verify: announcing the block of %s failed", new_block.prefix)
-        self._maybe_prune(now)
-        if error is not None:
-            raise error
-        return row.public()
+            if error is not None:
+                return error
+            return row.public()
+
+        return op
 
     def _create(
         self,
@@ -374,7 +405,8 @@ class Verify:
             to=to,
             body=body,
             purpose=Purpose.OTP,
-            idempotency_key=f"{ident}:{number}",
+            # no idempotency key: the text is stored in the verification's own transaction,
+            # exactly once, and a fresh id skips the outbox's key lookup
             # a code is useless after it expires: the outbox stops trying then
             validity=max(1, int(lifetime)),
             metadata={"verification": ident},
@@ -480,6 +512,13 @@ class Verify:
         verification raises :class:`VerificationNotFound`; over a check limit,
         :class:`~smsgate.errors.RateLimited`.
         """
+        op = self._check_op(target, code, client_ip, key)
+        return op if isinstance(op, Verification) else self._one(op)
+
+    def _check_op(
+        self, target: str, code: str, client_ip: str | None, key: str | None
+    ) -> Verification | _Op:
+        """A final verification's answer (no transaction needed), or the step that checks."""
         if not isinstance(code, str):
             raise InvalidMessage("code: expected the digits as text", field="code")
         by_id = target.startswith(ID_PREFIX + "_")
@@ -490,10 +529,11 @@ class Verify:
         if len(code) > 64:
             code = code[:64]  # longer is never a code; bounds the work a request can ask for
         number = None if by_id else normalize(target, field="to")
-        now = self.clock.time()
-        error: SmsgateError | None = None
-        approved = False
-        with self.store.write() as tx:
+
+        def op(tx: Tx, fx: _Effects) -> Verification | SmsgateError:
+            now = self.clock.time()
+            error: SmsgateError | None = None
+            approved = False
             if number is None:
                 row = self.store.get(tx, target, lock=True)
             else:
@@ -531,13 +571,14 @@ class Verify:
                     )
                 else:
                     row, approved = self._attempt(tx, row, who, code, now)
-        if error is not None:
-            raise error
-        assert row is not None
-        answer = row.public(valid=approved)
-        if answer.status.final:
-            self._remember(row.public())
-        return answer
+            if error is not None:
+                return error
+            assert row is not None
+            if row.status != _PENDING:
+                fx.final = row.public()
+            return row.public(valid=approved)
+
+        return op
 
     def _attempt(self, tx: Tx, row: Row, who: _Who, code: str, now: float) -> tuple[Row, bool]:
         attempts = row.attempts + 1
@@ -568,23 +609,89 @@ class Verify:
     def cancel(self, verification_id: str) -> Verification:
         """Cancel a pending verification (its code stops working, its unsent texts are not
         sent). Canceling a final one changes nothing and answers with its state."""
-        now = self.clock.time()
-        with self.store.write() as tx:
+        return self._one(self._cancel_op(verification_id))
+
+    def _cancel_op(self, verification_id: str) -> _Op:
+        def op(tx: Tx, fx: _Effects) -> Verification | SmsgateError:
+            now = self.clock.time()
             row = self.store.get(tx, verification_id, lock=True)
             if row is None:
-                raise VerificationNotFound(
+                return VerificationNotFound(
                     f"no verification {verification_id!r}; check the id", field="id"
                 )
             if row.status == _PENDING:
                 row = self._end(tx, row, VerificationStatus.CANCELED, "canceled by request", now)
                 who = _Who(row.to_number, row.prefix, row.country, row.client_ip, row.api_key)
                 self._decide(tx, now, "cancel", "allowed", "canceled by request", who, row)
-        for message_id in row.messages if row.status == "canceled" else ():
+                fx.cancel = row.messages
+            fx.final = row.public()
+            return fx.final
+
+        return op
+
+    # -- running steps: one transaction each, or many in one (grouped) ------------------------
+
+    def _one(self, op: _Op) -> Verification:
+        (result,) = self._execute([op])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _execute(self, ops: list[_Op]) -> list[Verification | Exception]:
+        """Run ``ops`` in one write transaction, each in a savepoint when there are several: an
+        op that raises is undone alone and its caller gets the error; an error an op *returns*
+        (a refusal) is committed with its recorded decision. After the commit, the effects."""
+        effects = [_Effects() for _ in ops]
+        results: list[Verification | Exception] = []
+        alone = len(ops) == 1
+        with self.store.write() as tx:
+            for op, fx in zip(ops, effects, strict=True):
+                if alone:
+                    results.append(op(tx, fx))
+                    continue
+                tx.execute("SAVEPOINT smsgate_verify_op")
+                try:
+                    results.append(op(tx, fx))
+                except SmsgateError as exc:
+                    tx.execute("ROLLBACK TO SAVEPOINT smsgate_verify_op")
+                    effects[len(results)] = _Effects()
+                    results.append(exc)
+                tx.execute("RELEASE SAVEPOINT smsgate_verify_op")
+        for fx in effects:
+            self._after(fx)
+        return results
+
+    def _after(self, fx: _Effects) -> None:
+        if fx.block is not None and self.on_block is not None:
+            try:
+                self.on_block(fx.block)
+            except Exception:  # a webhook queue being down must not undo the block
+                logger.exception("verify: announcing the block of %s failed", fx.block.prefix)
+        for message_id in fx.cancel:
             with contextlib.suppress(NotCancelable):  # already handed to a provider
                 self.outbox.cancel(message_id, reason="its verification was canceled")
-        answer = row.public()
-        self._remember(answer)
-        return answer
+        if fx.final is not None:
+            self._remember(fx.final)
+        if fx.started is not None:
+            self._maybe_prune(fx.started)
+
+    async def _grouped(self, op: _Op) -> Verification:
+        """Run ``op`` with whatever other steps arrive meanwhile, in one transaction (one disk
+        sync for all of them); on its own thread-hop before :meth:`start_grouping`."""
+        if self._group is None:
+            return await asyncio.to_thread(self._one, op)
+        return await self._group(op)
+
+    def start_grouping(self, group: int = 256) -> None:
+        """Group the async twins' steps into shared transactions (call inside the event loop;
+        the server does it at start)."""
+        self._group = GroupCommit(self._execute, group=group, name="smsgate-verify")
+        self._group.start()
+
+    async def stop_grouping(self) -> None:
+        if self._group is not None:
+            group, self._group = self._group, None
+            await group.stop()
 
     def get(self, verification_id: str) -> Verification:
         """The verification; a pending one past its expiry is marked expired now."""
@@ -619,17 +726,29 @@ class Verify:
 
     # -- async twins --------------------------------------------------------------------------
 
-    async def astart(self, to: str, **kwargs: Any) -> Verification:
-        return await asyncio.to_thread(lambda: self.start(to, **kwargs))
+    async def astart(
+        self,
+        to: str,
+        *,
+        channel: str = "sms",
+        code_length: int | None = None,
+        ttl: str | float | None = None,
+        locale: str | None = None,
+        template: str | None = None,
+        client_ip: str | None = None,
+        key: str | None = None,
+    ) -> Verification:
+        op = self._start_op(to, channel, code_length, ttl, locale, template, client_ip, key)
+        return await self._grouped(op)
 
-    async def acheck(self, target: str, code: str, **kwargs: Any) -> Verification:
-        cached = self._final.get(target)
-        if cached is not None:  # no thread hop for an answer already known
-            return cached
-        return await asyncio.to_thread(lambda: self.check(target, code, **kwargs))
+    async def acheck(
+        self, target: str, code: str, *, client_ip: str | None = None, key: str | None = None
+    ) -> Verification:
+        op = self._check_op(target, code, client_ip, key)
+        return op if isinstance(op, Verification) else await self._grouped(op)
 
     async def acancel(self, verification_id: str) -> Verification:
-        return await asyncio.to_thread(self.cancel, verification_id)
+        return await self._grouped(self._cancel_op(verification_id))
 
     async def aget(self, verification_id: str) -> Verification:
         return await asyncio.to_thread(self.get, verification_id)
@@ -743,11 +862,16 @@ def _ttl(value: str | float) -> float:
     return seconds
 
 
-def _region(number: str) -> str | None:
-    try:
-        return region_of(number)
-    except SmsgateError:
-        return None
+@functools.lru_cache(maxsize=4096)
+def _number(text: str) -> tuple[str, str | None]:
+    """E.164 (a valid number: the guard refuses impossible and unassigned ranges) and region,
+    from one parse: libphonenumber's parse is most of the CPU a start costs."""
+    import phonenumbers
+
+    parsed = parse(text, strict=True, field="to")
+    e164 = str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    found = phonenumbers.region_code_for_number(parsed)
+    return e164, None if found in (None, "ZZ", "001") else str(found)
 
 
 def _iso(seconds: float) -> str:

@@ -191,9 +191,10 @@ class VerifyStore:
         """Store ``message`` in the outbox inside ``tx``: a verification and its text are
         committed together. Uses the outbox's own validation and insert (opt-outs screened as the
         outbox is configured), so the worker sends it like any other otp message."""
-        row, event, _ = self.outbox._validator.build(message, now)
+        row, event, fresh = self.outbox._validator.build(message, now)
+        fresh = fresh or message.idempotency_key is None
         screen = self.outbox.opt_out_screen([row])
-        (stored,) = self._store._insert(tx, [row], [event], False, screen)
+        (stored,) = self._store._insert(tx, [row], [event], fresh, screen)
         if stored is None:
             raise screen.refused[0]
         return stored[0]
