@@ -46,7 +46,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "pt": (
         "Seu codigo {app} é {code}. Expira em {minutes} minutos.",
-        "Seu codigo de verificaçao é {code}. Expira em {minutes} minutos.",
+        "Seu codigo de verificacao é {code}. Expira em {minutes} minutos.",
     ),
     "nl": (
         "Je {app}-code is {code}. Deze verloopt over {minutes} minuten.",

@@ -34,7 +34,7 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import parse_duration
@@ -52,7 +52,6 @@ from smsgate.outbox.records import NotCancelable
 from smsgate.outbox.sql import Tx
 from smsgate.phone import normalize, parse
 from smsgate.ratelimit import BucketSpec
-from smsgate.server.grouping import GroupCommit
 from smsgate.verify import codes
 from smsgate.verify.messages import check_template, render
 from smsgate.verify.models import (
@@ -65,6 +64,9 @@ from smsgate.verify.models import (
 )
 from smsgate.verify.settings import BUCKET_KEYS, VerifySettings
 from smsgate.verify.store import Row, VerifyStore
+
+if TYPE_CHECKING:
+    from smsgate.server.grouping import GroupCommit
 
 logger = logging.getLogger("smsgate.verify")
 
@@ -685,6 +687,8 @@ class Verify:
     def start_grouping(self, group: int = 256) -> None:
         """Group the async twins' steps into shared transactions (call inside the event loop;
         the server does it at start)."""
+        from smsgate.server.grouping import GroupCommit  # the server's; the library needs none
+
         self._group = GroupCommit(self._execute, group=group, name="smsgate-verify")
         self._group.start()
 
