@@ -362,3 +362,38 @@ def test_no_code_or_hash_in_logs(verify: Verify, caplog: pytest.LogCaptureFixtur
         assert secret and secret not in text
     for decision in verify.decisions():
         assert code not in repr(decision)
+
+
+def test_grouped_steps_share_a_transaction_and_fail_alone(verify: Verify) -> None:
+    """The server groups concurrent steps into one transaction: a step that fails (here an
+    opted-out number) is undone alone, the others commit."""
+    ServerStore.of(verify.outbox).add_suppression(
+        Suppression(OTHER, ALL_NUMBERS, "api", None, None, 0.0)
+    )
+
+    async def flow() -> list[Verification | BaseException]:
+        verify.start_grouping()
+        try:
+            return await asyncio.gather(
+                verify.astart(TO),
+                verify.astart(OTHER),
+                verify.astart("+33612345678"),
+                return_exceptions=True,
+            )
+        finally:
+            await verify.stop_grouping()
+
+    first, refused, third = asyncio.run(flow())
+    assert isinstance(refused, OptedOut)
+    assert isinstance(first, Verification) and isinstance(third, Verification)
+    assert {r.to_number for r in verify.store.list_rows()} == {TO, "+33612345678"}
+    assert verify.decisions(to=OTHER) == []
+    # the same isolation when the steps are run together directly
+    results = verify._execute(
+        [
+            verify._start_op(OTHER, "sms", None, None, None, None, None, None),
+            verify._cancel_op(first.id),
+        ]
+    )
+    assert isinstance(results[0], OptedOut)
+    assert isinstance(results[1], Verification) and results[1].status is VerificationStatus.CANCELED

@@ -646,22 +646,35 @@ class Verify:
         effects = [_Effects() for _ in ops]
         results: list[Verification | Exception] = []
         alone = len(ops) == 1
-        with self.store.write() as tx:
-            for op, fx in zip(ops, effects, strict=True):
-                if alone:
-                    results.append(op(tx, fx))
-                    continue
-                tx.execute("SAVEPOINT smsgate_verify_op")
-                try:
-                    results.append(op(tx, fx))
-                except SmsgateError as exc:
-                    tx.execute("ROLLBACK TO SAVEPOINT smsgate_verify_op")
-                    effects[len(results)] = _Effects()
-                    results.append(exc)
-                tx.execute("RELEASE SAVEPOINT smsgate_verify_op")
+        try:
+            with self.store.write() as tx:
+                for op, fx in zip(ops, effects, strict=True):
+                    if alone:
+                        results.append(op(tx, fx))
+                        continue
+                    tx.execute("SAVEPOINT smsgate_verify_op")
+                    try:
+                        results.append(op(tx, fx))
+                    except SmsgateError as exc:
+                        tx.execute("ROLLBACK TO SAVEPOINT smsgate_verify_op")
+                        effects[len(results)] = _Effects()
+                        results.append(exc)
+                    tx.execute("RELEASE SAVEPOINT smsgate_verify_op")
+        except Exception:
+            if alone:
+                raise
+            # the shared transaction failed (on PostgreSQL, a deadlock with another server's
+            # group is the likely cause): run each step in a transaction of its own
+            return [self._alone(op) for op in ops]
         for fx in effects:
             self._after(fx)
         return results
+
+    def _alone(self, op: _Op) -> Verification | Exception:
+        try:
+            return self._execute([op])[0]
+        except Exception as exc:
+            return exc
 
     def _after(self, fx: _Effects) -> None:
         if fx.block is not None and self.on_block is not None:
