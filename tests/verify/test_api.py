@@ -102,6 +102,12 @@ def test_api_key_scope(serve: ServeFactory) -> None:
         served.url + "/v1/messages", json={"to": TO, "body": "hi", "purpose": "otp"}, timeout=10
     )
     assert sent.status_code == 403
+    # nor read the outbox, whose texts carry the codes of pending verifications
+    listed = only_verify.get(served.url + "/v1/messages", timeout=10)
+    assert listed.status_code == 403 and listed.json()["error"] == "forbidden"
+    assert served.get("/v1/messages").status_code == 200  # an unrestricted key still can
+    blocks = only_verify.get(served.url + "/v1/verify/blocks", timeout=10)
+    assert blocks.status_code == 200
 
 
 def test_verify_not_configured(serve: ServeFactory, store_url: str) -> None:

@@ -3,7 +3,8 @@
 The server builds one :class:`~smsgate.verify.Verify` when the config has a ``[verify]`` table
 and keeps it on ``app.state.verify``; without one these endpoints answer 501 with the fix. An API
 key may use them when it is unrestricted or lists the ``verify`` scope (``smsgate keys create
-NAME --purpose verify``); a key limited to ``verify`` alone can send no other message.
+NAME --purpose verify``); a key limited to ``verify`` alone can use no other endpoint (the
+texts in the outbox carry live codes).
 
 The client's IP (for the guard's per-IP buckets) is the connection's peer, or, when the peer is
 one of ``[verify] trusted_proxies``, the address ``client_ip_header`` names: for
@@ -438,6 +439,18 @@ class VerifyFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"] if scope["type"] == "http" else ""
+        if path.startswith("/v1/") and not path.startswith(_OURS) and _verify_only(scope):
+            # a key limited to verify does nothing else: not even read messages, whose texts
+            # carry the codes of pending verifications
+            error = ApiError(
+                403,
+                "forbidden",
+                "this API key is limited to verify",
+                field="authorization",
+                fix="use /v1/verifications and /v1/verify, or a key with more purposes",
+            )
+            await send_json_bytes(send, error.status, error.json(), {})
+            return
         if scope.get("method") != "POST" or not path.startswith(_BASE):
             await self.app(scope, receive, send)
             return
@@ -507,6 +520,15 @@ class VerifyFastPath:
 
 
 _BASE = "/v1/verifications"
+_OURS = ("/v1/verifications", "/v1/verify/")
+
+
+def _verify_only(scope: Scope) -> bool:
+    key = scope.get("state", {}).get("api_key")
+    purposes = None if key is None else key.record.purposes
+    return purposes is not None and set(purposes) == {SCOPE}
+
+
 #: start and check bodies are a few fields; a template is at most 600 characters
 _MAX_BODY = 16 * 1024
 
