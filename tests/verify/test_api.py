@@ -128,7 +128,8 @@ def test_verify_not_configured(serve: ServeFactory, store_url: str) -> None:
             headers={"Authorization": f"Bearer {key}"},
             timeout=10,
         )
-        assert answer.status_code == 501 and "[verify]" in answer.json()["fix"]
+        assert answer.status_code == 404 and "[verify]" in answer.json()["fix"]
+        assert answer.json()["error"] == "not_configured"
     finally:
         thread.stop()
         outbox.close()

@@ -1,7 +1,7 @@
 """``/v1/verifications`` and ``/v1/verify/blocks``: the verify API, mounted by the server.
 
 The server builds one :class:`~smsgate.verify.Verify` when the config has a ``[verify]`` table
-and keeps it on ``app.state.verify``; without one these endpoints answer 501 with the fix. An API
+and keeps it on ``app.state.verify``; without one these endpoints answer 404 ``not_configured`` with the fix. An API
 key may use them when it is unrestricted or lists the ``verify`` scope (``smsgate keys create
 NAME --purpose verify``); a key limited to ``verify`` alone can use no other endpoint (the
 texts in the outbox carry live codes).
@@ -129,8 +129,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "the key lacks the verify scope, or the guard "
         "refused (blocked prefix, denied country): the answer names the reason",
     },
-    404: {"model": ErrorOut, "description": "no such verification"},
-    501: {"model": ErrorOut, "description": "verify is not configured ([verify] secret)"},
+    404: {
+        "model": ErrorOut,
+        "description": "no such verification, or verify is not configured ([verify] secret)",
+    },
 }
 
 
@@ -149,7 +151,7 @@ def _verify(state: Any, app: Any) -> Verify:
     found: Verify | None = getattr(app.state, "verify", None)
     if found is None:
         raise ApiError(
-            501,
+            404,
             "not_configured",
             "verify is not configured on this server",
             fix='add [verify] with secret = "${SMSGATE_VERIFY_SECRET}" to smsgate.toml and restart',

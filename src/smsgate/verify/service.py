@@ -1,7 +1,7 @@
 """``smsgate.Verify``: send a one-time code, check it once, and refuse to pay for SMS pumping.
 
 >>> verify = Verify(outbox, VerifySettings.from_config(config))
->>> v = verify.start("+15555550100", client_ip="203.0.113.7")
+>>> v = verify.start("+14155552671", client_ip="203.0.113.7")
 >>> verify.check(v.id, "123 456").status
 <VerificationStatus.APPROVED: 'approved'>
 
