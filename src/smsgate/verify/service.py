@@ -51,8 +51,8 @@ from smsgate.outbox import Outbox
 from smsgate.outbox.records import NotCancelable
 from smsgate.outbox.sql import Tx
 from smsgate.phone import normalize, parse
-from smsgate.ratelimit import BucketSpec
 from smsgate.verify import codes
+from smsgate.verify.guard import Guard, Who
 from smsgate.verify.messages import check_template, render
 from smsgate.verify.models import (
     Block,
@@ -62,7 +62,7 @@ from smsgate.verify.models import (
     VerificationNotFound,
     VerificationStatus,
 )
-from smsgate.verify.settings import BUCKET_KEYS, VerifySettings
+from smsgate.verify.settings import VerifySettings
 from smsgate.verify.store import Row, VerifyStore
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ _PENDING = VerificationStatus.PENDING.value
 _DAY = 86400.0
 #: terminal verifications remembered per process: a final state never changes, so a check of one
 #: (a brute-force loop, typically) is answered without the store
-_FINAL_CACHE = 100_000
+_FINAL_CACHE = 20_000
 #: prune the detector's old slots once per this many starts
 _PRUNE_EVERY = 1000
 #: what the not-found path compares a code against (so it spends the same MAC and compare)
@@ -96,26 +96,6 @@ class _Effects:
 #: one start, check or cancel, run inside a write transaction: it returns the answer, or the
 #: refusal to raise once its decision is committed
 _Op = Callable[[Tx, _Effects], "Verification | SmsgateError"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Who:
-    """Who a start or a check is about and from: the keys of the guard's buckets."""
-
-    to: str
-    prefix: str
-    country: str | None
-    client_ip: str | None
-    api_key: str | None
-
-    def value(self, key: str) -> str | None:
-        return {
-            "number": self.to,
-            "ip": self.client_ip,
-            "api_key": self.api_key,
-            "prefix": self.prefix,
-            "country": self.country,
-        }[key]
 
 
 class Verify:
@@ -148,6 +128,7 @@ class Verify:
             raise ValueError("give either settings or secret, not both")
         self.settings = settings
         self.store = VerifyStore(outbox)
+        self.guard = Guard(settings, self.store)
         self.outbox = outbox
         self.clock = clock or outbox.clock or SYSTEM_CLOCK
         self.on_block = on_block
@@ -222,7 +203,7 @@ class Verify:
         lifetime = s.ttl if ttl is None else _ttl(ttl)
         if template is not None:
             check_template(template)
-        who = _Who(number, self._prefix(number), region, client_ip, key)
+        who = Who(number, self.guard.prefix(number), region, client_ip, key)
         test = self._test_behaviour(number)
         permission = "allow" if test else s.countries.permission(who.country)
 
@@ -251,15 +232,13 @@ class Verify:
                 if pending is not None and pending.expires_at <= now:
                     self._end(tx, pending, VerificationStatus.EXPIRED, "expired", now)
                     pending = None
-                wait = 0.0 if test else self.store.take(tx, self._specs("starts", who), now)
+                wait, limit = (0.0, None) if test else self.guard.take(tx, "starts", who, now)
                 action = "start" if pending is None else "resend"
-                if wait > 0:
-                    limit = self._over(tx, "starts", who, now)
+                if limit is not None:
                     reason = f"over the {limit} limit"
                     self._decide(tx, now, action, "refused", reason, who, pending)
                     error = RateLimited(
-                        f"too many verifications: {reason} for this {limit.split('_')[0]}; "
-                        f"retry in {wait:.0f} s",
+                        f"too many verifications: {reason}; retry in {wait:.0f} s",
                         retry_after=wait,
                         field="to",
                     )
@@ -267,7 +246,7 @@ class Verify:
                 elif pending is not None:
                     row, error = self._resend(tx, pending, who, lifetime, template, now)
                 else:
-                    fx.block = None if test else self._judge(tx, who, now)
+                    fx.block = None if test else self.guard.judge(tx, who.prefix, now)
                     if fx.block is not None:
                         reason = f"prefix {who.prefix} blocked for SMS pumping: {fx.block.reason}"
                         row = self._refuse(tx, who, channel, length, lifetime, locale, now, reason)
@@ -298,7 +277,7 @@ class Verify:
     def _create(
         self,
         tx: Tx,
-        who: _Who,
+        who: Who,
         channel: str,
         length: int,
         lifetime: float,
@@ -315,7 +294,7 @@ class Verify:
         messages: list[str] = []
         if test is None:
             messages.append(self._send(tx, ident, 1, who.to, code, lifetime, locale, template, now))
-            self.store.count(tx, who.prefix, self._slot(now), started=1)
+            self.guard.count_start(tx, who.prefix, now)
         row = Row(
             ident, who.to, channel, _PENDING, salt, codes.code_hash(self._secret, ident, code),
             length, locale, now, now, now + lifetime, 0, self.settings.max_checks, 1,
@@ -337,7 +316,7 @@ class Verify:
         self,
         tx: Tx,
         row: Row,
-        who: _Who,
+        who: Who,
         lifetime: float,
         template: str | None,
         now: float,
@@ -418,7 +397,7 @@ class Verify:
     def _refuse(
         self,
         tx: Tx,
-        who: _Who,
+        who: Who,
         channel: str,
         length: int,
         lifetime: float,
@@ -438,42 +417,6 @@ class Verify:
         return row
 
     # -- the pumping detector -----------------------------------------------------------------
-
-    def _judge(self, tx: Tx, who: _Who, now: float) -> Block | None:
-        """Block ``who.prefix`` when its mature starts in the window are many and rarely approved.
-
-        A start counts once it is older than ``grace`` (a real user needs time to type the
-        code); an approval counts in the slot its verification started, so the ratio compares
-        like with like. A block clears the prefix's window: the next block needs new evidence.
-        """
-        p = self.settings.pumping
-        if not p.enabled:
-            return None
-        low = int((now - p.window) // p.slot)
-        high = int((now - p.grace) // p.slot)
-        started, approved = self.store.traffic(tx, who.prefix, low, high)
-        if started < p.min_volume or approved >= p.min_conversion * started:
-            return None
-        level = self.store.blocks_since(tx, who.prefix, now - _DAY) + 1
-        seconds = min(p.block * 2 ** (level - 1), p.max_block)
-        block = Block(
-            id=new_id("vbk"),
-            prefix=who.prefix,
-            level=level,
-            reason=(
-                f"{approved} of {started} verifications approved in the last "
-                f"{p.window / 60:g} min (below {p.min_conversion:.0%}); block {level} in a day, "
-                f"{seconds / 60:g} min"
-            ),
-            started=started,
-            approved=approved,
-            created_at=now,
-            blocked_until=now + seconds,
-        )
-        self.store.add_block(tx, block)
-        self.store.forget_traffic(tx, prefix=who.prefix)
-        logger.warning("verify: blocked prefix %s: %s", block.prefix, block.reason)
-        return block
 
     def blocks(self, *, active: bool = True, limit: int = 100) -> list[Block]:
         """Blocked prefixes (with ``active`` False: every block, lifted and expired ones too)."""
@@ -543,7 +486,7 @@ class Verify:
             if row is None:
                 codes.matches(self._secret, ID_PREFIX, code, _ABSENT_HASH)
                 if number is not None:
-                    who = _Who(number, self._prefix(number), None, client_ip, key)
+                    who = Who(number, self.guard.prefix(number), None, client_ip, key)
                     self._decide(tx, now, "check", "refused", "no pending verification", who, None)
                 error = VerificationNotFound(
                     (
@@ -560,10 +503,9 @@ class Verify:
             elif row.expires_at <= now:
                 row = self._end(tx, row, VerificationStatus.EXPIRED, "expired", now)
             else:
-                who = _Who(row.to_number, row.prefix, row.country, client_ip, key)
-                wait = 0.0 if row.test else self.store.take(tx, self._specs("checks", who), now)
-                if wait > 0:
-                    limit = self._over(tx, "checks", who, now)
+                who = Who(row.to_number, row.prefix, row.country, client_ip, key)
+                wait, limit = (0.0, None) if row.test else self.guard.take(tx, "checks", who, now)
+                if limit is not None:
                     reason = f"over the {limit} limit"
                     self._decide(tx, now, "check", "refused", reason, who, row)
                     error = RateLimited(
@@ -582,7 +524,7 @@ class Verify:
 
         return op
 
-    def _attempt(self, tx: Tx, row: Row, who: _Who, code: str, now: float) -> tuple[Row, bool]:
+    def _attempt(self, tx: Tx, row: Row, who: Who, code: str, now: float) -> tuple[Row, bool]:
         attempts = row.attempts + 1
         assert row.code_hash is not None
         right = codes.matches(self._secret, row.id, code, row.code_hash)
@@ -590,9 +532,8 @@ class Verify:
             right = row.test == "approve"
         if right:
             status, reason = VerificationStatus.APPROVED.value, "approved"
-            slot = self._slot(row.created_at)
             if row.test is None:
-                self.store.count(tx, row.prefix, slot, approved=1)
+                self.guard.count_approval(tx, row.prefix, row.created_at)
             decided = "right code"
         elif attempts >= row.max_attempts:
             status = VerificationStatus.MAX_ATTEMPTS.value
@@ -623,7 +564,7 @@ class Verify:
                 )
             if row.status == _PENDING:
                 row = self._end(tx, row, VerificationStatus.CANCELED, "canceled by request", now)
-                who = _Who(row.to_number, row.prefix, row.country, row.client_ip, row.api_key)
+                who = Who(row.to_number, row.prefix, row.country, row.client_ip, row.api_key)
                 self._decide(tx, now, "cancel", "allowed", "canceled by request", who, row)
                 fx.cancel = row.messages
             fx.final = row.public()
@@ -790,7 +731,7 @@ class Verify:
         action: str,
         outcome: str,
         reason: str,
-        who: _Who,
+        who: Who,
         row: Row | None,
     ) -> None:
         self.store.record(
@@ -809,38 +750,6 @@ class Verify:
             ),
         )
         self.counters[action, outcome] += 1
-
-    def _specs(self, action: str, who: _Who) -> list[BucketSpec]:
-        specs = []
-        for key in BUCKET_KEYS:
-            limit = self.settings.limits.get(f"{key}_{action}")
-            value = who.value(key)
-            if limit is not None and value is not None:
-                specs.append(BucketSpec(f"{action}:{key}:{value}", limit.rate, limit.count))
-        return specs
-
-    def _over(self, tx: Tx, action: str, who: _Who, now: float) -> str:
-        """Which limit refused (each bucket alone: the first that cannot give a token)."""
-        for key in BUCKET_KEYS:
-            limit = self.settings.limits.get(f"{key}_{action}")
-            value = who.value(key)
-            if limit is None or value is None:
-                continue
-            spec = BucketSpec(f"{action}:{key}:{value}", limit.rate, limit.count)
-            rows = tx.execute(
-                "SELECT tokens, updated_at FROM smsgate_verify_buckets WHERE key = ?", (spec.key,)
-            )
-            if rows and float(rows[0][1]) >= 0:
-                tokens = min(limit.count, float(rows[0][0]) + (now - float(rows[0][1])) * spec.rate)
-                if tokens < 1:
-                    return f"{key}_{action} ({limit.text})"
-        return f"{action} ({', '.join(self.settings.limits)})"
-
-    def _prefix(self, number: str) -> str:
-        return number[: 1 + self.settings.pumping.prefix_digits]
-
-    def _slot(self, at: float) -> int:
-        return int(at // self.settings.pumping.slot)
 
     def _test_behaviour(self, number: str) -> str | None:
         s = self.settings
@@ -862,9 +771,8 @@ class Verify:
         self._starts += 1
         if self._starts % _PRUNE_EVERY:
             return
-        p = self.settings.pumping
         with self.store.write() as tx:
-            self.store.forget_traffic(tx, before=int((now - p.window) // p.slot) - 1)
+            self.guard.prune(tx, now)
 
 
 def _ttl(value: str | float) -> float:

@@ -234,6 +234,15 @@ class VerifyStore:
             )
         return wait
 
+    def bucket(self, tx: Tx, key: str) -> BucketState | None:
+        """One bucket as stored (not refilled); None if never filled."""
+        rows = tx.execute(
+            "SELECT tokens, updated_at FROM smsgate_verify_buckets WHERE key = ?", (key,)
+        )
+        if not rows or float(rows[0][1]) == _PLACEHOLDER_TIME:
+            return None
+        return BucketState(float(rows[0][0]), float(rows[0][1]))
+
     # -- the pumping detector's window --------------------------------------------------------
 
     def count(self, tx: Tx, prefix: str, slot: int, *, started: int = 0, approved: int = 0) -> None:
