@@ -397,3 +397,13 @@ def test_grouped_steps_share_a_transaction_and_fail_alone(verify: Verify) -> Non
     )
     assert isinstance(results[0], OptedOut)
     assert isinstance(results[1], Verification) and results[1].status is VerificationStatus.CANCELED
+
+
+def test_checks_of_unknown_numbers_count_against_the_number(verify: Verify) -> None:
+    """Probing numbers that have no verification is limited like guessing codes for one, so
+    the limit does not tell which numbers have a pending verification either."""
+    for _ in range(10):
+        with pytest.raises(VerificationNotFound):
+            verify.check(OTHER, "123456")
+    with pytest.raises(RateLimited, match="number_checks"):
+        verify.check(OTHER, "123456")

@@ -50,7 +50,7 @@ from smsgate.message import Message, Purpose
 from smsgate.outbox import Outbox
 from smsgate.outbox.records import NotCancelable
 from smsgate.outbox.sql import Tx
-from smsgate.phone import normalize, parse
+from smsgate.phone import parse
 from smsgate.verify import codes
 from smsgate.verify.guard import Guard, Who
 from smsgate.verify.messages import check_template, render
@@ -473,7 +473,7 @@ class Verify:
                 return cached
         if len(code) > 64:
             code = code[:64]  # longer is never a code; bounds the work a request can ask for
-        number = None if by_id else normalize(target, field="to")
+        number, region = (None, None) if by_id else _number(target)
 
         def op(tx: Tx, fx: _Effects) -> Verification | SmsgateError:
             now = self.clock.time()
@@ -486,7 +486,20 @@ class Verify:
             if row is None:
                 codes.matches(self._secret, ID_PREFIX, code, _ABSENT_HASH)
                 if number is not None:
-                    who = Who(number, self.guard.prefix(number), None, client_ip, key)
+                    # the same statements as a wrong code for a pending verification (the
+                    # number's check buckets, a row update, a decision), so neither the answer
+                    # time nor the limits tell whether the number has one
+                    who = Who(number, self.guard.prefix(number), region, client_ip, key)
+                    wait, limit = self.guard.take(tx, "checks", who, now)
+                    self.store.update_none(tx)
+                    if limit is not None:
+                        reason = f"over the {limit} limit"
+                        self._decide(tx, now, "check", "refused", reason, who, None)
+                        return RateLimited(
+                            f"too many checks: {reason}; retry in {wait:.0f} s",
+                            retry_after=wait,
+                            field="code",
+                        )
                     self._decide(tx, now, "check", "refused", "no pending verification", who, None)
                 error = VerificationNotFound(
                     (
