@@ -114,8 +114,9 @@ class VerifyStore:
             )
         self.outbox = outbox
         self._store: SqlStore = outbox.store
-        self.engine = self._store.engine
-        self._lock = " FOR UPDATE" if self.engine == "postgresql" else ""
+        # the engine's row-lock clause (" FOR UPDATE" where rows are locked, "" on SQLite, whose
+        # writers are serialized): verify asks no engine by name
+        self._lock: str = self._store._for_update
 
     def write(self) -> AbstractContextManager[Tx]:
         return self._store.write_transaction()
@@ -212,7 +213,7 @@ class VerifyStore:
         if not specs:
             return 0.0
         keys = sorted({spec.key for spec in specs})
-        if self.engine == "postgresql":
+        if self._lock:
             # rows must exist to be locked; lock them in key order so takers cannot deadlock
             tx.executemany(
                 "INSERT INTO smsgate_verify_buckets (key, tokens, updated_at) VALUES (?, ?, ?) "
