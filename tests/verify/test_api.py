@@ -269,3 +269,32 @@ def test_offline_signup_with_the_emulator(serve: ServeFactory) -> None:
         assert check.json()["valid"] is True
         missing = requests.get(emulator.url + "/_emulator/codes?to=%2B1999", timeout=5)
         assert missing.status_code == 404
+
+
+def test_twenty_concurrent_right_checks_over_http_approve_once(serve: ServeFactory) -> None:
+    """Through the API (fast path and grouped transactions): one of twenty is valid."""
+    import threading
+
+    served = serve()
+    ident = served.post("/v1/verifications", json={"to": TO}).json()["id"]
+    code = last_code(served.verify, ident)
+    barrier = threading.Barrier(20)
+    answers: list[dict[str, Any]] = []
+
+    def run() -> None:
+        with requests.Session() as session:
+            session.headers.update(served.api.headers)
+            barrier.wait()
+            answer = session.post(
+                f"{served.url}/v1/verifications/{ident}/check", json={"code": code}, timeout=30
+            )
+            answers.append(answer.json())
+
+    threads = [threading.Thread(target=run) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 20
+    assert sum(a["valid"] for a in answers) == 1
+    assert {a["status"] for a in answers} == {"approved"}
