@@ -1,4 +1,4 @@
-"""The verify tables (migration 0005), in the outbox's store: one database, one transaction model.
+"""The verify tables (migration 0006), in the outbox's store: one database, one transaction model.
 
 Statements run inside the outbox engine's transactions (``write_transaction`` /
 ``read_transaction``), so on SQLite they queue with the worker's writers and on PostgreSQL they
