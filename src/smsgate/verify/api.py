@@ -17,7 +17,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -35,7 +35,7 @@ from smsgate.phone import normalize
 from smsgate.server.auth import key_of
 from smsgate.server.errors import ApiError, from_smsgate, problems_error, send_json_bytes
 from smsgate.server.metrics import Metrics
-from smsgate.server.models import ErrorOut
+from smsgate.server.models import E164, ErrorOut
 from smsgate.server.store import ServerStore
 from smsgate.server.webhooks_out import make_event
 from smsgate.verify.models import Block, VerificationBlocked, VerificationNotFound
@@ -62,16 +62,28 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
 router = APIRouter(prefix="/v1", tags=["verify"], lifespan=_lifespan)
 
 
+#: a locale tag: en, de-AT, pt_BR
+_LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
+#: printable text with {code} once or more and no placeholder but {code}, {app}, {minutes}
+_PIECE = r"(?:[^{}\x00-\x09\x0b-\x1f\x7f]|\{\{|\}\}|\{(?:code|app|minutes)\})"
+_TEMPLATE = rf"^{_PIECE}*\{{code\}}{_PIECE}*$"
+
+
 class StartIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: str = Field(max_length=64, description="the number to verify, E.164 (+14155552671)")
-    channel: str = Field("sms", max_length=16)
+    to: E164
+    channel: Literal["sms"] = "sms"
     code_length: int | None = Field(None, ge=4, le=10)
-    ttl: str | float | None = Field(None, description='how long the code is valid, e.g. "10m"')
-    locale: str | None = Field(None, max_length=16, description="language of the text: en, de ...")
+    ttl: int | None = Field(None, ge=30, le=86400, description="seconds the code is valid")
+    locale: str | None = Field(
+        None, max_length=16, pattern=_LOCALE, description="language of the text: en, de-AT"
+    )
     template: str | None = Field(
-        None, max_length=600, description="custom text with {code} (and {app}, {minutes})"
+        None,
+        max_length=600,
+        pattern=_TEMPLATE,
+        description="custom text with {code} (and {app}, {minutes})",
     )
 
 
@@ -85,7 +97,7 @@ class CheckIn(BaseModel):
 
 
 class CheckByNumberIn(CheckIn):
-    to: str = Field(max_length=64, description="the number whose pending verification to check")
+    to: E164
 
 
 class VerificationOut(BaseModel):
@@ -233,7 +245,7 @@ async def do_check(
         target = ident
     else:
         assert to is not None
-        target = normalize(to, field="to")
+        target = normalize(to, strict=False, field="to")
     try:
         done = await verify.acheck(target, code, client_ip=ip, key=key_id)
     except VerificationNotFound as exc:
@@ -343,7 +355,9 @@ async def blocks(
     summary="Lift the block of a prefix (URL-encode the +: %2B44...)",
     responses=_ERRORS,
 )
-async def unblock(request: Request, prefix: Annotated[str, Path(max_length=20)]) -> dict[str, Any]:
+async def unblock(
+    request: Request, prefix: Annotated[str, Path(pattern=r"^\+[1-9][0-9]{0,14}$")]
+) -> dict[str, Any]:
     verify = _verify(request.state, request.app)
     lifted = await verify.aunblock(prefix, by=f"api key {key_of(request.state).name}")
     if not lifted:

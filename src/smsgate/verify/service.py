@@ -50,7 +50,7 @@ from smsgate.message import Message, Purpose
 from smsgate.outbox import Outbox
 from smsgate.outbox.records import NotCancelable
 from smsgate.outbox.sql import Tx
-from smsgate.phone import parse
+from smsgate.phone import normalize
 from smsgate.verify import codes
 from smsgate.verify.guard import Guard, Who
 from smsgate.verify.messages import check_template, render
@@ -802,13 +802,15 @@ def _ttl(value: str | float) -> float:
 
 @functools.lru_cache(maxsize=4096)
 def _number(text: str) -> tuple[str, str | None]:
-    """E.164 (a valid number: the guard refuses impossible and unassigned ranges) and region,
-    from one parse: libphonenumber's parse is most of the CPU a start costs."""
+    """E.164 (any possible number, as the outbox takes it) and region, from one parse:
+    libphonenumber's parse is most of the CPU a start costs."""
     import phonenumbers
 
-    parsed = parse(text, strict=True, field="to")
-    e164 = str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
-    found = phonenumbers.region_code_for_number(parsed)
+    e164 = normalize(text, strict=False, field="to")
+    parsed = phonenumbers.parse(e164)
+    found = phonenumbers.region_code_for_number(
+        parsed
+    ) or phonenumbers.region_code_for_country_code(parsed.country_code or 0)
     return e164, None if found in (None, "ZZ", "001") else str(found)
 
 
