@@ -469,3 +469,23 @@ def test_quiet_hours_hold_marketing_as_scheduled_then_send_it(
         Status.SENT,
     ]
     assert events[2].at >= released
+
+
+def test_a_worker_takes_a_bare_store_a_router_and_a_clock(
+    box: Outbox, twilio: EmulatorThread
+) -> None:
+    ids = [box.submit(Message(to=f"+1555563{n:04d}", body=f"bare {n}")) for n in range(5)]
+
+    async def main() -> WorkerStats:
+        worker = Worker(
+            box.store,
+            [provider_for(twilio)],
+            router=router("twilio"),
+            clock=SYSTEM_CLOCK,
+            poll_interval=0.05,
+            close_providers=True,
+        )
+        return await worker.run(until_idle=True)
+
+    assert asyncio.run(main()).sent == 5
+    assert {box.status(i).status for i in ids} == {Status.SENT}

@@ -21,7 +21,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -49,6 +49,7 @@ from smsgate.outbox.store import (
     NewEvent,
     NewMessageRow,
     StartSend,
+    StoreCalls,
     StoredMessage,
     StoreURL,
     Transition,
@@ -386,7 +387,19 @@ class PostgresStore(SqlStore):
                 self._apply_pending(tx, with_ids, now)
         return finished
 
-    async def open_loop_calls(self, executor: Executor, writes: int) -> PgLoopCalls | None:
+    async def open_calls(self) -> StoreCalls:
+        """Claims and writes on the loop (:meth:`open_loop_calls`) where psycopg can wait on
+        it; the rest, and everything on a loop it cannot wait on, on threads."""
+        writes = self.parallel_writes
+        executor = ThreadPoolExecutor(writes, thread_name_prefix="smsgate-store")
+        calls = await self.open_loop_calls(executor, writes, owns_executor=True)
+        if calls is None:
+            return StoreCalls(self, executor, parallel=writes, owns_executor=True)
+        return calls
+
+    async def open_loop_calls(
+        self, executor: Executor, writes: int, *, owns_executor: bool = False
+    ) -> PgLoopCalls | None:
         """The worker's claims and group commits as non-blocking statements on the running
         event loop, through connections of its own: one for claims, up to ``writes`` for
         writes (see :class:`PgLoopCalls`); ``executor`` runs what they leave to the general
@@ -415,7 +428,7 @@ class PostgresStore(SqlStore):
         # not waiting: an unreachable server fails the first claim, which the worker retries
         await claims.open(wait=False)
         await pool.open(wait=False)
-        return PgLoopCalls(self, claims, pool, executor)
+        return PgLoopCalls(self, claims, pool, executor, owns_executor=owns_executor)
 
     def claim(
         self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
@@ -445,7 +458,7 @@ class PostgresStore(SqlStore):
         )
 
 
-class PgLoopCalls:
+class PgLoopCalls(StoreCalls):
     """The worker's claims and group commits, run on its event loop with psycopg's non-blocking
     connections (:meth:`PostgresStore.open_loop_calls`).
 
@@ -472,7 +485,10 @@ class PgLoopCalls:
         claims: AsyncConnectionPool,
         writes: AsyncConnectionPool,
         executor: Executor,
+        *,
+        owns_executor: bool = False,
     ) -> None:
+        super().__init__(store, executor, parallel=writes.max_size, owns_executor=owns_executor)
         self._store = store
         self._claims = claims
         self._pool = writes
@@ -481,6 +497,7 @@ class PgLoopCalls:
     async def aclose(self) -> None:
         await self._claims.close()
         await self._pool.close()
+        await super().aclose()
 
     async def claim(
         self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True

@@ -13,6 +13,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from operator import itemgetter
@@ -39,6 +40,7 @@ from smsgate.outbox.store import (
     Screen,
     StartSend,
     State,
+    StoreCalls,
     StoredMessage,
     StoreURL,
     Transition,
@@ -178,6 +180,8 @@ class SqlStore(ABC):
     """Shared behaviour of the SQLite and PostgreSQL stores (see :class:`~.store.Store`)."""
 
     engine: ClassVar[str]
+    #: writes the engine usefully takes at once (how many the worker's committer runs)
+    parallel_writes: ClassVar[int] = 4
 
     def __init__(self, url: StoreURL) -> None:
         self.url = url.masked
@@ -185,6 +189,12 @@ class SqlStore(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+    async def open_calls(self) -> StoreCalls:
+        """The worker's calls, each on a thread of an executor of their own (an engine with a
+        faster path overrides this)."""
+        executor = ThreadPoolExecutor(self.parallel_writes, thread_name_prefix="smsgate-store")
+        return StoreCalls(self, executor, parallel=self.parallel_writes, owns_executor=True)
 
     # -- engine hooks -------------------------------------------------------------------------
 

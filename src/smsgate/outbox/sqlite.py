@@ -32,6 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
@@ -58,6 +59,7 @@ from smsgate.outbox.store import (
     NewEvent,
     NewMessageRow,
     StartSend,
+    StoreCalls,
     StoredMessage,
     StoreURL,
     Transition,
@@ -306,8 +308,30 @@ class _SqliteTx(Tx):
         return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 
 
+class _SqliteCalls(StoreCalls):
+    """The worker's calls on its event loop itself while SQLite's lock is free (see
+    :meth:`SqliteStore.call_now`), else on the executor's thread, where they may wait."""
+
+    def __init__(self, store: SqliteStore, executor: Executor) -> None:
+        super().__init__(store, executor, parallel=1, owns_executor=True)
+        self._sqlite = store
+        self._busy = False
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self._busy:
+            try:
+                return self._sqlite.call_now(fn, *args)
+            except StoreBusy:
+                self._busy = True
+        try:
+            return await super().call(fn, *args)
+        finally:
+            self._busy = False
+
+
 class SqliteStore(SqlStore):
     engine: ClassVar[str] = "sqlite"
+    parallel_writes: ClassVar[int] = 1  # one writer at a time anyway
 
     def __init__(self, url: StoreURL, *, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(url)
@@ -421,6 +445,9 @@ class SqliteStore(SqlStore):
                 conn.execute("COMMIT")
 
     _migration_lock = _write
+
+    async def open_calls(self) -> StoreCalls:
+        return _SqliteCalls(self, ThreadPoolExecutor(1, thread_name_prefix="smsgate-store"))
 
     def call_now(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on this thread unless the store is locked by another writer.

@@ -17,18 +17,23 @@ Both engines implement :class:`Store` with the same semantics; the shared test s
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import functools
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.message import JsonObject, Status
 from smsgate.ratelimit import BucketSpec
+
+T = TypeVar("T")
 
 
 class State(enum.StrEnum):
@@ -377,6 +382,67 @@ class Store(Protocol):
     def take_tokens(self, specs: Sequence[BucketSpec], n: int, now: float) -> float: ...
 
     def penalize_bucket(self, spec: BucketSpec, seconds: float, now: float) -> None: ...
+
+    async def open_calls(self) -> StoreCalls:
+        """The worker's calls in async form, for the running event loop (see
+        :class:`StoreCalls`); close them with ``aclose``."""
+        ...
+
+
+class StoreCalls:
+    """The store calls a worker makes from its event loop: claim, the batched write, renew,
+    release and the idle check, in async form.
+
+    This default runs each on a thread of ``executor``: any engine works this way. An engine
+    with a faster path overrides some of them (SQLite runs a call on the loop itself while
+    nothing holds its lock; PostgreSQL claims and writes on non-blocking connections).
+    ``parallel``: writes the engine usefully takes at once (SQLite has a single writer).
+    """
+
+    def __init__(
+        self, store: Store, executor: Executor, *, parallel: int, owns_executor: bool = False
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.parallel = max(1, parallel)
+        self._owns_executor = owns_executor
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a synchronous store call without blocking the loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
+    ) -> list[Claimed]:
+        return await self.call(
+            functools.partial(self.store.claim, take_over=take_over), owner, limit, now, lease_until
+        )
+
+    async def write(
+        self,
+        owner: str,
+        starts: Sequence[StartSend],
+        transitions: Sequence[Transition],
+        releases: Sequence[str],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        return await self.call(
+            self.store.write, owner, starts, transitions, releases, now, lease_until
+        )
+
+    async def renew(self, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
+        return await self.call(self.store.renew, owner, ids, lease_until)
+
+    async def release(self, owner: str, ids: Sequence[str], now: float) -> int:
+        return await self.call(self.store.release, owner, ids, now)
+
+    async def work_left(self) -> tuple[float | None, float | None]:
+        return await self.call(self.store.work_left)
+
+    async def aclose(self) -> None:
+        if self._owns_executor:
+            self.executor.shutdown(wait=True)
 
 
 #: the suppression list as an insert's transaction reads it: those ``recipients`` who opted out
