@@ -246,6 +246,7 @@ class _PgTx(Tx):
 
 class PostgresStore(SqlStore):
     engine: ClassVar[str] = "postgresql"
+    skip_locked: ClassVar[str] = " FOR UPDATE SKIP LOCKED"  # workers never queue on a row
     _for_update: ClassVar[str] = " FOR UPDATE"
 
     def __init__(self, url: StoreURL) -> None:

@@ -182,6 +182,8 @@ class SqlStore(ABC):
     engine: ClassVar[str]
     #: writes the engine usefully takes at once (how many the worker's committer runs)
     parallel_writes: ClassVar[int] = 4
+    migrates_when_new: ClassVar[bool] = False
+    skip_locked: ClassVar[str] = ""
 
     def __init__(self, url: StoreURL) -> None:
         self.url = url.masked

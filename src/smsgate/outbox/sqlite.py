@@ -332,6 +332,7 @@ class _SqliteCalls(StoreCalls):
 class SqliteStore(SqlStore):
     engine: ClassVar[str] = "sqlite"
     parallel_writes: ClassVar[int] = 1  # one writer at a time anyway
+    migrates_when_new: ClassVar[bool] = True  # a new file is the user's first run
 
     def __init__(self, url: StoreURL, *, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(url)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import importlib
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
@@ -31,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.message import JsonObject, Status
-from smsgate.ratelimit import BucketSpec
+from smsgate.ratelimit import BucketSpec, BucketState
 
 T = TypeVar("T")
 
@@ -306,6 +307,12 @@ class Store(Protocol):
     """What the outbox needs from an engine. All methods are synchronous and thread-safe."""
 
     engine: ClassVar[str]
+    #: an empty database of this engine is set up when first opened, unasked (an embedded file
+    #: nobody else manages); others are migrated only when asked (``smsgate db migrate``)
+    migrates_when_new: ClassVar[bool]
+    #: the clause that makes a claim's row lock skip rows another transaction holds ("" where
+    #: writers are serialized anyway)
+    skip_locked: ClassVar[str]
     #: the store URL with any password masked
     url: str
 
@@ -379,9 +386,19 @@ class Store(Protocol):
         """Apply a provider receipt; returns the outcome and the message id it matched."""
         ...
 
+    def record_receipts(
+        self, receipts: Sequence[Receipt], now: float
+    ) -> list[tuple[ReceiptOutcome, str | None]]:
+        """:meth:`record_receipt` for each of ``receipts``, in one transaction."""
+        ...
+
     def take_tokens(self, specs: Sequence[BucketSpec], n: int, now: float) -> float: ...
 
     def penalize_bucket(self, spec: BucketSpec, seconds: float, now: float) -> None: ...
+
+    def bucket_state(self, key: str) -> BucketState | None:
+        """The stored state of one rate bucket (not refilled); None if it was never used."""
+        ...
 
     async def open_calls(self) -> StoreCalls:
         """The worker's calls in async form, for the running event loop (see
@@ -552,13 +569,9 @@ class StoreURL:
         if scheme == "sqlite":
             return cls._sqlite(url)
         if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-            parts = urlsplit(url)
-            masked = url
-            if parts.password:
-                netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-                masked = urlunsplit(parts._replace(netloc=netloc))
-            masked = _mask_query(masked)
-            return cls("postgresql", url, masked)
+            return cls("postgresql", url, _mask_query(_mask_password(url)))
+        if scheme in ENGINES:  # an engine registered by another package
+            return cls(scheme, url, _mask_query(_mask_password(url)))
         raise ConfigError(
             f"store URL scheme {scheme!r} is not supported; use sqlite:///path/to/smsgate.db "
             "or postgresql://user@host/dbname",
@@ -585,6 +598,13 @@ class StoreURL:
         return cls("sqlite", url, url, path=path, options=options)
 
 
+def _mask_password(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
 def _mask_query(url: str) -> str:
     base, sep, query = url.partition("?")
     if not sep:
@@ -598,21 +618,52 @@ def _mask_query(url: str) -> str:
     return f"{base}?{'&'.join(items)}"
 
 
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """Where an engine's store class is (``module:Class``, taking a :class:`StoreURL`), imported
+    when a store of it is first opened; ``install``: what to do when that import fails (its
+    driver is an optional dependency)."""
+
+    factory: str
+    install: str = ""
+
+
+#: the engines, by :attr:`StoreURL.engine`. A registry rather than imports, so this contract
+#: names no engine and an engine's driver is only imported when a store of it is opened.
+ENGINES: dict[str, Engine] = {}
+
+
+def register_engine(name: str, factory: str, *, install: str = "") -> None:
+    """Make URLs of engine ``name`` open ``factory`` (``"package.module:StoreClass"``)."""
+    ENGINES[name] = Engine(factory, install)
+
+
+register_engine("sqlite", "smsgate.outbox.sqlite:SqliteStore")
+register_engine(
+    "postgresql",
+    "smsgate.outbox.postgres:PostgresStore",
+    install="the postgresql store needs psycopg 3: pip install 'smsgate[postgres]'",
+)
+
+
 def open_store(url: str) -> Store:
     """The store for ``url`` (``sqlite:///...`` or ``postgresql://...``), not yet checked."""
     parsed = StoreURL.parse(url)
-    if parsed.engine == "sqlite":
-        from smsgate.outbox.sqlite import SqliteStore
-
-        return SqliteStore(parsed)
-    try:
-        from smsgate.outbox.postgres import PostgresStore
-    except ImportError as exc:  # pragma: no cover - depends on the install
+    engine = ENGINES.get(parsed.engine)
+    if engine is None:
         raise ConfigError(
-            "the postgresql store needs psycopg 3: pip install 'smsgate[postgres]'",
+            f"no store engine {parsed.engine!r} is registered; known: {', '.join(sorted(ENGINES))}",
             field="store",
+        )
+    module, _, name = engine.factory.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except ImportError as exc:  # its driver is not installed
+        raise ConfigError(
+            engine.install or f"cannot load {engine.factory}: {exc}", field="store"
         ) from exc
-    return PostgresStore(parsed)
+    store: Store = factory(parsed)
+    return store
 
 
 def iter_ids(rows: Iterable[StoredMessage]) -> list[str]:
