@@ -786,3 +786,23 @@ def test_quiet_hours_on_a_route() -> None:
 
 
 TWILIO_URL_FOR_QUIET = "twilio://AC00000000000000000000000000000000:token@+15005550006"
+
+
+def test_a_providers_receipt_timeout_and_validity_are_durations() -> None:
+    config = from_toml(
+        """
+        [providers.twilio]
+        url = "twilio://SID:TOKEN@+15017122661"
+        receipt_timeout = "10min"
+        validity = "4h"
+        [providers.backup]
+        url = "twilio://SID:TOKEN@+15017122662"
+        """
+    )
+    twilio, backup = config.providers["twilio"], config.providers["backup"]
+    assert (twilio.receipt_timeout, twilio.validity) == (600.0, 14400.0)
+    assert (backup.receipt_timeout, backup.validity) == (None, None)  # the worker's defaults
+    with pytest.raises(ConfigError, match=r"providers.twilio.receipt_timeout: 'soon'"):
+        from_toml(
+            '[providers.twilio]\nurl = "twilio://SID:TOKEN@+15017122661"\nreceipt_timeout = "soon"'
+        )

@@ -65,6 +65,11 @@ class ProviderConfig:
     limit: Limit | None = None
     senders: Mapping[str, Limit] = field(default_factory=lambda: MappingProxyType({}))
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: seconds a sent message waits for this provider's delivery receipt before the worker
+    #: looks it up, and this provider's validity period, after which it ends unknown (None:
+    #: the worker's defaults, one hour and 72 hours)
+    receipt_timeout: float | None = None
+    validity: float | None = None
 
     @property
     def scheme(self) -> str:
@@ -536,7 +541,7 @@ _TOP_KEYS = (
     "console",
     "verify",
 )
-_PROVIDER_KEYS = ("url", "rate", "burst", "senders", "options")
+_PROVIDER_KEYS = ("url", "rate", "burst", "senders", "options", "receipt_timeout", "validity")
 _SENDER_KEYS = ("rate", "burst")
 _RETRY_KEYS = ("max_attempts", "base_delay", "max_delay", "jitter")
 _ROUTE_KEYS = (
@@ -656,12 +661,18 @@ def _provider(name: str, section: Mapping[str, Any], path: str) -> ProviderConfi
         else:
             senders[sender] = Limit.parse(_sender_rate(spec, sender_path), key=sender_path)
     options = _table(section.get("options", {}), _child(path, "options"))
+    waits = {
+        key: parse_duration(section[key], _child(path, key))
+        for key in ("receipt_timeout", "validity")
+        if key in section
+    }
     return ProviderConfig(
         name=name,
         url=url,
         limit=limit,
         senders=MappingProxyType(senders),
         options=MappingProxyType(dict(options)),
+        **waits,
     )
 
 

@@ -32,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from smsgate.errors import ConfigError
 from smsgate.outbox.sql import (
     CHUNK,
+    DROP_STALE_LEASE,
     SqlStore,
     Tx,
     finish_params,
@@ -83,8 +84,7 @@ _TAKE_OVER = (
 # A receipt can finish a row while its sender holds the lease; if that sender died, nothing is
 # left to do but drop the stale lease.
 _DROP_STALE_LEASES = (
-    "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL "
-    "WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
+    f"{DROP_STALE_LEASE} WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
     "lease_expires_at < ? AND NOT (state = ANY(?)) LIMIT ? FOR UPDATE SKIP LOCKED))"
 )
 # Starts, outcomes and their events in one statement. Only rows still held by the writer and in
@@ -447,7 +447,7 @@ class PostgresStore(SqlStore):
             if room > 0:
                 taken = tx.execute(_TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now))
                 claimed.extend(_taken_over(taken))
-                tx.execute(_DROP_STALE_LEASES, (now, _REPLACEABLE, CHUNK))
+                tx.execute(_DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
         claimed.sort(key=_by_id)
         return claimed
 
@@ -523,7 +523,7 @@ class PgLoopCalls(StoreCalls):
                         self._TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now)
                     )
                     claimed.extend(_taken_over(await cur.fetchall()))
-                    await conn.execute(self._DROP_STALE_LEASES, (now, _REPLACEABLE, CHUNK))
+                    await conn.execute(self._DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
         claimed.sort(key=_by_id)
         return claimed
 

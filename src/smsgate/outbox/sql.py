@@ -146,7 +146,8 @@ def finish_params(t: Transition, state: State) -> tuple[Any, ...]:
     ``state``: ``t.state``, unless a receipt moved the row meanwhile."""
     return (
         state.value,
-        t.next_attempt_at if state.waiting else None,
+        # a sent row's next attempt is when to look its receipt up if none has come
+        t.next_attempt_at if state.waiting or state is State.SENT else None,
         t.provider,
         t.provider_attempt,
         t.route,
@@ -154,6 +155,14 @@ def finish_params(t: Transition, state: State) -> tuple[Any, ...]:
         t.last_error,
     )
 
+
+#: free the lease of a row a dead worker held after a receipt had finished it, or while it
+#: looked a sent row's receipt up: that look-up is due again (the param is the time), so no
+#: sent row waits for its receipt forever
+DROP_STALE_LEASE = (
+    "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL, "
+    "next_attempt_at = CASE WHEN state = 'sent' THEN ? ELSE next_attempt_at END"
+)
 
 #: start and finish a row by id (the caller has locked it and checked that it holds it): the
 #: params are start_params / finish_params, then the time and the id
@@ -494,8 +503,10 @@ class SqlStore(ABC):
 
     def work_left(self) -> tuple[float | None, float | None]:
         with self._read() as tx:
+            # a sent row waits for its receipt, not for a worker: its look-up time is not work
             due = tx.execute(
-                "SELECT min(next_attempt_at) FROM smsgate_messages WHERE next_attempt_at IS NOT NULL"
+                "SELECT min(next_attempt_at) FROM smsgate_messages "
+                "WHERE next_attempt_at IS NOT NULL AND state <> 'sent'"
             )
             leased = tx.execute(
                 "SELECT min(lease_expires_at) FROM smsgate_messages "
@@ -624,8 +635,8 @@ class SqlStore(ABC):
             current = held.get(t.id)
             if current is None:
                 continue
-            state = merge_state(current, t.state)
             event = t.event
+            state = merge_state(current, t.state, as_seen=current.status.value == event.from_status)
             if state is not t.state or current.status.value != event.from_status:
                 reason = event.reason or ""
                 if state is not t.state:

@@ -40,6 +40,7 @@ from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import ConfigError
 from smsgate.outbox.sql import (
     CHUNK,
+    DROP_STALE_LEASE,
     FINISH,
     INSERT_EVENT,
     INSERT_MESSAGE,
@@ -535,9 +536,7 @@ class SqliteStore(SqlStore):
         for start in range(0, len(stale), CHUNK):
             part = stale[start : start + CHUNK]
             tx.execute(
-                "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL "
-                f"WHERE id IN ({', '.join('?' * len(part))})",
-                part,
+                f"{DROP_STALE_LEASE} WHERE id IN ({', '.join('?' * len(part))})", [now, *part]
             )
         return taken
 

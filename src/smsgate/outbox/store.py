@@ -520,9 +520,11 @@ def error_json(error: SmsgateError) -> str:
     return dumps(error.to_dict())
 
 
-def merge_state(current: State, wanted: State) -> State:
-    """The state a worker's outcome leaves when a receipt may have moved the row meanwhile."""
-    if current in REPLACEABLE:
+def merge_state(current: State, wanted: State, *, as_seen: bool = False) -> State:
+    """The state a worker's outcome leaves when a receipt may have moved the row meanwhile.
+    ``as_seen``: the row is still in the status the worker saw (a ``sent`` row it looked up
+    after no receipt came), so nothing moved it and the outcome applies as it is."""
+    if current in REPLACEABLE or as_seen:
         return wanted
     return wanted if current.status.can_move_to(wanted.status) else current
 

@@ -14,7 +14,7 @@ from smsgate.outbox import Outbox
 from smsgate.outbox.codec import message_from_row
 from smsgate.outbox.store import State, StoredMessage, Transition
 from smsgate.outbox.worker.deadlines import Deadlines
-from smsgate.outbox.worker.outcomes import Job, Outcomes, WorkerStats
+from smsgate.outbox.worker.outcomes import Job, Outcomes, ReceiptTimeout, WorkerStats
 from smsgate.outbox.worker.reconciler import Reconciler
 from tests.outbox.worker.conftest import one_route, start_of, twilio_provider
 
@@ -114,3 +114,52 @@ def test_a_provider_not_configured_here_leaves_the_status_unknown(
     outcome = lookup(twilio, clock, row)
     assert outcome.state is State.UNKNOWN
     assert "provider 'vonage' is not configured on this worker" in (outcome.event.reason or "")
+
+
+def sent_row(outbox: Outbox, clock: FakeClock, provider: str, pmid: str | None) -> StoredMessage:
+    """A row sent through ``provider`` whose receipt timeout ended, as a worker claims it."""
+    job = left_sending(outbox, clock)
+    return job.row._replace(state=State.SENT, provider=provider, provider_message_id=pmid)
+
+
+def check(
+    twilio: EmulatorThread, clock: FakeClock, row: StoredMessage, stats: WorkerStats
+) -> Transition:
+    provider = twilio_provider(twilio)
+    timeout = ReceiptTimeout(after=60, validity=600)
+    outcomes = Outcomes("worker:w2", clock, stats, receipts={"twilio": timeout, "vonage": timeout})
+    part = Reconciler({"twilio": provider}, one_route(), outcomes, Deadlines(), stats)
+
+    async def main() -> Transition:
+        try:
+            return await part.check_receipt(Job(row, None, message_from_row(row)))
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_provider_that_cannot_be_asked_leaves_the_row_sent_until_the_validity_ends(
+    outbox: Outbox, clock: FakeClock, twilio: EmulatorThread
+) -> None:
+    row = sent_row(outbox, clock, "vonage", "v-1")  # vonage: not configured on this worker
+    stats = WorkerStats()
+    waiting = check(twilio, clock, row, stats)
+    assert waiting.state is State.SENT
+    assert waiting.next_attempt_at == row.created_at + 600  # the end of the validity period
+    assert "cannot be asked" in (waiting.event.reason or "")
+    clock.advance(600)
+    ended = check(twilio, clock, row, stats)
+    assert ended.state is State.UNKNOWN and ended.event.source == "receipt-lookup:vonage"
+    assert "no delivery receipt from vonage by the end of the validity period" in (
+        ended.event.reason or ""
+    )
+    assert (stats.receipts_timed_out, stats.receipts_looked_up) == (1, 0)
+
+
+def test_a_message_with_its_own_validity_gives_up_when_that_ends(
+    outbox: Outbox, clock: FakeClock, twilio: EmulatorThread
+) -> None:
+    row = sent_row(outbox, clock, "vonage", "v-1")._replace(expires_at=clock.time() + 5)
+    clock.advance(5)
+    assert check(twilio, clock, row, WorkerStats()).state is State.UNKNOWN

@@ -10,7 +10,8 @@ its producer, executor, completer and rescuer, each in a module of its own and t
   (the row moves to ``sending`` in a committed write *before* the request: the crash-safety
   mark), sends it and turns the answer into an outcome;
 - the :class:`~.reconciler.Reconciler` settles sends nobody knows the outcome of (a row a dead
-  worker left in ``sending``, one the router chose to look up);
+  worker left in ``sending``, one the router chose to look up, a ``sent`` one whose receipt
+  did not come in time);
 - the :class:`~.committer.Committer` writes starts, outcomes and releases in group commits;
 - the :class:`~.leases.LeaseKeeper` renews the leases held and gives back the unstarted ones.
 
@@ -40,7 +41,7 @@ from smsgate.outbox.worker.claimer import Claimer
 from smsgate.outbox.worker.committer import Committer
 from smsgate.outbox.worker.deadlines import Deadlines
 from smsgate.outbox.worker.leases import LeaseKeeper
-from smsgate.outbox.worker.outcomes import Job, Outcomes, WorkerStats
+from smsgate.outbox.worker.outcomes import Job, Outcomes, ReceiptTimeout, WorkerStats
 from smsgate.outbox.worker.reconciler import Reconciler
 from smsgate.outbox.worker.sender import Dropped, Sender
 from smsgate.routing import Route, Router
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from smsgate.providers.base import Provider
     from smsgate.ratelimit import RateLimiter
 
-__all__ = ["Worker", "WorkerStats"]
+__all__ = ["ReceiptTimeout", "Worker", "WorkerStats"]
 
 logger = logging.getLogger("smsgate.worker")
 
@@ -76,7 +77,10 @@ class Worker:
     ``concurrency``: sends in flight at once. ``batch_size``: rows per claim (default: the
     concurrency). ``lease``: seconds a claim lasts without renewal; a dead worker's messages are
     taken over that long after it stopped renewing. ``poll_interval``: the longest wait between
-    two looks for due messages when idle.
+    two looks for due messages when idle. ``receipt_timeout``: how long a sent message waits
+    for its delivery receipt before it is looked up, and when it ends ``unknown`` (see
+    :class:`~.outcomes.ReceiptTimeout`; default one hour, then 72 hours);
+    ``receipt_timeouts``: the same by provider name, for the providers that differ.
     """
 
     def __init__(
@@ -96,6 +100,8 @@ class Worker:
         worker_id: str | None = None,
         clock: Clock | None = None,
         close_providers: bool = False,
+        receipt_timeout: ReceiptTimeout | None = None,
+        receipt_timeouts: Mapping[str, ReceiptTimeout] | None = None,
     ) -> None:
         if isinstance(providers, Mapping):
             self.providers: dict[str, Provider] = dict(providers)
@@ -129,7 +135,13 @@ class Worker:
         self.stats = WorkerStats()
         #: the rows this worker holds a lease on, by id
         self.held: dict[str, Job] = {}
-        self.outcomes = Outcomes(self.source, self.clock, self.stats)
+        self.outcomes = Outcomes(
+            self.source,
+            self.clock,
+            self.stats,
+            default=receipt_timeout,
+            receipts=receipt_timeouts,
+        )
         self.deadlines = Deadlines(send_timeout)
         self.reconciler = Reconciler(
             self.providers, self.router, self.outcomes, self.deadlines, self.stats

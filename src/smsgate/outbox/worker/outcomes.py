@@ -3,11 +3,12 @@ that turns a decision about a message into the transition the committer writes."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from smsgate.clock import Clock
-from smsgate.errors import SmsgateError
+from smsgate.errors import ConfigError, SmsgateError
 from smsgate.message import Message, SendResult, Status
 from smsgate.outbox.store import (
     NewEvent,
@@ -39,6 +40,11 @@ class WorkerStats:
     unknown: int = 0
     expired: int = 0
     waited: int = 0
+    #: sent messages without a receipt past their timeout, looked up at the provider and found
+    #: in a final status
+    receipts_looked_up: int = 0
+    #: sent messages that ended unknown: no receipt by the end of their validity period
+    receipts_timed_out: int = 0
     released: int = 0
     dropped: int = 0
     store_errors: int = 0
@@ -62,13 +68,51 @@ def state_for(status: Status) -> State:
     return State.SENT if status in ACCEPTED else State.for_status(status)
 
 
-class Outcomes:
-    """Builds the transitions of one worker (its event source, its clock, its counters)."""
+@dataclass(frozen=True, slots=True)
+class ReceiptTimeout:
+    """How long a provider's delivery receipt is waited for.
 
-    def __init__(self, source: str, clock: Clock, stats: WorkerStats) -> None:
+    ``after``: seconds after a send with no final receipt before the message is looked up at
+    the provider (where it has a status fetch), and the first wait between look-ups, which
+    double while the provider still has no final status. ``validity``: the provider's validity
+    period, in seconds from when the message was due; no receipt can come after it (nor after
+    the message's own validity), so a message still without one ends ``unknown``.
+    """
+
+    after: float = 3600.0
+    validity: float = 72 * 3600.0
+
+    def __post_init__(self) -> None:
+        if not (self.after > 0 and self.validity > 0):
+            raise ConfigError(
+                "a receipt timeout needs positive seconds (after, validity)",
+                field="receipt_timeout",
+            )
+
+
+class Outcomes:
+    """Builds the transitions of one worker (its event source, its clock, its counters).
+
+    ``receipts``: the receipt timeout of each provider by name (``default`` for the others).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        clock: Clock,
+        stats: WorkerStats,
+        *,
+        default: ReceiptTimeout | None = None,
+        receipts: Mapping[str, ReceiptTimeout] | None = None,
+    ) -> None:
         self.source = source
         self.clock = clock
         self.stats = stats
+        self._default = default or ReceiptTimeout()
+        self._receipts = dict(receipts or {})
+
+    def receipt_timeout(self, provider: str) -> ReceiptTimeout:
+        return self._receipts.get(provider, self._default)
 
     def transition(
         self,
@@ -80,6 +124,7 @@ class Outcomes:
         next_attempt_at: float | None = None,
         provider_attempt: int | None = None,
         from_status: Status | None = None,
+        source: str | None = None,
     ) -> Transition:
         """Move ``job``'s row to ``state`` for ``reason`` (no send involved)."""
         row = job.row
@@ -92,7 +137,7 @@ class Outcomes:
                 self.clock.time(),
                 before.value,
                 state.status.value,
-                self.source,
+                source or self.source,
                 reason,
                 row.provider,
                 None,
@@ -162,25 +207,29 @@ class Outcomes:
         from_status: Status,
         attempt: int | None,
         plan: Decision | None = None,
+        source: str | None = None,
     ) -> Transition:
-        """The provider's answer about the message (a send accepted, a lookup that found it)."""
+        """The provider's answer about the message (a send accepted, a lookup that found it).
+        A message left ``sent`` is due for a receipt look-up when its receipt timeout ends."""
         row = job.row
         state = state_for(result.status)
+        now = self.clock.time()
         return Transition(
             row.id,
             state,
             NewEvent(
                 row.id,
-                self.clock.time(),
+                now,
                 from_status.value,
                 state.status.value,
-                self.source,
+                source or self.source,
                 reason,
                 name,
                 attempt,
                 None,
                 raw_json(result.raw),
             ),
+            next_attempt_at=now + self.receipt_timeout(name).after if state is State.SENT else None,
             provider=name,
             provider_attempt=None if plan is None else plan.attempt,
             route=None if plan is None else plan.route,

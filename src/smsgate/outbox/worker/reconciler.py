@@ -4,6 +4,12 @@ A row a dead worker left in ``sending`` may have reached the provider: the route
 ambiguous-send policy decides (look it up, retry with the same key, re-send, or ``unknown``).
 A row in ``reconciling`` is looked up at its provider (by its id where the provider has a
 status fetch, else by content) and recorded as found, or decided again as not sent.
+
+A row ``sent`` whose delivery receipt has not come by its receipt timeout (providers retry
+their callbacks little or not at all, so one that met a restart is lost) is looked up where
+the provider has a status fetch, and a final status found is recorded as if the receipt had
+arrived. Otherwise it is looked up again later, each wait twice the one before, and once the
+validity period has passed (no receipt can come after it) it ends ``unknown`` with the reason.
 """
 
 from __future__ import annotations
@@ -11,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from smsgate.errors import AmbiguousSend, ConfigError, SmsgateError
-from smsgate.message import SendResult
+from smsgate.message import SendResult, Status
 from smsgate.outbox.store import State, Transition
 from smsgate.outbox.worker.deadlines import Deadlines
-from smsgate.outbox.worker.outcomes import Job, Outcomes, WorkerStats, with_reason
+from smsgate.outbox.worker.outcomes import Job, Outcomes, WorkerStats, iso, with_reason
 from smsgate.providers.base import Provider
 from smsgate.routing import AmbiguousPolicy, Router, resolve_ambiguous_policy
 
@@ -146,4 +152,62 @@ class Reconciler:
             + ": the ambiguous send did arrive, so it is not sent again",
             from_status=row.status,
             attempt=None,
+        )
+
+    async def check_receipt(self, job: Job) -> Transition:
+        """A ``sent`` row whose receipt timeout ended without a final receipt."""
+        row = job.row
+        outcomes = self._outcomes
+        name = row.provider or ""
+        provider = self._providers.get(name)
+        timeout = outcomes.receipt_timeout(name)
+        now = outcomes.clock.time()
+        due = max(row.created_at, row.send_at or 0.0)
+        give_up = row.expires_at if row.expires_at is not None else due + timeout.validity
+        waited = max(0.0, now - due)
+        source = f"receipt-lookup:{name}"
+        pmid = row.provider_message_id
+        can_fetch = provider is not None and provider.capabilities.status_fetch and bool(pmid)
+        if provider is not None and pmid and can_fetch:
+            try:
+                found = await self._deadlines.call(provider, provider.afetch_status(pmid))
+            except SmsgateError as error:
+                why = f"looking it up at {name} failed: {error}"
+            else:
+                if found.status.is_final and found.status is not Status.UNKNOWN:
+                    self._stats.receipts_looked_up += 1
+                    return outcomes.provider_answer(
+                        job,
+                        name,
+                        found,
+                        f"no delivery receipt came in {waited:.0f} s; {name} reports "
+                        f"{found.status} when asked",
+                        from_status=row.status,
+                        attempt=None,
+                        source=source,
+                    )
+                why = f"{name} still reports {found.status} when asked"
+        elif provider is None:
+            why = f"provider {name!r} is not configured on this worker, so it cannot be asked"
+        else:
+            why = f"{name} cannot be asked for a message's status"
+        if now >= give_up:
+            self._stats.receipts_timed_out += 1
+            return outcomes.transition(
+                job,
+                State.UNKNOWN,
+                f"no delivery receipt from {name} by the end of the validity period "
+                f"({iso(give_up)}); {why}; the outcome is unknown",
+                source=source,
+            )
+        # Ask again after twice as long as it has waited so far (a provider reports most
+        # outcomes within minutes, a few within days), never past the validity period.
+        again = min(give_up, now + max(timeout.after, waited)) if can_fetch else give_up
+        return outcomes.transition(
+            job,
+            State.SENT,
+            f"no delivery receipt in {waited:.0f} s; {why}; "
+            + (f"asking again at {iso(again)}" if can_fetch else f"waiting until {iso(again)}"),
+            next_attempt_at=again,
+            source=source,
         )

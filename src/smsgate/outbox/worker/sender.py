@@ -103,6 +103,8 @@ class Sender:
             return self._outcomes.transition(job, State.FAILED, exc.message, error=exc)
         if row.state is State.SENDING:
             return self._reconciler.after_takeover(job)
+        if row.state is State.SENT:  # its receipt timeout ended without a receipt
+            return await self._reconciler.check_receipt(job)
         if row.expires_at is not None and now >= row.expires_at:
             self._stats.expired += 1
             return self._outcomes.transition(
