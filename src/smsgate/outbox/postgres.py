@@ -18,9 +18,11 @@ URL reaches libpq: ``schema=NAME`` (tables live in that schema, created by ``db 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -56,6 +58,8 @@ from smsgate.outbox.store import (
     Transition,
     dumps,
 )
+
+logger = logging.getLogger("smsgate.store")
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: REPLACEABLE_VALUES as a list, which psycopg binds as an array
@@ -126,6 +130,11 @@ UNION ALL SELECT 'p', NULL WHERE EXISTS (SELECT 1 FROM smsgate_pending_receipts)
 """
 
 
+#: workers LISTEN here; the payload is the schema whose messages became due (so stores in
+#: other schemas of the same database ignore it)
+NOTIFY_CHANNEL = "smsgate_due"
+_NOTIFY_DUE = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
+
 _MESSAGE_INSERT_COLUMNS = (
     "id, state, purpose, to_number, sender, idempotency_key, payload, send_at, expires_at, "
     "next_attempt_at, created_at, updated_at"
@@ -150,6 +159,9 @@ WITH m AS (
     FROM jsonb_array_elements(?::jsonb) AS x JOIN m ON m.id = x->>0
 )
 SELECT id FROM m
+UNION ALL SELECT NULL FROM (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema()) FROM (SELECT 1 FROM m LIMIT 1) AS one
+) AS woke
 """
 
 
@@ -315,6 +327,9 @@ class PostgresStore(SqlStore):
                 tx.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             yield tx
 
+    def _wake_workers(self, tx: Tx) -> None:
+        tx.execute(_NOTIFY_DUE)
+
     def _version_table_exists(self, tx: Tx) -> bool:
         rows = tx.execute("SELECT to_regclass('smsgate_schema_version') IS NOT NULL")
         return bool(rows[0][0])
@@ -324,12 +339,10 @@ class PostgresStore(SqlStore):
     ) -> set[str]:
         # One statement for both tables, the rows as JSON: psycopg adapts a list of 10,000
         # strings element by element in Python, the JSON encoder does it in C.
+        # The statement also wakes the workers listening (one notification per insert, sent
+        # when it commits): the extra NULL row says it did.
         return {
-            r[0]
-            for r in tx.execute(
-                _INSERT_JSON,
-                (dumps(rows), dumps(events)),
-            )
+            r[0] for r in tx.execute(_INSERT_JSON, (dumps(rows), dumps(events))) if r[0] is not None
         }
 
     def _append_rows(
@@ -343,6 +356,7 @@ class PostgresStore(SqlStore):
             ((*row, row[-1]) for row in rows),
         )
         tx.copy_in("smsgate_events", _EVENT_INSERT_COLUMNS, _EVENT_INSERT_TYPES, events)
+        self._wake_workers(tx)
         return {row[0] for row in rows}
 
     def write(
@@ -494,8 +508,38 @@ class PgLoopCalls(StoreCalls):
         self._claims = claims
         self._pool = writes
         self._executor = executor
+        self._listener: asyncio.Task[None] | None = None
+
+    def on_work(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever messages of this store become due on another connection
+        (LISTEN on its own connection; NOTIFY is sent by inserts and releases)."""
+        self._listener = asyncio.create_task(self._listen(wake), name="smsgate-listen")
+
+    async def _listen(self, wake: Callable[[], None]) -> None:
+        store = self._store
+        schema = store.schema or "public"
+        pause = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(store._conninfo, **store._kwargs)
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    pause = 0.5
+                    wake()  # what became due while nobody listened
+                    async for note in conn.notifies():
+                        if note.payload == schema:
+                            wake()
+            except psycopg.Error as exc:
+                # the claimer still polls meanwhile; listen again when the server is back
+                logger.warning("listening for new messages failed (%s); retrying", exc)
+                await asyncio.sleep(pause)
+                pause = min(30.0, pause * 2)
 
     async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         await self._claims.close()
         await self._pool.close()
         await super().aclose()

@@ -676,6 +676,10 @@ class SqlStore(ABC):
         with self._write() as tx:
             return self._release_in(tx, owner, ids, now)
 
+    def _wake_workers(self, tx: Tx) -> None:  # noqa: B027 - an optional hook
+        """Tell the workers listening that messages became due (when ``tx`` commits); an
+        engine without notifications does nothing: its workers poll."""
+
     def _release_in(self, tx: Tx, owner: str, ids: Sequence[str], now: float) -> int:
         count = 0
         for part in chunks(ids, CHUNK):
@@ -687,6 +691,8 @@ class SqlStore(ABC):
                 [now, now, owner, *params],
             )
             count += len(rows)
+        if count:
+            self._wake_workers(tx)
         return count
 
     # -- receipts -----------------------------------------------------------------------------

@@ -457,6 +457,10 @@ class StoreCalls:
     async def work_left(self) -> tuple[float | None, float | None]:
         return await self.call(self.store.work_left)
 
+    def on_work(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when messages become due through another connection (a submit, a
+        release). This default never does: the claimer polls. PostgreSQL LISTENs."""
+
     async def aclose(self) -> None:
         if self._owns_executor:
             self.executor.shutdown(wait=True)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
 
 from smsgate.clock import SYSTEM_CLOCK, FakeClock
+from smsgate.message import Message
 from smsgate.outbox import Outbox
 from smsgate.outbox.store import StoreCalls
 from smsgate.outbox.worker.claimer import Claimer
@@ -122,3 +126,54 @@ def test_a_stop_ends_a_pause_at_once(outbox: Outbox) -> None:
         await asyncio.wait_for(runner, 5)
 
     with_calls(outbox, scenario)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_submit_ends_a_long_pause_at_once(postgres_url: str) -> None:
+    """Workers are woken by LISTEN/NOTIFY, not by their next poll."""
+    with Outbox(postgres_url, migrate=True) as outbox, Outbox(postgres_url) as other:
+
+        async def scenario(calls: StoreCalls) -> tuple[float, int]:
+            queue: asyncio.Queue[Job | None] = asyncio.Queue()
+            part = Claimer(
+                calls,
+                "w1",
+                SYSTEM_CLOCK,
+                WorkerStats(),
+                {},
+                queue,
+                capacity=1,
+                batch_size=1,
+                lease=30,
+                poll_interval=60,
+                stopping=asyncio.Event(),
+            )
+            calls.on_work(part.wake)
+            await asyncio.sleep(0.5)  # listening now
+            assert await part.claim_once() == []  # nothing yet (it serves the wakes so far)
+            pausing = asyncio.create_task(part.pause(60))
+            await asyncio.sleep(0.2)
+            assert not pausing.done()
+            started = time.monotonic()
+            # another process's submit (another store object, its own connections)
+            await asyncio.to_thread(other.submit, Message(to="+15555550100", body="wake up"))
+            await asyncio.wait_for(pausing, 10)
+            waited = time.monotonic() - started
+            claimed = await part.claim_once()
+            return waited, len(claimed or [])
+
+        waited, claimed = with_calls(outbox, scenario)
+    assert waited < 5 and claimed == 1  # not the 60 s poll
+
+
+def test_sqlite_has_no_notifications_so_its_claimer_polls(outbox: Outbox) -> None:
+    woken: list[int] = []
+
+    async def scenario(calls: StoreCalls) -> None:
+        calls.on_work(lambda: woken.append(1))
+        outbox.submit(Message(to="+15555550100", body="x"))
+        await asyncio.sleep(0.1)
+
+    if outbox.store.engine == "sqlite":
+        with_calls(outbox, scenario)
+        assert woken == []

@@ -218,6 +218,7 @@ class Worker:
             poll_interval=self.poll_interval,
             stopping=self._stopping,
         )
+        calls.on_work(claimer.wake)  # woken by the store where it can, else polling
         keeper = LeaseKeeper(calls, self.id, self.clock, self.stats, self.held, lease=self.lease)
         sender = Sender(
             self.providers,

@@ -83,6 +83,9 @@ class Claimer:
     async def claim_once(self) -> list[Claimed] | None:
         """One claim of as many rows as there is room for, queued for the senders. None: no
         room (the caller waits for :meth:`room`)."""
+        # a wake from now on (new work, an outcome due soon) ends the next pause at once: what
+        # arrives while this claim runs may be too late for it
+        self._wake.clear()
         room = self._capacity + self._batch_size - len(self._held)
         if room < max(1, self._batch_size // 2):
             return None
@@ -153,7 +156,6 @@ class Claimer:
         stops, or when ``also`` is set."""
         if seconds <= 0 or self._stopping.is_set():
             return
-        self._wake.clear()
         waits = {
             asyncio.ensure_future(self._clock.sleep(seconds)),
             asyncio.ensure_future(self._wake.wait()),
