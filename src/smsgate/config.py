@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import ConfigError
@@ -28,6 +28,9 @@ from smsgate.message import Purpose
 from smsgate.ratelimit import BucketBackend, Limit, RateLimiter
 from smsgate.retry import JITTER_MODES, RetryPolicy
 from smsgate.routing import AmbiguousPolicy, CircuitBreakers, QuietHours, Route, Router
+
+if TYPE_CHECKING:
+    from smsgate.outbox.retention import Retention
 
 CONFIG_ENV_VAR = "SMSGATE_CONFIG"
 DEFAULT_STORE = "sqlite:///smsgate.db"
@@ -86,6 +89,45 @@ class WorkerConfig:
     batch_size: int = 100
 
 
+#: the final states ``[retention]`` may give an age of their own
+RETENTION_STATES = (
+    "delivered",
+    "undelivered",
+    "failed",
+    "rejected",
+    "expired",
+    "canceled",
+    "unknown",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """``[retention]``: ages in seconds (None: kept forever); see smsgate.outbox.retention."""
+
+    messages: float | None = None
+    events: float | None = None
+    #: ages of single final states, overriding ``messages``
+    states: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    batch_size: int = 500
+    interval: float = 60.0
+
+    def build(self) -> Retention | None:
+        """The worker's :class:`~smsgate.outbox.retention.Retention` (None: nothing to prune)."""
+        if self.messages is None and self.events is None and not self.states:
+            return None
+        from smsgate.outbox.retention import Retention
+        from smsgate.outbox.store import State
+
+        return Retention(
+            messages=self.messages,
+            states=MappingProxyType({State(k): v for k, v in self.states.items()}),
+            events=self.events,
+            batch_size=self.batch_size,
+            interval=self.interval,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class CircuitBreakerConfig:
     failure_threshold: int = 5
@@ -114,6 +156,7 @@ class Config:
     routes_implicit: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     otp: OtpConfig = field(default_factory=OtpConfig)
     #: settings of the HTTP server, defined by the server itself
@@ -274,6 +317,13 @@ class Config:
                 "concurrency": self.worker.concurrency,
                 "lease_seconds": self.worker.lease_seconds,
                 "batch_size": self.worker.batch_size,
+            },
+            "retention": {
+                "messages": self.retention.messages,
+                "events": self.retention.events,
+                **self.retention.states,
+                "batch_size": self.retention.batch_size,
+                "interval": self.retention.interval,
             },
             "circuit_breaker": {
                 "failure_threshold": self.circuit_breaker.failure_threshold,
@@ -535,6 +585,7 @@ _TOP_KEYS = (
     "routes",
     "retry",
     "worker",
+    "retention",
     "circuit_breaker",
     "server",
     "otp",
@@ -555,6 +606,7 @@ _ROUTE_KEYS = (
     *_RETRY_KEYS,
 )
 _WORKER_KEYS = ("concurrency", "lease_seconds", "batch_size")
+_RETENTION_KEYS = ("messages", "events", "batch_size", "interval", *RETENTION_STATES)
 _BREAKER_KEYS = ("failure_threshold", "cooldown")
 _OTP_KEYS = ("code_length", "ttl", "honor_opt_outs")
 
@@ -574,6 +626,7 @@ def _build(data: Mapping[str, Any], source: str | None) -> Config:
         routes_implicit=implicit,
         retry=retry,
         worker=_worker(_table(data.get("worker", {}), "worker")),
+        retention=_retention(_table(data.get("retention", {}), "retention")),
         circuit_breaker=_breaker(_table(data.get("circuit_breaker", {}), "circuit_breaker")),
         otp=_otp(_table(data.get("otp", {}), "otp")),
         server=MappingProxyType(dict(_table(data.get("server", {}), "server"))),
@@ -868,6 +921,26 @@ def _worker(section: Mapping[str, Any]) -> WorkerConfig:
         batch_size=_integer(
             section.get("batch_size", defaults.batch_size), "worker.batch_size", 1, 100_000
         ),
+    )
+
+
+def _retention(section: Mapping[str, Any]) -> RetentionConfig:
+    _known_keys(section, _RETENTION_KEYS, "retention")
+    defaults = RetentionConfig()
+
+    def age(key: str) -> float | None:
+        value = section.get(key)
+        return None if value is None else parse_duration(value, f"retention.{key}")
+
+    states = {key: seconds for key in RETENTION_STATES if (seconds := age(key)) is not None}
+    return RetentionConfig(
+        messages=age("messages"),
+        events=age("events"),
+        states=MappingProxyType(states),
+        batch_size=_integer(
+            section.get("batch_size", defaults.batch_size), "retention.batch_size", 1, 10_000
+        ),
+        interval=parse_duration(section.get("interval", defaults.interval), "retention.interval"),
     )
 
 

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
     db = typer.Typer(help="The outbox store's schema.", no_args_is_help=True)
     db.command("upgrade")(db_upgrade)
     db.command("version")(db_version)
+    db.command("prune")(db_prune)
     app.add_typer(db, name="db")
     app.command("worker")(worker_command)
     app.command("status")(status_command)
@@ -116,6 +117,51 @@ def db_version(
     print(f"{target.url}: schema version {found}; this smsgate needs {LATEST}")
     if found != LATEST:
         raise typer.Exit(1)
+
+
+def db_prune(
+    older_than: str = typer.Option(
+        None,
+        "--older-than",
+        help='Delete final messages older than this ("90d", "12h"), whatever the config says.',
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; delete nothing."),
+    config: str = typer.Option(None, "--config", "-c", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
+    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Delete finished messages (and their events) past the config's [retention] ages, or
+    --older-than; only final states go, opt-outs never. Safe while workers run."""
+    from smsgate.config import parse_duration
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.retention import Retention, prune
+
+    cfg = _config(config)
+    try:
+        if older_than is not None:
+            retention: Retention | None = Retention.older_than(
+                parse_duration(older_than, "--older-than"), batch_size=cfg.retention.batch_size
+            )
+        else:
+            retention = cfg.retention.build()
+    except SmsgateError as exc:
+        fail(str(exc))
+    if retention is None:
+        fail(
+            "nothing to prune: pass --older-than 90d, or set ages in the config's [retention] "
+            'table (messages = "90d")'
+        )
+    with _open(cfg, store) as outbox:
+        try:
+            done = prune(outbox.store, retention, outbox.clock.time(), dry_run=dry_run)
+        except SmsgateError as exc:
+            _fail_with(exc)
+        url = outbox.store.url
+    if json:
+        print_json({"store": url, "dry_run": dry_run, **done.to_dict()})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    print(f"{url}: {verb} {done.messages} messages and {done.events} events")
 
 
 # -- worker -------------------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def build_worker(
         "batch_size": config.worker.batch_size,
         "lease": config.worker.lease_seconds,
         "close_providers": True,
+        "retention": config.retention.build(),
         "receipt_timeouts": {
             name: ReceiptTimeout(
                 after=p.receipt_timeout or default.after, validity=p.validity or default.validity

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from functools import partial
@@ -25,6 +25,7 @@ from smsgate.outbox.store import (
     ALL_NUMBERS,
     CANCELABLE,
     EVENT_COLUMNS,
+    FINAL_STATES,
     INDEXED_STATES,
     MESSAGE_COLUMNS,
     STATES,
@@ -513,6 +514,77 @@ class SqlStore(ABC):
                 "WHERE lease_expires_at IS NOT NULL"
             )
         return due[0][0], leased[0][0]
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def prune(
+        self,
+        cutoffs: Mapping[State, float],
+        events_before: float | None,
+        limit: int,
+        *,
+        dry_run: bool = False,
+    ) -> tuple[int, int]:
+        if not cutoffs and events_before is None:
+            return 0, 0
+        aged = " OR ".join("(m.state = ? AND m.updated_at < ?)" for _ in cutoffs) or "1 = 0"
+        aged_params: list[Any] = [v for state, at in cutoffs.items() for v in (state.value, at)]
+        finals = [state.value for state in FINAL_STATES]
+        if dry_run:
+            with self._read() as tx:
+                final, final_params = tx.in_list("m.state", finals)
+                newest = tx.execute(
+                    "SELECT message_id FROM smsgate_events ORDER BY id DESC LIMIT 1"
+                )
+                if newest:  # kept by a real run (see below)
+                    aged = f"({aged}) AND m.id <> ?"
+                    aged_params.append(newest[0][0])
+                messages = tx.execute(
+                    f"SELECT count(*) FROM smsgate_messages m WHERE {aged}", aged_params
+                )[0][0]
+                old = "" if events_before is None else " OR e.at < ?"
+                events = tx.execute(
+                    "SELECT count(*) FROM smsgate_events e JOIN smsgate_messages m "
+                    f"ON m.id = e.message_id WHERE {final} AND (({aged}){old})",
+                    [*final_params, *aged_params]
+                    + ([] if events_before is None else [events_before]),
+                )[0][0]
+            return int(messages), int(events)
+        messages = events = 0
+        with self._write() as tx:
+            # SQLite reuses the highest event id once it is deleted, and the change feed's
+            # cursors count on ids only growing: the newest event (and its message) stays
+            newest = tx.execute("SELECT message_id FROM smsgate_events ORDER BY id DESC LIMIT 1")
+            ids = [
+                row[0]
+                for row in tx.execute(
+                    f"SELECT m.id FROM smsgate_messages m WHERE {aged} ORDER BY m.id LIMIT ?"
+                    f"{self.skip_locked}",
+                    [*aged_params, limit],
+                )
+                if not newest or row[0] != newest[0][0]
+            ]
+            if ids:
+                clause, params = tx.in_list("message_id", ids)
+                events += len(
+                    tx.execute(f"DELETE FROM smsgate_events WHERE {clause} RETURNING 1", params)
+                )
+                clause, params = tx.in_list("id", ids)
+                messages = len(
+                    tx.execute(f"DELETE FROM smsgate_messages WHERE {clause} RETURNING 1", params)
+                )
+            if events_before is not None and messages < limit:
+                final, final_params = tx.in_list("m.state", finals)
+                events += len(
+                    tx.execute(
+                        "DELETE FROM smsgate_events WHERE id IN (SELECT e.id FROM smsgate_events e "
+                        f"JOIN smsgate_messages m ON m.id = e.message_id WHERE e.at < ? AND {final} "
+                        "AND e.id < (SELECT max(id) FROM smsgate_events) ORDER BY e.id LIMIT ?) "
+                        "RETURNING 1",
+                        [events_before, *final_params, limit - messages],
+                    )
+                )
+        return messages, events
 
     # -- cancel -------------------------------------------------------------------------------
 

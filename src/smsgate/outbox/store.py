@@ -22,7 +22,7 @@ import enum
 import functools
 import importlib
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -97,6 +97,11 @@ INDEXED_STATES = (
     "expired",
     "canceled",
     "unknown",
+)
+#: states no worker moves a row out of (``sent`` still waits for its receipt): the only ones
+#: retention deletes
+FINAL_STATES: tuple[State, ...] = tuple(
+    state for state in State if state.status.is_final and state is not State.SENT
 )
 #: states a user may cancel: nothing has been handed to a provider yet
 CANCELABLE = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING})
@@ -400,6 +405,20 @@ class Store(Protocol):
         """The stored state of one rate bucket (not refilled); None if it was never used."""
         ...
 
+    def prune(
+        self,
+        cutoffs: Mapping[State, float],
+        events_before: float | None,
+        limit: int,
+        *,
+        dry_run: bool = False,
+    ) -> tuple[int, int]:
+        """Delete up to ``limit`` messages in one transaction, each in a final state since
+        before its state's cutoff, with their events; then, with ``events_before``, up to the
+        rest of ``limit`` older events of final messages. Returns (messages, events) deleted;
+        ``dry_run``: counts everything that would go, deleting nothing."""
+        ...
+
     async def open_calls(self) -> StoreCalls:
         """The worker's calls in async form, for the running event loop (see
         :class:`StoreCalls`); close them with ``aclose``."""
@@ -456,6 +475,12 @@ class StoreCalls:
 
     async def work_left(self) -> tuple[float | None, float | None]:
         return await self.call(self.store.work_left)
+
+    async def prune(
+        self, cutoffs: Mapping[State, float], events_before: float | None, limit: int
+    ) -> tuple[int, int]:
+        """One batch of :meth:`Store.prune`, queued with the worker's other store calls."""
+        return await self.call(self.store.prune, cutoffs, events_before, limit)
 
     def on_work(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` when messages become due through another connection (a submit, a

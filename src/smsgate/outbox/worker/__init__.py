@@ -13,7 +13,9 @@ its producer, executor, completer and rescuer, each in a module of its own and t
   worker left in ``sending``, one the router chose to look up, a ``sent`` one whose receipt
   did not come in time);
 - the :class:`~.committer.Committer` writes starts, outcomes and releases in group commits;
-- the :class:`~.leases.LeaseKeeper` renews the leases held and gives back the unstarted ones.
+- the :class:`~.leases.LeaseKeeper` renews the leases held and gives back the unstarted ones;
+- the :class:`~.pruner.Pruner` (when a ``retention`` is given) deletes finished messages past
+  their age between sends, one small batch at a time.
 
 The store's async calls come from :meth:`~smsgate.outbox.store.Store.open_calls`, so no part
 knows which engine it runs on. On SIGTERM/SIGINT the worker stops claiming, gives back what it
@@ -36,12 +38,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import ConfigError
 from smsgate.message import Status
+from smsgate.outbox.retention import Retention
 from smsgate.outbox.store import StartSend, State, Store, StoreCalls, Transition
 from smsgate.outbox.worker.claimer import Claimer
 from smsgate.outbox.worker.committer import Committer
 from smsgate.outbox.worker.deadlines import Deadlines
 from smsgate.outbox.worker.leases import LeaseKeeper
 from smsgate.outbox.worker.outcomes import Job, Outcomes, ReceiptTimeout, WorkerStats
+from smsgate.outbox.worker.pruner import Pruner
 from smsgate.outbox.worker.reconciler import Reconciler
 from smsgate.outbox.worker.sender import Dropped, Sender
 from smsgate.routing import Route, Router
@@ -81,6 +85,7 @@ class Worker:
     for its delivery receipt before it is looked up, and when it ends ``unknown`` (see
     :class:`~.outcomes.ReceiptTimeout`; default one hour, then 72 hours);
     ``receipt_timeouts``: the same by provider name, for the providers that differ.
+    ``retention``: what to delete, and how often (default: nothing is ever deleted).
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class Worker:
         close_providers: bool = False,
         receipt_timeout: ReceiptTimeout | None = None,
         receipt_timeouts: Mapping[str, ReceiptTimeout] | None = None,
+        retention: Retention | None = None,
     ) -> None:
         if isinstance(providers, Mapping):
             self.providers: dict[str, Provider] = dict(providers)
@@ -130,6 +136,7 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.write_delay = write_delay
         self.close_providers = close_providers
+        self.retention = retention
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.source = f"worker:{self.id}"
         self.stats = WorkerStats()
@@ -238,6 +245,9 @@ class Worker:
         ]
         writer = asyncio.create_task(committer.run(), name="smsgate-writer")
         helpers = [asyncio.create_task(keeper.run()), asyncio.create_task(self.deadlines.watch())]
+        if self.retention is not None and self.retention.enabled:
+            pruner = Pruner(calls, self.id, self.clock, self.stats, self.retention)
+            helpers.append(asyncio.create_task(pruner.run(), name="smsgate-pruner"))
         try:
             await claimer.run(self._idle(calls, committer) if until_idle else None)
         finally:

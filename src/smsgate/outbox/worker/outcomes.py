@@ -48,6 +48,9 @@ class WorkerStats:
     released: int = 0
     dropped: int = 0
     store_errors: int = 0
+    #: messages and events deleted by retention
+    pruned_messages: int = 0
+    pruned_events: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
