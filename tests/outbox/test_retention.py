@@ -12,11 +12,14 @@ from typer.testing import CliRunner
 from smsgate.cli import app
 from smsgate.clock import FakeClock
 from smsgate.config import Config
+from smsgate.emulators.base import EmulatorThread
 from smsgate.errors import ConfigError
 from smsgate.message import Message
 from smsgate.outbox import Outbox, State
+from smsgate.outbox.cli_support import build_worker
 from smsgate.outbox.retention import Retention, prune
 from smsgate.outbox.store import NewEvent, StartSend, Transition
+from tests.outbox.conftest import emulated
 
 DAY = 86_400.0
 
@@ -204,3 +207,25 @@ def test_db_prune_without_an_age_says_how_to_give_one(store_url: str) -> None:
     result = CliRunner().invoke(app, ["db", "prune", "--store", store_url])
     assert result.exit_code == 2
     assert "--older-than 90d" in result.output and "[retention]" in result.output
+
+
+def test_the_configured_worker_prunes_what_the_config_says(
+    outbox: Outbox, clock: FakeClock, twilio: EmulatorThread
+) -> None:
+    config = Config.from_dict(
+        {
+            "providers": {"twilio": {"url": emulated(twilio).provider_url()}},
+            "retention": {"messages": "90d", "canceled": "1d", "interval": "10min"},
+        }
+    )
+    worker = build_worker(outbox, config)
+    assert worker.retention is not None
+    assert worker.retention.cutoffs(100 * DAY)[State.CANCELED] == 99 * DAY
+    assert worker.retention.interval == 600
+    assert (
+        build_worker(outbox, Config.from_dict(config_without_retention(config))).retention is None
+    )
+
+
+def config_without_retention(config: Config) -> dict[str, object]:
+    return {"providers": {name: {"url": p.url} for name, p in config.providers.items()}}
