@@ -85,7 +85,7 @@ cooldown = 15
 [server]
 host = "0.0.0.0"
 port = 8080
-api_keys = ["${SMSROUTE_KEY}"]
+help_text = "Example Co: reply STOP to opt out"
 
 [otp]
 code_length = 8
@@ -159,13 +159,18 @@ def test_a_full_file_resolves(tmp_path: Path) -> None:
     assert (config.circuit_breaker.failure_threshold, config.circuit_breaker.cooldown) == (3, 15.0)
     assert (config.otp.code_length, config.otp.ttl, config.otp.honor_opt_outs) == (8, 600.0, False)
     assert Config.default().otp.honor_opt_outs
-    assert config.server == {"host": "0.0.0.0", "port": 8080, "api_keys": ["sr-secret-91bc"]}
+    assert config.server == {
+        "host": "0.0.0.0",
+        "port": 8080,
+        "help_text": "Example Co: reply STOP to opt out",
+    }
+    assert config.file is not None and config.file.server.port == 8080
     assert config.warnings() == []
 
 
 def test_the_file_can_come_from_the_env_var(tmp_path: Path) -> None:
     file = tmp_path / "elsewhere.toml"
-    file.write_text('[providers.sandbox]\nurl = "sandbox://"\n')
+    file.write_text('[providers.sandbox]\nurl = "smsroute://KEY@MyApp"\n')
     config = load_config(env={CONFIG_ENV_VAR: str(file)})
     assert config.source == str(file)
     assert list(config.providers) == ["sandbox"]
@@ -220,7 +225,7 @@ def test_warnings_for_unused_providers_and_a_missing_default_route() -> None:
         [providers.twilio]
         url = "twilio://SID:TOKEN@+15017122661"
         [providers.spare]
-        url = "sandbox://"
+        url = "smsroute://KEY@MyApp"
         [[routes]]
         name = "otp"
         purposes = "otp"
@@ -453,7 +458,7 @@ TWO_PROVIDERS = PROVIDER + '[providers.smsroute]\nurl = "smsroute://KEY@MyApp"\n
         ),
         (
             PROVIDER + '[[routes]]\nname = "a"\nproviders = ["twilio"]\nmax_attempts = "five"',
-            "routes[0].max_attempts: 'five' is not a whole number; write e.g. max_attempts = 1",
+            "routes[0].max_attempts: 'five' is not a whole number; write e.g. max_attempts = 3",
         ),
         (
             PROVIDER + '[[routes]]\nname = "a"\nproviders = ["twilio"]\nmax_attempts = 0',
@@ -682,7 +687,7 @@ def test_check_prints_the_resolved_routes_with_secrets_masked(
     result = CliRunner().invoke(cli, ["config", "check", "--config", str(config_file)], env=SECRETS)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == f"config: {config_file}"
+    assert lines[0] == f"config: {config_file} (from --config)"
     assert "store: postgresql://smsgate:***@127.0.0.1:5432/sms" in lines
     assert any("twilio://AC01…:***@+15017122661  rate 100/s burst 20" in line for line in lines)
     assert any("sender +15017122662: 30/min burst 2" in line for line in lines)
@@ -711,7 +716,7 @@ def test_check_reads_the_env_var(cli: typer.Typer, config_file: Path) -> None:
         cli, ["config", "check"], env={**SECRETS, CONFIG_ENV_VAR: str(config_file)}
     )
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"config: {config_file}\n")
+    assert result.stdout.startswith(f"config: {config_file} (from SMSGATE_CONFIG)\n")
 
 
 def test_check_without_a_file_shows_the_defaults(
@@ -734,7 +739,7 @@ def test_check_error_is_one_line_exit_2(
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr == (
-        f'smsgate: {file}: routes[0].providers[0]: unknown provider "twillio"; '
+        f'smsgate: {file} (from --config): routes[0].providers[0]: unknown provider "twillio"; '
         'defined providers: twilio, smsroute; did you mean "twilio"?\n'
     )
 

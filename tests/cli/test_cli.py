@@ -58,8 +58,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("smsgate: ")
     assert result.stdout == ""
+    if "--json" in result.args:
+        # under --json the error is one JSON object, with the same message and exit code
+        error = json.loads(lines[0])["error"]
+        assert error["exit_code"] == code
+        return f"smsgate: {error['message']}"
+    assert lines[0].startswith("smsgate: ")
     return lines[0]
 
 
