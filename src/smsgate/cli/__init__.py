@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         common.report_error(str(exc), exc.exit_code)
         code = exc.exit_code
     except usage_error as usage:
-        if common.STATE.json_errors:
-            common.report_error(usage.format_message(), common.EXIT_USAGE, "usage")
-        else:
-            usage.show()
+        # one line like every other error, and where to read more
+        where = usage.ctx.command_path if usage.ctx is not None else "smsgate"
+        message = usage.format_message().rstrip(".")
+        common.report_error(f"{message} (see {where} --help)", common.EXIT_USAGE, "usage")
         code = common.EXIT_USAGE
     except click_exception as click_error:
         common.report_error(click_error.format_message(), click_error.exit_code)

@@ -74,7 +74,7 @@ STATE = _State()
 
 #: library wording that names a Python argument, and the command-line flag that does the same
 _CLI_WORDS = (
-    ("pass strict=False", "pass --lenient"),
+    ("pass strict=False", "drop --strict"),
     ("region='US'", "--region US"),
     (
         "pass an aware datetime such as datetime.now(timezone.utc)",
