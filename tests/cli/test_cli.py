@@ -403,3 +403,52 @@ def test_emulate_on_a_busy_port_exits_1_with_one_line() -> None:
 def test_emulate_unknown_name_exits_2() -> None:
     line = assert_one_line_error(run("emulate", "nosuchprovider"), 2)
     assert "twilio" in line  # it lists the choices
+
+
+def test_send_to_several_recipients_with_the_text_from_stdin(twilio: EmulatorThread) -> None:
+    url = twilio.emulator.provider_url()
+    result = subprocess.run(
+        [*SMSGATE, "send", "+15555550100", "+1 555 555 0101", "-", "--provider", url, "--json"],
+        input="Your order shipped\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    sent = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [item["to"] for item in sent] == ["+15555550100", "+15555550101"]
+    stored = accepted(twilio)
+    assert [(m["to"], m["body"]) for m in stored] == [
+        ("+15555550100", "Your order shipped"),
+        ("+15555550101", "Your order shipped"),
+    ]
+
+
+def test_send_reads_recipients_from_stdin_and_exits_1_when_one_fails(
+    twilio: EmulatorThread,
+) -> None:
+    url = twilio.emulator.provider_url()
+    result = subprocess.run(
+        [*SMSGATE, "send", "-", "hello", "--provider", url],
+        input="+15555550100\n+15005550001\n",  # the second is Twilio's invalid magic number
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.count("sent msg_") == 1
+    assert "+15005550001" in result.stderr and "21211" in result.stderr
+
+
+def test_send_verbose_shows_the_provider_exchange_with_secrets_masked(
+    twilio: EmulatorThread,
+) -> None:
+    url = twilio.emulator.provider_url()
+    token = twilio.emulator.credentials.partition(":")[2]
+    result = run("send", "+15555550100", "hi there", "--provider", url, "-v")
+    assert result.returncode == 0, result.stderr
+    assert "> POST http://127.0.0.1:" in result.stderr
+    assert '"Body": "hi there"' in result.stderr  # what was sent
+    assert '< {"sid": "SM' in result.stderr  # what the provider answered
+    assert "password ***" in result.stderr
+    assert token not in result.stdout + result.stderr

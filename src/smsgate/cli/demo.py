@@ -47,7 +47,11 @@ def demo_command(
     import shutil
     import tempfile
 
+    from smsgate.cli.common import require_extra
     from smsgate.eventloop import run
+
+    for module in ("fastapi", "uvicorn", "aiohttp"):
+        require_extra(module, "server", "smsgate demo")
 
     folder = tempfile.mkdtemp(prefix="smsgate-demo-")
     try:

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from smsgate.cli.common import fail
+from smsgate.cli.common import fail, require_extra
 from smsgate.emulators import EMULATORS
 
 
@@ -65,10 +65,14 @@ def emulate_command(
     import signal
 
     from smsgate.emulators import emulator_class
-    from smsgate.emulators.base import Callbacks, Faults
 
     if name not in EMULATORS:
         fail(f"unknown emulator {name!r}; choose one of {', '.join(EMULATORS)}")
+    require_extra("aiohttp", "emulators", "smsgate emulate")
+    if name == "smtp":
+        require_extra("aiosmtpd", "emulators", "smsgate emulate smtp")
+    from smsgate.emulators.base import Callbacks, Faults
+
     cls = emulator_class(name)
     accepted = _options_of(cls)
     extra: dict[str, str] = {}

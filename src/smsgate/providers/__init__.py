@@ -37,6 +37,8 @@ PROVIDERS: dict[str, ProviderInfo] = {
         ProviderInfo("smtp", "smsgate.providers.smtp", "SmtpProvider", aliases=("smtps",)),
     )
 }
+#: libraries of the optional extras, and the extra that installs each
+_EXTRAS = {"aiosmtplib": "smtp"}
 _ALIASES = {alias: info.scheme for info in PROVIDERS.values() for alias in info.aliases}
 
 
@@ -53,7 +55,13 @@ def provider_class(scheme: str) -> type[Provider]:
             raise ConfigError(
                 f"provider {scheme!r} is not available in this build", field="provider"
             ) from None
-        raise
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        raise ConfigError(
+            f"provider {scheme!r} needs the [{extra}] extra: pip install 'smsgate[{extra}]'",
+            field="provider",
+        ) from None
     cls: type[Provider] = getattr(module, info.cls)
     return cls
 
