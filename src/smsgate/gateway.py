@@ -123,6 +123,7 @@ class Gateway:
     # -- building messages ----------------------------------------------------------------------
 
     def message(self, to: str | Message, body: str = "", **fields: Any) -> Message:
+        """Build the :class:`Message` a send would use: a recipient and fields, or ``to`` itself."""
         if isinstance(to, Message):
             if body or fields:
                 return to.replace(**({"body": body} if body else {}), **fields)
@@ -207,6 +208,7 @@ class Gateway:
     async def afetch_status(
         self, provider_message_id: str, *, provider: str | None = None
     ) -> SendResult:
+        """Ask the provider for a message's current status by its id (async)."""
         return await self._chain(provider, None)[0].afetch_status(provider_message_id)
 
     async def alookup_hlr(self, number: str, *, provider: str | None = None) -> dict[str, Any]:
@@ -219,6 +221,7 @@ class Gateway:
         raise UnsupportedFeature("no configured provider offers HLR lookups (smsroute does)")
 
     async def aclose(self) -> None:
+        """Close every provider's connections (async)."""
         for provider in self.providers.values():
             await provider.aclose()
 
@@ -264,12 +267,15 @@ class Gateway:
         )
 
     def fetch_status(self, provider_message_id: str, *, provider: str | None = None) -> SendResult:
+        """Ask the provider for a message's current status by the provider's id."""
         return self._runner.run(self.afetch_status(provider_message_id, provider=provider))
 
     def lookup_hlr(self, number: str, *, provider: str | None = None) -> dict[str, Any]:
+        """Ask an HLR-capable provider whether a number is live; see :meth:`alookup_hlr`."""
         return self._runner.run(self.alookup_hlr(number, provider=provider))
 
     def close(self) -> None:
+        """Close every provider's connections and the gateway's event-loop thread."""
         self._runner.run(self.aclose())
         self._runner.stop()
 

@@ -83,6 +83,7 @@ class Status(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
+        """True for a state no later event can leave (delivered, failed, ...)."""
         return self in _FINAL
 
     @property
@@ -289,6 +290,7 @@ class Message:
 
     @property
     def is_mms(self) -> bool:
+        """True when the message carries media."""
         return bool(self.media)
 
     def segments(self) -> SegmentInfo:
@@ -367,6 +369,7 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
+        """True when the provider accepted the message and nothing has failed it since."""
         return self.error is None and self.status not in (
             Status.FAILED,
             Status.REJECTED,
@@ -374,6 +377,7 @@ class SendResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The normalized fields as JSON-safe values (``raw`` left out)."""
         return {
             "id": self.id,
             "to": self.to,
