@@ -516,6 +516,25 @@ TWO_PROVIDERS = PROVIDER + '[providers.smsroute]\nurl = "smsroute://KEY@MyApp"\n
             "otp.honor_opt_outs: expected true or false, got text; write e.g. honor_opt_outs = true",
         ),
         ("server = 1", "server: expected a table, got a number; write it as [server]"),
+        ("[server]\nprot = 80", "server.prot: unknown key; did you mean 'port'?"),
+        ('[server]\nport = "eighty"', "server.port: 'eighty' is not a TCP port; use a number"),
+        (
+            '[providers.t]\nurl = "twillio://AC:T@+15017122661"',
+            "providers.t.url: unknown provider scheme 'twillio'; did you mean \"twilio://\"?",
+        ),
+        (
+            PROVIDER + '[pricing.per_segment.twillio]\n"+1" = 0.01',
+            'pricing.per_segment.twillio: prices for "twillio", which is not a provider; '
+            'defined providers: twilio; did you mean "twilio"?',
+        ),
+        (
+            PROVIDER + '[pricing.per_segment.twilio]\n"+1" = -1',
+            'pricing.per_segment.twilio."+1": -1 is below zero',
+        ),
+        (
+            PROVIDER + '[pricing.per_segment.twilio]\n"1" = 0.01',
+            "pricing.per_segment.twilio.1: '1' is not a country prefix",
+        ),
     ],
 )
 def test_config_errors_name_the_key_and_the_fix(text: str, expected: str) -> None:

@@ -976,6 +976,75 @@ class ConsoleSection(Section):
     )
 
 
+def _price(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _custom(
+            "price", f"{value!r} is not a price; write the price of one segment, e.g. 0.0079"
+        )
+    if value < 0:
+        raise _custom("price", f"{value!r} is below zero; a price is 0 or more")
+    return float(value)
+
+
+def _price_table(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise _custom(
+            "table",
+            f'expected a table of prices, got {_describe(value)}; write e.g. "+1" = 0.0079',
+        )
+    prices: dict[str, float] = {}
+    for prefix, price in value.items():
+        if prefix != "*" and not _COUNTRY_PREFIX.match(prefix):
+            raise _custom(
+                "country",
+                f'{prefix!r} is not a country prefix; write + and the calling code ("+1", '
+                '"+44", "+1204" for one area) or "*" for every other destination',
+                child=prefix,
+            )
+        try:
+            prices[prefix] = _price(price)
+        except PydanticCustomError as exc:
+            raise _custom("price", exc.message(), child=prefix) from None
+    return prices
+
+
+PriceTable = Annotated[
+    dict[str, float],
+    BeforeValidator(_price_table),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": r"^(\*|\+[1-9][0-9]{0,14})$"},
+            "additionalProperties": {"type": "number", "minimum": 0},
+        }
+    ),
+]
+
+
+class PricingSection(Section):
+    """``[pricing]``: what a segment costs, for estimates (``smsgate bulk --dry-run``)."""
+
+    currency: Text = Field("USD", description="The currency of every price.", examples=["USD"])
+    per_segment: dict[str, PriceTable] = Field(
+        default_factory=dict,
+        description="Per provider: the price of one segment by calling-code prefix (the longest "
+        'matching prefix wins; "*" for every other destination).',
+        examples=[{"twilio": {"+1": 0.0079, "+44": 0.0463, "*": 0.05}}],
+    )
+
+    def price(self, provider: str, to: str) -> float | None:
+        """The price of one segment to ``to`` through ``provider``, or None when unknown."""
+        table = self.per_segment.get(provider)
+        if not table:
+            return None
+        best = max(
+            (prefix for prefix in table if prefix != "*" and to.startswith(prefix)),
+            key=len,
+            default="*",
+        )
+        return table.get(best)
+
+
 def _provider_names(value: Any) -> Any:
     if not isinstance(value, Mapping):
         raise _custom("table", f"expected a table, got {_describe(value)}; write it as [providers]")
@@ -1030,6 +1099,8 @@ class ConfigFile(Section):
     circuit_breaker: CircuitBreakerSection = CircuitBreakerSection.model_validate({})
     server: ServerSection = ServerSection.model_validate({})
     otp: OtpSection = OtpSection.model_validate({})
+    pricing: PricingSection = PricingSection.model_validate({})
+    console: ConsoleSection = ConsoleSection.model_validate({})
 
 
 def json_schema() -> dict[str, Any]:
@@ -1110,6 +1181,7 @@ _OUR_ERRORS = {
     "missing",
     "name",
     "burst",
+    "price",
 }
 
 
@@ -1168,6 +1240,15 @@ def _build(data: Mapping[str, Any], source: str | None) -> Config:
     }
     retry = _retry_policy(file.retry, "retry", RetryPolicy())
     routes, implicit = _routes(file.routes, providers, retry)
+    for name in file.pricing.per_segment:
+        if name not in providers:
+            close = difflib.get_close_matches(name, list(providers), n=1)
+            _fail(
+                _child(_child("pricing", "per_segment"), name),
+                f'prices for "{name}", which is not a provider; defined providers: '
+                f"{', '.join(providers) or 'none'}",
+                f'did you mean "{close[0]}"?' if close else "fix the name or add the provider",
+            )
     return Config(
         store=file.store,
         public_url=file.public_url,

@@ -320,6 +320,12 @@ def bulk_command(
     parallel: bool = typer.Option(
         True, "--parallel/--no-parallel", help="Read and validate in a second process."
     ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Store nothing: count messages, encodings and segments, by country, with the cost "
+        "from the config's [pricing] table.",
+    ),
     config: ConfigOption = None,
     store: StoreOption = None,
     json: JsonOption = False,
@@ -355,6 +361,9 @@ def bulk_command(
     except SmsgateError as exc:
         fail(str(exc))
     resolved = _config(config)
+    if dry_run:
+        _dry_run(options, resolved, json)
+        return
     common.require_providers(resolved)
     with _open(resolved, store) as outbox:
         progress: Any = None
@@ -388,6 +397,62 @@ def bulk_command(
                 print(f"  {count} x {reason}")
     if report.rejected:
         raise typer.Exit(1)
+
+
+def _dry_run(options: Any, config: Config, json: bool) -> None:
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.dryrun import estimate_csv
+
+    try:
+        report = estimate_csv(options, config)
+    except SmsgateError as exc:
+        fail(str(exc))
+    if json:
+        print_json(report.to_dict())
+    else:
+        for line in _dry_run_lines(report):
+            print(line)
+    if report.refused and not report.accepted:
+        raise typer.Exit(1)
+
+
+def _dry_run_lines(report: Any) -> list[str]:
+    money = report.currency
+    lines = [
+        f"dry run, nothing stored: {report.total:,} rows; {report.accepted:,} would be queued, "
+        f"{report.refused:,} refused",
+        f"segments: {report.segments:,} in total",
+    ]
+    for name, count in sorted(report.encodings.items()):
+        lines.append(
+            f"  {name}: {count:,} message(s), {report.encoding_segments[name]:,} segment(s)"
+        )
+    spread = ", ".join(f"{n} part(s): {c:,}" for n, c in sorted(report.per_message.items()))
+    if spread:
+        lines.append(f"  per message: {spread}")
+    if report.countries:
+        lines.append("by country:")
+        for region, totals in sorted(report.countries.items(), key=lambda item: -item[1].messages):
+            cost = (
+                f"{totals.cost:,.4f} {money}" if totals.messages > totals.unpriced else "no price"
+            )
+            if 0 < totals.unpriced < totals.messages:
+                cost += f" ({totals.unpriced:,} unpriced)"
+            lines.append(
+                f"  {region:<8} {totals.messages:>9,} message(s) {totals.segments:>9,} segment(s)"
+                f"  {cost}"
+            )
+    if report.accepted and report.unpriced == report.accepted:
+        lines.append(
+            "estimated cost: unknown; add prices per segment to the config, e.g. "
+            '[pricing.per_segment.twilio] "+1" = 0.0079'
+        )
+    else:
+        unpriced = f" ({report.unpriced:,} message(s) without a price)" if report.unpriced else ""
+        lines.append(f"estimated cost: {report.cost:,.4f} {money}{unpriced}")
+    for reason, count in report.reasons.most_common(5):
+        lines.append(f"refused: {count:,} x {reason}")
+    return lines
 
 
 class _Progress:
