@@ -117,6 +117,14 @@ BAD_INPUTS: list[tuple[dict[str, str], tuple[str | bytes, ...], dict[str, str], 
         ["twillio"],
     ),
     ({}, ("send", "+15555550100", b"caf\xff"), {}, 2, ["not valid UTF-8"]),
+    ({}, ("segments", b"caf\xed\xa0\x80"), {}, 2, ["not valid UTF-8"]),
+    (
+        {"people.csv": "phone\n+15555550100\n"},
+        ("bulk", "people.csv", "--body", b"Hi \xff", "--dry-run"),
+        {},
+        2,
+        ["--body is not valid UTF-8"],
+    ),
     (
         {},
         ("config", "check"),
@@ -179,6 +187,14 @@ def test_bad_input_exits_with_one_clear_line(
     assert TOKEN not in result.stdout + result.stderr
     # nothing was created: no store for a command that failed or only reads
     assert set(os.listdir(tmp_path)) == before
+
+
+def test_text_from_standard_input_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*SMSGATE, "segments", "-"], input=b"caf\xed\xa0\x80", capture_output=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr and b"not valid UTF-8" in result.stderr
 
 
 def test_python_advice_is_turned_into_cli_advice(tmp_path: Path) -> None:

@@ -169,6 +169,25 @@ def open_existing_store(url: str) -> None:
         )
 
 
+def read_stdin_text() -> str:
+    """Standard input as text, without the final line break a file or ``echo`` adds."""
+    try:
+        text = sys.stdin.read()
+    except UnicodeDecodeError:
+        fail("standard input is not UTF-8 text; check the file's encoding")
+    return checked_text(text.removesuffix("\n").removesuffix("\r"), "standard input")
+
+
+def checked_text(text: str, what: str = "the text") -> str:
+    """``text`` unless it holds bytes the terminal could not decode (lone surrogates, PEP 383),
+    which no provider can send: refused here rather than counted or sent as garbage."""
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        fail(
+            f"{what} is not valid UTF-8 (a byte sequence that could not be decoded); check its encoding"
+        )
+    return text
+
+
 def require_extra(module: str, extra: str, what: str) -> None:
     """Exit 2 naming the pip extra when ``module`` (part of ``extra``) is not installed."""
     from importlib.util import find_spec

@@ -86,6 +86,7 @@ def _open_store(config: str | None, store: str | None, *, existing: bool = False
 def db_upgrade(
     config: ConfigOption = None,
     store: StoreOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Create or upgrade the store's schema to this smsgate's version (safe to run again)."""
     from smsgate.outbox.migrate import LATEST
@@ -103,7 +104,9 @@ def db_upgrade(
         after = target.schema_version()
     finally:
         target.close()
-    if applied:
+    if json:
+        print_json({"store": target.url, "from": before, "to": after, "applied": list(applied)})
+    elif applied:
         done = ", ".join(str(v) for v in applied)
         print(f"upgraded {target.url} from version {before} to {after} (applied {done})")
     else:
@@ -113,6 +116,7 @@ def db_upgrade(
 def db_version(
     config: ConfigOption = None,
     store: StoreOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Print the store's schema version and the one this smsgate needs (exit 1 if they differ)."""
     from smsgate.outbox.migrate import LATEST
@@ -122,7 +126,10 @@ def db_version(
         found = target.schema_version()
     finally:
         target.close()
-    print(f"{target.url}: schema version {found}; this smsgate needs {LATEST}")
+    if json:
+        print_json({"store": target.url, "version": found, "needed": LATEST})
+    else:
+        print(f"{target.url}: schema version {found}; this smsgate needs {LATEST}")
     if found != LATEST:
         raise typer.Exit(1)
 
@@ -133,7 +140,9 @@ def db_version(
 def worker_command(
     config: ConfigOption = None,
     store: StoreOption = None,
-    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Sends in flight at once."),
+    concurrency: int = typer.Option(
+        None, "--concurrency", min=1, max=10_000, help="Sends in flight at once."
+    ),
     until_idle: bool = typer.Option(
         False, "--until-idle", help="Exit when no message is waiting or being sent."
     ),
@@ -346,6 +355,7 @@ def bulk_command(
 
     if not os.path.isfile(file):
         fail(f"{file}: no such file")
+    common.checked_text(body, "--body")
     try:
         options = BulkOptions.build(
             file,

@@ -102,25 +102,14 @@ def _split(args: list[str]) -> tuple[list[str], str]:
     if body == "-":
         if "-" in recipients:
             fail("only one of TO and BODY can be read from standard input")
-        # A file or `echo` ends with a line break that is not part of the message.
-        body = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+        body = common.read_stdin_text()
     if "-" in recipients:
         read = [line.strip() for line in sys.stdin if line.strip()]
         position = recipients.index("-")
         recipients = recipients[:position] + read + recipients[position + 1 :]
         if not recipients:
             fail("no recipients on standard input")
-    if _has_surrogates(body):
-        fail(
-            "the text is not valid UTF-8 (a byte sequence the terminal could not decode); "
-            "check the file's encoding"
-        )
-    return recipients, body
-
-
-def _has_surrogates(text: str) -> bool:
-    # Undecodable bytes on the command line arrive as lone surrogates (PEP 383).
-    return any("\ud800" <= char <= "\udfff" for char in text)
+    return recipients, common.checked_text(body)
 
 
 def _message(
