@@ -1142,9 +1142,21 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
-def _config_error(exc: ValidationError) -> ConfigError:
+_S = TypeVar("_S", bound=BaseModel)
+
+
+def validate_section(model: type[_S], table: Mapping[str, Any], path: str) -> _S:
+    """``table`` validated as ``model`` (a :class:`Section` of ConfigFile at ``path``), for
+    modules that read one table on its own; errors name ``path.KEY`` like the whole file's."""
+    try:
+        return model.model_validate(table)
+    except ValidationError as exc:
+        raise _config_error(exc, (path,)) from None
+
+
+def _config_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigError:
     error = exc.errors(include_url=False)[0]
-    loc = list(error["loc"])
+    loc = [*prefix, *error["loc"]]
     context = error.get("ctx") or {}
     if "child" in context:
         loc.append(context["child"])

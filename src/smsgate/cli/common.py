@@ -121,9 +121,10 @@ def note(message: str) -> None:
         sys.stderr.write(f"{message}\n")
 
 
-def load_config(path: str | None) -> Config:
+def load_config(path: str | None, *, announce: bool = True) -> Config:
     """The config of ``--config``, ``SMSGATE_CONFIG`` or ``./smsgate.toml`` (else the defaults),
-    saying on stderr which file was used; a bad file exits 2 naming the file and the key."""
+    saying on stderr which file was used (unless the command says so itself: ``announce``); a
+    bad file exits 2 naming the file and the key."""
     from smsgate.config import Config, find_config
     from smsgate.errors import ConfigError
 
@@ -134,7 +135,7 @@ def load_config(path: str | None) -> Config:
         # Key errors name the key; say which file too, in case SMSGATE_CONFIG points elsewhere.
         prefix = f"{found[0]} (from {found[1]}): " if found and exc.field is not None else ""
         fail(prefix + str(exc))
-    if config.source is not None:
+    if announce and config.source is not None:
         note(f"config: {config.describe_source()}")
     return config
 

@@ -57,7 +57,7 @@ def serve(
     from smsgate.server.runner import serve as run
     from smsgate.server.settings import ServerSettings
 
-    resolved = common.load_config(config)
+    resolved = common.load_config(config, announce=False)
     if store is not None:
         resolved = dataclasses.replace(resolved, store=store)
     if verbose and log_level == "info":
@@ -71,7 +71,11 @@ def serve(
 
     def ready(url: str) -> None:
         worker = "with a worker" if settings.worker and resolved.providers else "API only"
-        print(f"smsgate serving {url} ({worker}); store {resolved.masked()['store']}", flush=True)
+        print(
+            f"smsgate serving {url} ({worker}); store {resolved.masked()['store']}; "
+            f"config {resolved.describe_source()}",
+            flush=True,
+        )
         print(
             f"API docs: {url}/docs  OpenAPI: {url}/openapi.json  metrics: {url}/metrics", flush=True
         )
