@@ -810,3 +810,43 @@ def test_quiet_hours_on_a_route() -> None:
 
 
 TWILIO_URL_FOR_QUIET = "twilio://AC00000000000000000000000000000000:token@+15005550006"
+
+
+# ---- the schema
+
+
+def test_every_key_has_a_description_and_every_value_an_example() -> None:
+    """Error messages write "write e.g. KEY = EXAMPLE" from these, and editors show them."""
+    from smsgate import config as module
+
+    sections = [module.ConfigFile, *module.Section.__subclasses__()]
+    for section in sections:
+        assert section.__doc__, section
+        for name, field in section.model_fields.items():
+            table = module._inner_model(field.annotation) is not None or name == "options"
+            assert table or field.description, f"{section.__name__}.{name}"
+            assert table or field.examples, f"{section.__name__}.{name}"
+
+
+def test_an_error_in_a_named_table_still_gives_the_key_s_example() -> None:
+    message = config_error(
+        PROVIDER + 'senders = { "+15017122661" = { rate = "1/s", burst = "x" } }'
+    )
+    assert message == (
+        "providers.twilio.senders.\"+15017122661\".burst: 'x' is not a whole number; "
+        "write e.g. burst = 1"
+    )
+
+
+def test_the_json_schema_describes_every_table() -> None:
+    from smsgate.config import json_schema
+
+    schema = json_schema()
+    assert schema["title"] == "smsgate.toml"
+    tables = {"providers", "routes", "retry", "worker", "circuit_breaker", "server", "otp"}
+    assert tables | {"store", "public_url", "pricing"} == set(schema["properties"])
+    route = schema["$defs"]["RouteSection"]
+    assert route["required"] == ["name", "providers"]
+    assert route["properties"]["purposes"]["items"]["enum"] == ["transactional", "otp", "marketing"]
+    duration = schema["$defs"]["WorkerSection"]["properties"]["lease_seconds"]
+    assert {"type": "number", "exclusiveMinimum": 0} in duration["anyOf"]

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, ClassVar, NoReturn, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, NoReturn, TypeVar, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -721,7 +721,9 @@ class SenderSection(Section):
 
     rate: RateText = Field(description="Sends per unit of time.", examples=["1/s"])
     burst: AtLeastOne | None = Field(
-        None, description="How many may go at once (default: a tenth of a second's worth)."
+        None,
+        description="How many may go at once (default: a tenth of a second's worth).",
+        examples=[1],
     )
 
     missing_fixes: ClassVar[dict[str, str]] = {"rate": 'add rate = "1/s"'}
@@ -844,7 +846,11 @@ class RouteSection(Section):
         str,
         BeforeValidator(_choice(_POLICIES, "a policy")),
         WithJsonSchema({"enum": list(_POLICIES)}),
-    ] = Field(AmbiguousPolicy.AUTO.value, description="What to do when a send may have arrived.")
+    ] = Field(
+        AmbiguousPolicy.AUTO.value,
+        description="What to do when a send may have arrived.",
+        examples=["auto"],
+    )
     quiet_hours: Text | None = Field(
         None,
         description="Hold messages of quiet_purposes while it is this time where the recipient "
@@ -864,9 +870,13 @@ class RouteSection(Section):
     max_attempts: AtLeastOne | None = Field(
         None, description="Attempts per provider.", examples=[3]
     )
-    base_delay: Duration | None = Field(None, description="Backoff after the first failure.")
+    base_delay: Duration | None = Field(
+        None, description="Backoff after the first failure.", examples=["1s"]
+    )
     max_delay: Duration | None = Field(None, description="The longest backoff.", examples=["5min"])
-    jitter: _JITTER | None = Field(None, description="How backoff is randomised.")
+    jitter: _JITTER | None = Field(
+        None, description="How backoff is randomised.", examples=["full"]
+    )
 
     missing_fixes: ClassVar[dict[str, str]] = {
         "name": 'give the route a name, e.g. name = "otp"',
@@ -918,8 +928,16 @@ class ServerSection(Section):
         description="The answer to HELP; empty sends none.",
         examples=["Example Co: reply STOP to opt out."],
     )
-    stop_reply: AnyText = Field("", description="Confirmation after STOP (empty: none).")
-    start_reply: AnyText = Field("", description="Confirmation after START (empty: none).")
+    stop_reply: AnyText = Field(
+        "",
+        description="Confirmation after STOP (empty: none).",
+        examples=["You will get no more messages from us. Reply START to resume."],
+    )
+    start_reply: AnyText = Field(
+        "",
+        description="Confirmation after START (empty: none).",
+        examples=["Welcome back: reply STOP to opt out."],
+    )
     webhook_retry_horizon: Duration = Field(
         24 * 3600.0,
         description="Retry your webhooks this long, then dead-letter.",
@@ -1117,22 +1135,27 @@ def _path(loc: Sequence[int | str]) -> str:
 
 
 def _field_at(loc: Sequence[int | str]) -> FieldInfo | None:
-    """The field a location names, walking the models (for its examples)."""
+    """The field a location names, walking the models (for its examples). A name that is not a
+    field of the current model is a table key (a provider or sender name) and is stepped over."""
     model: Any = ConfigFile
     found: FieldInfo | None = None
+    keyed = False  # the last field was a table of NAME -> section
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or model is None:
             continue
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            found = model.model_fields.get(part)
-            if found is None:
+        field_info = model.model_fields.get(part)
+        if field_info is None:
+            if not keyed:
                 return None
-            model = _inner_model(found.annotation)
-        # a dict key (a provider or sender name): stay on the value model
+            keyed = False
+            continue
+        found = field_info
+        model = _inner_model(field_info.annotation)
+        keyed = _is_table_of_sections(field_info.annotation)
     return found
 
 
-def _inner_model(annotation: Any) -> Any:
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
     stack = [annotation]
     while stack:
         item = stack.pop()
@@ -1140,6 +1163,16 @@ def _inner_model(annotation: Any) -> Any:
             return item
         stack.extend(get_args(item))
     return None
+
+
+def _is_table_of_sections(annotation: Any) -> bool:
+    stack = [annotation]
+    while stack:
+        item = stack.pop()
+        if get_origin(item) is dict:
+            return True
+        stack.extend(get_args(item))
+    return False
 
 
 _S = TypeVar("_S", bound=BaseModel)
