@@ -300,3 +300,28 @@ def test_config_schema_is_json_schema_for_editors(tmp_path: Path) -> None:
     server = schema["$defs"]["ServerSection"]
     assert server["properties"]["port"]["maximum"] == 65535
     assert server["additionalProperties"] is False
+
+
+@pytest.mark.slow
+def test_the_demo_prints_whole_ids_and_a_hint_that_works_as_printed(tmp_path: Path) -> None:
+    import re
+    import shlex
+    import shutil
+
+    demo = run(tmp_path, "demo", "--keep", env={"COLUMNS": ""})
+    assert demo.returncode == 0, demo.stderr
+    # piped, not a terminal: nothing is cut at 80 columns
+    ids = re.findall(r"\bmsg_[0-9A-Z]{26}\b", demo.stdout)
+    assert len(set(ids)) == 8, demo.stdout
+    assert "…" not in demo.stdout
+    hint = demo.stdout.strip().splitlines()[-1]
+    assert "smsgate status msg_" in hint, hint
+    command = shlex.split(hint.split("see one: ", 1)[1])
+    assert command[0] == "smsgate"
+    try:
+        status = run(tmp_path, *command[1:])
+        assert status.returncode == 0, status.stderr
+        assert command[2] in status.stdout and "delivered" in status.stdout
+    finally:
+        store = command[command.index("--store") + 1].removeprefix("sqlite:///")
+        shutil.rmtree(Path(store).parent, ignore_errors=True)
