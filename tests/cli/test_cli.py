@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -452,3 +453,18 @@ def test_send_verbose_shows_the_provider_exchange_with_secrets_masked(
     assert '< {"sid": "SM' in result.stderr  # what the provider answered
     assert "password ***" in result.stderr
     assert token not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["smspm", "smsroute"])
+def test_send_verbose_masks_credentials_wherever_they_travel(name: str) -> None:
+    from smsgate.emulators import emulator_class
+
+    with emulator_class(name)().run_in_thread() as running:
+        url = running.emulator.provider_url()
+        result = run("send", "+15555550100", "hi", "--provider", url, "-v")
+    assert result.returncode == 0, result.stderr
+    for secret in running.emulator.credentials.split(":"):
+        assert secret not in result.stderr, secret  # SMSPM's hash travels as a field "hash"
+    assert "***" in result.stderr
+    if name == "smsroute":  # an idempotency key is not a secret: shown, to see what was sent
+        assert re.search(r"> Idempotency-Key: msg_\w+", result.stderr), result.stderr

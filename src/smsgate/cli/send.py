@@ -151,7 +151,7 @@ def _send_now(messages: list[Message], provider: str, *, json: bool, verbose: bo
     try:
         for message in messages:
             if verbose:
-                _show_request(next(iter(gateway.providers.values())), message)
+                _show_request(next(iter(gateway.providers.values())), message, provider)
             try:
                 result = gateway.send(message)
             except SmsgateError as exc:
@@ -177,11 +177,17 @@ def _send_now(messages: list[Message], provider: str, *, json: bool, verbose: bo
         raise typer.Exit(1)
 
 
-def _show_request(provider: Provider, message: Message) -> None:
-    """What goes to the provider, secrets masked, on stderr (``-v``)."""
+def _show_request(provider: Provider, message: Message, url_text: str) -> None:
+    """What goes to the provider, secrets masked, on stderr (``-v``): values named like secrets,
+    and any value equal to a credential of the provider URL (SMSPM's account hash travels in a
+    field called ``hash``)."""
     from smsgate.config import mask_settings
     from smsgate.providers.base import HttpProvider
     from smsgate.providers.transport import redact_url
+    from smsgate.providers.url import ProviderURL
+
+    parsed = ProviderURL.parse(url_text)
+    credentials = {value for value in (parsed.username, parsed.password) if value}
 
     if not isinstance(provider, HttpProvider):
         sys.stderr.write(f"> {provider.name}: {message.to} ({len(message.body)} characters)\n")
@@ -190,8 +196,7 @@ def _show_request(provider: Provider, message: Message) -> None:
     url = redact_url(f"{provider.base_url.rstrip('/')}/{request.path.lstrip('/')}")
     sys.stderr.write(f"> {request.method} {url}\n")
     for name in request.headers:
-        secret = name.lower() in ("authorization", "x-api-key") or "key" in name.lower()
-        shown = "***" if secret else request.headers[name]
+        shown = "***" if _secret_header(name) else request.headers[name]
         sys.stderr.write(f"> {name}: {shown}\n")
     if request.auth is not None:
         user = request.auth[0]
@@ -201,7 +206,24 @@ def _show_request(provider: Provider, message: Message) -> None:
     if isinstance(payload, list):
         payload = dict(payload)
     if payload is not None:
-        sys.stderr.write(f"> {_dumps(mask_settings(payload))}\n")
+        sys.stderr.write(f"> {_dumps(_without(mask_settings(payload), credentials))}\n")
+
+
+def _without(value: Any, credentials: set[str]) -> Any:
+    """``value`` with every string equal to one of ``credentials`` replaced by ``***``."""
+    if isinstance(value, dict):
+        return {key: _without(item, credentials) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without(item, credentials) for item in value]
+    return "***" if isinstance(value, str) and value in credentials else value
+
+
+#: header names that carry credentials; an idempotency key does not
+_CREDENTIAL_HEADERS = re.compile(r"authorization|api-?key|token|secret|signature|cookie", re.I)
+
+
+def _secret_header(name: str) -> bool:
+    return _CREDENTIAL_HEADERS.search(name) is not None
 
 
 def _show_response(raw: Any) -> None:
