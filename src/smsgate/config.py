@@ -258,6 +258,7 @@ class Config:
         """A JSON-safe summary with every secret replaced by ``***``."""
         return {
             "source": self.source,
+            "origin": self.origin,
             "store": mask_url(self.store),
             "public_url": self.public_url,
             "providers": {
@@ -306,6 +307,14 @@ class Config:
                 "honor_opt_outs": self.otp.honor_opt_outs,
             },
             "server": mask_settings(self.server),
+            "pricing": None
+            if self.file is None or not self.file.pricing.per_segment
+            else {
+                "currency": self.file.pricing.currency,
+                "per_segment": {
+                    name: dict(table) for name, table in self.file.pricing.per_segment.items()
+                },
+            },
             "warnings": self.warnings(),
         }
 

@@ -263,6 +263,17 @@ def test_shell_completion_can_be_shown(tmp_path: Path) -> None:
     result = run(tmp_path, "--show-completion", "bash", env={"SHELL": "/bin/bash"})
     assert result.returncode == 0, result.stderr
     assert "_SMSGATE_COMPLETE" in result.stdout
+    # and the script's callback completes commands
+    words = run(
+        tmp_path,
+        env={
+            "_SMSGATE_COMPLETE": "complete_bash",
+            "COMP_WORDS": "smsgate config ",
+            "COMP_CWORD": "2",
+        },
+    )
+    assert words.returncode == 0, words.stderr
+    assert words.stdout.split() == ["check", "schema"]
 
 
 def test_normalize_accepts_what_send_accepts(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
 def check(config: common.ConfigOption = None, as_json: common.JsonOption = False) -> None:
     """Validate the config (every table and key, provider URLs through the provider registry)
     and print the resolved providers and routes, secrets masked."""
-    resolved = common.load_config(config)
+    # the summary's first line names the file (and "source" under --json)
+    resolved = common.load_config(config, announce=False)
     summary = resolved.masked()
     if as_json:
         common.print_json(summary)
@@ -95,6 +96,11 @@ def render(summary: dict[str, Any], source: str | None = None) -> list[str]:
         f"circuit breaker: opens after {breaker['failure_threshold']} failures, "
         f"half-opens after {breaker['cooldown']:g}s"
     )
+    pricing = summary.get("pricing")
+    if pricing:
+        for name, table in pricing["per_segment"].items():
+            prices = ", ".join(f"{prefix} {price:g}" for prefix, price in table.items())
+            lines.append(f"pricing: {name}: {prices} {pricing['currency']} per segment")
     for warning in summary["warnings"]:
         lines.append(f"warning: {warning}")
     lines.append("config OK")
