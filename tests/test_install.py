@@ -7,6 +7,7 @@ pyproject.toml lists, from the local pip cache or registry; the emulator runs in
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -117,3 +118,24 @@ def test_the_cli_sends_and_serve_names_the_extra(core_venv: Path, twilio: Emulat
         assert "pip install 'smsgate[" in refused.stderr, refused.stderr
     serve = subprocess.run([smsgate, "serve"], capture_output=True, text=True, timeout=60)
     assert "smsgate[server]" in serve.stderr
+
+
+def test_the_server_extra_is_all_the_demo_needs(core_venv: Path) -> None:
+    """README set-up command 1 installs ``.[server]`` and runs the demo: nothing else needed.
+
+    Runs last in this module: it adds the [server] extra to the core environment.
+    """
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]["server"]
+    installed = _pip(core_venv, "install", "-q", *server, timeout=600)
+    assert installed.returncode == 0, installed.stderr
+    demo = subprocess.run(
+        [str(core_venv / "bin" / "smsgate"), "demo", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    summary = json.loads(demo.stdout)
+    assert summary["ok"] is True and summary["counts"] == {"delivered": 6, "failed": 2}
