@@ -85,3 +85,14 @@ def test_one_tutorial_page_per_seed_and_no_page_reaches_outside_the_repository()
 def test_code_comments_cite_the_architecture_page_not_a_file_outside() -> None:
     for path in (ROOT / "src").rglob("*.py"):
         assert "DESIGN.md" not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_published_config_schema_is_up_to_date() -> None:
+    import json
+
+    from smsgate.config import json_schema
+
+    published = json.loads((DOCS / "smsgate.schema.json").read_text(encoding="utf-8"))
+    assert published == json_schema(), (
+        "regenerate it: smsgate config schema > docs/smsgate.schema.json"
+    )
