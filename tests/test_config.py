@@ -844,7 +844,7 @@ def test_the_json_schema_describes_every_table() -> None:
     schema = json_schema()
     assert schema["title"] == "smsgate.toml"
     tables = {"providers", "routes", "retry", "worker", "circuit_breaker", "server", "otp"}
-    assert tables | {"store", "public_url", "pricing"} == set(schema["properties"])
+    assert tables | {"store", "public_url", "pricing", "console"} == set(schema["properties"])
     route = schema["$defs"]["RouteSection"]
     assert route["required"] == ["name", "providers"]
     assert route["properties"]["purposes"]["items"]["enum"] == ["transactional", "otp", "marketing"]

@@ -969,8 +969,10 @@ class ServerSection(Section):
 
 
 def _secure_cookie(value: Any) -> bool | str:
-    if value == "auto" or isinstance(value, bool):
+    if isinstance(value, bool):
         return value
+    if value == "auto":
+        return "auto"
     raise _custom(
         "choice", f'{value!r} is not "auto", true or false; write e.g. secure_cookie = "auto"'
     )
