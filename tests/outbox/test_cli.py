@@ -365,7 +365,8 @@ def test_bulk_goes_on_past_lines_that_are_not_csv(tmp_path: Path, parallel: str)
         handle.write(b'+15555550902,"never closed\n')  # swallows the lines after it
         handle.write(b"+15555550903,swallowed then read again\n")
         handle.write(b"+15555550904,Caf\xe9 in Latin-1\n")  # undecodable, the last line
-    result = run("bulk", str(source), "--body", "Hi {name}", "--store", url, parallel, "--json")
+    config = queue_config(tmp_path, url)
+    result = run("bulk", str(source), "--body", "Hi {name}", "-c", config, parallel, "--json")
     summary = summary_of(result, 1)
     assert (summary["total"], summary["accepted"], summary["rejected"]) == (305, 302, 3)
     rejects = list(csv.reader((tmp_path / "people.rejects.csv").open(encoding="utf-8")))
@@ -386,16 +387,34 @@ def test_bulk_exit_codes(tmp_path: Path) -> None:
     source = tmp_path / "people.csv"
     source.write_text("phone,name\n+15555550100,Ann\n+15555550101,Bob\n", encoding="utf-8")
     assert (
-        summary_of(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 0)[
-            "accepted"
-        ]
+        summary_of(
+            run(
+                "bulk",
+                str(source),
+                "--body",
+                "Hi {name}",
+                "-c",
+                queue_config(tmp_path, url),
+                "--json",
+            ),
+            0,
+        )["accepted"]
         == 2
     )
     # the same file again: every row already stored, nothing refused
     assert (
-        summary_of(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 0)[
-            "duplicates"
-        ]
+        summary_of(
+            run(
+                "bulk",
+                str(source),
+                "--body",
+                "Hi {name}",
+                "-c",
+                queue_config(tmp_path, url),
+                "--json",
+            ),
+            0,
+        )["duplicates"]
         == 2
     )
     # nothing could run: refused up front, no rows read, no rejects file

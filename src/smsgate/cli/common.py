@@ -184,7 +184,8 @@ def checked_text(text: str, what: str = "the text") -> str:
     which no provider can send: refused here rather than counted or sent as garbage."""
     if any("\ud800" <= char <= "\udfff" for char in text):
         fail(
-            f"{what} is not valid UTF-8 (a byte sequence that could not be decoded); check its encoding"
+            f"{what} is not valid UTF-8 (a lone surrogate: a byte sequence that could not be "
+            "decoded); check its encoding"
         )
     return text
 
