@@ -844,9 +844,31 @@ def test_the_json_schema_describes_every_table() -> None:
     schema = json_schema()
     assert schema["title"] == "smsgate.toml"
     tables = {"providers", "routes", "retry", "worker", "circuit_breaker", "server", "otp"}
-    assert tables | {"store", "public_url", "pricing", "console"} == set(schema["properties"])
+    assert tables | {"store", "public_url", "pricing", "console", "verify"} == set(
+        schema["properties"]
+    )
     route = schema["$defs"]["RouteSection"]
     assert route["required"] == ["name", "providers"]
     assert route["properties"]["purposes"]["items"]["enum"] == ["transactional", "otp", "marketing"]
     duration = schema["$defs"]["WorkerSection"]["properties"]["lease_seconds"]
     assert {"type": "number", "exclusiveMinimum": 0} in duration["anyOf"]
+
+
+def test_a_providers_receipt_timeout_and_validity_are_durations() -> None:
+    config = from_toml(
+        """
+        [providers.twilio]
+        url = "twilio://SID:TOKEN@+15017122661"
+        receipt_timeout = "10min"
+        validity = "4h"
+        [providers.backup]
+        url = "twilio://SID:TOKEN@+15017122662"
+        """
+    )
+    twilio, backup = config.providers["twilio"], config.providers["backup"]
+    assert (twilio.receipt_timeout, twilio.validity) == (600.0, 14400.0)
+    assert (backup.receipt_timeout, backup.validity) == (None, None)  # the worker's defaults
+    with pytest.raises(ConfigError, match=r"providers.twilio.receipt_timeout: 'soon'"):
+        from_toml(
+            '[providers.twilio]\nurl = "twilio://SID:TOKEN@+15017122661"\nreceipt_timeout = "soon"'
+        )

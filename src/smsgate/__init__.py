@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     # sending
     "Gateway": "smsgate.gateway",
     "Outbox": "smsgate.outbox",
+    "Verify": "smsgate.verify",
     # errors
     "SmsgateError": "smsgate.errors",
     "ConfigError": "smsgate.errors",
@@ -68,6 +69,7 @@ __all__ = [
     "Status",
     "TransientError",
     "UnsupportedFeature",
+    "Verify",
     "WebhookVerificationError",
     "__version__",
     "lookup",
@@ -96,6 +98,7 @@ if TYPE_CHECKING:
     from smsgate.message import DeliveryEvent, InboundMessage, Message, Purpose, SendResult, Status
     from smsgate.outbox import Outbox
     from smsgate.phone import NumberInfo, lookup, normalize
+    from smsgate.verify import Verify
 
 
 def __getattr__(name: str) -> Any:

@@ -83,6 +83,11 @@ class ProviderConfig:
     limit: Limit | None = None
     senders: Mapping[str, Limit] = field(default_factory=lambda: MappingProxyType({}))
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: seconds a sent message waits for this provider's delivery receipt before the worker
+    #: looks it up, and this provider's validity period, after which it ends unknown (None:
+    #: the worker's defaults, one hour and 72 hours)
+    receipt_timeout: float | None = None
+    validity: float | None = None
 
     @property
     def scheme(self) -> str:
@@ -133,6 +138,8 @@ class Config:
     server: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: the ``[console]`` table, read by smsgate.console.settings
     console: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the ``[verify]`` table, defined by :mod:`smsgate.verify.settings`
+    verify: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
     #: how the file was found: "--config", "SMSGATE_CONFIG" or "./smsgate.toml" (None: defaults)
     origin: str | None = None
@@ -315,6 +322,7 @@ class Config:
                     name: dict(table) for name, table in self.file.pricing.per_segment.items()
                 },
             },
+            "verify": mask_settings(self.verify),
             "warnings": self.warnings(),
         }
 
@@ -769,6 +777,18 @@ class ProviderSection(Section):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Options passed to the provider."
     )
+    receipt_timeout: Duration | None = Field(
+        None,
+        description="How long a sent message waits for its final receipt before the worker "
+        "looks it up (default 1h).",
+        examples=["1h"],
+    )
+    validity: Duration | None = Field(
+        None,
+        description="This provider's validity period: a message still without a final status "
+        "after it ends unknown (default 72h).",
+        examples=["72h"],
+    )
 
     missing_fixes: ClassVar[dict[str, str]] = {
         "url": 'add url = "scheme://credentials@sender", e.g. '
@@ -1097,6 +1117,21 @@ def _route_list(value: Any) -> Any:
     return value
 
 
+def _verify_table(value: Any) -> Any:
+    """``[verify]`` is defined by :mod:`smsgate.verify.settings`; checked here so that load and
+    ``config check`` refuse what ``smsgate serve`` would."""
+    if not isinstance(value, Mapping):
+        raise _custom("table", f"expected a table, got {_describe(value)}; write it as [verify]")
+    if value:
+        from smsgate.verify.settings import VerifySettings
+
+        try:
+            VerifySettings.from_mapping(value)
+        except ConfigError as exc:
+            raise _custom("verify", str(exc)) from None
+    return dict(value)
+
+
 class ConfigFile(Section):
     """smsgate.toml: every table and key. Secrets come from ``${ENV}``."""
 
@@ -1130,6 +1165,12 @@ class ConfigFile(Section):
     otp: OtpSection = OtpSection.model_validate({})
     pricing: PricingSection = PricingSection.model_validate({})
     console: ConsoleSection = ConsoleSection.model_validate({})
+    verify: Annotated[dict[str, Any], BeforeValidator(_verify_table)] = Field(
+        default_factory=dict,
+        description="One-time codes (smsgate.Verify): secret, code length, ttl, fraud guard; "
+        "see docs/verify.md.",
+        examples=[{"secret": "${SMSGATE_VERIFY_SECRET}"}],
+    )
 
 
 def json_schema() -> dict[str, Any]:
@@ -1329,6 +1370,7 @@ def _build(data: Mapping[str, Any], source: str | None) -> Config:
         # the table as written (validated above): the server's settings read it
         server=MappingProxyType(dict(data.get("server", {}))),
         console=MappingProxyType(dict(data.get("console", {}))),
+        verify=MappingProxyType(dict(data.get("verify", {}))),
         source=source,
         file=file,
     )
@@ -1343,12 +1385,21 @@ def _provider(name: str, section: ProviderSection, path: str) -> ProviderConfig:
         sender: Limit.parse(spec.rate, spec.burst, key=_child(_child(path, "senders"), sender))
         for sender, spec in section.senders.items()
     }
+    waits = {
+        key: value
+        for key, value in (
+            ("receipt_timeout", section.receipt_timeout),
+            ("validity", section.validity),
+        )
+        if value is not None
+    }
     return ProviderConfig(
         name=name,
         url=section.url,
         limit=limit,
         senders=MappingProxyType(senders),
         options=MappingProxyType(dict(section.options)),
+        **waits,
     )
 
 

@@ -743,3 +743,23 @@ def test_closing_a_sqlite_store_waits_for_a_write_under_way_on_another_thread(
     assert wrote == ["committed"] and closed.is_set()
     with pytest.raises(RuntimeError, match="store is closed"), store._write():  # type: ignore[attr-defined]
         pass
+
+
+def test_a_receipt_look_up_a_dead_worker_held_is_due_again(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    message_id = outbox.submit(Message(to=TO, body="x"))
+    now = clock.time()
+    outbox.store.claim("w1", 1, now, now + 30)
+    start(outbox, "w1", [message_id])
+    finish(outbox, "w1", message_id, State.SENT, provider="twilio", next_attempt_at=now + 60)
+    assert outbox.store.work_left() == (None, None)  # waiting for a receipt is not work
+    clock.advance(61)
+    now = clock.time()
+    (looking,) = outbox.store.claim("dead", 1, now, now + 30)  # its look-up is due
+    assert looking.row.state is State.SENT
+    clock.advance(31)  # "dead" died looking it up: its lease runs out
+    now = clock.time()
+    assert outbox.store.claim("w2", 1, now, now + 30) == []  # the lease is dropped...
+    (again,) = outbox.store.claim("w2", 1, now, now + 30)  # ...and the look-up due again
+    assert (again.row.id, again.row.state) == (message_id, State.SENT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from smsgate.clock import SYSTEM_CLOCK, FakeClock
 from smsgate.emulators.base import EmulatorThread
 from smsgate.message import Message, Purpose, Status
 from smsgate.outbox import Outbox
-from smsgate.outbox.worker import Worker, WorkerStats
+from smsgate.outbox.worker import ReceiptTimeout, Worker, WorkerStats
 from smsgate.providers import create_provider
 from smsgate.providers.base import Provider, WebhookRequest
 from smsgate.retry import RetryPolicy
@@ -469,3 +470,86 @@ def test_quiet_hours_hold_marketing_as_scheduled_then_send_it(
         Status.SENT,
     ]
     assert events[2].at >= released
+
+
+def test_a_worker_takes_a_bare_store_a_router_and_a_clock(
+    box: Outbox, twilio: EmulatorThread
+) -> None:
+    ids = [box.submit(Message(to=f"+1555563{n:04d}", body=f"bare {n}")) for n in range(5)]
+
+    async def main() -> WorkerStats:
+        worker = Worker(
+            box.store,
+            [provider_for(twilio)],
+            router=router("twilio"),
+            clock=SYSTEM_CLOCK,
+            poll_interval=0.05,
+            close_providers=True,
+        )
+        return await worker.run(until_idle=True)
+
+    assert asyncio.run(main()).sent == 5
+    assert {box.status(i).status for i in ids} == {Status.SENT}
+
+
+def run_until_idle(outbox: Outbox, twilio: EmulatorThread, **options: Any) -> WorkerStats:
+    async def main() -> WorkerStats:
+        worker = Worker(
+            outbox,
+            [provider_for(twilio)],
+            router=router("twilio"),
+            poll_interval=0.05,
+            close_providers=True,
+            receipt_timeout=ReceiptTimeout(after=60, validity=600),
+            **options,
+        )
+        return await worker.run(until_idle=True)
+
+    return asyncio.run(main())
+
+
+def test_a_receipt_that_never_came_is_looked_up_and_recorded_as_if_it_had(
+    outbox: Outbox, clock: FakeClock, twilio: EmulatorThread
+) -> None:
+    emulator = emulated(twilio)
+    message_id = outbox.submit(Message(to="+15555640000", body="did it arrive?"))
+    assert run_until_idle(outbox, twilio).sent == 1  # idle: a receipt wait is not work
+    record = outbox.status(message_id)
+    assert record.status is Status.SENT and record.next_attempt_at is not None
+    # the provider delivered it, but its callback never reached us
+    twilio.call(lambda: setattr(emulator.messages[0], "status", "delivered"))
+    clock.advance(30)
+    assert run_until_idle(outbox, twilio).receipts_looked_up == 0  # not yet
+    clock.advance(31)
+    assert run_until_idle(outbox, twilio).receipts_looked_up == 1
+    record = outbox.status(message_id)
+    assert record.status is Status.DELIVERED and record.next_attempt_at is None
+    last = record.events[-1]
+    assert (last.from_status, last.to_status, last.source) == (
+        Status.SENT,
+        Status.DELIVERED,
+        "receipt-lookup:twilio",
+    )
+    assert "no delivery receipt came" in (last.reason or "")
+
+
+def test_a_message_the_provider_never_settles_ends_unknown_after_its_validity(
+    outbox: Outbox, clock: FakeClock, twilio: EmulatorThread
+) -> None:
+    message_id = outbox.submit(Message(to="+15555640001", body="no receipt ever"))
+    run_until_idle(outbox, twilio)
+    looks = 0
+    while outbox.status(message_id).status is Status.SENT and looks < 10:
+        due = outbox.status(message_id).next_attempt_at
+        assert due is not None  # a sent message always has its next look-up
+        clock.advance(max(0.0, due.timestamp() - clock.time()) + 0.01)
+        run_until_idle(outbox, twilio)
+        looks += 1
+    record = outbox.status(message_id)
+    assert record.status is Status.UNKNOWN
+    reasons = [e.reason or "" for e in record.events if e.source == "receipt-lookup:twilio"]
+    # asked at 60 s, then after twice as long each time, then given up at 600 s
+    assert len(reasons) == looks and 3 <= looks <= 5
+    # the emulator reports queued, then sent, never a final status (no receipt will come)
+    assert all(re.search(r"twilio still reports (queued|sent) when asked", r) for r in reasons)
+    assert "by the end of the validity period" in reasons[-1]

@@ -106,7 +106,8 @@ class CannedServer:
         self.server.server_close()
 
 
-HTTP_SCHEMES = sorted(scheme for scheme in PROVIDERS if scheme != "smtp")
+# SMTP and SMPP are not HTTP: their non-answers are tested in test_smtp.py and test_smpp.py.
+HTTP_SCHEMES = sorted(scheme for scheme in PROVIDERS if scheme not in ("smtp", "smpp"))
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,16 @@ def postgres_url() -> Iterator[str]:
     schema = f"smsgate_test_{secrets.token_hex(6)}"
     joiner = "&" if "?" in base else "?"
     yield f"{base}{joiner}schema={schema}"
+    # A test may set this fixture up after the servers' (then it is torn down first): stop them
+    # before dropping, or a query they still run deadlocks with DROP SCHEMA.
+    for thread in list(_LIVE):
+        thread.stop()
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+#: servers started and not yet stopped by their factory
+_LIVE: list[ServerThread] = []
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -150,11 +158,14 @@ def server_factory() -> Iterator[ServerFactory]:
         api.headers["Authorization"] = f"Bearer {made.key}"
         running = Running(thread, made.key, api)
         started.append((running, outbox))
+        _LIVE.append(thread)
         return running
 
     yield start
     for running, outbox in reversed(started):
         running.thread.stop()
+        if running.thread in _LIVE:
+            _LIVE.remove(running.thread)
         running.api.close()
         running.anonymous.close()
         outbox.close()

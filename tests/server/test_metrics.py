@@ -185,3 +185,26 @@ def test_retries_and_error_kinds() -> None:
     )
     assert samples[rejected] == 1  # the stale receipt after it changed nothing
     assert samples[("smsgate_messages_submitted_total", (("purpose", "otp"),))] == 1
+
+
+def test_receipts_that_timed_out_are_counted_by_what_became_of_them() -> None:
+    metrics = Metrics()
+    metrics.observe(
+        [
+            row(1, "sending", "sent"),
+            row(2, "sent", "sent", source="receipt-lookup:twilio"),  # asked, not settled yet
+            row(3, "sent", "delivered", source="receipt-lookup:twilio"),
+            row(4, "sent", "unknown", source="receipt-lookup:twilio"),
+        ]
+    )
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for s in family.samples
+    }
+    timeouts = "smsgate_receipt_timeouts_total"
+    assert samples[(timeouts, (("provider", "twilio"), ("status", "delivered")))] == 1
+    assert samples[(timeouts, (("provider", "twilio"), ("status", "unknown")))] == 1
+    assert (timeouts, (("provider", "twilio"), ("status", "sent"))) not in samples
+    delivered = ("smsgate_messages_delivered_total", (("provider", "twilio"), ("route", "otp")))
+    assert samples[delivered] == 1  # and counted as delivered like any receipt

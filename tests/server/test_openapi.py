@@ -33,7 +33,11 @@ TWILIO = "twilio://AC00000000000000000000000000000000:emulator-auth-token@+15005
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     path: Path = tmp_path_factory.mktemp("schema") / "smsgate.db"
     config = Config.from_dict(
-        {"store": f"sqlite:///{path}", "providers": {"twilio": {"url": TWILIO}}}
+        {
+            "store": f"sqlite:///{path}",
+            "providers": {"twilio": {"url": TWILIO}},
+            "verify": {"secret": "schemathesis-" + "v" * 32},
+        }
     )
     outbox = Outbox(config.store)
     key = create_key(ServerStore.of(outbox), "schemathesis").key

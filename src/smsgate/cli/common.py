@@ -28,6 +28,7 @@ AREAS = (
     "serve",
     "keys",
     "users",
+    "verify",
     "demo",
 )
 

@@ -34,7 +34,9 @@ def create(
     purpose: Annotated[
         list[str] | None,
         typer.Option(
-            "--purpose", help="Allow only this purpose (repeatable): transactional, otp, marketing."
+            "--purpose",
+            help="Allow only this purpose (repeatable): transactional, otp, marketing, or verify "
+            "(the verify API; a key with only verify sends no other message).",
         ),
     ] = None,
     sender: Annotated[

@@ -18,6 +18,7 @@ EMULATORS: dict[str, str] = {
     "sinch": "smsgate.emulators.sinch:SinchEmulator",
     "clickatell": "smsgate.emulators.clickatell:ClickatellEmulator",
     "aws": "smsgate.emulators.aws:AwsEmulator",
+    "smpp": "smsgate.emulators.smpp:SmppEmulator",
 }
 
 

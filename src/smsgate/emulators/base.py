@@ -7,6 +7,9 @@ that are the same everywhere:
 - ``GET /_emulator/messages`` lists accepted messages and counts duplicates (the same idempotency
   key or client reference, or, where a provider has none, the same recipient, sender and body);
   ``POST /_emulator/reset`` forgets them;
+- ``GET /_emulator/codes?to=NUMBER`` answers the last one-time code texted to a number (the first
+  run of 4 to 10 digits standing alone in the newest message to it), so a sign-up test reads the
+  code the way the phone would, offline;
 - ``GET|POST /_emulator/faults`` reads or sets seeded fault injection: latency, a 503 rate, a 429
   rate with ``Retry-After``, connection resets and hangs (both *after* the message was accepted,
   which is what makes a send ambiguous);
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -35,6 +39,8 @@ logger = logging.getLogger("smsgate.emulators")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INTROSPECTION_PREFIX = "/_emulator/"
+#: a one-time code in a text: 4 to 10 digits not inside a longer word or number
+_CODE = re.compile(r"(?<![0-9A-Za-z])[0-9]{4,10}(?![0-9A-Za-z])")
 
 
 @dataclass(slots=True)
@@ -259,6 +265,7 @@ class Emulator(ABC):
         )
         app.router.add_get("/_emulator/messages", self._h_messages)
         app.router.add_post("/_emulator/reset", self._h_reset)
+        app.router.add_get("/_emulator/codes", self._h_codes)
         app.router.add_get("/_emulator/faults", self._h_faults)
         app.router.add_post("/_emulator/faults", self._h_faults)
         app.router.add_post("/_emulator/inbound", self._h_inbound)
@@ -294,6 +301,33 @@ class Emulator(ABC):
 
     async def _h_messages(self, request: web.Request) -> web.Response:
         return web.json_response(self.summary())
+
+    def last_code(self, to: str) -> dict[str, Any] | None:
+        """The newest code texted to ``to``, with the message that carried it."""
+        wanted = address_key(to)
+        for message in reversed(self.messages):
+            if address_key(message.to) != wanted:
+                continue
+            found = _CODE.search(message.body)
+            if found is not None:
+                return {
+                    "to": message.to,
+                    "code": found.group(),
+                    "message_id": message.id,
+                    "created_at": message.created_at,
+                }
+        return None
+
+    async def _h_codes(self, request: web.Request) -> web.Response:
+        to = request.query.get("to", "")
+        if not to.strip():
+            return web.json_response(
+                {"error": "missing to", "fix": "GET /_emulator/codes?to=%2B14155552671"}, status=400
+            )
+        found = self.last_code(to)
+        if found is None:
+            return web.json_response({"error": f"no code was texted to {to}"}, status=404)
+        return web.json_response(found)
 
     async def _h_reset(self, request: web.Request) -> web.Response:
         self.reset()

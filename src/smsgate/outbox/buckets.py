@@ -38,8 +38,7 @@ class StoreBucketBackend:
 
     def state(self, key: str) -> BucketState | None:
         """The stored state of one bucket (not refilled)."""
-        getter = getattr(self._store, "bucket_state", None)
-        return None if getter is None else getter(key)
+        return self._store.bucket_state(key)
 
 
 def shared_limiter(

@@ -98,7 +98,7 @@ def build_worker(
     ``receipts`` and ``public_url``), routes, retry policy, circuit breakers, worker settings
     and rate limits (the buckets shared through the store)."""
     from smsgate.outbox.buckets import StoreBucketBackend
-    from smsgate.outbox.worker import Worker
+    from smsgate.outbox.worker import ReceiptTimeout, Worker
 
     if not config.providers:
         raise ConfigError(
@@ -111,11 +111,19 @@ def build_worker(
     limiter = None
     if any(p.limit is not None or p.senders for p in config.providers.values()):
         limiter = config.rate_limiter(backend=StoreBucketBackend(outbox.store), clock=chosen)
+    default = ReceiptTimeout()
     settings: dict[str, Any] = {
         "concurrency": concurrency or config.worker.concurrency,
         "batch_size": config.worker.batch_size,
         "lease": config.worker.lease_seconds,
         "close_providers": True,
+        "receipt_timeouts": {
+            name: ReceiptTimeout(
+                after=p.receipt_timeout or default.after, validity=p.validity or default.validity
+            )
+            for name, p in config.providers.items()
+            if p.receipt_timeout is not None or p.validity is not None
+        },
     }
     settings.update(options)
     router = config.router(chosen)

@@ -107,8 +107,8 @@ class Outbox:
         found = self.store.schema_version()
         if found == migrations.LATEST:
             return
-        fresh_sqlite = migrate is None and found == 0 and self.store.engine == "sqlite"
-        if (migrate or fresh_sqlite) and found < migrations.LATEST:
+        fresh = migrate is None and found == 0 and self.store.migrates_when_new
+        if (migrate or fresh) and found < migrations.LATEST:
             self.store.migrate()
             found = self.store.schema_version()
         migrations.check_version(found, self.url)

@@ -18,10 +18,12 @@ URL reaches libpq: ``schema=NAME`` (tables live in that schema, created by ``db 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Executor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -32,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from smsgate.errors import ConfigError
 from smsgate.outbox.sql import (
     CHUNK,
+    DROP_STALE_LEASE,
     SqlStore,
     Tx,
     finish_params,
@@ -49,11 +52,14 @@ from smsgate.outbox.store import (
     NewEvent,
     NewMessageRow,
     StartSend,
+    StoreCalls,
     StoredMessage,
     StoreURL,
     Transition,
     dumps,
 )
+
+logger = logging.getLogger("smsgate.store")
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: REPLACEABLE_VALUES as a list, which psycopg binds as an array
@@ -82,8 +88,7 @@ _TAKE_OVER = (
 # A receipt can finish a row while its sender holds the lease; if that sender died, nothing is
 # left to do but drop the stale lease.
 _DROP_STALE_LEASES = (
-    "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL "
-    "WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
+    f"{DROP_STALE_LEASE} WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
     "lease_expires_at < ? AND NOT (state = ANY(?)) LIMIT ? FOR UPDATE SKIP LOCKED))"
 )
 # Starts, outcomes and their events in one statement. Only rows still held by the writer and in
@@ -125,6 +130,11 @@ UNION ALL SELECT 'p', NULL WHERE EXISTS (SELECT 1 FROM smsgate_pending_receipts)
 """
 
 
+#: workers LISTEN here; the payload is the schema whose messages became due (so stores in
+#: other schemas of the same database ignore it)
+NOTIFY_CHANNEL = "smsgate_due"
+_NOTIFY_DUE = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
+
 _MESSAGE_INSERT_COLUMNS = (
     "id, state, purpose, to_number, sender, idempotency_key, payload, send_at, expires_at, "
     "next_attempt_at, created_at, updated_at"
@@ -149,6 +159,9 @@ WITH m AS (
     FROM jsonb_array_elements(?::jsonb) AS x JOIN m ON m.id = x->>0
 )
 SELECT id FROM m
+UNION ALL SELECT NULL FROM (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema()) FROM (SELECT 1 FROM m LIMIT 1) AS one
+) AS woke
 """
 
 
@@ -245,6 +258,7 @@ class _PgTx(Tx):
 
 class PostgresStore(SqlStore):
     engine: ClassVar[str] = "postgresql"
+    skip_locked: ClassVar[str] = " FOR UPDATE SKIP LOCKED"  # workers never queue on a row
     _for_update: ClassVar[str] = " FOR UPDATE"
 
     def __init__(self, url: StoreURL) -> None:
@@ -313,6 +327,9 @@ class PostgresStore(SqlStore):
                 tx.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             yield tx
 
+    def _wake_workers(self, tx: Tx) -> None:
+        tx.execute(_NOTIFY_DUE)
+
     def _version_table_exists(self, tx: Tx) -> bool:
         rows = tx.execute("SELECT to_regclass('smsgate_schema_version') IS NOT NULL")
         return bool(rows[0][0])
@@ -322,12 +339,10 @@ class PostgresStore(SqlStore):
     ) -> set[str]:
         # One statement for both tables, the rows as JSON: psycopg adapts a list of 10,000
         # strings element by element in Python, the JSON encoder does it in C.
+        # The statement also wakes the workers listening (one notification per insert, sent
+        # when it commits): the extra NULL row says it did.
         return {
-            r[0]
-            for r in tx.execute(
-                _INSERT_JSON,
-                (dumps(rows), dumps(events)),
-            )
+            r[0] for r in tx.execute(_INSERT_JSON, (dumps(rows), dumps(events))) if r[0] is not None
         }
 
     def _append_rows(
@@ -341,6 +356,7 @@ class PostgresStore(SqlStore):
             ((*row, row[-1]) for row in rows),
         )
         tx.copy_in("smsgate_events", _EVENT_INSERT_COLUMNS, _EVENT_INSERT_TYPES, events)
+        self._wake_workers(tx)
         return {row[0] for row in rows}
 
     def write(
@@ -386,7 +402,19 @@ class PostgresStore(SqlStore):
                 self._apply_pending(tx, with_ids, now)
         return finished
 
-    async def open_loop_calls(self, executor: Executor, writes: int) -> PgLoopCalls | None:
+    async def open_calls(self) -> StoreCalls:
+        """Claims and writes on the loop (:meth:`open_loop_calls`) where psycopg can wait on
+        it; the rest, and everything on a loop it cannot wait on, on threads."""
+        writes = self.parallel_writes
+        executor = ThreadPoolExecutor(writes, thread_name_prefix="smsgate-store")
+        calls = await self.open_loop_calls(executor, writes, owns_executor=True)
+        if calls is None:
+            return StoreCalls(self, executor, parallel=writes, owns_executor=True)
+        return calls
+
+    async def open_loop_calls(
+        self, executor: Executor, writes: int, *, owns_executor: bool = False
+    ) -> PgLoopCalls | None:
         """The worker's claims and group commits as non-blocking statements on the running
         event loop, through connections of its own: one for claims, up to ``writes`` for
         writes (see :class:`PgLoopCalls`); ``executor`` runs what they leave to the general
@@ -415,7 +443,7 @@ class PostgresStore(SqlStore):
         # not waiting: an unreachable server fails the first claim, which the worker retries
         await claims.open(wait=False)
         await pool.open(wait=False)
-        return PgLoopCalls(self, claims, pool, executor)
+        return PgLoopCalls(self, claims, pool, executor, owns_executor=owns_executor)
 
     def claim(
         self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
@@ -433,7 +461,7 @@ class PostgresStore(SqlStore):
             if room > 0:
                 taken = tx.execute(_TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now))
                 claimed.extend(_taken_over(taken))
-                tx.execute(_DROP_STALE_LEASES, (now, _REPLACEABLE, CHUNK))
+                tx.execute(_DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
         claimed.sort(key=_by_id)
         return claimed
 
@@ -445,7 +473,7 @@ class PostgresStore(SqlStore):
         )
 
 
-class PgLoopCalls:
+class PgLoopCalls(StoreCalls):
     """The worker's claims and group commits, run on its event loop with psycopg's non-blocking
     connections (:meth:`PostgresStore.open_loop_calls`).
 
@@ -472,15 +500,49 @@ class PgLoopCalls:
         claims: AsyncConnectionPool,
         writes: AsyncConnectionPool,
         executor: Executor,
+        *,
+        owns_executor: bool = False,
     ) -> None:
+        super().__init__(store, executor, parallel=writes.max_size, owns_executor=owns_executor)
         self._store = store
         self._claims = claims
         self._pool = writes
         self._executor = executor
+        self._listener: asyncio.Task[None] | None = None
+
+    def on_work(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever messages of this store become due on another connection
+        (LISTEN on its own connection; NOTIFY is sent by inserts and releases)."""
+        self._listener = asyncio.create_task(self._listen(wake), name="smsgate-listen")
+
+    async def _listen(self, wake: Callable[[], None]) -> None:
+        store = self._store
+        schema = store.schema or "public"
+        pause = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(store._conninfo, **store._kwargs)
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    pause = 0.5
+                    wake()  # what became due while nobody listened
+                    async for note in conn.notifies():
+                        if note.payload == schema:
+                            wake()
+            except psycopg.Error as exc:
+                # the claimer still polls meanwhile; listen again when the server is back
+                logger.warning("listening for new messages failed (%s); retrying", exc)
+                await asyncio.sleep(pause)
+                pause = min(30.0, pause * 2)
 
     async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         await self._claims.close()
         await self._pool.close()
+        await super().aclose()
 
     async def claim(
         self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
@@ -505,7 +567,7 @@ class PgLoopCalls:
                         self._TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now)
                     )
                     claimed.extend(_taken_over(await cur.fetchall()))
-                    await conn.execute(self._DROP_STALE_LEASES, (now, _REPLACEABLE, CHUNK))
+                    await conn.execute(self._DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
         claimed.sort(key=_by_id)
         return claimed
 

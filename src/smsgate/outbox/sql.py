@@ -13,6 +13,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from operator import itemgetter
@@ -39,6 +40,7 @@ from smsgate.outbox.store import (
     Screen,
     StartSend,
     State,
+    StoreCalls,
     StoredMessage,
     StoreURL,
     Transition,
@@ -144,7 +146,8 @@ def finish_params(t: Transition, state: State) -> tuple[Any, ...]:
     ``state``: ``t.state``, unless a receipt moved the row meanwhile."""
     return (
         state.value,
-        t.next_attempt_at if state.waiting else None,
+        # a sent row's next attempt is when to look its receipt up if none has come
+        t.next_attempt_at if state.waiting or state is State.SENT else None,
         t.provider,
         t.provider_attempt,
         t.route,
@@ -152,6 +155,14 @@ def finish_params(t: Transition, state: State) -> tuple[Any, ...]:
         t.last_error,
     )
 
+
+#: free the lease of a row a dead worker held after a receipt had finished it, or while it
+#: looked a sent row's receipt up: that look-up is due again (the param is the time), so no
+#: sent row waits for its receipt forever
+DROP_STALE_LEASE = (
+    "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL, "
+    "next_attempt_at = CASE WHEN state = 'sent' THEN ? ELSE next_attempt_at END"
+)
 
 #: start and finish a row by id (the caller has locked it and checked that it holds it): the
 #: params are start_params / finish_params, then the time and the id
@@ -178,6 +189,10 @@ class SqlStore(ABC):
     """Shared behaviour of the SQLite and PostgreSQL stores (see :class:`~.store.Store`)."""
 
     engine: ClassVar[str]
+    #: writes the engine usefully takes at once (how many the worker's committer runs)
+    parallel_writes: ClassVar[int] = 4
+    migrates_when_new: ClassVar[bool] = False
+    skip_locked: ClassVar[str] = ""
 
     def __init__(self, url: StoreURL) -> None:
         self.url = url.masked
@@ -185,6 +200,12 @@ class SqlStore(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+    async def open_calls(self) -> StoreCalls:
+        """The worker's calls, each on a thread of an executor of their own (an engine with a
+        faster path overrides this)."""
+        executor = ThreadPoolExecutor(self.parallel_writes, thread_name_prefix="smsgate-store")
+        return StoreCalls(self, executor, parallel=self.parallel_writes, owns_executor=True)
 
     # -- engine hooks -------------------------------------------------------------------------
 
@@ -482,8 +503,10 @@ class SqlStore(ABC):
 
     def work_left(self) -> tuple[float | None, float | None]:
         with self._read() as tx:
+            # a sent row waits for its receipt, not for a worker: its look-up time is not work
             due = tx.execute(
-                "SELECT min(next_attempt_at) FROM smsgate_messages WHERE next_attempt_at IS NOT NULL"
+                "SELECT min(next_attempt_at) FROM smsgate_messages "
+                "WHERE next_attempt_at IS NOT NULL AND state <> 'sent'"
             )
             leased = tx.execute(
                 "SELECT min(lease_expires_at) FROM smsgate_messages "
@@ -612,8 +635,8 @@ class SqlStore(ABC):
             current = held.get(t.id)
             if current is None:
                 continue
-            state = merge_state(current, t.state)
             event = t.event
+            state = merge_state(current, t.state, as_seen=current.status.value == event.from_status)
             if state is not t.state or current.status.value != event.from_status:
                 reason = event.reason or ""
                 if state is not t.state:
@@ -653,6 +676,10 @@ class SqlStore(ABC):
         with self._write() as tx:
             return self._release_in(tx, owner, ids, now)
 
+    def _wake_workers(self, tx: Tx) -> None:  # noqa: B027 - an optional hook
+        """Tell the workers listening that messages became due (when ``tx`` commits); an
+        engine without notifications does nothing: its workers poll."""
+
     def _release_in(self, tx: Tx, owner: str, ids: Sequence[str], now: float) -> int:
         count = 0
         for part in chunks(ids, CHUNK):
@@ -664,6 +691,8 @@ class SqlStore(ABC):
                 [now, now, owner, *params],
             )
             count += len(rows)
+        if count:
+            self._wake_workers(tx)
         return count
 
     # -- receipts -----------------------------------------------------------------------------

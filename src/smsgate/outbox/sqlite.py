@@ -1,13 +1,18 @@
 """The embedded store: one SQLite file in WAL mode, shared by the API and local workers.
 
-Each thread gets its own connection. Every write is a ``BEGIN IMMEDIATE`` transaction, so writers
+Connections come from a small pool of this module's own (the standard library has none, and
+SQLAlchemy's would bring all of SQLAlchemy for one class): a thread borrows one for the length of
+a store call and gives it back, so the number open stays at most ``pool_size`` however many
+threads come and go (an ASGI server's thread pool starts and ends threads all the time), and a
+connection idle for ``idle_timeout`` seconds is closed. Every write is a ``BEGIN IMMEDIATE`` transaction, so writers
 queue on SQLite's single write lock and a claim is a single-writer ``UPDATE ... RETURNING``: two
 workers (threads or processes) can never claim the same row. Readers never block writers (WAL).
 
 URL options: ``sqlite:///path.db?synchronous=normal`` trades durability on power loss for speed
 (the default ``full`` syncs the WAL at every commit that records something: a message, a send
 about to be made, an outcome, an event; an application crash loses nothing either way),
-``?busy_timeout=30`` is how long a writer waits for the lock, in seconds.
+``?busy_timeout=30`` is how long a writer waits for the lock, in seconds, ``?pool_size=16`` the
+most connections open at once, ``?idle_timeout=60`` how long an unused one stays open (seconds).
 
 A worker's claim is the one commit that does not wait for the disk. It is only a lease: a
 claim that a power cut undoes leaves its rows due, exactly as if it had never been made, and
@@ -27,12 +32,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
+from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import ConfigError
 from smsgate.outbox.sql import (
     CHUNK,
+    DROP_STALE_LEASE,
     FINISH,
     INSERT_EVENT,
     INSERT_MESSAGE,
@@ -52,6 +60,7 @@ from smsgate.outbox.store import (
     NewEvent,
     NewMessageRow,
     StartSend,
+    StoreCalls,
     StoredMessage,
     StoreURL,
     Transition,
@@ -98,6 +107,24 @@ def _insert_multi(tx: Tx, single: str, multi: str, rows: Sequence[Sequence[Any]]
 _START_HELD = f"{START} AND lease_owner = ? AND {status_if_sql('state', WAITING)} IS NOT NULL"
 _FINISH_HELD = f"{FINISH} AND lease_owner = ? AND {status_if_sql('state', REPLACEABLE)} = ?"
 
+
+def _positive(options: dict[str, str], name: str, default: float, unit: str) -> float:
+    """Pop option ``name``: a positive number (else a ConfigError naming it and its unit)."""
+    raw = options.pop(name, None)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(
+            f"sqlite store option {name}={raw!r} must be a positive number of {unit}",
+            field="store",
+        )
+    return value
+
+
 _SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
 
 
@@ -118,6 +145,147 @@ def _enable_wal(conn: sqlite3.Connection, patience: float) -> None:
                 raise
             time.sleep(delay)
             delay = min(0.1, delay * 2)
+
+
+class _Borrowed:
+    """The connection a thread holds, and how many nested store calls on it are under way."""
+
+    __slots__ = ("conn", "depth")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.depth = 1
+
+
+class _Pool:
+    """At most ``size`` connections to one file, each lent to one thread at a time.
+
+    A thread's nested calls (a write inside :meth:`SqliteStore.call_now`, a migration inside
+    its lock) get the connection it already holds. Idle connections are kept most recently used
+    first, so a steady load reuses a few of them and the rest reach ``idle_timeout`` and are
+    closed. A connection is only ever closed by the thread returning it or, when idle, by
+    whoever holds the pool's lock: closing one while another thread is inside a call on it
+    crashes the interpreter.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        size: int,
+        idle_timeout: float,
+        wait: float,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._connect = connect
+        self.size = size
+        self._idle_timeout = idle_timeout
+        self._wait = wait
+        self._monotonic = monotonic
+        self._cond = threading.Condition(threading.Lock())
+        #: (connection, when it was given back), most recently given back last
+        self._idle: list[tuple[sqlite3.Connection, float]] = []
+        self._open = 0
+        self._local = threading.local()
+        self.closed = False
+
+    @property
+    def open_count(self) -> int:
+        """Connections open now, lent or idle."""
+        return self._open
+
+    def held(self) -> sqlite3.Connection | None:
+        """The connection this thread holds, if it is inside a store call."""
+        borrowed: _Borrowed | None = getattr(self._local, "borrowed", None)
+        return borrowed.conn if borrowed is not None else None
+
+    @contextmanager
+    def connection(self, *, block: bool = True) -> Iterator[sqlite3.Connection]:
+        """Lend a connection for the block. ``block=False``: raise :class:`StoreBusy` at once
+        instead of waiting when all of them are lent."""
+        borrowed: _Borrowed | None = getattr(self._local, "borrowed", None)
+        if borrowed is not None:
+            borrowed.depth += 1
+            try:
+                yield borrowed.conn
+            finally:
+                borrowed.depth -= 1
+            return
+        conn = self._take(block)
+        self._local.borrowed = _Borrowed(conn)
+        try:
+            yield conn
+        finally:
+            self._local.borrowed = None
+            self._give_back(conn)
+
+    def _take(self, block: bool) -> sqlite3.Connection:
+        deadline = self._monotonic() + self._wait
+        with self._cond:
+            while True:
+                if self.closed:
+                    raise RuntimeError("the outbox store is closed")
+                self._close_stale()
+                if self._idle:
+                    return self._idle.pop()[0]
+                if self._open < self.size:
+                    self._open += 1
+                    break
+                left = deadline - self._monotonic()
+                if not block:
+                    raise StoreBusy(f"all {self.size} connections to the store are in use")
+                if left <= 0:
+                    raise sqlite3.OperationalError(
+                        f"all {self.size} connections to the SQLite store stayed in use for "
+                        f"{self._wait:g} s; raise ?pool_size= or lower the load"
+                    )
+                self._cond.wait(min(left, 1.0))
+        try:
+            return self._connect()
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+            raise
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        with self._cond:
+            if self.closed or conn.in_transaction:
+                # a store call that failed half-way could leave a transaction open: never lend
+                # that connection again
+                self._open -= 1
+                self._close(conn)
+            else:
+                self._idle.append((conn, self._monotonic()))
+                self._close_stale()
+            self._cond.notify()
+
+    def _close_stale(self) -> None:
+        """Close the idle connections unused for ``idle_timeout`` (caller holds the lock)."""
+        limit = self._monotonic() - self._idle_timeout
+        stale = 0
+        while stale < len(self._idle) and self._idle[stale][1] <= limit:
+            stale += 1
+        if stale:
+            old, self._idle = self._idle[:stale], self._idle[stale:]
+            self._open -= len(old)
+            for conn, _ in old:
+                self._close(conn)
+
+    @staticmethod
+    def _close(conn: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+    def close(self) -> None:
+        """Close the idle connections now and every lent one when it is given back."""
+        with self._cond:
+            self.closed = True
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            for conn, _ in idle:
+                self._close(conn)
+            self._cond.notify_all()
 
 
 class _SqliteTx(Tx):
@@ -141,10 +309,33 @@ class _SqliteTx(Tx):
         return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 
 
+class _SqliteCalls(StoreCalls):
+    """The worker's calls on its event loop itself while SQLite's lock is free (see
+    :meth:`SqliteStore.call_now`), else on the executor's thread, where they may wait."""
+
+    def __init__(self, store: SqliteStore, executor: Executor) -> None:
+        super().__init__(store, executor, parallel=1, owns_executor=True)
+        self._sqlite = store
+        self._busy = False
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self._busy:
+            try:
+                return self._sqlite.call_now(fn, *args)
+            except StoreBusy:
+                self._busy = True
+        try:
+            return await super().call(fn, *args)
+        finally:
+            self._busy = False
+
+
 class SqliteStore(SqlStore):
     engine: ClassVar[str] = "sqlite"
+    parallel_writes: ClassVar[int] = 1  # one writer at a time anyway
+    migrates_when_new: ClassVar[bool] = True  # a new file is the user's first run
 
-    def __init__(self, url: StoreURL) -> None:
+    def __init__(self, url: StoreURL, *, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(url)
         self.path = url.path
         options = dict(url.options)
@@ -161,10 +352,12 @@ class SqliteStore(SqlStore):
             raise ConfigError(
                 "sqlite store option busy_timeout must be seconds", field="store"
             ) from None
+        pool_size = max(1, int(_positive(options, "pool_size", 16, "connections")))
+        idle_timeout = _positive(options, "idle_timeout", 60.0, "seconds")
         if options:
             raise ConfigError(
                 f"unknown sqlite store option(s) {', '.join(sorted(options))}; "
-                "known: synchronous, busy_timeout",
+                "known: synchronous, busy_timeout, pool_size, idle_timeout",
                 field="store",
             )
         folder = os.path.dirname(os.path.abspath(self.path))
@@ -179,56 +372,50 @@ class SqliteStore(SqlStore):
                 f"{sqlite3.sqlite_version}); use a newer Python or the postgresql store",
                 field="store",
             )
-        self._local = threading.local()
-        self._lock = threading.Lock()
         # Writers of one process queue here rather than in SQLite's busy handler, which sleeps
         # 1-100 ms between tries; re-entrant because migrations write inside their lock.
         self._writer = threading.RLock()
-        self._connections: list[sqlite3.Connection] = []
-        self._closed = False
+        self._pool = _Pool(
+            self._open_connection,
+            size=pool_size,
+            idle_timeout=idle_timeout,
+            wait=self._busy_timeout,
+            monotonic=clock.monotonic,
+        )
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        if self._closed:
-            raise RuntimeError("the outbox store is closed")
+    def _open_connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
-        _enable_wal(conn, self._busy_timeout)
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA cache_size=-16384")
-        conn.execute("PRAGMA temp_store=MEMORY")
-        self._local.conn = conn
-        with self._lock:
-            self._connections.append(conn)
+        try:
+            _enable_wal(conn, self._busy_timeout)
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA cache_size=-16384")
+            conn.execute("PRAGMA temp_store=MEMORY")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
+    @property
+    def open_connections(self) -> int:
+        """Connections open now (lent to a store call or idle in the pool)."""
+        return self._pool.open_count
+
     def close(self) -> None:
-        """Close every connection. Closing one while another thread is inside one of its calls
-        crashes the interpreter, so a write still under way is waited for (it holds the writer
-        lock, and none starts after this), and a connection still reading is left to be freed
-        with its thread."""
-        self._closed = True
+        """Close every connection: the idle ones now, one still in a call when the call ends
+        (closing it under another thread's call crashes the interpreter). A write under way is
+        waited for (it holds the writer lock, and none starts after this)."""
         with self._writer:
-            with self._lock:
-                connections, self._connections = self._connections, []
-            for conn in connections:
-                if conn.in_transaction:
-                    continue
-                with contextlib.suppress(sqlite3.ProgrammingError):  # closed by its thread already
-                    conn.close()
-        self._local = threading.local()
+            self._pool.close()
 
     @contextmanager
     def _write(self, *, durable: bool = True) -> Iterator[Tx]:
         """A write transaction. ``durable=False``: its commit does not wait for the disk, so a
         power cut may undo it; the next durable commit makes it durable too (it syncs the WAL)."""
-        conn = self._conn()
         relaxed = not durable and self._synchronous != "OFF"
-        with self._writer:
-            if self._closed:  # another thread closed the store while this one waited
+        with self._pool.connection() as conn, self._writer:
+            if self._pool.closed:  # another thread closed the store while this one waited
                 raise RuntimeError("the outbox store is closed")
             if relaxed:  # SQLite takes this only outside a transaction
                 conn.execute("PRAGMA synchronous = OFF")
@@ -252,16 +439,17 @@ class SqliteStore(SqlStore):
 
     @contextmanager
     def _read(self) -> Iterator[Tx]:
-        conn = self._conn()
-        if self._closed:
-            raise RuntimeError("the outbox store is closed")
-        conn.execute("BEGIN")
-        try:
-            yield _SqliteTx(conn)
-        finally:
-            conn.execute("COMMIT")
+        with self._pool.connection() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield _SqliteTx(conn)
+            finally:
+                conn.execute("COMMIT")
 
     _migration_lock = _write
+
+    async def open_calls(self) -> StoreCalls:
+        return _SqliteCalls(self, ThreadPoolExecutor(1, thread_name_prefix="smsgate-store"))
 
     def call_now(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on this thread unless the store is locked by another writer.
@@ -273,20 +461,20 @@ class SqliteStore(SqlStore):
         takes it straight back, so the thread waited milliseconds for it after a sync of a
         fraction of one, and the sends waiting for that commit waited with it.
 
-        If another connection holds the write lock for more than a moment, :class:`StoreBusy`
-        is raised (before anything was written) and the caller runs ``fn`` on a thread
+        If another connection holds the write lock for more than a moment, or every connection
+        of the pool is lent, :class:`StoreBusy` is raised (before anything was written) and the caller runs ``fn`` on a thread
         instead, where it may wait.
         """
-        conn = self._conn()
-        conn.execute("PRAGMA busy_timeout = 20")
-        try:
-            return fn(*args)
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusy(str(exc)) from None
-            raise
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        with self._pool.connection(block=False) as conn:
+            conn.execute("PRAGMA busy_timeout = 20")
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise StoreBusy(str(exc)) from None
+                raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     def _insert_rows(
         self, tx: Tx, rows: Sequence[NewMessageRow], events: Sequence[NewEvent]
@@ -348,9 +536,7 @@ class SqliteStore(SqlStore):
         for start in range(0, len(stale), CHUNK):
             part = stale[start : start + CHUNK]
             tx.execute(
-                "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL "
-                f"WHERE id IN ({', '.join('?' * len(part))})",
-                part,
+                f"{DROP_STALE_LEASE} WHERE id IN ({', '.join('?' * len(part))})", [now, *part]
             )
         return taken
 

@@ -17,18 +17,24 @@ Both engines implement :class:`Store` with the same semantics; the shared test s
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import functools
+import importlib
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.message import JsonObject, Status
-from smsgate.ratelimit import BucketSpec
+from smsgate.ratelimit import BucketSpec, BucketState
+
+T = TypeVar("T")
 
 
 class State(enum.StrEnum):
@@ -301,6 +307,12 @@ class Store(Protocol):
     """What the outbox needs from an engine. All methods are synchronous and thread-safe."""
 
     engine: ClassVar[str]
+    #: an empty database of this engine is set up when first opened, unasked (an embedded file
+    #: nobody else manages); others are migrated only when asked (``smsgate db migrate``)
+    migrates_when_new: ClassVar[bool]
+    #: the clause that makes a claim's row lock skip rows another transaction holds ("" where
+    #: writers are serialized anyway)
+    skip_locked: ClassVar[str]
     #: the store URL with any password masked
     url: str
 
@@ -374,9 +386,84 @@ class Store(Protocol):
         """Apply a provider receipt; returns the outcome and the message id it matched."""
         ...
 
+    def record_receipts(
+        self, receipts: Sequence[Receipt], now: float
+    ) -> list[tuple[ReceiptOutcome, str | None]]:
+        """:meth:`record_receipt` for each of ``receipts``, in one transaction."""
+        ...
+
     def take_tokens(self, specs: Sequence[BucketSpec], n: int, now: float) -> float: ...
 
     def penalize_bucket(self, spec: BucketSpec, seconds: float, now: float) -> None: ...
+
+    def bucket_state(self, key: str) -> BucketState | None:
+        """The stored state of one rate bucket (not refilled); None if it was never used."""
+        ...
+
+    async def open_calls(self) -> StoreCalls:
+        """The worker's calls in async form, for the running event loop (see
+        :class:`StoreCalls`); close them with ``aclose``."""
+        ...
+
+
+class StoreCalls:
+    """The store calls a worker makes from its event loop: claim, the batched write, renew,
+    release and the idle check, in async form.
+
+    This default runs each on a thread of ``executor``: any engine works this way. An engine
+    with a faster path overrides some of them (SQLite runs a call on the loop itself while
+    nothing holds its lock; PostgreSQL claims and writes on non-blocking connections).
+    ``parallel``: writes the engine usefully takes at once (SQLite has a single writer).
+    """
+
+    def __init__(
+        self, store: Store, executor: Executor, *, parallel: int, owns_executor: bool = False
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.parallel = max(1, parallel)
+        self._owns_executor = owns_executor
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a synchronous store call without blocking the loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
+    ) -> list[Claimed]:
+        return await self.call(
+            functools.partial(self.store.claim, take_over=take_over), owner, limit, now, lease_until
+        )
+
+    async def write(
+        self,
+        owner: str,
+        starts: Sequence[StartSend],
+        transitions: Sequence[Transition],
+        releases: Sequence[str],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        return await self.call(
+            self.store.write, owner, starts, transitions, releases, now, lease_until
+        )
+
+    async def renew(self, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
+        return await self.call(self.store.renew, owner, ids, lease_until)
+
+    async def release(self, owner: str, ids: Sequence[str], now: float) -> int:
+        return await self.call(self.store.release, owner, ids, now)
+
+    async def work_left(self) -> tuple[float | None, float | None]:
+        return await self.call(self.store.work_left)
+
+    def on_work(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when messages become due through another connection (a submit, a
+        release). This default never does: the claimer polls. PostgreSQL LISTENs."""
+
+    async def aclose(self) -> None:
+        if self._owns_executor:
+            self.executor.shutdown(wait=True)
 
 
 #: the suppression list as an insert's transaction reads it: those ``recipients`` who opted out
@@ -437,9 +524,11 @@ def error_json(error: SmsgateError) -> str:
     return dumps(error.to_dict())
 
 
-def merge_state(current: State, wanted: State) -> State:
-    """The state a worker's outcome leaves when a receipt may have moved the row meanwhile."""
-    if current in REPLACEABLE:
+def merge_state(current: State, wanted: State, *, as_seen: bool = False) -> State:
+    """The state a worker's outcome leaves when a receipt may have moved the row meanwhile.
+    ``as_seen``: the row is still in the status the worker saw (a ``sent`` row it looked up
+    after no receipt came), so nothing moved it and the outcome applies as it is."""
+    if current in REPLACEABLE or as_seen:
         return wanted
     return wanted if current.status.can_move_to(wanted.status) else current
 
@@ -486,13 +575,9 @@ class StoreURL:
         if scheme == "sqlite":
             return cls._sqlite(url)
         if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-            parts = urlsplit(url)
-            masked = url
-            if parts.password:
-                netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-                masked = urlunsplit(parts._replace(netloc=netloc))
-            masked = _mask_query(masked)
-            return cls("postgresql", url, masked)
+            return cls("postgresql", url, _mask_query(_mask_password(url)))
+        if scheme in ENGINES:  # an engine registered by another package
+            return cls(scheme, url, _mask_query(_mask_password(url)))
         raise ConfigError(
             f"store URL scheme {scheme!r} is not supported; use sqlite:///path/to/smsgate.db "
             "or postgresql://user@host/dbname",
@@ -519,6 +604,13 @@ class StoreURL:
         return cls("sqlite", url, url, path=path, options=options)
 
 
+def _mask_password(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
 def _mask_query(url: str) -> str:
     base, sep, query = url.partition("?")
     if not sep:
@@ -532,21 +624,52 @@ def _mask_query(url: str) -> str:
     return f"{base}?{'&'.join(items)}"
 
 
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """Where an engine's store class is (``module:Class``, taking a :class:`StoreURL`), imported
+    when a store of it is first opened; ``install``: what to do when that import fails (its
+    driver is an optional dependency)."""
+
+    factory: str
+    install: str = ""
+
+
+#: the engines, by :attr:`StoreURL.engine`. A registry rather than imports, so this contract
+#: names no engine and an engine's driver is only imported when a store of it is opened.
+ENGINES: dict[str, Engine] = {}
+
+
+def register_engine(name: str, factory: str, *, install: str = "") -> None:
+    """Make URLs of engine ``name`` open ``factory`` (``"package.module:StoreClass"``)."""
+    ENGINES[name] = Engine(factory, install)
+
+
+register_engine("sqlite", "smsgate.outbox.sqlite:SqliteStore")
+register_engine(
+    "postgresql",
+    "smsgate.outbox.postgres:PostgresStore",
+    install="the postgresql store needs psycopg 3: pip install 'smsgate[postgres]'",
+)
+
+
 def open_store(url: str) -> Store:
     """The store for ``url`` (``sqlite:///...`` or ``postgresql://...``), not yet checked."""
     parsed = StoreURL.parse(url)
-    if parsed.engine == "sqlite":
-        from smsgate.outbox.sqlite import SqliteStore
-
-        return SqliteStore(parsed)
-    try:
-        from smsgate.outbox.postgres import PostgresStore
-    except ImportError as exc:  # pragma: no cover - depends on the install
+    engine = ENGINES.get(parsed.engine)
+    if engine is None:
         raise ConfigError(
-            "the postgresql store needs psycopg 3: pip install 'smsgate[postgres]'",
+            f"no store engine {parsed.engine!r} is registered; known: {', '.join(sorted(ENGINES))}",
             field="store",
+        )
+    module, _, name = engine.factory.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except ImportError as exc:  # its driver is not installed
+        raise ConfigError(
+            engine.install or f"cannot load {engine.factory}: {exc}", field="store"
         ) from exc
-    return PostgresStore(parsed)
+    store: Store = factory(parsed)
+    return store
 
 
 def iter_ids(rows: Iterable[StoredMessage]) -> list[str]:

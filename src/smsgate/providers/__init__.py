@@ -35,6 +35,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
         ProviderInfo("clickatell", "smsgate.providers.clickatell", "ClickatellProvider"),
         ProviderInfo("aws", "smsgate.providers.aws", "AwsProvider"),
         ProviderInfo("smtp", "smsgate.providers.smtp", "SmtpProvider", aliases=("smtps",)),
+        ProviderInfo("smpp", "smsgate.providers.smpp", "SmppProvider"),
     )
 }
 #: libraries of the optional extras, and the extra that installs each

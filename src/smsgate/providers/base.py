@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 from urllib.parse import parse_qsl
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
@@ -175,6 +175,17 @@ class WebhookRequest:
         for name, value in sorted(params):
             digest.update(b"\0%s\0%s" % (name.encode(), value.encode()))
         return digest.hexdigest()[:32]
+
+
+class EventSink(Protocol):
+    """Where a provider that receives events on its own connection (SMPP's deliver_sm) hands
+    them, instead of a webhook: the server records them as it records webhook receipts and
+    inbound messages. Each call returns once the events are durable; raising means they were
+    not taken (the provider then leaves them with the provider to deliver again)."""
+
+    async def delivery(self, provider: Provider, events: Sequence[DeliveryEvent]) -> None: ...
+
+    async def inbound(self, provider: Provider, messages: Sequence[InboundMessage]) -> None: ...
 
 
 class Provider(ABC):
@@ -514,6 +525,13 @@ class Provider(ABC):
             price_unit=price_unit,
             raw=raw,
         )
+
+    async def alisten(self, sink: EventSink) -> None:  # noqa: B027 - an optional hook
+        """Start handing receipts and inbound messages that arrive outside webhooks to ``sink``.
+
+        Webhook providers receive nothing this way and ignore it; a provider holding its own
+        connection (SMPP) overrides it.
+        """
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not an abstract one
         """Release connections; providers holding any override this."""

@@ -34,6 +34,7 @@ from smsgate.server.auth import ApiKeyMiddleware, Authenticator
 from smsgate.server.fastpath import FastReceipts, FastSubmit
 from smsgate.server.inbound import InboundHandler
 from smsgate.server.metrics import EventFollower, Metrics, StoreCollector
+from smsgate.server.pushed import PushedEvents
 from smsgate.server.receipts import ReceiptRecorder
 from smsgate.server.relay import EventRelay
 from smsgate.server.routes import docs, health, messages, optouts, providers, tools, webhooks
@@ -42,6 +43,7 @@ from smsgate.server.settings import ServerSettings
 from smsgate.server.store import ServerStore
 from smsgate.server.submit import Submitter
 from smsgate.server.webhooks_out import RetrySchedule, WebhookDispatcher
+from smsgate.verify import api as verify_api
 
 logger = logging.getLogger("smsgate.server")
 
@@ -120,6 +122,10 @@ def create_app(
         tasks: list[asyncio.Task[None]] = []
         svc.submitter.start()
         svc.receipts.start()
+        # Providers with their own connection (SMPP) push receipts and inbound through here.
+        events = PushedEvents(svc)
+        for provider in chosen.values():
+            await provider.alisten(events)
         worker_task = None
         if sender is not None:
             worker_task = asyncio.create_task(_supervise(svc, sender, stop), name="smsgate-worker")
@@ -165,6 +171,12 @@ def create_app(
     errors.install(app)
     for module in (messages, tools, optouts, webhooks, providers, health, docs):
         app.include_router(module.router)
+    try:
+        verify_api.mount(app, config, box, store, metrics, clock)
+    except BaseException:
+        if owned:
+            box.close()
+        raise
     if settings.fast_submit:
         app.add_middleware(FastSubmit, submitter=svc.submitter)
     app.add_middleware(ApiKeyMiddleware, authenticator=svc.authenticator)

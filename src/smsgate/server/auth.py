@@ -84,7 +84,8 @@ def create_key(
     name = name.strip()
     if not name or len(name) > 100 or not name.isprintable():
         raise ConfigError("the key name must be 1-100 printable characters", field="name")
-    allowed = [p.value for p in Purpose]
+    # "verify": the scope of /v1/verifications; a key limited to it sends no other message
+    allowed = [*(p.value for p in Purpose), "verify"]
     for purpose in purposes:
         if purpose not in allowed:
             raise ConfigError(

@@ -89,6 +89,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.receipt_timeouts = Counter(
+            "smsgate_receipt_timeouts",
+            "Sent messages whose receipt did not come in time, by what became of them "
+            "(a final status looked up at the provider, or unknown).",
+            ["provider", "status"],
+            registry=r,
+        )
         self.webhooks = Counter(
             "smsgate_provider_webhooks",
             "Provider webhook requests by outcome.",
@@ -106,6 +113,11 @@ class Metrics:
             status = _STATUSES.get(row.to_status)
             if status is None:
                 continue
+            if row.source.startswith("receipt-lookup:"):
+                timed_out: tuple[str, ...] = (row.provider or "none", status.value)
+                counts[(self.receipt_timeouts, timed_out)] = (
+                    counts.get((self.receipt_timeouts, timed_out), 0) + 1
+                )
             if row.source == "submit" and row.from_status is None:
                 labels: tuple[str, ...] = (row.purpose or "unknown",)
                 counter = self.submitted

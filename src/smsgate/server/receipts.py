@@ -59,13 +59,12 @@ class ReceiptRecorder:
         return await self._commit(receipt_of(event, self.clock.time()))
 
     def record_now(self, receipts: Sequence[Receipt]) -> list[RecordResult | Exception]:
-        """Record ``receipts`` in order, in one transaction when the store can; one result per
+        """Record ``receipts`` in order, in one transaction if it can; one result per
         receipt, or the exception that one raised. Synchronous (it runs on a worker thread)."""
         store = self.outbox.store
-        many = getattr(store, "record_receipts", None)
-        if many is not None and len(receipts) > 1:
+        if len(receipts) > 1:
             try:
-                outcomes: list[tuple[ReceiptOutcome, str | None]] = many(
+                outcomes: list[tuple[ReceiptOutcome, str | None]] = store.record_receipts(
                     receipts, self.clock.time()
                 )
             except Exception as exc:  # it stored nothing: each on its own, so one fails alone

@@ -60,6 +60,10 @@ def uvicorn_server(
             log_level=log_level,
             access_log=access_log,
             server_header=False,
+            # the peer address stays the connection's: the app trusts a proxy's header only
+            # from the proxies its config names ([verify] trusted_proxies), while uvicorn's
+            # default would take X-Forwarded-For from any loopback peer
+            proxy_headers=False,
             timeout_graceful_shutdown=GRACEFUL_SECONDS,
             backlog=2048,
         )

@@ -276,7 +276,6 @@ class ServerStore:
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store
-        self.engine = store.engine
 
     @classmethod
     def of(cls, outbox: Outbox) -> ServerStore:
@@ -610,7 +609,7 @@ class ServerStore:
     def claim_deliveries(self, now: float, lease_until: float, limit: int) -> list[ClaimedDelivery]:
         """Take up to ``limit`` due deliveries for one attempt each: their next attempt moves to
         ``lease_until``, so a server that dies mid-attempt leaves them due again later."""
-        skip_locked = " FOR UPDATE SKIP LOCKED" if self.engine == "postgresql" else ""
+        skip_locked = self._store.skip_locked
         with self._write() as tx:
             rows = tx.execute(
                 "UPDATE smsgate_webhook_deliveries SET next_attempt_at = ?, updated_at = ? "

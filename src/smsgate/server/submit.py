@@ -71,7 +71,11 @@ def prepare(
     purpose = item.get("purpose")
     if purpose is None:
         allowed = record.purposes
-        purpose = Purpose(allowed[0]) if allowed and len(allowed) == 1 else Purpose.TRANSACTIONAL
+        purpose = (
+            Purpose(allowed[0])
+            if allowed and len(allowed) == 1 and allowed[0] in _VALUE.values()
+            else Purpose.TRANSACTIONAL
+        )
     if record.purposes is not None and _VALUE[purpose] not in record.purposes:
         raise ApiError(
             403,

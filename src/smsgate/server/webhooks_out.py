@@ -143,6 +143,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "inbound.received",
     "suppression.added",
     "suppression.removed",
+    "verify.blocked",
 )
 
 

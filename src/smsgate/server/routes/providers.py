@@ -13,7 +13,7 @@ With ``[server] fast_submit`` (the default) POST status webhooks are answered by
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import anyio.to_thread
@@ -66,6 +66,14 @@ async def record_status(svc: Services, impl: Provider, webhook: WebhookRequest) 
     receipt is durable when this returns. Raises :class:`ApiError` for the 4xx answers.
     :class:`~smsgate.server.fastpath.FastReceipts` calls this too."""
     events = _verified(svc, impl, "status", lambda: impl.handle_status_webhook(webhook))
+    stored = await record_events(svc, impl, events)
+    svc.metrics.webhooks.labels(impl.name, "status", "stored" if stored else "duplicate").inc()
+    return len(events), stored
+
+
+async def record_events(svc: Services, impl: Provider, events: Sequence[DeliveryEvent]) -> int:
+    """Record verified receipts (from a webhook, or pushed by the provider over its own
+    connection); returns how many were new. Each is durable when this returns."""
     stored = 0
     for event in events:
         result = await svc.receipts.record(event)
@@ -74,8 +82,7 @@ async def record_status(svc: Services, impl: Provider, webhook: WebhookRequest) 
         stored += 1
         if event.opted_out and event.to:
             await _suppress(svc, impl, event, result.message_id)
-    svc.metrics.webhooks.labels(impl.name, "status", "stored" if stored else "duplicate").inc()
-    return len(events), stored
+    return stored
 
 
 @router.post(
