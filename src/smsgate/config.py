@@ -41,6 +41,7 @@ from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import ConfigError
 from smsgate.message import Purpose
 from smsgate.ratelimit import BucketBackend, Limit, RateLimiter, parse_rate
+from smsgate.redact import redact_settings, redact_url
 from smsgate.retry import JITTER_MODES, RetryPolicy
 from smsgate.routing import AmbiguousPolicy, CircuitBreakers, QuietHours, Route, Router
 
@@ -64,9 +65,6 @@ _DURATION_SECONDS = {
     "d": 86400.0,
 }
 _COUNTRY_PREFIX = re.compile(r"^\+[1-9][0-9]{0,14}$")
-#: Names of settings whose values are secrets, wherever they appear (query strings, options).
-_SECRET_NAME = re.compile(r"pass|secret|token|key|auth|signature|credential", re.IGNORECASE)
-MASK = "***"
 _T = TypeVar("_T")
 
 
@@ -94,7 +92,7 @@ class ProviderConfig:
         return self.url.split("://", 1)[0].lower()
 
     def masked_url(self) -> str:
-        return mask_url(self.url)
+        return redact_url(self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +264,7 @@ class Config:
         return {
             "source": self.source,
             "origin": self.origin,
-            "store": mask_url(self.store),
+            "store": redact_url(self.store),
             "public_url": self.public_url,
             "providers": {
                 name: {
@@ -278,7 +276,7 @@ class Config:
                         sender: {"rate": str(limit.rate), "burst": limit.burst}
                         for sender, limit in provider.senders.items()
                     },
-                    "options": mask_settings(provider.options),
+                    "options": redact_settings(provider.options),
                 }
                 for name, provider in self.providers.items()
             },
@@ -313,7 +311,7 @@ class Config:
                 "ttl": self.otp.ttl,
                 "honor_opt_outs": self.otp.honor_opt_outs,
             },
-            "server": mask_settings(self.server),
+            "server": redact_settings(self.server),
             "pricing": None
             if self.file is None or not self.file.pricing.per_segment
             else {
@@ -322,7 +320,7 @@ class Config:
                     name: dict(table) for name, table in self.file.pricing.per_segment.items()
                 },
             },
-            "verify": mask_settings(self.verify),
+            "verify": redact_settings(self.verify),
             "warnings": self.warnings(),
         }
 
@@ -349,65 +347,6 @@ def load_config(
 ) -> Config:
     """``Config.load``: the ``--config`` file, else ``SMSGATE_CONFIG``, else the defaults."""
     return Config.load(path, env=env)
-
-
-# --------------------------------------------------------------------------------------------
-# Secrets
-
-
-def mask_url(url: str) -> str:
-    """``twilio://AC1234567890:TOKEN@+1555`` -> ``twilio://AC12…:***@+1555``.
-
-    A password is always replaced; a lone credential (``telnyx://KEY@...``) is replaced whole;
-    a long user part is shortened. Query values whose names look secret are replaced too.
-    """
-    scheme_end = url.find("://")
-    if scheme_end < 0:
-        # Not a URL at all (a typo such as "twilio:/SID:TOKEN@..."): keep only what is plainly
-        # not a credential.
-        at = url.rfind("@")
-        if at >= 0:
-            return MASK + url[at:]
-        return MASK if ":" in url else url
-    head, rest = url[: scheme_end + 3], url[scheme_end + 3 :]
-    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    location, tail = rest[:cut], rest[cut:]
-    at = location.rfind("@")
-    if at >= 0:
-        user, has_password, _ = location[:at].partition(":")
-        credentials = f"{_shorten(user)}:{MASK}" if has_password else MASK
-        location = credentials + location[at:]
-    return head + location + _mask_query(tail)
-
-
-def mask_settings(value: Any) -> Any:
-    """A copy of a settings tree with the values of secret-looking names replaced."""
-    if isinstance(value, Mapping):
-        return {
-            str(key): MASK if _SECRET_NAME.search(str(key)) else mask_settings(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask_settings(item) for item in value]
-    if isinstance(value, str) and _URL_SCHEME.match(value):
-        return mask_url(value)
-    return value
-
-
-def _shorten(user: str) -> str:
-    # Account ids are not secret but are not for screenshots either: keep enough to recognise.
-    return user if len(user) <= 8 else user[:4] + "…"
-
-
-def _mask_query(tail: str) -> str:
-    if not tail.startswith("?"):
-        return tail
-    query, hash_mark, fragment = tail[1:].partition("#")
-    parts = []
-    for pair in query.split("&"):
-        name, equals, _ = pair.partition("=")
-        parts.append(f"{name}={MASK}" if equals and _SECRET_NAME.search(name) else pair)
-    return "?" + "&".join(parts) + hash_mark + fragment
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,7 +591,7 @@ def _store_url(value: Any) -> str:
     if scheme not in STORE_SCHEMES:
         raise _custom(
             "store",
-            f'{mask_url(url)!r} is not a store URL; use "sqlite:///path/to/smsgate.db" or '
+            f'{redact_url(url)!r} is not a store URL; use "sqlite:///path/to/smsgate.db" or '
             '"postgresql://user:password@host/dbname"',
         )
     return url
@@ -670,7 +609,7 @@ def _provider_url(value: Any) -> str:
     if not _URL_SCHEME.match(url):
         raise _custom(
             "provider_url",
-            f"{mask_url(url)!r} is not a provider URL; write scheme://credentials@sender, e.g. "
+            f"{redact_url(url)!r} is not a provider URL; write scheme://credentials@sender, e.g. "
             '"twilio://SID:${TWILIO_TOKEN}@+15017122661"',
         )
     return url

@@ -53,10 +53,10 @@ from smsgate.providers.transport import (
     Limits,
     Timeout,
     TransportOptions,
-    redact_url,
     validate_base_url,
 )
 from smsgate.providers.url import ProviderURL
+from smsgate.redact import redact_url
 
 logger = logging.getLogger("smsgate.providers")
 
