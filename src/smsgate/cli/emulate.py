@@ -7,7 +7,6 @@ from typing import Any
 import typer
 
 from smsgate.cli.common import fail, require_extra
-from smsgate.emulators import EMULATORS
 
 
 def register(app: typer.Typer) -> None:
@@ -15,7 +14,9 @@ def register(app: typer.Typer) -> None:
 
 
 def emulate_command(
-    name: str = typer.Argument(..., help="One of: " + ", ".join(EMULATORS) + "."),
+    name: str = typer.Argument(
+        ..., help="A provider's scheme: every registered provider declares its emulator."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port (0 picks a free one)."),
     credentials: str = typer.Option(
@@ -64,10 +65,10 @@ def emulate_command(
     import asyncio
     import signal
 
-    from smsgate.emulators import emulator_class
+    from smsgate.emulators import emulator_class, emulators
 
-    if name not in EMULATORS:
-        fail(f"unknown emulator {name!r}; choose one of {', '.join(EMULATORS)}")
+    if name not in emulators():
+        fail(f"unknown emulator {name!r}; choose one of {', '.join(emulators())}")
     require_extra("aiohttp", "emulators", "smsgate emulate")
     if name == "smtp":
         require_extra("aiosmtpd", "emulators", "smsgate emulate smtp")

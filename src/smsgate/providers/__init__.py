@@ -3,8 +3,8 @@
 Provider modules are imported only when their scheme is used, so adding providers costs nothing
 at start-up. Each provider class carries its descriptor (scheme, URL form, URL options and which
 are secret, capabilities, emulator); option checking, redaction and docs/providers.md read it.
-Adding one is docs/adding-a-provider.md: the module, a row here, its emulator (and its row in
-``smsgate.emulators``), and a test module on the shared contract tests.
+Adding one is docs/adding-a-provider.md: the module, a row here, its emulator (named on the
+class), and a test module on the shared contract tests.
 """
 
 from __future__ import annotations

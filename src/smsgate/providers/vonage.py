@@ -187,7 +187,7 @@ class VonageProvider(HttpProvider):
             "timestamp_tolerance", "number", "seconds a webhook's timestamp may be off (300)"
         ),
     )
-    emulator = "vonage"
+    emulator = "smsgate.emulators.vonage:VonageEmulator"
 
     def __init__(
         self,
