@@ -416,9 +416,20 @@ class DeliveryEvent:
     raw: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class InboundPart:
+    """Where a fragment of a concatenated inbound message belongs: the sender's ``reference``
+    shared by every part, this part's ``number`` (1-based) and the ``total``."""
+
+    reference: str
+    number: int
+    total: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboundMessage:
-    """A message a person sent to one of our numbers."""
+    """A message a person sent to one of our numbers (``part``: a fragment of a longer one,
+    which the server stores until every part has arrived)."""
 
     provider: str
     provider_message_id: str
@@ -428,3 +439,4 @@ class InboundMessage:
     media: tuple[str, ...] = ()
     received_at: datetime | None = None
     raw: Any = None
+    part: InboundPart | None = None
