@@ -181,10 +181,9 @@ def _show_request(provider: Provider, message: Message, url_text: str) -> None:
     """What goes to the provider, secrets masked, on stderr (``-v``): values named like secrets,
     and any value equal to a credential of the provider URL (SMSPM's account hash travels in a
     field called ``hash``)."""
-    from smsgate.config import mask_settings
     from smsgate.providers.base import HttpProvider
-    from smsgate.providers.transport import redact_url
     from smsgate.providers.url import ProviderURL
+    from smsgate.redact import redact_settings, redact_url
 
     parsed = ProviderURL.parse(url_text)
     credentials = {value for value in (parsed.username, parsed.password) if value}
@@ -206,7 +205,7 @@ def _show_request(provider: Provider, message: Message, url_text: str) -> None:
     if isinstance(payload, list):
         payload = dict(payload)
     if payload is not None:
-        sys.stderr.write(f"> {_dumps(_without(mask_settings(payload), credentials))}\n")
+        sys.stderr.write(f"> {_dumps(_without(redact_settings(payload), credentials))}\n")
 
 
 def _without(value: Any, credentials: set[str]) -> Any:
@@ -227,9 +226,9 @@ def _secret_header(name: str) -> bool:
 
 
 def _show_response(raw: Any) -> None:
-    from smsgate.config import mask_settings
+    from smsgate.redact import redact_settings
 
-    sys.stderr.write(f"< {_dumps(mask_settings(raw))}\n")
+    sys.stderr.write(f"< {_dumps(redact_settings(raw))}\n")
 
 
 def _dumps(value: Any) -> str:
