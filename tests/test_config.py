@@ -18,8 +18,6 @@ from smsgate.config import (
     Config,
     interpolate,
     load_config,
-    mask_settings,
-    mask_url,
     parse_duration,
     parse_flag,
     receipts_requested,
@@ -85,7 +83,7 @@ cooldown = 15
 [server]
 host = "0.0.0.0"
 port = 8080
-api_keys = ["${SMSROUTE_KEY}"]
+help_text = "Example Co: reply STOP to opt out"
 
 [otp]
 code_length = 8
@@ -159,13 +157,18 @@ def test_a_full_file_resolves(tmp_path: Path) -> None:
     assert (config.circuit_breaker.failure_threshold, config.circuit_breaker.cooldown) == (3, 15.0)
     assert (config.otp.code_length, config.otp.ttl, config.otp.honor_opt_outs) == (8, 600.0, False)
     assert Config.default().otp.honor_opt_outs
-    assert config.server == {"host": "0.0.0.0", "port": 8080, "api_keys": ["sr-secret-91bc"]}
+    assert config.server == {
+        "host": "0.0.0.0",
+        "port": 8080,
+        "help_text": "Example Co: reply STOP to opt out",
+    }
+    assert config.file is not None and config.file.server.port == 8080
     assert config.warnings() == []
 
 
 def test_the_file_can_come_from_the_env_var(tmp_path: Path) -> None:
     file = tmp_path / "elsewhere.toml"
-    file.write_text('[providers.sandbox]\nurl = "sandbox://"\n')
+    file.write_text('[providers.sandbox]\nurl = "smsroute://KEY@MyApp"\n')
     config = load_config(env={CONFIG_ENV_VAR: str(file)})
     assert config.source == str(file)
     assert list(config.providers) == ["sandbox"]
@@ -220,7 +223,7 @@ def test_warnings_for_unused_providers_and_a_missing_default_route() -> None:
         [providers.twilio]
         url = "twilio://SID:TOKEN@+15017122661"
         [providers.spare]
-        url = "sandbox://"
+        url = "smsroute://KEY@MyApp"
         [[routes]]
         name = "otp"
         purposes = "otp"
@@ -351,7 +354,7 @@ TWO_PROVIDERS = PROVIDER + '[providers.smsroute]\nurl = "smsroute://KEY@MyApp"\n
         ("colour = 1", "colour: unknown key; known keys: store, public_url, providers, routes,"),
         (
             'store = "mysql://root:hunter2@db/sms"',
-            "store: 'mysql://root:***@db/sms' is not a store URL; use \"sqlite:///path/to/smsgate.db\"",
+            "store: 'mysql://***@db/sms' is not a store URL; use \"sqlite:///path/to/smsgate.db\"",
         ),
         (
             "store = 5",
@@ -453,7 +456,7 @@ TWO_PROVIDERS = PROVIDER + '[providers.smsroute]\nurl = "smsroute://KEY@MyApp"\n
         ),
         (
             PROVIDER + '[[routes]]\nname = "a"\nproviders = ["twilio"]\nmax_attempts = "five"',
-            "routes[0].max_attempts: 'five' is not a whole number; write e.g. max_attempts = 1",
+            "routes[0].max_attempts: 'five' is not a whole number; write e.g. max_attempts = 3",
         ),
         (
             PROVIDER + '[[routes]]\nname = "a"\nproviders = ["twilio"]\nmax_attempts = 0',
@@ -511,6 +514,25 @@ TWO_PROVIDERS = PROVIDER + '[providers.smsroute]\nurl = "smsroute://KEY@MyApp"\n
             "otp.honor_opt_outs: expected true or false, got text; write e.g. honor_opt_outs = true",
         ),
         ("server = 1", "server: expected a table, got a number; write it as [server]"),
+        ("[server]\nprot = 80", "server.prot: unknown key; did you mean 'port'?"),
+        ('[server]\nport = "eighty"', "server.port: 'eighty' is not a TCP port; use a number"),
+        (
+            '[providers.t]\nurl = "twillio://AC:T@+15017122661"',
+            "providers.t.url: unknown provider scheme 'twillio'; did you mean \"twilio://\"?",
+        ),
+        (
+            PROVIDER + '[pricing.per_segment.twillio]\n"+1" = 0.01',
+            'pricing.per_segment.twillio: prices for "twillio", which is not a provider; '
+            'defined providers: twilio; did you mean "twilio"?',
+        ),
+        (
+            PROVIDER + '[pricing.per_segment.twilio]\n"+1" = -1',
+            'pricing.per_segment.twilio."+1": -1 is below zero',
+        ),
+        (
+            PROVIDER + '[pricing.per_segment.twilio]\n"1" = 0.01',
+            "pricing.per_segment.twilio.1: '1' is not a country prefix",
+        ),
     ],
 )
 def test_config_errors_name_the_key_and_the_fix(text: str, expected: str) -> None:
@@ -575,54 +597,7 @@ def test_receipts_are_requested_unless_the_server_table_says_not() -> None:
         receipts_requested(from_toml('[server]\nrequest_receipts = "off"').server)
 
 
-# ---- secrets are masked
-
-
-@pytest.mark.parametrize(
-    ("url", "masked"),
-    [
-        (
-            "twilio://AC0123456789abcdef:tok3n@+15017122661",
-            "twilio://AC01…:***@+15017122661",
-        ),
-        ("vonage://abc123:s3cret@MyApp", "vonage://abc123:***@MyApp"),
-        ("telnyx://KEY0123456789@+14155550100", "telnyx://***@+14155550100"),
-        ("smspm://HASH:to@ken@MyApp", "smspm://HASH:***@MyApp"),
-        (
-            "smtp://me:pw@smtp.example.com:587?from=me@example.com",
-            "smtp://me:***@smtp.example.com:587?from=me@example.com",
-        ),
-        (
-            "vonage://k:s@MyApp?base_url=http://127.0.0.1:8080&api_secret=zz&signature_secret=yy#x",
-            "vonage://k:***@MyApp?base_url=http://127.0.0.1:8080&api_secret=***&signature_secret=***#x",
-        ),
-        ("sandbox://", "sandbox://"),
-        ("sqlite:///var/lib/smsgate.db", "sqlite:///var/lib/smsgate.db"),
-        ("postgresql://app:pw@db:5432/sms", "postgresql://app:***@db:5432/sms"),
-        ("not a url with user:pass@host", "***@host"),
-        ("twilio:SID:TOKEN", "***"),
-        ("plain-name", "plain-name"),
-    ],
-)
-def test_mask_url(url: str, masked: str) -> None:
-    assert mask_url(url) == masked
-
-
-def test_mask_settings_hides_secret_names_and_urls() -> None:
-    settings = {
-        "api_keys": ["a", "b"],
-        "host": "0.0.0.0",
-        "nested": {"webhook_secret": "x", "callback": "https://u:p@example.com/hook", "port": 1},
-    }
-    assert mask_settings(settings) == {
-        "api_keys": "***",
-        "host": "0.0.0.0",
-        "nested": {
-            "webhook_secret": "***",
-            "callback": "https://u:***@example.com/hook",
-            "port": 1,
-        },
-    }
+# ---- secrets are masked (the format itself is tests/test_redact.py)
 
 
 def test_the_masked_summary_holds_no_secret() -> None:
@@ -631,7 +606,7 @@ def test_the_masked_summary_holds_no_secret() -> None:
     dumped = json.dumps(summary, ensure_ascii=False)
     for secret in SECRETS.values():
         assert secret not in dumped
-    assert summary["providers"]["twilio"]["url"] == "twilio://AC01…:***@+15017122661"
+    assert summary["providers"]["twilio"]["url"] == "twilio://AC0123456789abcdef:***@+15017122661"
     assert (
         summary["providers"]["smsroute"]["url"]
         == "smsroute://***@MyApp?base_url=http://127.0.0.1:9000"
@@ -682,9 +657,12 @@ def test_check_prints_the_resolved_routes_with_secrets_masked(
     result = CliRunner().invoke(cli, ["config", "check", "--config", str(config_file)], env=SECRETS)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == f"config: {config_file}"
+    assert lines[0] == f"config: {config_file} (from --config)"
     assert "store: postgresql://smsgate:***@127.0.0.1:5432/sms" in lines
-    assert any("twilio://AC01…:***@+15017122661  rate 100/s burst 20" in line for line in lines)
+    assert any(
+        "twilio://AC0123456789abcdef:***@+15017122661  rate 100/s burst 20" in line
+        for line in lines
+    )
     assert any("sender +15017122662: 30/min burst 2" in line for line in lines)
     assert any(
         line.split()[:2] == ["otp", "otp;"] and "twilio -> smsroute" in line for line in lines
@@ -703,7 +681,7 @@ def test_check_json(cli: typer.Typer, config_file: Path, monkeypatch: pytest.Mon
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert [route["name"] for route in data["routes"]] == ["otp", "uk", "default"]
-    assert data["providers"]["twilio"]["url"] == "twilio://AC01…:***@+15017122661"
+    assert data["providers"]["twilio"]["url"] == "twilio://AC0123456789abcdef:***@+15017122661"
 
 
 def test_check_reads_the_env_var(cli: typer.Typer, config_file: Path) -> None:
@@ -711,7 +689,7 @@ def test_check_reads_the_env_var(cli: typer.Typer, config_file: Path) -> None:
         cli, ["config", "check"], env={**SECRETS, CONFIG_ENV_VAR: str(config_file)}
     )
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"config: {config_file}\n")
+    assert result.stdout.startswith(f"config: {config_file} (from SMSGATE_CONFIG)\n")
 
 
 def test_check_without_a_file_shows_the_defaults(
@@ -734,7 +712,7 @@ def test_check_error_is_one_line_exit_2(
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr == (
-        f'smsgate: {file}: routes[0].providers[0]: unknown provider "twillio"; '
+        f'smsgate: {file} (from --config): routes[0].providers[0]: unknown provider "twillio"; '
         'defined providers: twilio, smsroute; did you mean "twilio"?\n'
     )
 
@@ -786,6 +764,48 @@ def test_quiet_hours_on_a_route() -> None:
 
 
 TWILIO_URL_FOR_QUIET = "twilio://AC00000000000000000000000000000000:token@+15005550006"
+
+
+# ---- the schema
+
+
+def test_every_key_has_a_description_and_every_value_an_example() -> None:
+    """Error messages write "write e.g. KEY = EXAMPLE" from these, and editors show them."""
+    from smsgate import config as module
+
+    sections = [module.ConfigFile, *module.Section.__subclasses__()]
+    for section in sections:
+        assert section.__doc__, section
+        for name, field in section.model_fields.items():
+            table = module._inner_model(field.annotation) is not None or name == "options"
+            assert table or field.description, f"{section.__name__}.{name}"
+            assert table or field.examples, f"{section.__name__}.{name}"
+
+
+def test_an_error_in_a_named_table_still_gives_the_key_s_example() -> None:
+    message = config_error(
+        PROVIDER + 'senders = { "+15017122661" = { rate = "1/s", burst = "x" } }'
+    )
+    assert message == (
+        "providers.twilio.senders.\"+15017122661\".burst: 'x' is not a whole number; "
+        "write e.g. burst = 1"
+    )
+
+
+def test_the_json_schema_describes_every_table() -> None:
+    from smsgate.config import json_schema
+
+    schema = json_schema()
+    assert schema["title"] == "smsgate.toml"
+    tables = {"providers", "routes", "retry", "worker", "circuit_breaker", "server", "otp"}
+    assert tables | {"store", "public_url", "pricing", "console", "verify", "retention"} == set(
+        schema["properties"]
+    )
+    route = schema["$defs"]["RouteSection"]
+    assert route["required"] == ["name", "providers"]
+    assert route["properties"]["purposes"]["items"]["enum"] == ["transactional", "otp", "marketing"]
+    duration = schema["$defs"]["WorkerSection"]["properties"]["lease_seconds"]
+    assert {"type": "number", "exclusiveMinimum": 0} in duration["anyOf"]
 
 
 def test_a_providers_receipt_timeout_and_validity_are_durations() -> None:

@@ -1,4 +1,5 @@
-"""The error taxonomy: each class answers retry and failover as DESIGN.md's table says."""
+"""The error taxonomy: each class answers retry and failover as the architecture page's table
+(docs/architecture.md, "Errors") says."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from smsgate.errors import (
     WebhookVerificationError,
 )
 
-# DESIGN.md, "Errors": (class, retried?, fails over?)
+# docs/architecture.md, "Errors": (class, retried?, fails over?)
 TABLE: list[tuple[type[SmsgateError], bool, bool]] = [
     (InvalidRecipient, False, False),
     (OptedOut, False, False),

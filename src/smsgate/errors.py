@@ -111,7 +111,8 @@ class TransientError(SmsgateError):
 class AmbiguousSend(SmsgateError):
     """The request may have reached the provider: a read timeout or a reset after sending.
 
-    Whether to send again is a per-route policy (see DESIGN.md, "Delivery semantics").
+    Whether to send again is a per-route policy (see the architecture page of the docs,
+    docs/architecture.md, "Delivery semantics").
     """
 
     kind = "ambiguous"

@@ -19,7 +19,8 @@ from typing import Any, Self, TypeVar
 
 from smsgate.errors import ConfigError, SmsgateError, UnsupportedFeature
 from smsgate.eventloop import new_event_loop
-from smsgate.message import Message, SendResult
+from smsgate.ids import new_id
+from smsgate.message import Message, SendResult, Status
 from smsgate.providers import create_provider
 from smsgate.providers.base import Provider
 
@@ -122,6 +123,7 @@ class Gateway:
     # -- building messages ----------------------------------------------------------------------
 
     def message(self, to: str | Message, body: str = "", **fields: Any) -> Message:
+        """Build the :class:`Message` a send would use: a recipient and fields, or ``to`` itself."""
         if isinstance(to, Message):
             if body or fields:
                 return to.replace(**({"body": body} if body else {}), **fields)
@@ -157,15 +159,41 @@ class Gateway:
         raise last
 
     async def asend_many(
-        self, messages: Iterable[Message], *, provider: str | None = None
+        self,
+        messages: Iterable[Message | str],
+        *,
+        provider: str | None = None,
+        body: str = "",
+        **fields: Any,
     ) -> list[SendResult]:
         """Send many; results in input order; never raises because of one recipient.
 
-        Messages a provider refuses for provider-side reasons go to the next provider in the chain.
+        ``messages`` are :class:`Message` objects or recipients (each sent ``body`` and
+        ``fields``). A recipient that is not a number gives a ``rejected`` result whose
+        ``error`` says why, in its place. Messages a provider refuses for provider-side reasons
+        go to the next provider in the chain.
         """
-        batch = list(messages)
-        for message in batch:
+        results: list[SendResult | None] = []
+        batch: list[Message] = []
+        positions: list[int] = []
+        for item in messages:
+            try:
+                message = item if isinstance(item, Message) else self.message(item, body, **fields)
+            except SmsgateError as exc:
+                results.append(
+                    SendResult(id=new_id(), to=str(item), status=Status.REJECTED, error=exc)
+                )
+                continue
             _refuse_future_send_at(message)
+            positions.append(len(results))
+            results.append(None)
+            batch.append(message)
+        sent = await self._send_batch(batch, provider) if batch else []
+        for position, result in zip(positions, sent, strict=True):
+            results[position] = result
+        return [result for result in results if result is not None]
+
+    async def _send_batch(self, batch: list[Message], provider: str | None) -> list[SendResult]:
         chain = self._chain(provider, None)
         results: list[SendResult] = await chain[0].asend_many(batch)
         for candidate in chain[1:]:
@@ -180,6 +208,7 @@ class Gateway:
     async def afetch_status(
         self, provider_message_id: str, *, provider: str | None = None
     ) -> SendResult:
+        """Ask the provider for a message's current status by its id (async)."""
         return await self._chain(provider, None)[0].afetch_status(provider_message_id)
 
     async def alookup_hlr(self, number: str, *, provider: str | None = None) -> dict[str, Any]:
@@ -192,6 +221,7 @@ class Gateway:
         raise UnsupportedFeature("no configured provider offers HLR lookups (smsroute does)")
 
     async def aclose(self) -> None:
+        """Close every provider's connections (async)."""
         for provider in self.providers.values():
             await provider.aclose()
 
@@ -206,20 +236,46 @@ class Gateway:
     def send(
         self, to: str | Message, body: str = "", *, provider: str | None = None, **fields: Any
     ) -> SendResult:
+        """Send one message now and return what the provider said.
+
+        ``to`` is a recipient (E.164, or national with the gateway's ``default_region``) or a
+        whole :class:`Message`; ``fields`` are the other :class:`Message` fields (``sender``,
+        ``media``, ``purpose``, ...). ``provider`` picks one provider of the chain by name;
+        otherwise each is tried in order while the error says to fail over.
+
+        Raises :class:`~smsgate.errors.SmsgateError` (its subclasses say whether to retry or
+        fail over) when the message is refused or every provider failed. The async twin is
+        :meth:`asend`.
+        """
         return self._runner.run(self.asend(to, body, provider=provider, **fields))
 
     def send_many(
-        self, messages: Iterable[Message], *, provider: str | None = None
+        self,
+        messages: Iterable[Message | str],
+        *,
+        provider: str | None = None,
+        body: str = "",
+        **fields: Any,
     ) -> list[SendResult]:
-        return self._runner.run(self.asend_many(list(messages), provider=provider))
+        """Send many now: results in input order, and one bad recipient never raises.
+
+        ``gw.send_many(["+15555550100", "not-a-number"], body="Your order shipped")`` gives two
+        results; the second is ``rejected`` with the reason in ``error``. See :meth:`asend_many`.
+        """
+        return self._runner.run(
+            self.asend_many(list(messages), provider=provider, body=body, **fields)
+        )
 
     def fetch_status(self, provider_message_id: str, *, provider: str | None = None) -> SendResult:
+        """Ask the provider for a message's current status by the provider's id."""
         return self._runner.run(self.afetch_status(provider_message_id, provider=provider))
 
     def lookup_hlr(self, number: str, *, provider: str | None = None) -> dict[str, Any]:
+        """Ask an HLR-capable provider whether a number is live; see :meth:`alookup_hlr`."""
         return self._runner.run(self.alookup_hlr(number, provider=provider))
 
     def close(self) -> None:
+        """Close every provider's connections and the gateway's event-loop thread."""
         self._runner.run(self.aclose())
         self._runner.stop()
 

@@ -83,6 +83,7 @@ class Status(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
+        """True for a state no later event can leave (delivered, failed, ...)."""
         return self in _FINAL
 
     @property
@@ -289,6 +290,7 @@ class Message:
 
     @property
     def is_mms(self) -> bool:
+        """True when the message carries media."""
         return bool(self.media)
 
     def segments(self) -> SegmentInfo:
@@ -367,6 +369,7 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
+        """True when the provider accepted the message and nothing has failed it since."""
         return self.error is None and self.status not in (
             Status.FAILED,
             Status.REJECTED,
@@ -374,6 +377,7 @@ class SendResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The normalized fields as JSON-safe values (``raw`` left out)."""
         return {
             "id": self.id,
             "to": self.to,
@@ -412,9 +416,20 @@ class DeliveryEvent:
     raw: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class InboundPart:
+    """Where a fragment of a concatenated inbound message belongs: the sender's ``reference``
+    shared by every part, this part's ``number`` (1-based) and the ``total``."""
+
+    reference: str
+    number: int
+    total: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboundMessage:
-    """A message a person sent to one of our numbers."""
+    """A message a person sent to one of our numbers (``part``: a fragment of a longer one,
+    which the server stores until every part has arrived)."""
 
     provider: str
     provider_message_id: str
@@ -424,3 +439,4 @@ class InboundMessage:
     media: tuple[str, ...] = ()
     received_at: datetime | None = None
     raw: Any = None
+    part: InboundPart | None = None

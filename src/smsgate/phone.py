@@ -40,6 +40,7 @@ class NumberInfo:
     location: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-safe values."""
         return {
             "e164": self.e164,
             "region": self.region,

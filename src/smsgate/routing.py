@@ -216,7 +216,8 @@ class CircuitBreakers:
 
 
 class AmbiguousPolicy(enum.StrEnum):
-    """What to do when a send may or may not have reached the provider (see DESIGN.md)."""
+    """What to do when a send may or may not have reached the provider (see docs/architecture.md,
+    "Delivery semantics")."""
 
     AUTO = "auto"
     RETRY_SAME_KEY = "retry_same_key"

@@ -46,9 +46,21 @@ def summary_of(result: subprocess.CompletedProcess[str], code: int) -> Any:
 def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     assert result.returncode == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    # the line naming the config file used is not part of the error
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("config: ")]
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+#: a provider that is never called: commands that queue refuse a config without one
+PROVIDER = '[providers.twilio]\nurl = "twilio://ACx:token@+15005550006"\n'
+
+
+def queue_config(tmp_path: Path, url: str, extra: str = "") -> str:
+    """A config file with ``url`` as the store and a provider, for commands that queue."""
+    config = tmp_path / "smsgate.toml"
+    config.write_text(f'store = "{url}"\n{extra}{PROVIDER}', encoding="utf-8")
+    return str(config)
 
 
 def test_db_upgrade_then_version(postgres_url: str) -> None:
@@ -103,15 +115,14 @@ def test_bulk_streams_a_csv_and_writes_the_rejects(tmp_path: Path) -> None:
             writer.writerow([f"+1555555{n:04d}", f"Person {n}"])
         writer.writerow(["555-0100", "No Country"])
         writer.writerow(["+15555559999", "Long " + "x" * 1600])
-    summary = summary_of(
-        run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 1
-    )
+    config = queue_config(tmp_path, url)
+    summary = summary_of(run("bulk", str(source), "--body", "Hi {name}", "-c", config, "--json"), 1)
     assert (summary["total"], summary["accepted"], summary["rejected"]) == (502, 500, 2)
     rejects = list(csv.reader((tmp_path / "people.rejects.csv").open(encoding="utf-8")))
     assert rejects[0] == ["phone", "name", "line", "field", "error"]
     assert [(r[2], r[3]) for r in rejects[1:]] == [("502", "to"), ("503", "body")]
     # the same file again stores nothing twice
-    again = summary_of(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 1)
+    again = summary_of(run("bulk", str(source), "--body", "Hi {name}", "-c", config, "--json"), 1)
     assert (again["accepted"], again["duplicates"]) == (0, 500)
     with Outbox(url) as outbox:
         assert outbox.counts() == {Status.QUEUED: 500}
@@ -163,7 +174,9 @@ def suppress(url: str, recipient: str, our_number: str = "*") -> None:
 def test_send_queue_refuses_an_opted_out_recipient(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     config = tmp_path / "smsgate.toml"
-    config.write_text(f'store = "{url}"\n[otp]\nhonor_opt_outs = false\n', encoding="utf-8")
+    config.write_text(
+        f'store = "{url}"\n[otp]\nhonor_opt_outs = false\n{PROVIDER}', encoding="utf-8"
+    )
     suppress(url, "+15555550100", our_number="+15005550006")
     send = ("send", "+1 555 555 0100", "hello", "--sender", "+15005550006", "--queue")
     error = one_line_error(run(*send, "--config", str(config)), 2)
@@ -181,7 +194,7 @@ def test_send_queue_refuses_an_opted_out_recipient(tmp_path: Path) -> None:
         ]
         assert otp["id"] in {m.id for m in stored}
     # without the setting, otp is refused like the rest
-    config.write_text(f'store = "{url}"\n', encoding="utf-8")
+    config.write_text(f'store = "{url}"\n{PROVIDER}', encoding="utf-8")
     assert "opted out" in one_line_error(run(*send, "--purpose", "otp", "--config", str(config)), 2)
 
 
@@ -197,7 +210,15 @@ def test_bulk_refuses_opted_out_recipients_into_the_rejects(tmp_path: Path) -> N
     )
     summary = summary_of(
         run(
-            "bulk", str(source), "--body", "Hi {name}", "--sender", "Acme", "--store", url, "--json"
+            "bulk",
+            str(source),
+            "--body",
+            "Hi {name}",
+            "--sender",
+            "Acme",
+            "-c",
+            queue_config(tmp_path, url),
+            "--json",
         ),
         1,
     )
@@ -344,7 +365,8 @@ def test_bulk_goes_on_past_lines_that_are_not_csv(tmp_path: Path, parallel: str)
         handle.write(b'+15555550902,"never closed\n')  # swallows the lines after it
         handle.write(b"+15555550903,swallowed then read again\n")
         handle.write(b"+15555550904,Caf\xe9 in Latin-1\n")  # undecodable, the last line
-    result = run("bulk", str(source), "--body", "Hi {name}", "--store", url, parallel, "--json")
+    config = queue_config(tmp_path, url)
+    result = run("bulk", str(source), "--body", "Hi {name}", "-c", config, parallel, "--json")
     summary = summary_of(result, 1)
     assert (summary["total"], summary["accepted"], summary["rejected"]) == (305, 302, 3)
     rejects = list(csv.reader((tmp_path / "people.rejects.csv").open(encoding="utf-8")))
@@ -365,16 +387,34 @@ def test_bulk_exit_codes(tmp_path: Path) -> None:
     source = tmp_path / "people.csv"
     source.write_text("phone,name\n+15555550100,Ann\n+15555550101,Bob\n", encoding="utf-8")
     assert (
-        summary_of(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 0)[
-            "accepted"
-        ]
+        summary_of(
+            run(
+                "bulk",
+                str(source),
+                "--body",
+                "Hi {name}",
+                "-c",
+                queue_config(tmp_path, url),
+                "--json",
+            ),
+            0,
+        )["accepted"]
         == 2
     )
     # the same file again: every row already stored, nothing refused
     assert (
-        summary_of(run("bulk", str(source), "--body", "Hi {name}", "--store", url, "--json"), 0)[
-            "duplicates"
-        ]
+        summary_of(
+            run(
+                "bulk",
+                str(source),
+                "--body",
+                "Hi {name}",
+                "-c",
+                queue_config(tmp_path, url),
+                "--json",
+            ),
+            0,
+        )["duplicates"]
         == 2
     )
     # nothing could run: refused up front, no rows read, no rejects file

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import smsgate
-from smsgate.emulators import EMULATORS, emulator_class
+from smsgate.emulators import emulator_class, emulators
 from smsgate.errors import AmbiguousSend, InvalidMessage, ProviderUnavailable, TransientError
 from smsgate.message import Message, Status
 from smsgate.providers import PROVIDERS
@@ -126,7 +126,7 @@ def provider_url(scheme: str, base_url: str) -> str:
 
 def test_every_http_provider_has_an_emulator_and_a_no_id_answer_here() -> None:
     # A provider added without them would skip the proof below.
-    assert set(HTTP_SCHEMES) <= set(EMULATORS)
+    assert set(HTTP_SCHEMES) <= set(emulators())
     assert set(HTTP_SCHEMES) == set(NO_ID)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import smsgate
 import tests.providers
-from smsgate.emulators import EMULATORS, emulator_class
+from smsgate.emulators import emulator_class, emulators
 from smsgate.errors import ConfigError
 from smsgate.providers import PROVIDERS, check_url, create_provider, provider_class
 from smsgate.providers.url import ProviderURL
@@ -48,8 +48,9 @@ def contract_suites() -> dict[str, list[str]]:
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_every_registered_provider_has_an_emulator_and_a_contract_suite(scheme: str) -> None:
     cls = provider_class(scheme)
-    assert cls.emulator in EMULATORS, f"{scheme}: no emulator registered"
-    assert cls.emulator == scheme
+    assert cls.emulator, f"{scheme}: no emulator declared"
+    assert emulators()[scheme] == cls.emulator
+    assert emulator_class(scheme).name == scheme, f"{scheme}: {cls.emulator} does not import"
     assert contract_suites().get(scheme), f"{scheme}: no contract-test subclass"
 
 

@@ -12,16 +12,20 @@ from smsgate.providers.base import Capabilities
 from smsgate.providers.table import (
     COLUMNS,
     END,
+    README_END,
+    README_START,
     START,
     current_table,
     main,
     render,
+    render_readme,
     replace_table,
     row,
 )
 from smsgate.providers.vonage import VonageProvider
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "providers.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_committed_table_is_the_generated_one() -> None:
@@ -93,3 +97,36 @@ def test_module_entry_point_prints_the_table() -> None:
         timeout=60,
     ).stdout
     assert out == render()
+
+
+def test_the_readme_table_is_the_generated_one() -> None:
+    assert current_table(README.read_text(encoding="utf-8")) == render_readme(), (
+        "README.md's provider table is out of date: run python -m smsgate.providers.table --write"
+    )
+
+
+def test_the_readme_table_has_each_providers_url_and_emulator() -> None:
+    table = render_readme()
+    for provider in available_providers():
+        line = next(x for x in table.splitlines() if x.startswith(f"| {provider.display_name} ("))
+        assert f"`{provider.capabilities.url_form}`" in line
+        assert f"`smsgate emulate {provider.scheme}`" in line
+
+    class NoMms(VonageProvider):
+        capabilities = dataclasses.replace(VonageProvider.capabilities, mms=False, hlr=True)
+
+    assert "HLR" in render_readme([NoMms]) and "MMS" not in render_readme([NoMms])
+
+
+def test_write_and_check_cover_the_readme(tmp_path: Path) -> None:
+    docs, readme = tmp_path / "providers.md", tmp_path / "README.md"
+    docs.write_text(f"# docs\n{START}\nstale\n{END}\n", encoding="utf-8")
+    readme.write_text(f"# readme\n{README_START}\nstale\n{README_END}\ntail\n", encoding="utf-8")
+    both = ["--doc", str(docs), "--doc", str(readme)]
+    assert main(["--check", *both]) == 1
+    docs.write_text(replace_table(docs.read_text(encoding="utf-8"), render()), encoding="utf-8")
+    assert main(["--check", *both]) == 1  # the README alone is stale: still a failure
+    assert main(["--write", *both]) == 0
+    assert main(["--check", *both]) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert current_table(text) == render_readme() and text.endswith("tail\n")

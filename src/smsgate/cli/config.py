@@ -1,10 +1,9 @@
-"""``smsgate config check``: validate the configuration and show what it resolves to."""
+"""``smsgate config check`` validates the configuration and shows what it resolves to;
+``smsgate config schema`` prints its JSON Schema (for editors' completion and checking)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
@@ -19,45 +18,40 @@ def register(app: typer.Typer) -> None:
         rich_markup_mode=None,
     )
     group.command("check")(check)
+    group.command("schema")(schema)
     app.add_typer(group, name="config")
 
 
-def check(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="The config file (default: $SMSGATE_CONFIG, else the embedded defaults).",
-            dir_okay=False,
-        ),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the resolved config as JSON.")
-    ] = False,
-) -> None:
-    """Validate the config and print the resolved providers and routes, secrets masked."""
-    from smsgate.config import CONFIG_ENV_VAR, Config
-    from smsgate.errors import ConfigError
-
-    try:
-        resolved = Config.load(config)
-    except ConfigError as exc:
-        source = config or os.environ.get(CONFIG_ENV_VAR, "").strip()
-        # Key errors name the key; say which file too, in case SMSGATE_CONFIG points elsewhere.
-        prefix = f"{source}: " if source and exc.field is not None else ""
-        common.fail(prefix + str(exc))
+def check(config: common.ConfigOption = None, as_json: common.JsonOption = False) -> None:
+    """Validate the config (every table and key, provider URLs through the provider registry)
+    and print the resolved providers and routes, secrets masked."""
+    # the summary's first line names the file (and "source" under --json)
+    resolved = common.load_config(config, announce=False)
     summary = resolved.masked()
     if as_json:
         common.print_json(summary)
         return
-    for line in render(summary):
+    for line in render(summary, resolved.describe_source()):
         print(line)
 
 
-def render(summary: dict[str, Any]) -> list[str]:
+def schema() -> None:
+    """Print the JSON Schema of smsgate.toml.
+
+    Editors complete and check the file with it, e.g. with the Even Better TOML extension:
+    smsgate config schema > smsgate.schema.json, then add #:schema ./smsgate.schema.json as the
+    file's first line.
+    """
+    import json
+
+    from smsgate.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+
+
+def render(summary: dict[str, Any], source: str | None = None) -> list[str]:
     """The masked summary as aligned text lines."""
-    source = summary["source"] or "embedded defaults (no --config, SMSGATE_CONFIG unset)"
+    source = source or summary["source"] or "embedded defaults"
     lines = [f"config: {source}", f"store: {summary['store']}"]
     if summary["public_url"]:
         lines.append(f"public_url: {summary['public_url']}")
@@ -102,6 +96,11 @@ def render(summary: dict[str, Any]) -> list[str]:
         f"circuit breaker: opens after {breaker['failure_threshold']} failures, "
         f"half-opens after {breaker['cooldown']:g}s"
     )
+    pricing = summary.get("pricing")
+    if pricing:
+        for name, table in pricing["per_segment"].items():
+            prices = ", ".join(f"{prefix} {price:g}" for prefix, price in table.items())
+            lines.append(f"pricing: {name}: {prices} {pricing['currency']} per segment")
     for warning in summary["warnings"]:
         lines.append(f"warning: {warning}")
     lines.append("config OK")

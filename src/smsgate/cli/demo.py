@@ -47,7 +47,11 @@ def demo_command(
     import shutil
     import tempfile
 
+    from smsgate.cli.common import require_extra
     from smsgate.eventloop import run
+
+    for module in ("fastapi", "uvicorn", "aiohttp"):
+        require_extra(module, "server", "smsgate demo")
 
     folder = tempfile.mkdtemp(prefix="smsgate-demo-")
     try:
@@ -174,15 +178,18 @@ class _Display:
     """A live rich table of the demo's messages."""
 
     def __init__(self, outbox: Outbox, ids: list[str], server_url: str) -> None:
-        from rich.console import Console
         from rich.live import Live
 
-        Console().print(
-            f"gateway API at {server_url} (try {server_url}/v1/segments?text=hi); receipts arrive "
-            f"signed at {server_url}/webhooks/twilio/status"
+        console = _console()
+        # The server lives only as long as the demo, so no URL to try later is offered here;
+        # the summary ends with a command that works once the demo is over.
+        console.print(
+            f"gateway running at {server_url} for the demo; the emulator's signed receipts "
+            f"arrive at {server_url}/webhooks/twilio/status",
+            highlight=False,
         )
         self._ids = ids
-        self._live = Live(self._table([]), refresh_per_second=8, transient=False)
+        self._live = Live(self._table([]), console=console, refresh_per_second=8, transient=False)
 
     def start(self) -> None:
         self._live.start()
@@ -207,7 +214,8 @@ class _Display:
             "undelivered": "red",
         }
         table = Table(title="smsgate demo: outbox -> worker -> Twilio emulator -> receipts")
-        table.add_column("msg", no_wrap=True, min_width=6)
+        # whole ids, so that one can be pasted into smsgate status
+        table.add_column("id", no_wrap=True, min_width=30)
         table.add_column("to", no_wrap=True, min_width=13)
         table.add_column("purpose", no_wrap=True, min_width=13)
         table.add_column("status", no_wrap=True, min_width=11)
@@ -224,7 +232,7 @@ class _Display:
                 )
                 latest = f"{who}, {len(record.events)} events"
             table.add_row(
-                record.id[-6:],
+                record.id,
                 record.to,
                 record.purpose,
                 f"[{colours.get(status, 'white')}]{status}[/]",
@@ -236,9 +244,7 @@ class _Display:
 def _print_summary(
     summary: dict[str, Any], records: list[Any], finished: bool, as_expected: bool, keep: bool
 ) -> None:
-    from rich.console import Console
-
-    console = Console()
+    console = _console()
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
     console.print(
         f"\n{len(records)} messages in {summary['elapsed']:.1f} s: {counts}; "
@@ -255,10 +261,30 @@ def _print_summary(
         console.print("[red]some messages did not end as expected[/]")
     else:
         console.print("Every message ended as expected.", highlight=False)
-    hint = f"smsgate status {records[0].id} --store '{summary['store']}'"
     if keep:
+        import shlex
+
+        hint = f"smsgate status {records[0].id} --store {shlex.quote(summary['store'])}"
         console.print(
-            f"Each state change is an event in the outbox; see one: {hint}", highlight=False
+            f"Each state change is an event in the outbox; see one: {hint}",
+            highlight=False,
+            soft_wrap=True,
         )
     else:
-        console.print("Run with --keep to keep the outbox and read each message's history.")
+        console.print(
+            "Run smsgate demo --keep to keep the outbox and read each message's history.",
+            highlight=False,
+        )
+
+
+def _console() -> Any:
+    """A console as wide as the terminal; piped, as wide as $COLUMNS says, else unbounded
+    enough that ids and hints are never cut."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=200)

@@ -6,7 +6,6 @@ of the CLI starts fast.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -45,14 +44,11 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Show the encoding, units and parts of a message text."""
-        from smsgate.cli.common import fail, print_json
+        from smsgate.cli.common import checked_text, fail, print_json, read_stdin_text
         from smsgate.encoding import segments
         from smsgate.errors import InvalidMessage
 
-        body = text
-        if text == "-":
-            # A file or `echo` ends with a line break that is not part of the message.
-            body = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+        body = read_stdin_text() if text == "-" else checked_text(text)
         try:
             info = segments(
                 body, smart=smart, shift_tables=tuple(shift or ()), gsm_c_cedilla=gsm_c_cedilla

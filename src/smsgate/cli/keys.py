@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,13 +12,8 @@ from smsgate.cli import common
 if TYPE_CHECKING:
     from smsgate.outbox import Outbox
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="smsgate.toml (default: $SMSGATE_CONFIG).", dir_okay=False),
-]
-StoreOption = Annotated[
-    str | None, typer.Option("--store", help="Store URL (instead of the config's store).")
-]
+ConfigOption = common.ConfigOption
+StoreOption = common.StoreOption
 
 
 def register(app: typer.Typer) -> None:
@@ -59,7 +53,7 @@ def create(
     ] = None,
     config: ConfigOption = None,
     store: StoreOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: common.JsonOption = False,
 ) -> None:
     """Create a key and print it. It is shown only now: the store keeps only its hash."""
     from smsgate.errors import ConfigError
@@ -111,12 +105,12 @@ def create(
 def list_keys(
     config: ConfigOption = None,
     store: StoreOption = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: common.JsonOption = False,
 ) -> None:
     """List keys (never their secrets)."""
     from smsgate.server.store import ServerStore
 
-    with _outbox(config, store) as outbox:
+    with _outbox(config, store, existing=True) as outbox:
         keys = ServerStore.of(outbox).list_keys()
     rows = [
         {
@@ -142,24 +136,30 @@ def revoke(
     key_id: Annotated[str, typer.Argument(help="The key id (the part after sgk_).")],
     config: ConfigOption = None,
     store: StoreOption = None,
+    as_json: common.JsonOption = False,
 ) -> None:
     """Revoke a key: servers refuse it within seconds."""
     from smsgate.server.store import ServerStore
 
-    with _outbox(config, store) as outbox:
+    with _outbox(config, store, existing=True) as outbox:
         done = ServerStore.of(outbox).revoke_key(key_id, outbox.clock.time())
     if not done:
         common.fail(f"no active key {key_id!r}; see smsgate keys list", 1)
-    print(f"revoked {key_id}")
+    if as_json:
+        common.print_json({"id": key_id, "revoked": True})
+    else:
+        print(f"revoked {key_id}")
 
 
-def _outbox(config: Path | None, store: str | None) -> Outbox:
-    from smsgate.config import Config
+def _outbox(config: str | None, store: str | None, *, existing: bool = False) -> Outbox:
     from smsgate.errors import ConfigError
     from smsgate.outbox import Outbox
 
+    common.require_extra("fastapi", "server", "smsgate keys")
+    url = store or common.load_config(config).store
+    if existing:
+        common.open_existing_store(url)
     try:
-        url = store or Config.load(config).store
         return Outbox(url)
     except ConfigError as exc:
         common.fail(str(exc))

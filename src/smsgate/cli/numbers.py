@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from smsgate.cli import common
 from smsgate.cli.common import fail, print_json
 
 
@@ -15,17 +16,20 @@ def register(app: typer.Typer) -> None:
 def normalize_command(
     number: str = typer.Argument(..., help="A phone number as people type it."),
     region: str = typer.Option(None, "--region", help="ISO region for national numbers, e.g. US."),
-    lenient: bool = typer.Option(
-        False, "--lenient", help="Accept any possible number (test ranges)."
+    strict: bool = typer.Option(
+        False,
+        "--strict/--lenient",
+        help="--strict refuses numbers outside assigned ranges; the default accepts what "
+        "smsgate send accepts (any possible number, test ranges too).",
     ),
-    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json: common.JsonOption = False,
 ) -> None:
-    """Print NUMBER in E.164, or say which rule it breaks."""
+    """Print NUMBER in E.164 as smsgate send would address it, or say which rule it breaks."""
     from smsgate.errors import InvalidRecipient
     from smsgate.phone import lookup, normalize
 
     try:
-        e164 = normalize(number, region, strict=not lenient)
+        e164 = normalize(number, region, strict=strict)
         info = lookup(e164)
     except InvalidRecipient as exc:
         fail(str(exc))
@@ -38,7 +42,7 @@ def normalize_command(
 def lookup_command(
     number: str = typer.Argument(..., help="A phone number (E.164, or national with --region)."),
     region: str = typer.Option(None, "--region", help="ISO region for national numbers."),
-    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json: common.JsonOption = False,
 ) -> None:
     """What libphonenumber knows offline: type, region, carrier, time zones."""
     from smsgate.errors import InvalidRecipient

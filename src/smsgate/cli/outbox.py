@@ -1,7 +1,9 @@
 """The outbox commands: ``db upgrade``, ``worker``, ``status``, ``messages``, ``cancel``, ``bulk``.
 
-The store is the one of ``--store URL``, else of the config file (``--config`` or
-``SMSGATE_CONFIG``), else ``sqlite:///smsgate.db``. Heavy imports happen inside the commands.
+The store is the one of ``--store URL``, else of the config file (``--config``, else
+``SMSGATE_CONFIG``, else ``./smsgate.toml``), else ``sqlite:///smsgate.db``. Commands that only read
+(``status``, ``messages``, ``cancel``, ``db version``) never create a store. Heavy imports happen
+inside the commands.
 """
 
 from __future__ import annotations
@@ -10,15 +12,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from smsgate.cli.common import fail, print_json
+from smsgate.cli import common
+from smsgate.cli.common import (
+    ConfigOption,
+    JsonOption,
+    StoreOption,
+    VerboseOption,
+    fail,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from smsgate.config import Config
     from smsgate.outbox import Outbox
     from smsgate.outbox.store import Store
-
-CONFIG_HELP = "smsgate.toml (default: $SMSGATE_CONFIG, else built-in defaults)."
-STORE_HELP = "Store URL, overriding the config (sqlite:///path.db or postgresql://...)."
 
 
 def register(app: typer.Typer) -> None:
@@ -35,24 +42,23 @@ def register(app: typer.Typer) -> None:
 
 
 def _config(path: str | Config | None) -> Config:
-    """The config at ``path`` (None: ``SMSGATE_CONFIG``, else defaults; a Config: itself)."""
-    from smsgate.errors import SmsgateError
-    from smsgate.outbox.cli_support import resolve_config
+    """The config at ``path`` (None: discovered, else defaults; a Config: itself)."""
+    from smsgate.config import Config
 
-    try:
-        return resolve_config(path)
-    except SmsgateError as exc:
-        fail(str(exc))
+    return path if isinstance(path, Config) else common.load_config(path)
 
 
-def _open(config: str | Config | None, store: str | None) -> Outbox:
+def _open(config: str | Config | None, store: str | None, *, existing: bool = False) -> Outbox:
     """The outbox of --store, else of the config (a path, or one already loaded); opt-outs as
-    the config says either way."""
+    the config says either way. ``existing``: refuse a store that is not there yet."""
     from smsgate.errors import SmsgateError
     from smsgate.outbox.cli_support import open_outbox
 
+    resolved = _config(config)
+    if existing:
+        common.open_existing_store(store or resolved.store)
     try:
-        return open_outbox(_config(config), store=store)
+        return open_outbox(resolved, store=store)
     except SmsgateError as exc:
         fail(str(exc))
 
@@ -64,20 +70,24 @@ def _fail_with(exc: Exception) -> NoReturn:
 # -- db -----------------------------------------------------------------------------------------
 
 
-def _open_store(config: str | None, store: str | None) -> Store:
+def _open_store(config: str | None, store: str | None, *, existing: bool = False) -> Store:
     """The store named by --store, else by the config file; a bad URL exits 2 with one line."""
     from smsgate.errors import SmsgateError
     from smsgate.outbox.store import open_store
 
+    url = store or _config(config).store
+    if existing:
+        common.open_existing_store(url)
     try:
-        return open_store(store or _config(config).store)
+        return open_store(url)
     except SmsgateError as exc:
         fail(str(exc))
 
 
 def db_upgrade(
-    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Create or upgrade the store's schema to this smsgate's version (safe to run again)."""
     from smsgate.outbox.migrate import LATEST
@@ -95,7 +105,9 @@ def db_upgrade(
         after = target.schema_version()
     finally:
         target.close()
-    if applied:
+    if json:
+        print_json({"store": target.url, "from": before, "to": after, "applied": list(applied)})
+    elif applied:
         done = ", ".join(str(v) for v in applied)
         print(f"upgraded {target.url} from version {before} to {after} (applied {done})")
     else:
@@ -103,18 +115,22 @@ def db_upgrade(
 
 
 def db_version(
-    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Print the store's schema version and the one this smsgate needs (exit 1 if they differ)."""
     from smsgate.outbox.migrate import LATEST
 
-    target = _open_store(config, store)
+    target = _open_store(config, store, existing=True)
     try:
         found = target.schema_version()
     finally:
         target.close()
-    print(f"{target.url}: schema version {found}; this smsgate needs {LATEST}")
+    if json:
+        print_json({"store": target.url, "version": found, "needed": LATEST})
+    else:
+        print(f"{target.url}: schema version {found}; this smsgate needs {LATEST}")
     if found != LATEST:
         raise typer.Exit(1)
 
@@ -126,9 +142,9 @@ def db_prune(
         help='Delete final messages older than this ("90d", "12h"), whatever the config says.',
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; delete nothing."),
-    config: str = typer.Option(None, "--config", "-c", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
-    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Delete finished messages (and their events) past the config's [retention] ages, or
     --older-than; only final states go, opt-outs never. Safe while workers run."""
@@ -151,7 +167,7 @@ def db_prune(
             "nothing to prune: pass --older-than 90d, or set ages in the config's [retention] "
             'table (messages = "90d")'
         )
-    with _open(cfg, store) as outbox:
+    with _open(cfg, store, existing=True) as outbox:
         try:
             done = prune(outbox.store, retention, outbox.clock.time(), dry_run=dry_run)
         except SmsgateError as exc:
@@ -168,13 +184,15 @@ def db_prune(
 
 
 def worker_command(
-    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
-    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Sends in flight at once."),
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    concurrency: int = typer.Option(
+        None, "--concurrency", min=1, max=10_000, help="Sends in flight at once."
+    ),
     until_idle: bool = typer.Option(
         False, "--until-idle", help="Exit when no message is waiting or being sent."
     ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every message."),
+    verbose: VerboseOption = False,
 ) -> None:
     """Send the outbox's messages until SIGTERM/SIGINT (finishing or releasing what it holds)."""
     import logging
@@ -213,14 +231,14 @@ def worker_command(
 
 def status_command(
     message_id: str = typer.Argument(..., help="The message id (msg_...)."),
-    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
-    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Show a message's status and its whole history."""
     from smsgate.outbox import MessageNotFound
 
-    with _open(config, store) as outbox:
+    with _open(config, store, existing=True) as outbox:
         try:
             record = outbox.status(message_id)
         except MessageNotFound as exc:
@@ -262,14 +280,14 @@ def messages_command(
     to: str = typer.Option(None, "--to", help="Only messages to this number."),
     limit: int = typer.Option(50, "--limit", min=1, max=1000, help="How many (newest first)."),
     cursor: str = typer.Option(None, "--cursor", help="Continue after this id (from a page)."),
-    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
-    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    json: JsonOption = False,
 ) -> None:
     """List messages, newest first."""
     from smsgate.errors import SmsgateError
 
-    with _open(config, store) as outbox:
+    with _open(config, store, existing=True) as outbox:
         try:
             page = outbox.list(status=status or None, to=to, cursor=cursor, limit=limit)
         except SmsgateError as exc:
@@ -306,14 +324,14 @@ def messages_command(
 
 def cancel_command(
     message_id: str = typer.Argument(..., help="The message id (msg_...)."),
-    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
-    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Stop a scheduled or queued message (exit 1 once it was handed to a provider)."""
     from smsgate.outbox import MessageNotFound, NotCancelable
 
-    with _open(config, store) as outbox:
+    with _open(config, store, existing=True) as outbox:
         try:
             record = outbox.cancel(message_id)
         except (MessageNotFound, NotCancelable) as exc:
@@ -357,9 +375,15 @@ def bulk_command(
     parallel: bool = typer.Option(
         True, "--parallel/--no-parallel", help="Read and validate in a second process."
     ),
-    config: str = typer.Option(None, "--config", envvar="SMSGATE_CONFIG", help=CONFIG_HELP),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
-    json: bool = typer.Option(False, "--json", help="Print the summary as JSON, no progress bar."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Store nothing: count messages, encodings and segments, by country, with the cost "
+        "from the config's [pricing] table.",
+    ),
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Stream a CSV into the outbox: one message per row, refused rows into a rejects CSV.
 
@@ -377,6 +401,7 @@ def bulk_command(
 
     if not os.path.isfile(file):
         fail(f"{file}: no such file")
+    common.checked_text(body, "--body")
     try:
         options = BulkOptions.build(
             file,
@@ -391,7 +416,12 @@ def bulk_command(
         )
     except SmsgateError as exc:
         fail(str(exc))
-    with _open(config, store) as outbox:
+    resolved = _config(config)
+    if dry_run:
+        _dry_run(options, resolved, json)
+        return
+    common.require_providers(resolved)
+    with _open(resolved, store) as outbox:
         progress: Any = None
         try:
             if json or not sys.stderr.isatty():
@@ -423,6 +453,62 @@ def bulk_command(
                 print(f"  {count} x {reason}")
     if report.rejected:
         raise typer.Exit(1)
+
+
+def _dry_run(options: Any, config: Config, json: bool) -> None:
+    from smsgate.errors import SmsgateError
+    from smsgate.outbox.dryrun import estimate_csv
+
+    try:
+        report = estimate_csv(options, config)
+    except SmsgateError as exc:
+        fail(str(exc))
+    if json:
+        print_json(report.to_dict())
+    else:
+        for line in _dry_run_lines(report):
+            print(line)
+    if report.refused and not report.accepted:
+        raise typer.Exit(1)
+
+
+def _dry_run_lines(report: Any) -> list[str]:
+    money = report.currency
+    lines = [
+        f"dry run, nothing stored: {report.total:,} rows; {report.accepted:,} would be queued, "
+        f"{report.refused:,} refused",
+        f"segments: {report.segments:,} in total",
+    ]
+    for name, count in sorted(report.encodings.items()):
+        lines.append(
+            f"  {name}: {count:,} message(s), {report.encoding_segments[name]:,} segment(s)"
+        )
+    spread = ", ".join(f"{n} part(s): {c:,}" for n, c in sorted(report.per_message.items()))
+    if spread:
+        lines.append(f"  per message: {spread}")
+    if report.countries:
+        lines.append("by country:")
+        for region, totals in sorted(report.countries.items(), key=lambda item: -item[1].messages):
+            cost = (
+                f"{totals.cost:,.4f} {money}" if totals.messages > totals.unpriced else "no price"
+            )
+            if 0 < totals.unpriced < totals.messages:
+                cost += f" ({totals.unpriced:,} unpriced)"
+            lines.append(
+                f"  {region:<8} {totals.messages:>9,} message(s) {totals.segments:>9,} segment(s)"
+                f"  {cost}"
+            )
+    if report.accepted and report.unpriced == report.accepted:
+        lines.append(
+            "estimated cost: unknown; add prices per segment to the config, e.g. "
+            '[pricing.per_segment.twilio] "+1" = 0.0079'
+        )
+    else:
+        unpriced = f" ({report.unpriced:,} message(s) without a price)" if report.unpriced else ""
+        lines.append(f"estimated cost: {report.cost:,.4f} {money}{unpriced}")
+    for reason, count in report.reasons.most_common(5):
+        lines.append(f"refused: {count:,} x {reason}")
+    return lines
 
 
 class _Progress:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -20,13 +19,8 @@ from smsgate.cli import common
 if TYPE_CHECKING:
     from smsgate.console.auth import ConsoleAuth
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="smsgate.toml (default: $SMSGATE_CONFIG).", dir_okay=False),
-]
-StoreOption = Annotated[
-    str | None, typer.Option("--store", help="Store URL (instead of the config's store).")
-]
+ConfigOption = common.ConfigOption
+StoreOption = common.StoreOption
 RoleOption = Annotated[
     str, typer.Option("--role", help="admin (may change things) or readonly (may only look).")
 ]
@@ -52,16 +46,15 @@ def register(app: typer.Typer) -> None:
 
 
 @contextmanager
-def _auth(config: Path | None, store: str | None) -> Iterator[ConsoleAuth]:
-    from smsgate.config import Config
+def _auth(config: str | None, store: str | None) -> Iterator[ConsoleAuth]:
     from smsgate.console.auth import ConsoleAuth
     from smsgate.console.settings import ConsoleSettings
     from smsgate.errors import ConfigError
     from smsgate.outbox import Outbox
     from smsgate.outbox.sql import SqlStore
 
+    loaded = common.load_config(config)
     try:
-        loaded = Config.load(config)
         outbox = Outbox(store or loaded.store)
         settings = ConsoleSettings.from_mapping(loaded.console)
     except ConfigError as exc:
@@ -129,7 +122,7 @@ def password(
 def list_users(
     config: ConfigOption = None,
     store: StoreOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: common.JsonOption = False,
 ) -> None:
     """List console users."""
     from smsgate.outbox.store import to_datetime

@@ -1,29 +1,27 @@
-"""Local servers that speak each provider's wire contract (``smsgate emulate NAME``)."""
+"""Local servers that speak each provider's wire contract (``smsgate emulate NAME``).
+
+Which emulator belongs to which provider is declared on the provider class (its ``emulator``
+attribute); the list here is read from those declarations, not kept by hand.
+"""
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import import_module
 from typing import Any
 
-#: name -> "module:Class"
-EMULATORS: dict[str, str] = {
-    "twilio": "smsgate.emulators.twilio:TwilioEmulator",
-    "smspm": "smsgate.emulators.smspm:SmspmEmulator",
-    "smsroute": "smsgate.emulators.smsroute:SmsrouteEmulator",
-    "vonage": "smsgate.emulators.vonage:VonageEmulator",
-    "plivo": "smsgate.emulators.plivo:PlivoEmulator",
-    "telnyx": "smsgate.emulators.telnyx:TelnyxEmulator",
-    "smtp": "smsgate.emulators.smtp:SmtpEmulator",
-    "infobip": "smsgate.emulators.infobip:InfobipEmulator",
-    "sinch": "smsgate.emulators.sinch:SinchEmulator",
-    "clickatell": "smsgate.emulators.clickatell:ClickatellEmulator",
-    "aws": "smsgate.emulators.aws:AwsEmulator",
-    "smpp": "smsgate.emulators.smpp:SmppEmulator",
-}
+
+@cache
+def emulators() -> dict[str, str]:
+    """Provider scheme -> "module:Class" of its emulator, for every provider in this build."""
+    from smsgate.providers import available_providers
+
+    return {cls.scheme: cls.emulator for cls in available_providers() if cls.emulator}
 
 
 def emulator_class(name: str) -> Any:
-    target = EMULATORS.get(name)
+    """The emulator class of the provider ``name`` (its scheme); ``KeyError`` if it has none."""
+    target = emulators().get(name)
     if target is None:
         raise KeyError(name)
     module, _, cls = target.partition(":")

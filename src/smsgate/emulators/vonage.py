@@ -288,17 +288,46 @@ class VonageEmulator(Emulator):
         self, url: str, sender: str, to: str, body: str, media: list[str]
     ) -> int:
         self.track_keyword(sender, to, body)
-        params = {
+        status = 200
+        for params in self.inbound_parts(sender, to, body):
+            answer = await self.send_webhook(url, params)
+            status = answer if status < 300 else status
+        return status
+
+    def inbound_parts(self, sender: str, to: str, body: str) -> list[dict[str, str]]:
+        """The inbound webhooks (unsigned) Vonage sends for ``body``: one, or for a text longer
+        than one SMS, one per part with ``concat``, ``concat-ref``, ``concat-total`` and
+        ``concat-part`` (each part has its own messageId, as on the real API)."""
+        ascii_text = body.isascii()
+        single, size = (160, 153) if ascii_text else (70, 67)
+        chunks = (
+            [body]
+            if len(body) <= single
+            else [body[i : i + size] for i in range(0, len(body), size)]
+        )
+        common = {
             "msisdn": sender.lstrip("+"),
             "to": to.lstrip("+"),
-            "messageId": str(uuid.uuid4()),
-            "text": body,
-            "type": "text" if body.isascii() else "unicode",
+            "type": "text" if ascii_text else "unicode",
             "keyword": (body.split() or [""])[0].upper(),
             "api-key": self.api_key,
             "message-timestamp": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         }
-        return await self.send_webhook(url, params)
+        reference = str(self._rng.randrange(256))
+        parts = []
+        for number, chunk in enumerate(chunks, 1):
+            params = {**common, "messageId": str(uuid.uuid4()), "text": chunk}
+            if len(chunks) > 1:
+                params.update(
+                    {
+                        "concat": "true",
+                        "concat-ref": reference,
+                        "concat-total": str(len(chunks)),
+                        "concat-part": str(number),
+                    }
+                )
+            parts.append(params)
+        return parts
 
     async def send_webhook(self, url: str, params: dict[str, str]) -> int:
         """Send one signed webhook the way the dashboard's method setting says."""

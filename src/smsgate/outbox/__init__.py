@@ -2,8 +2,8 @@
 
 ``Outbox(url).submit(message)`` stores a message and returns its id at once; a worker
 (``smsgate worker`` or :meth:`Outbox.run_worker`) sends it through the configured routes with
-retries, rate limits and failover, and records every state change. See DESIGN.md, "Delivery
-semantics".
+retries, rate limits and failover, and records every state change. See docs/architecture.md,
+"Delivery semantics", and docs/outbox.md for what it promises.
 """
 
 from __future__ import annotations

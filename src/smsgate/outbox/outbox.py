@@ -114,6 +114,7 @@ class Outbox:
         migrations.check_version(found, self.url)
 
     def close(self) -> None:
+        """Close the store's connections."""
         self.store.close()
 
     def __enter__(self) -> Outbox:
@@ -373,26 +374,33 @@ class Outbox:
     # -- async twins --------------------------------------------------------------------------
 
     async def asubmit(self, message: Item) -> str:
+        """Async twin of :meth:`submit`."""
         return await asyncio.to_thread(self.submit, message)
 
     async def asubmit_many(self, items: Iterable[Item], **options: Any) -> SubmitReport:
+        """Async twin of :meth:`submit_many`."""
         return await asyncio.to_thread(lambda: self.submit_many(items, **options))
 
     async def astatus(self, message_id: str) -> MessageRecord:
+        """Async twin of :meth:`status`."""
         return await asyncio.to_thread(self.status, message_id)
 
     async def acancel(
         self, message_id: str, *, reason: str = "canceled by request"
     ) -> MessageRecord:
+        """Async twin of :meth:`cancel`."""
         return await asyncio.to_thread(lambda: self.cancel(message_id, reason=reason))
 
     async def alist(self, **filters: Any) -> Page:
+        """Async twin of :meth:`list`."""
         return await asyncio.to_thread(lambda: self.list(**filters))
 
     async def acounts(self) -> dict[Status, int]:
+        """Async twin of :meth:`counts`."""
         return await asyncio.to_thread(self.counts)
 
     async def arecord_event(self, event: DeliveryEvent) -> RecordResult:
+        """Async twin of :meth:`record_event`."""
         return await asyncio.to_thread(self.record_event, event)
 
     # -- workers ------------------------------------------------------------------------------

@@ -28,11 +28,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.message import JsonObject, Status
 from smsgate.ratelimit import BucketSpec, BucketState
+from smsgate.redact import redact_url
 
 T = TypeVar("T")
 
@@ -600,9 +600,9 @@ class StoreURL:
         if scheme == "sqlite":
             return cls._sqlite(url)
         if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-            return cls("postgresql", url, _mask_query(_mask_password(url)))
+            return cls("postgresql", url, redact_url(url))
         if scheme in ENGINES:  # an engine registered by another package
-            return cls(scheme, url, _mask_query(_mask_password(url)))
+            return cls(scheme, url, redact_url(url))
         raise ConfigError(
             f"store URL scheme {scheme!r} is not supported; use sqlite:///path/to/smsgate.db "
             "or postgresql://user@host/dbname",
@@ -626,27 +626,7 @@ class StoreURL:
                 field="store",
             )
         options = dict(item.partition("=")[::2] for item in query.split("&") if item)
-        return cls("sqlite", url, url, path=path, options=options)
-
-
-def _mask_password(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-
-
-def _mask_query(url: str) -> str:
-    base, sep, query = url.partition("?")
-    if not sep:
-        return url
-    items = []
-    for item in query.split("&"):
-        key, eq, value = item.partition("=")
-        if eq and key.lower() in ("password", "sslpassword", "passfile", "sslkey"):
-            value = "***"
-        items.append(f"{key}{eq}{value}")
-    return f"{base}?{'&'.join(items)}"
+        return cls("sqlite", url, redact_url(url), path=path, options=options)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,8 @@
 Provider modules are imported only when their scheme is used, so adding providers costs nothing
 at start-up. Each provider class carries its descriptor (scheme, URL form, URL options and which
 are secret, capabilities, emulator); option checking, redaction and docs/providers.md read it.
-Adding one is docs/adding-a-provider.md: the module, a row here, its emulator (and its row in
-``smsgate.emulators``), and a test module on the shared contract tests.
+Adding one is docs/adding-a-provider.md: the module, a row here, its emulator (named on the
+class), and a test module on the shared contract tests.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ PROVIDERS: dict[str, ProviderInfo] = {
         ProviderInfo("smpp", "smsgate.providers.smpp", "SmppProvider"),
     )
 }
+#: libraries of the optional extras, and the extra that installs each
+_EXTRAS = {"aiosmtplib": "smtp"}
 _ALIASES = {alias: info.scheme for info in PROVIDERS.values() for alias in info.aliases}
 
 
@@ -54,7 +56,13 @@ def provider_class(scheme: str) -> type[Provider]:
             raise ConfigError(
                 f"provider {scheme!r} is not available in this build", field="provider"
             ) from None
-        raise
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        raise ConfigError(
+            f"provider {scheme!r} needs the [{extra}] extra: pip install 'smsgate[{extra}]'",
+            field="provider",
+        ) from None
     cls: type[Provider] = getattr(module, info.cls)
     return cls
 

@@ -151,7 +151,7 @@ class AwsProvider(HttpProvider):
         UrlOption("sns_ca_file", "text", "PEM of CAs an SNS signing certificate must chain to"),
     )
     secret_username = False
-    emulator = "aws"
+    emulator = "smsgate.emulators.aws:AwsEmulator"
 
     def __init__(
         self,

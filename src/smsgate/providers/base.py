@@ -53,10 +53,10 @@ from smsgate.providers.transport import (
     Limits,
     Timeout,
     TransportOptions,
-    redact_url,
     validate_base_url,
 )
 from smsgate.providers.url import ProviderURL
+from smsgate.redact import redact_url
 
 logger = logging.getLogger("smsgate.providers")
 
@@ -202,7 +202,8 @@ class Provider(ABC):
     url_options: ClassVar[tuple[UrlOption, ...]] = ()
     #: whether the URL's user part is itself a secret (an API key), not an account name
     secret_username: ClassVar[bool] = False
-    #: the name of this provider's emulator (``smsgate emulate NAME``)
+    #: where this provider's emulator lives, "module:Class"; ``smsgate emulate SCHEME`` runs it
+    #: and the emulator list is read from here
     emulator: ClassVar[str | None] = None
     default_base_url: ClassVar[str] = ""
     #: the most recipients one bulk request may carry

@@ -117,7 +117,7 @@ class ClickatellProvider(HttpProvider):
         ),
     )
     secret_username = True
-    emulator = "clickatell"
+    emulator = "smsgate.emulators.clickatell:ClickatellEmulator"
 
     def __init__(self, *, api_key: str, webhook_token: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -116,7 +116,7 @@ class InfobipProvider(HttpProvider):
         ),
     )
     secret_username = True
-    emulator = "infobip"
+    emulator = "smsgate.emulators.infobip:InfobipEmulator"
     bulk_batch_size = 1000
 
     def __init__(self, *, api_key: str, webhook_token: str | None = None, **kwargs: Any) -> None:

@@ -192,7 +192,7 @@ class PlivoProvider(HttpProvider):
     url_options = (
         UrlOption("public_url", "url", "the URL Plivo signs, when the server is behind a proxy"),
     )
-    emulator = "plivo"
+    emulator = "smsgate.emulators.plivo:PlivoEmulator"
 
     def __init__(
         self, *, auth_id: str, auth_token: str, public_url: str | None = None, **kwargs: Any

@@ -113,7 +113,7 @@ class SinchProvider(HttpProvider):
             "timestamp_tolerance", "number", "seconds a callback's timestamp may be off (300)"
         ),
     )
-    emulator = "sinch"
+    emulator = "smsgate.emulators.sinch:SinchEmulator"
 
     def __init__(
         self,

@@ -419,7 +419,7 @@ class SmppProvider(Provider):
 
     scheme = "smpp"
     display_name = "SMPP"
-    emulator = "smpp"
+    emulator = "smsgate.emulators.smpp:SmppEmulator"
     url_options = (
         UrlOption("system_type", "text", "system_type sent in the bind"),
         UrlOption(

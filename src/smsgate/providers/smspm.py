@@ -82,7 +82,7 @@ class SmspmProvider(HttpProvider):
         url_form=URL_FORM,
     )
     secret_username = True
-    emulator = "smspm"
+    emulator = "smsgate.emulators.smspm:SmspmEmulator"
 
     def __init__(self, *, hash: str, token: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

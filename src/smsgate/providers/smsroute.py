@@ -136,7 +136,7 @@ class SmsrouteProvider(HttpProvider):
         UrlOption("webhook_tolerance", "number", "seconds a webhook's timestamp may be off (300)"),
     )
     secret_username = True
-    emulator = "smsroute"
+    emulator = "smsgate.emulators.smsroute:SmsrouteEmulator"
 
     def __init__(
         self,

@@ -343,7 +343,7 @@ class SmtpProvider(Provider):
         UrlOption("media_max_bytes", "number", "largest media file fetched (1,000,000)"),
         UrlOption("allow_private_media", "flag", "fetch media from private addresses (false)"),
     )
-    emulator = "smtp"
+    emulator = "smsgate.emulators.smtp:SmtpEmulator"
 
     def __init__(
         self,

@@ -1,14 +1,15 @@
-"""The provider table of ``docs/providers.md``, generated from each provider's descriptor
-(``Capabilities`` and URL options).
+"""The provider tables of ``docs/providers.md`` and ``README.md``, generated from each
+provider's descriptor (``Capabilities``, URL form, URL options, emulator).
 
-The table is written from the classes the registry can import, so it cannot drift from the code
-(a test compares the committed table with a fresh one)::
+The tables are written from the classes the registry can import, so they cannot drift from the
+code (a test compares the committed tables with fresh ones)::
 
-    python -m smsgate.providers.table            # print the table
-    python -m smsgate.providers.table --write    # replace it in docs/providers.md
-    python -m smsgate.providers.table --check    # exit 1 when docs/providers.md is stale
+    python -m smsgate.providers.table            # print the docs/providers.md table
+    python -m smsgate.providers.table --write    # replace both tables in their documents
+    python -m smsgate.providers.table --check    # exit 1 when either document is stale
 
-Only the part between the two markers is generated; the notes around it are written by hand.
+Only the part between each document's two markers is generated; the text around it is written
+by hand. ``--doc FILE`` works on one document (its markers say which table it holds).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
 START = "<!-- provider-table:start (generated: python -m smsgate.providers.table --write) -->"
 END = "<!-- provider-table:end -->"
 DEFAULT_DOC = Path("docs/providers.md")
+README_START = (
+    "<!-- readme-provider-table:start (generated: python -m smsgate.providers.table --write) -->"
+)
+README_END = "<!-- readme-provider-table:end -->"
+README = Path("README.md")
 
 COLUMNS = (
     "Provider",
@@ -94,20 +100,69 @@ def render(providers: Iterable[type[Provider]] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_readme(providers: Iterable[type[Provider]] | None = None) -> str:
+    """The README's short table: URL form, what each provider does, and its emulator."""
+    if providers is None:
+        from smsgate.providers import available_providers
+
+        providers = available_providers()
+    lines = ["| Provider | URL | does | emulator |", "|---|---|---|---|"]
+    for provider in providers:
+        caps: Capabilities = provider.capabilities
+        does = [
+            name
+            for name, present in (
+                ("SMS", caps.sms),
+                ("MMS", caps.mms),
+                ("bulk endpoint", caps.bulk),
+                ("status fetch", caps.status_fetch),
+                (
+                    "signed receipts" if caps.webhook_verification else "receipts",
+                    caps.delivery_webhooks,
+                ),
+                ("inbound", caps.inbound),
+                ("idempotency key", bool(caps.idempotency)),
+                ("lookup", caps.reconcile),
+                ("HLR", caps.hlr),
+            )
+            if present
+        ]
+        emulator = f"`smsgate emulate {provider.scheme}`" if provider.emulator else NO
+        url = f"`{caps.url_form}`" if caps.url_form else NO
+        cells = [f"{provider.display_name} (`{provider.scheme}`)", url, ", ".join(does), emulator]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _markers(document: str) -> tuple[str, str]:
+    """The marker pair ``document`` holds (the docs' table or the README's)."""
+    if README_START in document:
+        return README_START, README_END
+    return START, END
+
+
+def _table_for(document: str) -> str:
+    return render_readme() if README_START in document else render()
+
+
 def replace_table(document: str, table: str) -> str:
     """``document`` with the text between the markers replaced by ``table``."""
-    start, end = document.find(START), document.find(END)
+    start_marker, end_marker = _markers(document)
+    start, end = document.find(start_marker), document.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"the document has no {START!r} ... {END!r} block to replace")
-    return document[: start + len(START)] + "\n" + table + document[end:]
+        raise ValueError(
+            f"the document has no {start_marker!r} ... {end_marker!r} block to replace"
+        )
+    return document[: start + len(start_marker)] + "\n" + table + document[end:]
 
 
 def current_table(document: str) -> str:
     """The table the document holds now (between the markers)."""
-    start, end = document.find(START), document.find(END)
+    start_marker, end_marker = _markers(document)
+    start, end = document.find(start_marker), document.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"the document has no {START!r} ... {END!r} block")
-    return document[start + len(START) : end].lstrip("\n")
+        raise ValueError(f"the document has no {start_marker!r} ... {end_marker!r} block")
+    return document[start + len(start_marker) : end].lstrip("\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,29 +179,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--doc",
         type=Path,
-        default=DEFAULT_DOC,
-        help=f"the document to update or check (default {DEFAULT_DOC})",
+        action="append",
+        help=f"the document to update or check (default {DEFAULT_DOC} and {README})",
     )
     args = parser.parse_args(argv)
-    table = render()
     if not args.write and not args.check:
-        sys.stdout.write(table)
+        sys.stdout.write(render())
         return 0
-    try:
-        document = args.doc.read_text(encoding="utf-8")
-        if args.check:
-            if current_table(document) == table:
-                return 0
-            print(
-                f"{args.doc} is out of date; run python -m smsgate.providers.table --write",
-                file=sys.stderr,
-            )
-            return 1
-        args.doc.write_text(replace_table(document, table), encoding="utf-8")
-    except (OSError, ValueError) as exc:
-        print(f"cannot update {args.doc}: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    status = 0
+    for doc in args.doc or [DEFAULT_DOC, README]:
+        try:
+            document = doc.read_text(encoding="utf-8")
+            table = _table_for(document)
+            if args.check:
+                if current_table(document) != table:
+                    print(
+                        f"{doc} is out of date; run python -m smsgate.providers.table --write",
+                        file=sys.stderr,
+                    )
+                    status = max(status, 1)
+                continue
+            doc.write_text(replace_table(document, table), encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            print(f"cannot update {doc}: {exc}", file=sys.stderr)
+            status = 2
+    return status
 
 
 if __name__ == "__main__":

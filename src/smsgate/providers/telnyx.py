@@ -153,7 +153,7 @@ class TelnyxProvider(HttpProvider):
         ),
     )
     secret_username = True
-    emulator = "telnyx"
+    emulator = "smsgate.emulators.telnyx:TelnyxEmulator"
 
     def __init__(
         self,

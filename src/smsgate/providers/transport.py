@@ -99,6 +99,7 @@ from smsgate.errors import (
     TransientError,
 )
 from smsgate.message import JsonObject
+from smsgate.redact import redact_url
 
 logger = logging.getLogger("smsgate.http")
 
@@ -123,7 +124,6 @@ _FORM_ESCAPES = {
     code: "+" if char == " " else char if char in "_.-~" or char.isalnum() else f"%{code:02X}"
     for code, char in ((code, chr(code)) for code in range(128))
 }
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _KEEPALIVE_TIMEOUT = re.compile(rb"timeout\s*=\s*(\d+)", re.IGNORECASE)
 _NEVER = float("inf")
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
@@ -515,28 +515,6 @@ class _Origin:
 def validate_base_url(url: str) -> None:
     """Raise ``ConfigError`` (field ``base_url``) unless ``url`` can be a transport's base URL."""
     _Origin.parse(url.rstrip("/"), "base_url")
-
-
-def redact_url(url: str) -> str:
-    """``url`` as an error may show it: userinfo, query and fragment replaced by ``***``.
-
-    Works on text that does not parse as a URL too, and errs on the side of hiding: a password
-    holding "/", "?" or "#" (which a URL should percent-encode) is hidden all the same.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep or _SCHEME.fullmatch(scheme) is None:
-        scheme, sep, rest = "", "", url
-    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    before, after = rest[:cut], rest[cut:]
-    if "@" in before:
-        before = "***@" + before.rpartition("@")[2]
-    elif "@" in after and "/" not in before:
-        before = "***"  # "user:pa?ss@host": the part before "?" may be half a password
-    shown = f"{scheme}{sep}{before}"
-    if after:
-        query, hash_, _ = after.partition("#")
-        shown += ("?***" if query else "") + ("#***" if hash_ else "")
-    return shown
 
 
 class HttpTransport:

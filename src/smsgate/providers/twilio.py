@@ -103,7 +103,7 @@ class TwilioProvider(HttpProvider):
     url_options = (
         UrlOption("public_url", "url", "the URL Twilio signs, when the server is behind a proxy"),
     )
-    emulator = "twilio"
+    emulator = "smsgate.emulators.twilio:TwilioEmulator"
 
     def __init__(
         self, *, account_sid: str, auth_token: str, public_url: str | None = None, **kwargs: Any

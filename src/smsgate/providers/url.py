@@ -11,9 +11,10 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from smsgate.errors import ConfigError
+from smsgate.redact import redact_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -139,46 +140,20 @@ class ProviderURL:
                 self.flag(name)
 
     def masked(self) -> str:
-        """The URL with every secret replaced by ``***`` (safe to print).
-
-        What is secret comes from the provider's declaration (a user part that is an API key,
-        options of kind "secret"); for a scheme not registered, any option whose name looks
-        like a secret is hidden as well.
-        """
-        secret_user, secret_options = _secrets_of(self.scheme)
+        """The URL with every secret replaced by ``***`` (safe to print), as
+        ``smsgate.redact.redact_url`` shows any URL."""
         creds = ""
-        if self.username:
-            user = "***" if secret_user else quote(self.username, safe="")
-            creds = user + (":***" if self.password is not None else "") + "@"
-        host = self.host or ""
+        if self.username is not None:
+            creds = quote(self.username, safe="")
+            if self.password is not None:
+                creds += ":" + quote(self.password, safe="")
+            creds += "@"
+        host = quote(self.host or "", safe="+")
         if self.port is not None:
             host += f":{self.port}"
-        path = f"/{self.path}" if self.path else ""
-        opts = "&".join(
-            f"{k}={'***' if k in secret_options or _looks_secret(k) else v}"
-            for k, v in self.options.items()
-        )
-        return f"{self.scheme}://{creds}{host}{path}" + (f"?{opts}" if opts else "")
-
-
-def _secrets_of(scheme: str) -> tuple[bool, frozenset[str]]:
-    """(the user part is secret, the secret option names) from the provider's declaration."""
-    from smsgate.providers import provider_class
-
-    try:
-        cls = provider_class(scheme)
-    except ConfigError:
-        return True, frozenset()  # unknown: hide the user part too
-    options = frozenset(o.name for o in cls.declared_options().values() if o.secret)
-    return cls.secret_username, options
-
-
-def _looks_secret(name: str) -> bool:
-    lowered = name.lower()
-    # "proxy": a proxy URL may carry user:password@
-    return any(
-        word in lowered for word in ("secret", "token", "key", "password", "pass", "hash", "proxy")
-    )
+        path = f"/{quote(self.path)}" if self.path else ""
+        query = urlencode(self.options, safe=":/")
+        return redact_url(f"{self.scheme}://{creds}{host}{path}" + (f"?{query}" if query else ""))
 
 
 def split_url(url: str) -> tuple[str, str]:

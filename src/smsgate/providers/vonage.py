@@ -56,7 +56,14 @@ from smsgate.errors import (
     UnsupportedFeature,
     WebhookVerificationError,
 )
-from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
+from smsgate.message import (
+    DeliveryEvent,
+    InboundMessage,
+    InboundPart,
+    Message,
+    SendResult,
+    Status,
+)
 from smsgate.providers.base import (
     Capabilities,
     HttpProvider,
@@ -187,7 +194,7 @@ class VonageProvider(HttpProvider):
             "timestamp_tolerance", "number", "seconds a webhook's timestamp may be off (300)"
         ),
     )
-    emulator = "vonage"
+    emulator = "smsgate.emulators.vonage:VonageEmulator"
 
     def __init__(
         self,
@@ -463,8 +470,27 @@ class VonageProvider(HttpProvider):
                 body=params.get("text", ""),
                 received_at=_vonage_time(params.get("message-timestamp")),
                 raw=params,
+                part=self._inbound_part(params),
             )
         ]
+
+    def _inbound_part(self, params: dict[str, str]) -> InboundPart | None:
+        """A fragment of a concatenated message (``concat=true``): its reference, number, total."""
+        if params.get("concat", "").lower() != "true":
+            return None
+        reference = params.get("concat-ref", "")
+        try:
+            number, total = int(params.get("concat-part", "")), int(params.get("concat-total", ""))
+        except ValueError:
+            number = total = 0
+        if not reference or not 1 <= number <= total:
+            raise WebhookVerificationError(
+                "Vonage inbound has concat=true but no usable concat-ref, concat-part and "
+                f"concat-total (got {reference!r}, {params.get('concat-part')!r}, "
+                f"{params.get('concat-total')!r}); each part needs all three, 1 <= part <= total",
+                provider=self.name,
+            )
+        return InboundPart(reference, number, total)
 
 
 def _parts(body: Any) -> list[dict[str, Any]] | None:

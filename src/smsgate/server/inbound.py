@@ -22,6 +22,7 @@ from smsgate.ids import new_id
 from smsgate.message import InboundMessage, Purpose
 from smsgate.outbox import Outbox
 from smsgate.outbox.suppressions import ALL_NUMBERS, number_key
+from smsgate.server.inbound_parts import InboundParts
 from smsgate.server.optout import Action, classify, keyword, scope_of
 from smsgate.server.settings import ServerSettings
 from smsgate.server.store import (
@@ -48,13 +49,26 @@ class InboundHandler:
         self.store = store
         self.settings = settings
         self.clock = clock
+        # the server's store is the outbox's SQL store (ServerStore.of refuses any other)
+        self.parts = InboundParts(ServerStore.of(outbox)._store, clock=clock)
 
     async def handle(self, messages: Sequence[InboundMessage]) -> int:
         """Store and act on each message; returns how many were new."""
         return await anyio.to_thread.run_sync(self.handle_sync, list(messages))
 
     def handle_sync(self, messages: list[InboundMessage]) -> int:
-        return sum(self._one(message) for message in messages)
+        return sum(self._whole_or_part(message) for message in messages)
+
+    def _whole_or_part(self, message: InboundMessage) -> bool:
+        if message.part is None:
+            return self._one(message)
+        # A fragment of a longer text: stored; handled once, whole, when its last part is in.
+        whole = self.parts.add(message)
+        if whole is None:
+            return False
+        new = self._one(whole)
+        self.parts.assembled(whole)
+        return new
 
     def _one(self, message: InboundMessage) -> bool:
         now = self.clock.time()

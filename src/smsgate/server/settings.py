@@ -28,28 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from smsgate.config import Config, parse_duration, parse_flag, receipts_requested
-from smsgate.errors import ConfigError
+from smsgate.config import Config, ServerSection, validate_section
 
-DEFAULT_HELP_TEXT = "Reply STOP to unsubscribe, START to subscribe again."
-MAX_BATCH = 10_000
-
-_KEYS = (
-    "host",
-    "port",
-    "worker",
-    "help_text",
-    "stop_reply",
-    "start_reply",
-    "webhook_retry_horizon",
-    "webhook_timeout",
-    "max_batch",
-    "fast_submit",
-    "request_receipts",
-)
-
-#: keys that left the [server] table, and where they are now
-_MOVED = {"suppress_otp": "honor_opt_outs under [otp] (it applies to every submit path)"}
+DEFAULT_HELP_TEXT: str = ServerSection.model_fields["help_text"].default
+MAX_BATCH: int = ServerSection.model_fields["max_batch"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,69 +62,25 @@ class ServerSettings:
     def from_mapping(
         cls, table: Mapping[str, Any], *, public_url: str | None = None
     ) -> ServerSettings:
-        unknown = sorted(set(table) - set(_KEYS))
-        if unknown:
-            key = unknown[0]
-            fix = (
-                f"it moved: write {_MOVED[key]}"
-                if key in _MOVED
-                else f"the [server] table takes {', '.join(_KEYS)}"
-            )
-            raise ConfigError(f"server.{key}: unknown key; {fix}", field=f"server.{key}")
-        defaults = cls()
+        """Settings from a ``[server]`` table, validated by the config's ``ServerSection``
+        model (the one definition of its keys, types and ranges)."""
+        section = validate_section(ServerSection, table, "server")
         return cls(
-            host=_text(table, "host", defaults.host, allow_empty=False),
-            port=_port(table.get("port", defaults.port)),
-            worker=parse_flag(table.get("worker", defaults.worker), "server.worker"),
+            host=section.host,
+            port=section.port,
+            worker=section.worker,
             public_url=public_url.rstrip("/") if public_url else None,
-            help_text=_text(table, "help_text", defaults.help_text),
-            stop_reply=_text(table, "stop_reply", defaults.stop_reply),
-            start_reply=_text(table, "start_reply", defaults.start_reply),
-            webhook_retry_horizon=parse_duration(
-                table.get("webhook_retry_horizon", defaults.webhook_retry_horizon),
-                "server.webhook_retry_horizon",
-            ),
-            webhook_timeout=parse_duration(
-                table.get("webhook_timeout", defaults.webhook_timeout), "server.webhook_timeout"
-            ),
-            max_batch=_whole(table, "max_batch", defaults.max_batch, 1, MAX_BATCH),
-            fast_submit=parse_flag(
-                table.get("fast_submit", defaults.fast_submit), "server.fast_submit"
-            ),
-            request_receipts=receipts_requested(table),
+            help_text=section.help_text,
+            stop_reply=section.stop_reply,
+            start_reply=section.start_reply,
+            webhook_retry_horizon=section.webhook_retry_horizon,
+            webhook_timeout=section.webhook_timeout,
+            max_batch=section.max_batch,
+            fast_submit=section.fast_submit,
+            request_receipts=section.request_receipts,
         )
 
     def with_overrides(self, **changes: Any) -> ServerSettings:
         values = {name: getattr(self, name) for name in self.__slots__}
         values.update({key: value for key, value in changes.items() if value is not None})
         return ServerSettings(**values)
-
-
-def _text(table: Mapping[str, Any], key: str, default: str, *, allow_empty: bool = True) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise ConfigError(
-            f"server.{key}: expected text, got {value!r}; write e.g. {key} = {default!r}",
-            field=f"server.{key}",
-        )
-    return value.strip()
-
-
-def _whole(table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(
-            f"server.{key}: {value!r} must be a whole number between {low} and {high}",
-            field=f"server.{key}",
-        )
-    return value
-
-
-def _port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
-        raise ConfigError(
-            f"server.port: {value!r} is not a TCP port; use a number between 1 and 65535 "
-            "(0 picks a free one)",
-            field="server.port",
-        )
-    return value

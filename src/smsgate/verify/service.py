@@ -144,6 +144,7 @@ class Verify:
 
     @classmethod
     def from_config(cls, config: Any, outbox: Outbox, **kwargs: Any) -> Verify:
+        """A Verify on ``outbox`` with the ``[verify]`` table of a loaded config."""
         return cls(outbox, VerifySettings.from_config(config), **kwargs)
 
     # -- start --------------------------------------------------------------------------------
@@ -660,6 +661,7 @@ class Verify:
         self._group.start()
 
     async def stop_grouping(self) -> None:
+        """Stop grouping; steps already queued finish first."""
         if self._group is not None:
             group, self._group = self._group, None
             await group.stop()
@@ -709,25 +711,31 @@ class Verify:
         client_ip: str | None = None,
         key: str | None = None,
     ) -> Verification:
+        """The async twin of :meth:`start`."""
         op = self._start_op(to, channel, code_length, ttl, locale, template, client_ip, key)
         return await self._grouped(op)
 
     async def acheck(
         self, target: str, code: str, *, client_ip: str | None = None, key: str | None = None
     ) -> Verification:
+        """The async twin of :meth:`check`."""
         op = self._check_op(target, code, client_ip, key)
         return op if isinstance(op, Verification) else await self._grouped(op)
 
     async def acancel(self, verification_id: str) -> Verification:
+        """The async twin of :meth:`cancel`."""
         return await self._grouped(self._cancel_op(verification_id))
 
     async def aget(self, verification_id: str) -> Verification:
+        """The async twin of :meth:`get`."""
         return await asyncio.to_thread(self.get, verification_id)
 
     async def ablocks(self, *, active: bool = True, limit: int = 100) -> list[Block]:
+        """The async twin of :meth:`blocks`."""
         return await asyncio.to_thread(lambda: self.blocks(active=active, limit=limit))
 
     async def aunblock(self, prefix: str, *, by: str = "api") -> list[Block]:
+        """The async twin of :meth:`unblock`."""
         return await asyncio.to_thread(lambda: self.unblock(prefix, by=by))
 
     # -- helpers ------------------------------------------------------------------------------
