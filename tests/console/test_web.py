@@ -18,6 +18,7 @@ from smsgate.pauses import ProviderPauses
 from smsgate.server.auth import create_key
 from smsgate.server.store import InboundRecord, Subscription
 from smsgate.server.webhooks_out import make_event
+from smsgate.verify import Verify
 from tests.console.conftest import CSRF, PASSWORD, ConsoleFactory, ConsoleServer
 
 PAGES = (
@@ -667,3 +668,107 @@ def test_overview_serves_recent_figures_while_newer_ones_are_computed(
     submit(console)
     clock.advance(OVERVIEW_STALE + 1)
     assert queued() == "2"  # too old to show: computed before answering
+
+
+# -- verifications ----------------------------------------------------------------------------
+
+
+def _verify_of(console: ConsoleServer) -> Verify:
+    found = console.running.thread.app.state.verify
+    assert isinstance(found, Verify)
+    return found
+
+
+def _block(console: ConsoleServer, prefix: str) -> None:
+    from smsgate.verify.models import Block
+
+    verify = _verify_of(console)
+    now = verify.clock.time()
+    block = Block(
+        "blk_" + prefix[1:], prefix, 1, "pumping: 40 started, 0 approved", 40, 0, now, now + 3600
+    )
+    with verify.store.write() as tx:
+        verify.store.add_block(tx, block)
+
+
+@pytest.fixture
+def verifying(store_url: str, console_factory: ConsoleFactory) -> ConsoleServer:
+    """With ``[verify]``, once per engine (``store_url`` first: torn down last)."""
+    from tests.verify.conftest import SECRET
+
+    return console_factory(store_url, verify={"secret": SECRET})
+
+
+def test_verifications_page_shows_conversion_recent_and_blocks_never_a_code(
+    verifying: ConsoleServer,
+) -> None:
+    from tests.verify.conftest import sent_codes
+
+    verify = _verify_of(verifying)
+    approved = verify.start("+14155552671")
+    (code,) = sent_codes(verify, approved.id)
+    assert verify.check(approved.id, code).valid
+    pending = verify.start("+447911123456")
+    (other,) = sent_codes(verify, pending.id)
+    _block(verifying, "+4479")
+    for role in (Role.ADMIN, Role.READONLY):
+        session = verifying.login(role)
+        page = session.get(verifying.url + "/verifications?window=1h", timeout=30)
+        assert page.status_code == 200
+        html = page.text
+        assert 'href="/console/verifications" aria-current="page"' in html
+        country = html.split('id="by-country"')[1].split("</table>")[0]
+        assert (
+            '>US</th><td class="num">1</td><td class="num">1</td><td class="num">100.0 %' in country
+        )
+        assert (
+            '>GG</th><td class="num">1</td><td class="num">0</td><td class="num">0.0 %' in country
+        )
+        by_prefix = html.split('id="by-prefix"')[1].split("</table>")[0]
+        assert by_prefix.count('<th scope="row"') == 2 and "100.0 %" in by_prefix
+        recent = html.split('id="recent"')[1].split("</table>")[0]
+        assert approved.id in recent and pending.id in recent and "approved" in recent
+        assert 'id="block-4479"' in html and "pumping: 40 started" in html
+        assert ("Unblock +4479" in html) is (role is Role.ADMIN)
+        with verify.store.read() as tx:
+            rows = [verify.store.get(tx, v.id) for v in (approved, pending)]
+        for secret in (
+            code,
+            other,
+            *(r.code_hash for r in rows if r),
+            *(r.salt for r in rows if r),
+        ):
+            assert secret and secret not in html
+    bad = session.get(verifying.url + "/verifications?window=1y", timeout=30)
+    assert bad.status_code == 400 and "window" in bad.text
+
+
+def test_unblock_needs_admin_and_csrf_and_records_who(verifying: ConsoleServer) -> None:
+    verify = _verify_of(verifying)
+    _block(verifying, "+4479")
+    reader = verifying.login(Role.READONLY)
+    refused = verifying.post(reader, "/verifications/unblock", {"prefix": "+4479"})
+    assert refused.status_code == 403 and "read-only" in refused.text
+    admin = verifying.login(Role.ADMIN, name="ops")
+    forged = admin.post(
+        verifying.url + "/verifications/unblock", data={"prefix": "+4479"}, timeout=30
+    )
+    assert forged.status_code == 403
+    assert [b.prefix for b in verify.blocks()] == ["+4479"]  # nothing changed
+    done = verifying.post(admin, "/verifications/unblock", {"prefix": "+4479"})
+    assert done.status_code == 200 and "+4479 unblocked." in done.text
+    assert verify.blocks() == []
+    (lifted,) = verify.blocks(active=False)
+    assert lifted.lifted_by == "console:ops"
+    again = verifying.post(admin, "/verifications/unblock", {"prefix": "+4479"})
+    assert "+4479 was not blocked." in again.text
+    bad = verifying.post(admin, "/verifications/unblock", {"prefix": "4479x"})
+    assert bad.status_code == 422 and "prefix" in bad.text
+
+
+def test_verifications_page_only_with_verify_configured(console: ConsoleServer) -> None:
+    session = console.login(Role.ADMIN)
+    home = session.get(console.url + "/", timeout=30)
+    assert home.status_code == 200 and "Verifications" not in home.text
+    page = session.get(console.url + "/verifications", timeout=30)
+    assert page.status_code == 404 and "[verify]" in page.text

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from smsgate.console.settings import ConsoleSettings
     from smsgate.outbox.worker import Worker
     from smsgate.server.services import Services
+    from smsgate.verify import Verify
 
 
 def console_app(
@@ -28,6 +29,7 @@ def console_app(
     *,
     worker: Worker | None = None,
     settings: ConsoleSettings | None = None,
+    verify: Verify | None = None,
 ) -> Starlette:
     """The console's ASGI app for ``smsgate serve`` to mount; a clear error without jinja2."""
     try:
@@ -40,4 +42,4 @@ def console_app(
         ) from None
     from smsgate.console.web import create_console
 
-    return create_console(services, config, worker=worker, settings=settings)
+    return create_console(services, config, worker=worker, settings=settings, verify=verify)

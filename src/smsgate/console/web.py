@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from smsgate.outbox.worker import Worker
     from smsgate.ratelimit import RateLimiter
     from smsgate.server.services import Services
+    from smsgate.verify import Verify
 
 logger = logging.getLogger("smsgate.console")
 COOKIE = "smsgate_console"
@@ -96,6 +97,7 @@ class Console:
     worker: Worker | None = None
     limiter: RateLimiter | None = None
     pause_view: PauseView | None = None
+    verify: Verify | None = None
     env: jinja2.Environment = field(init=False)
     _overview: tuple[float, Any] | None = None
     _refresh: asyncio.Task[None] | None = None
@@ -112,6 +114,8 @@ class Console:
         self.env.filters["ago"] = lambda t: _ago(t, self.clock.time())
         self.env.filters["pretty"] = _pretty
         self.env.filters["errsummary"] = _error_summary
+        # the Verifications page is in the nav only where [verify] is configured
+        self.env.globals["verify_on"] = self.verify is not None
 
     @property
     def store(self) -> SqlStore:
@@ -159,6 +163,7 @@ def create_console(
     *,
     worker: Worker | None = None,
     settings: ConsoleSettings | None = None,
+    verify: Verify | None = None,
 ) -> Starlette:
     chosen = settings or ConsoleSettings.from_mapping(config.console)
     store = services.outbox.store
@@ -178,6 +183,7 @@ def create_console(
         worker=worker,
         limiter=limiter,
         pause_view=None if worker is None else worker.router.pauses,
+        verify=verify,
     )
     routes = [
         Route("/", _page(console, overview_page)),
@@ -203,6 +209,8 @@ def create_console(
         Route("/providers", _page(console, providers_page)),
         Route("/providers/{name}/pause", _action(console, pause), methods=["POST"]),
         Route("/providers/{name}/resume", _action(console, resume), methods=["POST"]),
+        Route("/verifications", _page(console, verifications_page)),
+        Route("/verifications/unblock", _action(console, unblock_prefix), methods=["POST"]),
         Route("/static/{name}", static),
     ]
     app = Starlette(routes=routes)
@@ -1066,3 +1074,65 @@ async def resume(console: Console, request: Request, form: dict[str, str]) -> Re
     return _back(
         request, "/providers", notice=f"{name} resumed." if done else f"{name} was not paused."
     )
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+_VERIFY_WINDOWS = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
+
+
+def _verify(console: Console) -> Verify:
+    if console.verify is None:
+        raise Denied(
+            404, "verify is not configured: add a [verify] table to the config (docs/verify.md)"
+        )
+    return console.verify
+
+
+def _rates(rows: list[tuple[str | None, int, int]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": key or "unknown",
+            "started": started,
+            "approved": approved,
+            "rate": f"{100 * approved / started:.1f} %" if started else "—",
+        }
+        for key, started, approved in rows
+    ]
+
+
+async def verifications_page(console: Console, request: Request) -> Response:
+    verify = _verify(console)
+    window = request.query_params.get("window", "24h")
+    if window not in _VERIFY_WINDOWS:
+        raise Denied(400, f"window {window!r} is not one of {', '.join(_VERIFY_WINDOWS)}")
+    since = console.clock.time() - _VERIFY_WINDOWS[window]
+    by_country = await _run(lambda: verify.conversion("country", since))
+    by_prefix = await _run(lambda: verify.conversion("prefix", since))
+    recent = await _run(lambda: verify.recent(limit=50))
+    blocks = await _run(verify.blocks)
+    return console.render(
+        request,
+        "verifications.html",
+        window=window,
+        windows=list(_VERIFY_WINDOWS),
+        by_country=_rates(by_country),
+        by_prefix=_rates(by_prefix),
+        recent=recent,
+        blocks=blocks,
+        notice=request.query_params.get("notice"),
+    )
+
+
+async def unblock_prefix(console: Console, request: Request, form: dict[str, str]) -> Response:
+    verify = _verify(console)
+    who = request.state.session.who
+    prefix = form.get("prefix", "").strip()
+    try:
+        lifted = await _run(lambda: verify.unblock(prefix, by=f"console:{who}"))
+    except SmsgateError as exc:
+        raise Denied(422, exc.message) from None
+    if lifted:
+        logger.info("console: %s lifted the block of prefix %s", who, prefix)
+    note = f"{prefix} unblocked." if lifted else f"{prefix} was not blocked."
+    return _back(request, "/verifications", notice=note)

@@ -172,7 +172,7 @@ def create_app(
     for module in (messages, tools, optouts, webhooks, providers, health, docs):
         app.include_router(module.router)
     try:
-        verify_api.mount(app, config, box, store, metrics, clock)
+        verifier = verify_api.mount(app, config, box, store, metrics, clock)
     except BaseException:
         if owned:
             box.close()
@@ -187,7 +187,9 @@ def create_app(
         from smsgate.console import console_app
 
         try:
-            console = console_app(svc, config, worker=sender, settings=console_settings)
+            console = console_app(
+                svc, config, worker=sender, settings=console_settings, verify=verifier
+            )
         except BaseException:
             if owned:
                 box.close()

@@ -691,6 +691,17 @@ class Verify:
             self._remember(answer)
         return answer
 
+    def recent(self, *, limit: int = 50) -> list[Verification]:
+        """The newest verifications as stored, newest first (never a code or its hash)."""
+        return [row.public() for row in self.store.list_rows(limit=limit)]
+
+    def conversion(
+        self, by: str, since: float, *, limit: int = 100
+    ) -> list[tuple[str | None, int, int]]:
+        """``(country or prefix, started, approved)`` of the verifications started since
+        ``since`` (epoch seconds), grouped ``by`` ``"country"`` or ``"prefix"``."""
+        return self.store.conversion(by, since, limit)
+
     def decisions(
         self, *, verification_id: str | None = None, to: str | None = None, limit: int = 100
     ) -> list[Decision]:

@@ -191,6 +191,22 @@ class VerifyStore:
         with self.read() as tx:
             return [Row._make(r) for r in tx.execute(sql, params)]
 
+    def conversion(
+        self, by: str, since: float, limit: int = 100
+    ) -> list[tuple[str | None, int, int]]:
+        """``(country or prefix, started, approved)`` of the verifications created since
+        ``since``, most started first; ``by`` is ``"country"`` or ``"prefix"``."""
+        if by not in ("country", "prefix"):
+            raise ValueError(f"by must be 'country' or 'prefix', not {by!r}")
+        sql = (
+            f"SELECT {by}, count(*), sum(CASE WHEN status = 'approved' THEN 1 ELSE 0 END) "
+            f"FROM smsgate_verifications WHERE created_at >= ? GROUP BY {by} "
+            f"ORDER BY count(*) DESC, {by} LIMIT ?"
+        )
+        with self.read() as tx:
+            rows = tx.execute(sql, (since, limit))
+        return [(r[0], int(r[1]), int(r[2] or 0)) for r in rows]
+
     # -- the text, in the outbox, in the same transaction --------------------------------------
 
     def insert_message(self, tx: Tx, message: Message, now: float) -> str:
