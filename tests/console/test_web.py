@@ -418,6 +418,35 @@ def test_cancel_and_resend_where_the_state_allows(console: ConsoleServer) -> Non
     assert copy.metadata["resent_from"] == scheduled
 
 
+def test_a_verification_text_shows_its_code_masked_and_is_not_resent(
+    console: ConsoleServer,
+) -> None:
+    from smsgate.verify import Verify
+    from smsgate.verify.service import MASK
+
+    verify = Verify(console.running.outbox, secret="a-console-test-secret-of-32-chars!!")
+    started = verify.start("+14155552671")
+    (message_id,) = verify.store.list_rows()[0].messages
+    stored = sql(console).get(message_id)
+    assert stored is not None
+    body = json.loads(stored.payload)["body"]
+    code = next(
+        word for word in body.replace(".", " ").split() if word.isdigit() and len(word) == 6
+    )
+    session = console.login(Role.ADMIN)
+    page = session.get(f"{console.url}/messages/{message_id}", timeout=10)
+    assert page.status_code == 200 and started.id in page.text
+    assert f"Your verification code is {MASK * 6}." in page.text and code not in page.text
+    log = session.get(f"{console.url}/messages", timeout=10)
+    assert message_id in ids_on(log) and code not in log.text
+    # sending the masked text again would be useless: refused, and no button offers it
+    set_row(console, message_id, state="failed", next_attempt_at=None)
+    page = session.get(f"{console.url}/messages/{message_id}", timeout=10)
+    assert "Send again" not in page.text
+    refused = console.post(session, f"/messages/{message_id}/resend")
+    assert refused.status_code == 409 and "start a new verification" in refused.text
+
+
 def test_compose_queues_a_message_or_names_the_problem(console: ConsoleServer) -> None:
     session = console.login(Role.ADMIN)
     sent = console.post(

@@ -75,19 +75,34 @@ def test_check_by_number_finds_the_pending_verification(verify: Verify) -> None:
     assert done.id == started.id and done.valid
 
 
-def test_unknown_ids_and_numbers_are_not_found(verify: Verify) -> None:
+def test_unknown_ids_are_not_found(verify: Verify) -> None:
     with pytest.raises(VerificationNotFound) as by_id:
         verify.check("ver_01NOPE", "123456")
     assert by_id.value.field == "id"
-    with pytest.raises(VerificationNotFound) as by_number:
-        verify.check(OTHER, "123456")
-    assert by_number.value.field == "to"
-    # a number whose verification is over answers exactly like one never seen
+
+
+def test_a_number_without_a_pending_verification_answers_like_a_wrong_code(
+    verify: Verify,
+) -> None:
     started = verify.start(TO)
-    verify.check(started.id, last_code(verify, started.id))
-    with pytest.raises(VerificationNotFound) as over:
-        verify.check(TO, "123456")
-    assert str(over.value) == str(by_number.value)
+    code = last_code(verify, started.id)
+    wrong_code = verify.check(TO, wrong(code))
+    never_seen = verify.check(OTHER, wrong(code))
+    assert wrong_code.to_dict().keys() == never_seen.to_dict().keys()
+    for answer in (wrong_code, never_seen):
+        assert answer.status is VerificationStatus.PENDING and not answer.valid
+        assert answer.attempts == 1 and answer.attempts_left == 4
+        assert answer.id.startswith("ver_") and answer.sends == 1
+    # the decoy's id is fresh each time and stored nowhere
+    assert never_seen.id != started.id and never_seen.id != verify.check(OTHER, "1").id
+    with pytest.raises(VerificationNotFound):
+        verify.get(never_seen.id)
+    assert [d.reason for d in verify.decisions(to=OTHER)] == ["no pending verification"] * 2
+    # a number whose verification is over answers exactly like one never seen
+    verify.check(started.id, code)
+    over = verify.check(TO, code)
+    assert over.status is VerificationStatus.PENDING and not over.valid
+    assert over.id != started.id and over.to_dict().keys() == never_seen.to_dict().keys()
 
 
 def test_max_attempts_then_every_check_is_refused(verify: Verify) -> None:
@@ -403,7 +418,6 @@ def test_checks_of_unknown_numbers_count_against_the_number(verify: Verify) -> N
     """Probing numbers that have no verification is limited like guessing codes for one, so
     the limit does not tell which numbers have a pending verification either."""
     for _ in range(10):
-        with pytest.raises(VerificationNotFound):
-            verify.check(OTHER, "123456")
+        assert verify.check(OTHER, "123456").status is VerificationStatus.PENDING
     with pytest.raises(RateLimited, match="number_checks"):
         verify.check(OTHER, "123456")

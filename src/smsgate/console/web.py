@@ -39,7 +39,7 @@ from smsgate.console.queries import LogFilter, deliveries_for, list_log, overvie
 from smsgate.console.settings import ConsoleSettings
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.message import Message, Purpose
-from smsgate.outbox.records import MessageNotFound, NotCancelable
+from smsgate.outbox.records import REDACTED_BODY, MessageNotFound, NotCancelable
 from smsgate.outbox.sql import SqlStore
 from smsgate.outbox.store import CANCELABLE, STATES, State
 from smsgate.outbox.suppressions import ALL_NUMBERS
@@ -731,7 +731,7 @@ async def _message_context(console: Console, message_id: str) -> dict[str, Any] 
         "deliveries": deliveries,
         "subscriptions": subs,
         "cancelable": State(record.state) in CANCELABLE,
-        "resendable": State(record.state) in RESENDABLE,
+        "resendable": State(record.state) in RESENDABLE and REDACTED_BODY not in record.metadata,
     }
 
 
@@ -802,6 +802,13 @@ async def resend(console: Console, request: Request, form: dict[str, str]) -> Re
             409,
             f"{message_id} is {record.status.value}: only a message that ended without being "
             "delivered can be sent again",
+        )
+    if REDACTED_BODY in record.metadata:
+        # its stored body is not readable here (a verification code): sending the masked text
+        # would be useless, and the code is for its verification alone
+        raise Denied(
+            409,
+            f"{message_id} carried a verification code: start a new verification instead",
         )
     metadata = {**record.metadata, "resent_from": record.id, "resent_by": request.state.session.who}
     try:

@@ -13,11 +13,24 @@ from smsgate.outbox.store import EventRecord, ReceiptOutcome, StoredMessage, to_
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+#: metadata key holding the text a message reads back as instead of its body. Verify sets it on
+#: the texts that carry a live code (the template with the code masked), so every read path
+#: (API, console, CLI, library) shows the masked text while the worker sends the real body.
+REDACTED_BODY = "redacted_body"
+
 
 def _text(value: Any) -> str:
     """Stored text as a string that encodes (an unreadable one shown with replacements)."""
     text = value if isinstance(value, str) else str(value)
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _body(payload: dict[str, Any]) -> str:
+    """The body as read back: the redacted form when the message was stored with one."""
+    metadata = payload.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get(REDACTED_BODY), str):
+        return _text(metadata[REDACTED_BODY])
+    return _text(payload.get("body", ""))
 
 
 class MessageNotFound(SmsgateError):
@@ -96,7 +109,7 @@ class MessageRecord:
             status=row.status,
             state=row.state.value,
             to=row.to_number,
-            body=_text(payload.get("body", "")),
+            body=_body(payload),
             sender=row.sender,
             media=tuple(map(_text, payload.get("media", ()) or ())),
             purpose=row.purpose,

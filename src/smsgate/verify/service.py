@@ -19,8 +19,9 @@ never reset by a resend.
 
 Known and unknown numbers get the same answers: a start always answers with a verification of
 the same shape; a check by number with no pending verification (never seen, or already approved,
-expired, canceled) is one :class:`VerificationNotFound` after the same work (the same lookup,
-the same MAC, a decision written).
+expired, canceled) answers like a wrong code (a ``pending`` verification, ``valid`` False, under
+a fresh id stored nowhere) after the same work (the same lookup, the same MAC, the same check
+limits, a decision written).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from smsgate.errors import (
 from smsgate.ids import new_id
 from smsgate.message import Message, Purpose
 from smsgate.outbox import Outbox
-from smsgate.outbox.records import NotCancelable
+from smsgate.outbox.records import REDACTED_BODY, NotCancelable
 from smsgate.outbox.sql import Tx
 from smsgate.phone import normalize
 from smsgate.verify import codes
@@ -81,6 +82,8 @@ _FINAL_CACHE = 20_000
 _PRUNE_EVERY = 1000
 #: what the not-found path compares a code against (so it spends the same MAC and compare)
 _ABSENT_HASH = "0" * 64
+#: what stands for each digit of the code in the text as messages read it back
+MASK = "\u2022"
 
 
 @dataclass(slots=True)
@@ -373,16 +376,20 @@ class Verify:
         now: float,
     ) -> str:
         s = self.settings
-        body = render(
-            code,
-            ttl=lifetime,
-            locale=locale,
-            default_locale=s.locale,
-            app_name=s.app_name,
-            template=template,
-            webotp_origin=s.webotp_origin,
-            android_app_hash=s.android_app_hash,
-        )
+        texts = [
+            render(
+                shown,
+                ttl=lifetime,
+                locale=locale,
+                default_locale=s.locale,
+                app_name=s.app_name,
+                template=template,
+                webotp_origin=s.webotp_origin,
+                android_app_hash=s.android_app_hash,
+            )
+            for shown in (code, MASK * len(code))
+        ]
+        body, redacted = texts
         message = Message(
             to=to,
             body=body,
@@ -391,7 +398,9 @@ class Verify:
             # exactly once, and a fresh id skips the outbox's key lookup
             # a code is useless after it expires: the outbox stops trying then
             validity=max(1, int(lifetime)),
-            metadata={"verification": ident},
+            # the outbox reads the message back as the masked text (API, console, CLI), so a
+            # key that may read messages but not verify never sees a live code
+            metadata={"verification": ident, REDACTED_BODY: redacted},
         )
         return self.store.insert_message(tx, message, now)
 
@@ -455,8 +464,9 @@ class Verify:
 
         ``valid`` is True in exactly one answer per verification. A final verification answers
         with its state (``valid`` False) without touching the store. A number with no pending
-        verification raises :class:`VerificationNotFound`; over a check limit,
-        :class:`~smsgate.errors.RateLimited`.
+        verification answers as a wrong code would (``pending``, ``valid`` False, a fresh id that
+        is stored nowhere); an unknown id raises :class:`VerificationNotFound`; over a check
+        limit, :class:`~smsgate.errors.RateLimited`.
         """
         op = self._check_op(target, code, client_ip, key)
         return op if isinstance(op, Verification) else self._one(op)
@@ -502,15 +512,9 @@ class Verify:
                             field="code",
                         )
                     self._decide(tx, now, "check", "refused", "no pending verification", who, None)
+                    return self._decoy(number, region, now)
                 error = VerificationNotFound(
-                    (
-                        f"no verification {target!r}"
-                        if number is None
-                        else "no pending verification for this number (never started, or "
-                        "already approved, expired, canceled or out of attempts)"
-                    )
-                    + "; start a new one",
-                    field="id" if number is None else "to",
+                    f"no verification {target!r}; start a new one", field="id"
                 )
             elif row.status != _PENDING:
                 pass
@@ -537,6 +541,28 @@ class Verify:
             return row.public(valid=approved)
 
         return op
+
+    def _decoy(self, number: str, region: str | None, now: float) -> Verification:
+        """The answer to a check by number when none is pending: what a first wrong code for a
+        fresh verification answers (same status, same keys), under a new id that is stored
+        nowhere, so the answer does not tell whether the number has a pending verification."""
+        s = self.settings
+        last = s.max_checks <= 1  # a first wrong code is the last one allowed
+        return Verification(
+            id=new_id(ID_PREFIX),
+            to=number,
+            channel="sms",
+            status=VerificationStatus.MAX_ATTEMPTS if last else VerificationStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + s.ttl,
+            attempts=1,
+            max_attempts=s.max_checks,
+            sends=1,
+            max_sends=s.max_sends,
+            country=region,
+            reason="1 wrong codes" if last else None,
+        )
 
     def _attempt(self, tx: Tx, row: Row, who: Who, code: str, now: float) -> tuple[Row, bool]:
         attempts = row.attempts + 1
