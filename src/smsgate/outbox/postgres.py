@@ -32,9 +32,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from smsgate.errors import ConfigError
+from smsgate.outbox.leasequeue import MESSAGES, LeasedTable, LeaseQueue, Taken
 from smsgate.outbox.sql import (
     CHUNK,
-    DROP_STALE_LEASE,
     SqlStore,
     Tx,
     finish_params,
@@ -44,9 +44,7 @@ from smsgate.outbox.sql import (
     status_if_sql,
 )
 from smsgate.outbox.store import (
-    MESSAGE_COLUMNS,
     REPLACEABLE,
-    REPLACEABLE_VALUES,
     WAITING,
     Claimed,
     NewEvent,
@@ -62,35 +60,8 @@ from smsgate.outbox.store import (
 logger = logging.getLogger("smsgate.store")
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-#: REPLACEABLE_VALUES as a list, which psycopg binds as an array
-_REPLACEABLE = sorted(REPLACEABLE_VALUES)
-_MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 _LOCK_KEY = 0x5356_6174  # "smsgate" migrations: one advisory lock per database
 _WAITING = sorted(state.value for state in WAITING)
-# The rows a claim takes are looked up by primary key from an array of their ids: joined to
-# the list of ids instead, the planner may hash the whole table for a batch of a few hundred.
-_CLAIM_DUE = (
-    "WITH due AS (SELECT id FROM smsgate_messages WHERE next_attempt_at <= ? "
-    "ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) "
-    "UPDATE smsgate_messages m SET lease_owner = ?, lease_expires_at = ?, "
-    "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM due)) "
-    f"RETURNING {_MESSAGE_COLUMNS_M}"
-)
-_TAKE_OVER = (
-    "WITH expired AS (SELECT id, lease_owner AS previous FROM smsgate_messages "
-    "WHERE lease_expires_at < ? AND state = ANY(?) "
-    "ORDER BY lease_expires_at LIMIT ? FOR UPDATE SKIP LOCKED) "
-    "UPDATE smsgate_messages m SET lease_owner = ?, lease_expires_at = ?, "
-    "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM expired)) "
-    "RETURNING (SELECT previous FROM expired WHERE expired.id = m.id), "
-    f"{_MESSAGE_COLUMNS_M}"
-)
-# A receipt can finish a row while its sender holds the lease; if that sender died, nothing is
-# left to do but drop the stale lease.
-_DROP_STALE_LEASES = (
-    f"{DROP_STALE_LEASE} WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
-    "lease_expires_at < ? AND NOT (state = ANY(?)) LIMIT ? FOR UPDATE SKIP LOCKED))"
-)
 # Starts, outcomes and their events in one statement. Only rows still held by the writer and in
 # the state the worker saw them in are touched; the caller finishes the others the general way.
 # Each list travels as one JSON array: the JSON encoder builds it in C, where psycopg would adapt
@@ -209,9 +180,72 @@ def _after_fast_write(
     return started, finished, rest, with_ids
 
 
-def _taken_over(rows: Iterable[tuple[Any, ...]]) -> list[Claimed]:
-    """Claimed from ``_TAKE_OVER``'s rows (the previous owner first)."""
-    return [Claimed(StoredMessage.from_row(row[1:]), previous_owner=row[0]) for row in rows]
+class PgLeaseQueue(LeaseQueue):
+    """The lease queue on PostgreSQL: claimers lock the rows they take with ``FOR UPDATE SKIP
+    LOCKED``, so concurrent workers take disjoint batches without waiting for each other, and a
+    take over is one statement that returns each row's previous owner."""
+
+    def __init__(self, table: LeasedTable) -> None:
+        super().__init__(table)
+        t = table.name
+        due_if = f" AND {table.due_if}" if table.due_if else ""
+        returned = ", ".join(f"m.{c.strip()}" for c in table.columns.split(","))
+        # The rows are looked up by primary key from an array of their ids: joined to the list
+        # of ids instead, the planner may hash the whole table for a batch of a few hundred.
+        self.claim_due_sql = (
+            f"WITH due AS (SELECT id FROM {t} WHERE next_attempt_at <= ?{due_if} "
+            "ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {t} m SET lease_owner = ?, lease_expires_at = ?, "
+            "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM due)) "
+            f"RETURNING {returned}"
+        )
+        self.take_over_sql = (
+            f"WITH expired AS (SELECT id, lease_owner AS previous FROM {t} "
+            f"WHERE lease_expires_at < ? AND {table.takeable} "
+            "ORDER BY lease_expires_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {t} m SET lease_owner = ?, lease_expires_at = ?, "
+            "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM expired)) "
+            f"RETURNING (SELECT previous FROM expired WHERE expired.id = m.id), {returned}"
+        )
+        self.drop_stale_all_sql = (
+            f"{self.drop_stale_sql} WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE "
+            f"lease_expires_at < ? AND NOT ({table.takeable}) LIMIT ? FOR UPDATE SKIP LOCKED))"
+        )
+
+    def claim_due_params(
+        self, owner: str, limit: int, now: float, lease_until: float
+    ) -> tuple[Any, ...]:
+        return (now, limit, owner, lease_until, now)
+
+    def take_over_params(
+        self, owner: str, room: int, now: float, lease_until: float
+    ) -> tuple[Any, ...]:
+        return (now, room, owner, lease_until, now)
+
+    def drop_stale_all_params(self, now: float) -> list[Any]:
+        return [*self.stale_params(now), now, CHUNK]
+
+    @staticmethod
+    def taken_over(rows: Iterable[tuple[Any, ...]]) -> list[Taken]:
+        """From :attr:`take_over_sql`'s rows (the previous owner first)."""
+        return [Taken(row[1:], row[0]) for row in rows]
+
+    def take_over(
+        self, tx: Tx, owner: str, room: int, now: float, lease_until: float
+    ) -> list[Taken]:
+        taken = self.taken_over(
+            tx.execute(self.take_over_sql, self.take_over_params(owner, room, now, lease_until))
+        )
+        # A receipt can finish a row while its holder keeps the lease; if that holder died,
+        # nothing is left to do but drop the stale lease.
+        tx.execute(self.drop_stale_all_sql, self.drop_stale_all_params(now))
+        return taken
+
+
+def _claimed(taken: Iterable[Taken]) -> list[Claimed]:
+    return sorted(
+        (Claimed(StoredMessage.from_row(t.row), t.previous_owner) for t in taken), key=_by_id
+    )
 
 
 async def _commit_without_waiting(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -263,6 +297,7 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: StoreURL) -> None:
         super().__init__(url)
+        self._messages: PgLeaseQueue = self.lease_queue(MESSAGES)
         parts = urlsplit(url.raw)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         self.schema = query.pop("schema", None)
@@ -445,25 +480,18 @@ class PostgresStore(SqlStore):
         await pool.open(wait=False)
         return PgLoopCalls(self, claims, pool, executor, owns_executor=owns_executor)
 
+    def lease_queue(self, table: LeasedTable) -> PgLeaseQueue:
+        return PgLeaseQueue(table)
+
     def claim(
         self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
     ) -> list[Claimed]:
         if limit < 1:
             return []
-        if not take_over:
-            with self._read() as tx:  # autocommit: one statement, one round trip
-                rows = tx.execute(_CLAIM_DUE, (now, limit, owner, lease_until, now))
-            return sorted((Claimed(StoredMessage.from_row(row)) for row in rows), key=_by_id)
-        with self._write() as tx:
-            rows = tx.execute(_CLAIM_DUE, (now, limit, owner, lease_until, now))
-            claimed = [Claimed(StoredMessage.from_row(row)) for row in rows]
-            room = limit - len(claimed)
-            if room > 0:
-                taken = tx.execute(_TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now))
-                claimed.extend(_taken_over(taken))
-                tx.execute(_DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
-        claimed.sort(key=_by_id)
-        return claimed
+        # without a take over, one statement: autocommit, one round trip
+        with self._write() if take_over else self._read() as tx:
+            taken = self._messages.claim(tx, owner, limit, now, lease_until, take_over=take_over)
+        return _claimed(taken)
 
     def _ensure_buckets(self, tx: Tx, keys: Sequence[str]) -> None:
         tx.execute(
@@ -489,9 +517,6 @@ class PgLoopCalls(StoreCalls):
     ``_commit_without_waiting``); writes through a pool whose commits do.
     """
 
-    _CLAIM_DUE = _pg(_CLAIM_DUE)
-    _TAKE_OVER = _pg(_TAKE_OVER)
-    _DROP_STALE_LEASES = _pg(_DROP_STALE_LEASES)
     _FAST_WRITE = _pg(_FAST_WRITE)
 
     def __init__(
@@ -505,6 +530,10 @@ class PgLoopCalls(StoreCalls):
     ) -> None:
         super().__init__(store, executor, parallel=writes.max_size, owns_executor=owns_executor)
         self._store = store
+        self._queue = queue = store._messages
+        self._claim_due = _pg(queue.claim_due_sql)
+        self._take_over = _pg(queue.take_over_sql)
+        self._drop_stale = _pg(queue.drop_stale_all_sql)
         self._claims = claims
         self._pool = writes
         self._executor = executor
@@ -550,26 +579,23 @@ class PgLoopCalls(StoreCalls):
         """:meth:`PostgresStore.claim`, the same statements."""
         if limit < 1:
             return []
-        params = (now, limit, owner, lease_until, now)
+        queue = self._queue
+        params = queue.claim_due_params(owner, limit, now, lease_until)
         async with self._claims.connection() as conn:
             if not take_over:  # autocommit: one statement, one round trip
-                cur = await conn.execute(self._CLAIM_DUE, params)
-                return sorted(
-                    (Claimed(StoredMessage.from_row(row)) for row in await cur.fetchall()),
-                    key=_by_id,
-                )
+                cur = await conn.execute(self._claim_due, params)
+                return _claimed(Taken(row) for row in await cur.fetchall())
             async with conn.transaction():
-                cur = await conn.execute(self._CLAIM_DUE, params)
-                claimed = [Claimed(StoredMessage.from_row(row)) for row in await cur.fetchall()]
-                room = limit - len(claimed)
+                cur = await conn.execute(self._claim_due, params)
+                taken = [Taken(row) for row in await cur.fetchall()]
+                room = limit - len(taken)
                 if room > 0:
                     cur = await conn.execute(
-                        self._TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now)
+                        self._take_over, queue.take_over_params(owner, room, now, lease_until)
                     )
-                    claimed.extend(_taken_over(await cur.fetchall()))
-                    await conn.execute(self._DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
-        claimed.sort(key=_by_id)
-        return claimed
+                    taken.extend(queue.taken_over(await cur.fetchall()))
+                    await conn.execute(self._drop_stale, queue.drop_stale_all_params(now))
+        return _claimed(taken)
 
     async def write(
         self,

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, NamedTuple
 from smsgate.errors import ConfigError
 from smsgate.ids import new_id
 from smsgate.outbox import Outbox
+from smsgate.outbox.leasequeue import LeasedTable
 from smsgate.outbox.migrate import check_version
 from smsgate.outbox.sql import SqlStore, Tx
 from smsgate.outbox.store import chunks, dumps
@@ -177,6 +178,17 @@ class Delivery:
         )
 
 
+#: user-webhook deliveries as jobs of the outbox's lease queue: a pending one is due at its
+#: next attempt; an expired lease on a pending one (its server died mid-attempt) is taken over
+DELIVERIES = LeasedTable(
+    name="smsgate_webhook_deliveries",
+    columns=Delivery.COLUMNS,
+    waiting="state = 'pending'",
+    takeable="state = 'pending'",
+    due_if="state = 'pending'",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     """A delivery taken for one attempt, with where and how to send it."""
@@ -276,6 +288,7 @@ class ServerStore:
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store
+        self._deliveries = store.lease_queue(DELIVERIES)
 
     @classmethod
     def of(cls, outbox: Outbox) -> ServerStore:
@@ -606,20 +619,15 @@ class ServerStore:
         )
         return len(rows)
 
-    def claim_deliveries(self, now: float, lease_until: float, limit: int) -> list[ClaimedDelivery]:
-        """Take up to ``limit`` due deliveries for one attempt each: their next attempt moves to
-        ``lease_until``, so a server that dies mid-attempt leaves them due again later."""
-        skip_locked = self._store.skip_locked
+    def claim_deliveries(
+        self, owner: str, limit: int, now: float, lease_until: float
+    ) -> list[ClaimedDelivery]:
+        """Take up to ``limit`` due deliveries for one attempt each under ``owner``'s lease
+        (the lease queue's claim): a server that dies mid-attempt leaves them to be taken over
+        once the lease expires."""
         with self._write() as tx:
-            rows = tx.execute(
-                "UPDATE smsgate_webhook_deliveries SET next_attempt_at = ?, updated_at = ? "
-                "WHERE id IN (SELECT id FROM smsgate_webhook_deliveries "
-                "WHERE state = 'pending' AND next_attempt_at <= ? "
-                f"ORDER BY next_attempt_at LIMIT ?{skip_locked}) "
-                f"RETURNING {Delivery.COLUMNS}",
-                (lease_until, now, now, limit),
-            )
-            deliveries = [Delivery.from_row(row) for row in rows]
+            taken = self._deliveries.claim(tx, owner, limit, now, lease_until)
+            deliveries = [Delivery.from_row(t.row) for t in taken]
             subs: dict[str, Subscription] = {}
             ids = sorted({d.subscription_id for d in deliveries})
             for part in chunks(ids, _CHUNK):
@@ -654,8 +662,8 @@ class ServerStore:
         with self._write() as tx:
             tx.execute(
                 "UPDATE smsgate_webhook_deliveries SET state = ?, attempts = attempts + 1, "
-                "next_attempt_at = ?, last_status = ?, last_error = ?, updated_at = ? "
-                "WHERE id = ?",
+                "next_attempt_at = ?, last_status = ?, last_error = ?, updated_at = ?, "
+                "lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
                 (state, next_attempt_at, status, error, now, delivery_id),
             )
 
