@@ -63,7 +63,7 @@ class GroupCommit(Generic[T, R]):
         self.delay = delay
         self.parallel = max(1, parallel)
         self._on_abandoned = on_abandoned
-        self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._queue: deque[tuple[T, asyncio.Future[R] | None]] = deque()
         self._arrived = asyncio.Event()
         self._closing = False
         self._writing = 0
@@ -91,6 +91,12 @@ class GroupCommit(Generic[T, R]):
         self._queue.append((item, future))
         self._arrived.set()
         return future
+
+    def put(self, item: T) -> None:
+        """Queue ``item`` for the next group, its result unwanted (the write itself is what
+        counts, as for the worker's outcomes)."""
+        self._queue.append((item, None))
+        self._arrived.set()
 
     def start(self) -> None:
         """Run :meth:`run` in a task of its own (inside the event loop) until :meth:`stop`."""
@@ -144,7 +150,7 @@ class GroupCommit(Generic[T, R]):
                 if not self._queue:
                     return
 
-    async def _write(self, taken: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _write(self, taken: list[tuple[T, asyncio.Future[R] | None]]) -> None:
         results: Sequence[R | Exception]
         try:
             results = await self.write([item for item, _ in taken])
@@ -153,6 +159,8 @@ class GroupCommit(Generic[T, R]):
         finally:
             self._writing -= len(taken)
         for (item, future), result in zip(taken, results, strict=True):
+            if future is None:
+                continue
             if not future.done():
                 if isinstance(result, Exception):
                     future.set_exception(result)

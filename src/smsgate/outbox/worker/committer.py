@@ -98,10 +98,10 @@ class Committer:
         return self._commit.submit(start)
 
     def finish(self, transition: Transition) -> None:
-        self._commit.submit(transition)
+        self._commit.put(transition)
 
     def release(self, message_id: str) -> None:
-        self._commit.submit(Release(message_id))
+        self._commit.put(Release(message_id))
 
     def close(self) -> None:
         """Write what is queued (and anything queued meanwhile), then let :meth:`run` end."""
@@ -113,9 +113,16 @@ class Committer:
     async def _write(self, items: list[Item]) -> list[bool | Exception]:
         """Write one group, retrying a failing store for a while; for each item, whether it
         was written (for a start: whether the row moved to ``sending``)."""
-        starts = [item for item in items if isinstance(item, StartSend)]
-        batch = [item for item in items if isinstance(item, Transition)]
-        idle = [item.id for item in items if isinstance(item, Release)]
+        starts: list[StartSend] = []
+        batch: list[Transition] = []
+        idle: list[str] = []
+        for item in items:
+            if type(item) is StartSend:
+                starts.append(item)
+            elif type(item) is Transition:
+                batch.append(item)
+            else:
+                idle.append(item.id)
         now = self._clock.time()
         started: set[str] = set()
         written = False
