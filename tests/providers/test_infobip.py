@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import smsgate
 from smsgate.emulators.base import EmulatorThread
 from smsgate.emulators.infobip import InfobipEmulator
 from smsgate.errors import (
+    AmbiguousSend,
     AuthError,
     InsufficientFunds,
     InvalidMessage,
@@ -25,6 +27,7 @@ from smsgate.providers.base import WebhookRequest
 from smsgate.providers.infobip import InfobipProvider
 from smsgate.providers.transport import HttpResponse
 from tests.providers.contract import GOOD, ProviderContract, with_options
+from tests.providers.reconcile_contract import ReconcileContract, reconcile
 from tests.support.webhooks import WebhookReceiver
 
 
@@ -281,3 +284,12 @@ def test_official_infobip_client_sends_through_the_emulator(emulator: EmulatorTh
             sdk.SmsApi(bad).send_sms_messages(sms_request=request)
     [stored] = inner.summary()["messages"]
     assert stored["body"] == "from the SDK" and stored["id"] == sent.message_id
+
+
+class TestInfobipReconcile(ReconcileContract):
+    emulator_cls = InfobipEmulator
+
+    def test_a_window_older_than_the_logs_kept_is_no_proof(self, emulator: EmulatorThread) -> None:
+        old = time.time() - 49 * 3600
+        with pytest.raises(AmbiguousSend, match="48 hours"):
+            reconcile(emulator.emulator.provider_url(), Message(to=GOOD, body="x"), old)

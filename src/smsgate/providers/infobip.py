@@ -20,7 +20,9 @@ The wire contract, as Infobip's OpenAPI (the official ``infobip-api-python-clien
 - Refusals of the whole request are ``{"requestError": {"serviceException": {"messageId",
   "text", "validationErrors"}}}`` (``UNAUTHORIZED``, ``BAD_REQUEST``, ``TOO_MANY_REQUESTS``...);
   newer endpoints answer ``{"errorCode", "description", "action", "violations"}``: both are read.
-- ``GET /sms/3/logs?messageId=ID`` finds a message's status (the status fetch).
+- ``GET /sms/3/logs?messageId=ID`` finds a message's status (the status fetch); with
+  ``sentSince``, ``limit`` (at most 1,000) and ``useCursor=true`` it pages on by
+  ``cursor.nextCursor``, which reconcile reads to the end. Logs are kept for 48 hours.
 - Delivery reports are POSTed as ``{"results": [{"bulkId", "messageId", "to", "sender",
   "sentAt", "doneAt", "messageCount", "price", "status", "error", "callbackData"}]}``; inbound
   messages (forwarded from a number's configured URL) as ``{"results": [{"messageId", "from",
@@ -36,10 +38,12 @@ HTTPS. Without ``webhook_token`` every Infobip webhook is refused.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Self
 from urllib.parse import urlencode
 
 from smsgate.errors import (
+    AmbiguousSend,
     AuthError,
     InsufficientFunds,
     InvalidMessage,
@@ -106,6 +110,7 @@ class InfobipProvider(HttpProvider):
         webhook_verification="a secret token in the webhook URL (Infobip signs no webhook)",
         inbound=True,
         idempotency="destinations[].messageId (our id; not deduplicated by Infobip)",
+        reconcile=True,
         url_form=URL_FORM,
     )
     url_options = (
@@ -291,19 +296,78 @@ class InfobipProvider(HttpProvider):
                 provider_message_id=provider_message_id,
                 raw=logs,
             )
+        return self._log_result(provider_message_id, log)
+
+    def _log_result(self, message_id: str, log: dict[str, Any]) -> SendResult:
         count = log.get("messageCount")
         price = log.get("price") or {}
         return SendResult(
-            id=provider_message_id,
+            id=message_id,
             to=str(log.get("destination") or ""),
             status=GROUPS.get(str((log.get("status") or {}).get("groupName")), Status.UNKNOWN),
             provider=self.name,
-            provider_message_id=provider_message_id,
+            provider_message_id=str(log.get("messageId") or message_id),
             segments=count if isinstance(count, int) else None,
             price=_text(price.get("pricePerMessage")),
             price_unit=price.get("currency"),
             raw=log,
         )
+
+    #: the most logs Infobip returns for one request
+    logs_page_size: int = 1000
+    #: how far back Infobip keeps message logs
+    logs_kept_for: float = 48 * 3600
+
+    async def areconcile(
+        self, message: Message, *, since: float | None = None
+    ) -> SendResult | None:
+        """Find an ambiguously sent message by its ``messageId``, which is our message id.
+
+        Reads every page (``cursor.nextCursor``) of the logs of messages with that id sent since
+        ``since``, and takes the one to this recipient. None ("Infobip has no record of it") only once the last
+        page was read and the window lies within the 48 hours Infobip keeps logs for; otherwise
+        :class:`AmbiguousSend`, as for a failed or unreadable page.
+        """
+        start = self.reconcile_window(since)
+        if start.timestamp() < self.clock.time() - self.logs_kept_for:
+            raise AmbiguousSend(
+                "cannot look the message up: Infobip keeps message logs for 48 hours and the "
+                "first attempt is older, so not finding it would prove nothing",
+                provider=self.name,
+            )
+        params = {
+            "messageId": message.id,
+            "sentSince": start.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+            "limit": str(self.logs_page_size),
+            "useCursor": "true",
+        }
+
+        def next_page(body: dict[str, Any], request: HttpRequest) -> HttpRequest | None:
+            cursor = body.get("cursor")
+            following = cursor.get("nextCursor") if isinstance(cursor, dict) else None
+            if following:
+                return dataclasses.replace(request, params={**params, "cursor": str(following)})
+            results = body.get("results")
+            if isinstance(results, list) and len(results) >= self.logs_page_size:
+                raise AmbiguousSend(
+                    f"Infobip returned a full page of {len(results)} logs and no cursor to the "
+                    "next; a partial search proves nothing",
+                    provider=self.name,
+                    raw=body,
+                )
+            return None
+
+        async for log in self.alist_all(
+            HttpRequest("GET", "/sms/3/logs", params=params, headers=self._headers),
+            items=lambda body: body.get("results"),
+            next_page=next_page,
+            message=message,
+        ):
+            if log.get("messageId") == message.id and wire_number(
+                str(log.get("destination") or "")
+            ) == wire_number(message.to):
+                return self._log_result(message.id, log)
+        return None
 
     # -- webhooks ---------------------------------------------------------------------------
 
