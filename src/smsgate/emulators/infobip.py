@@ -14,8 +14,8 @@ Run it with ``smsgate emulate infobip``. What it speaks:
   ``TOO_MANY_REQUESTS``; injected 429 and 503 carry the same ``requestError`` bodies;
 - an inbound STOP (``POST /_emulator/inbound``) puts that number on the sender's do-not-disturb
   list (later sends are ``REJECTED_DND``); START lifts it;
-- ``GET /sms/3/logs`` (``messageId``, ``destination``, ``sentSince``, ``limit``; with
-  ``useCursor=true`` a ``cursor.nextCursor`` for the next page);
+- ``GET /sms/3/logs`` (``messageId``, ``destination``, ``sentSince``, ``sentUntil``, ``limit``
+  at most 1,000), newest first;
 - delivery reports ``{"results": [...]}`` to each message's ``webhooks.delivery.url`` (or
   ``--option webhook_url=``). Infobip signs none; the URL smsgate gives carries its token.
 """
@@ -268,9 +268,9 @@ class InfobipEmulator(Emulator):
         }
 
     async def logs(self, request: web.Request) -> web.Response:
-        """Message logs, newest first: ``messageId`` (repeatable), ``destination`` and
-        ``sentSince`` filters, ``limit`` (at most 1,000), and with ``useCursor=true`` a
-        ``cursor.nextCursor`` to pass back as ``cursor`` for the next page."""
+        """Message logs, newest first: ``messageId`` (repeatable), ``destination``,
+        ``sentSince`` and ``sentUntil`` filters and ``limit`` (at most 1,000), Infobip's way of
+        paging (by time)."""
         if (denied := self._check_auth(request)) is not None:
             return denied
         if (failed := self.list_request(request)) is not None:
@@ -280,8 +280,8 @@ class InfobipEmulator(Emulator):
         destination = query.get("destination")
         try:
             since = _parse_stamp(query.get("sentSince"))
+            until = _parse_stamp(query.get("sentUntil"))
             limit = min(max(int(query.get("limit", "50")), 1), self.max_page_size)
-            start = int(query.get("cursor") or 0)
         except ValueError as exc:
             return request_error(400, "BAD_REQUEST", f"Bad request: {exc}")
         found = [
@@ -290,12 +290,9 @@ class InfobipEmulator(Emulator):
             if (not wanted or m.id in wanted)
             and (destination is None or m.to.lstrip("+") == destination.lstrip("+"))
             and (since is None or m.created_at >= since)
+            and (until is None or m.created_at < until)
         ]
-        answer: dict[str, Any] = {"results": [self._log(m) for m in found[start : start + limit]]}
-        if query.get("useCursor") == "true":
-            more = start + limit < len(found)
-            answer["cursor"] = {"limit": limit, "nextCursor": str(start + limit) if more else None}
-        return web.json_response(answer)
+        return web.json_response({"results": [self._log(m) for m in found[:limit]]})
 
     def _log(self, m: EmulatedMessage) -> dict[str, Any]:
         status, error = m.fields.get("final", (PENDING, _NO_ERROR))

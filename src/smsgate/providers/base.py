@@ -718,6 +718,8 @@ class HttpProvider(Provider):
 
     #: the most list pages one lookup reads before it gives up
     reconcile_max_pages: int = 50
+    #: records asked for per list page (the provider's largest page)
+    reconcile_page_size: int = 100
 
     def reconcile_window(self, since: float | None) -> datetime:
         """Where a lookup's window starts: a second before ``since`` (providers' list dates have

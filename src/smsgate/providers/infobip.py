@@ -21,8 +21,8 @@ The wire contract, as Infobip's OpenAPI (the official ``infobip-api-python-clien
   "text", "validationErrors"}}}`` (``UNAUTHORIZED``, ``BAD_REQUEST``, ``TOO_MANY_REQUESTS``...);
   newer endpoints answer ``{"errorCode", "description", "action", "violations"}``: both are read.
 - ``GET /sms/3/logs?messageId=ID`` finds a message's status (the status fetch); with
-  ``sentSince``, ``limit`` (at most 1,000) and ``useCursor=true`` it pages on by
-  ``cursor.nextCursor``, which reconcile reads to the end. Logs are kept for 48 hours.
+  ``sentSince``, ``sentUntil`` and ``limit`` (at most 1,000) it lists logs by time, which is how
+  Infobip pages them and how reconcile reads them to the end. Logs are kept for 48 hours.
 - Delivery reports are POSTed as ``{"results": [{"bulkId", "messageId", "to", "sender",
   "sentAt", "doneAt", "messageCount", "price", "status", "error", "callbackData"}]}``; inbound
   messages (forwarded from a number's configured URL) as ``{"results": [{"messageId", "from",
@@ -39,6 +39,7 @@ HTTPS. Without ``webhook_token`` every Infobip webhook is refused.
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from urllib.parse import urlencode
 
@@ -92,6 +93,12 @@ _RECIPIENT_NAMES = frozenset(
 OPTED_OUT_NAMES = frozenset({"REJECTED_DND", "REJECTED_OPTOUT", "REJECTED_BLOCKLIST"})
 _SENDER_NAMES = frozenset({"REJECTED_SENDER", "REJECTED_SOURCE"})
 _FUNDS_NAMES = frozenset({"REJECTED_NOT_ENOUGH_CREDITS", "REJECTED_PREPAID_PACKAGE_EXPIRED"})
+
+
+def _infobip_time(moment: datetime) -> str:
+    """Infobip's query time format, ``yyyy-MM-dd'T'HH:mm:ss.SSSZ``, in UTC."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
 def wire_number(number: str) -> str:
@@ -314,7 +321,7 @@ class InfobipProvider(HttpProvider):
         )
 
     #: the most logs Infobip returns for one request
-    logs_page_size: int = 1000
+    reconcile_page_size = 1000
     #: how far back Infobip keeps message logs
     logs_kept_for: float = 48 * 3600
 
@@ -323,10 +330,12 @@ class InfobipProvider(HttpProvider):
     ) -> SendResult | None:
         """Find an ambiguously sent message by its ``messageId``, which is our message id.
 
-        Reads every page (``cursor.nextCursor``) of the logs of messages with that id sent since
-        ``since``, and takes the one to this recipient. None ("Infobip has no record of it") only once the last
-        page was read and the window lies within the 48 hours Infobip keeps logs for; otherwise
-        :class:`AmbiguousSend`, as for a failed or unreadable page.
+        Reads the logs of messages with that id sent since ``since`` and takes the one to this
+        recipient. Infobip pages logs by time, as its API reference says: a full page (1,000)
+        is followed by a request for those sent before the oldest on it (``sentUntil``). None
+        ("Infobip has no record of it") only once a page came back short and the window lies
+        within the 48 hours Infobip keeps logs for; otherwise :class:`AmbiguousSend`, as for a
+        failed or unreadable page.
         """
         start = self.reconcile_window(since)
         if start.timestamp() < self.clock.time() - self.logs_kept_for:
@@ -337,25 +346,33 @@ class InfobipProvider(HttpProvider):
             )
         params = {
             "messageId": message.id,
-            "sentSince": start.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
-            "limit": str(self.logs_page_size),
-            "useCursor": "true",
+            "sentSince": _infobip_time(start),
+            "limit": str(self.reconcile_page_size),
         }
 
+        seen: set[object] = set()
+
         def next_page(body: dict[str, Any], request: HttpRequest) -> HttpRequest | None:
-            cursor = body.get("cursor")
-            following = cursor.get("nextCursor") if isinstance(cursor, dict) else None
-            if following:
-                return dataclasses.replace(request, params={**params, "cursor": str(following)})
-            results = body.get("results")
-            if isinstance(results, list) and len(results) >= self.logs_page_size:
+            results = [r for r in body.get("results") or [] if isinstance(r, dict)]
+            if len(results) < self.reconcile_page_size:
+                return None
+            sent = [parse_iso_time(_iso(r.get("sentAt"))) for r in results]
+            fresh = {(r.get("messageId"), r.get("destination"), r.get("sentAt")) for r in results}
+            if None in sent or fresh <= seen:
                 raise AmbiguousSend(
-                    f"Infobip returned a full page of {len(results)} logs and no cursor to the "
-                    "next; a partial search proves nothing",
+                    "Infobip returned a full page of logs that gives no earlier time to ask "
+                    "from (no sentAt, or all in the same millisecond as the page before); a "
+                    "partial search proves nothing",
                     provider=self.name,
                     raw=body,
                 )
-            return None
+            seen.update(fresh)
+            # Up to and including the oldest millisecond on the page: logs sharing it that did
+            # not fit are read on the next page (those already read are read twice, harmlessly).
+            until = min(t for t in sent if t is not None) + timedelta(milliseconds=1)
+            return dataclasses.replace(
+                request, params={**params, "sentUntil": _infobip_time(until)}
+            )
 
         async for log in self.alist_all(
             HttpRequest("GET", "/sms/3/logs", params=params, headers=self._headers),

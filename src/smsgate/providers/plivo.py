@@ -397,6 +397,7 @@ class PlivoProvider(HttpProvider):
 
     #: Plivo lists 20 messages a page and cannot filter by recipient: a busy window takes more
     reconcile_max_pages = 250
+    reconcile_page_size = 20
 
     async def areconcile(
         self, message: Message, *, since: float | None = None
@@ -412,7 +413,7 @@ class PlivoProvider(HttpProvider):
         params = {
             "message_direction": "outbound",
             "message_time__gte": start,
-            "limit": "20",
+            "limit": str(self.reconcile_page_size),
             "offset": "0",
         }
 

@@ -262,9 +262,6 @@ class SinchProvider(HttpProvider):
             raw=report,
         )
 
-    #: Sinch's largest list page
-    list_page_size: int = 100
-
     async def areconcile(
         self, message: Message, *, since: float | None = None
     ) -> SendResult | None:
@@ -281,7 +278,7 @@ class SinchProvider(HttpProvider):
             "from": self.sender_for(message),
             "start_date": start,
             "page": "0",
-            "page_size": str(self.list_page_size),
+            "page_size": str(self.reconcile_page_size),
         }
 
         read = 0

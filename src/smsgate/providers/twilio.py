@@ -237,6 +237,8 @@ class TwilioProvider(HttpProvider):
             raw=data,
         )
 
+    reconcile_page_size = 1000
+
     async def areconcile(
         self, message: Message, *, since: float | None = None
     ) -> SendResult | None:
@@ -252,7 +254,7 @@ class TwilioProvider(HttpProvider):
         """
         start = self.reconcile_window(since).strftime("%Y-%m-%dT%H:%M:%SZ")
         assert since is not None  # reconcile_window refuses None
-        params = {"To": message.to, "PageSize": "1000"}
+        params = {"To": message.to, "PageSize": str(self.reconcile_page_size)}
         sender = self.sender_for(message)
         if not sender.startswith("MG"):
             params["From"] = sender
