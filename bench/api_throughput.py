@@ -229,8 +229,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from smsgate.outbox import Outbox
+    from smsgate.outbox.tables.server import ServerStore
     from smsgate.server.auth import create_key
-    from smsgate.server.store import ServerStore
 
     folder = Path(tempfile.mkdtemp(prefix="smsgate-bench-"))
     store = f"sqlite:///{folder / 'bench.db'}"

@@ -10,8 +10,8 @@ from smsgate.console.auth import ConsoleAuth, Role
 from smsgate.console.settings import ConsoleSettings
 from smsgate.outbox import Outbox
 from smsgate.outbox.sql import SqlStore
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.server.auth import create_key
-from smsgate.server.store import ServerStore
 from tests.cli.test_cli import SMSGATE, assert_one_line_error, run
 
 

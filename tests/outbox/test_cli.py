@@ -16,7 +16,7 @@ from smsgate.emulators.base import EmulatorThread
 from smsgate.message import Message, Status
 from smsgate.outbox import SCHEMA_VERSION, Outbox
 from smsgate.outbox.store import open_store
-from smsgate.server.store import ServerStore, Suppression
+from smsgate.outbox.tables.server import ServerStore, Suppression
 from tests.outbox.conftest import emulated, sqlite_url
 
 SMSGATE = str(Path(sys.executable).parent / "smsgate")

@@ -22,12 +22,12 @@ from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import Config
 from smsgate.outbox import Outbox
 from smsgate.outbox.cli_support import open_outbox
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
 from smsgate.server.services import Services
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 
 POSTGRES_ENV = "SMSGATE_TEST_POSTGRES_URL"
 

@@ -20,11 +20,11 @@ from schemathesis import checks
 
 from smsgate.config import Config
 from smsgate.outbox import Outbox
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 
 TWILIO = "twilio://AC00000000000000000000000000000000:emulator-auth-token@+15005550006"
 

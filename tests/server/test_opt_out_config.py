@@ -16,11 +16,11 @@ from fastapi import FastAPI
 from smsgate.config import Config, load_config
 from smsgate.errors import ConfigError
 from smsgate.outbox import Outbox
+from smsgate.outbox.tables.server import ServerStore, Suppression
 from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore, Suppression
 
 PERSON = "+15555550123"
 OURS = "+15005550006"

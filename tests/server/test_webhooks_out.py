@@ -21,7 +21,7 @@ from tests.support.webhooks import WebhookReceiver
 from smsgate.clock import FakeClock
 from smsgate.errors import WebhookVerificationError
 from smsgate.outbox import Outbox
-from smsgate.server.store import ServerStore, Subscription
+from smsgate.outbox.tables.server import ServerStore, Subscription
 from smsgate.server.webhooks_out import (
     RetrySchedule,
     WebhookDispatcher,

@@ -17,11 +17,11 @@ from smsgate.clock import SYSTEM_CLOCK, Clock, FakeClock
 from smsgate.config import Config
 from smsgate.outbox import Outbox
 from smsgate.outbox.cli_support import open_outbox
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 from smsgate.verify import Verify, VerifySettings
 from tests.outbox.conftest import postgres_url, store_url  # noqa: F401 -- fixtures
 

@@ -11,7 +11,7 @@ import requests
 
 from smsgate.clock import FakeClock
 from smsgate.emulators.twilio import TwilioEmulator
-from smsgate.server.store import ServerStore, Subscription
+from smsgate.outbox.tables.server import ServerStore, Subscription
 from tests.verify.conftest import SECRET, ServeFactory, last_code
 
 TO = "+14155552671"

@@ -12,7 +12,7 @@ from smsgate.clock import FakeClock
 from smsgate.errors import ConfigError, InvalidMessage, InvalidRecipient, OptedOut, RateLimited
 from smsgate.message import Purpose, Status
 from smsgate.outbox.suppressions import ALL_NUMBERS
-from smsgate.server.store import ServerStore, Suppression
+from smsgate.outbox.tables.server import ServerStore, Suppression
 from smsgate.verify import (
     Verification,
     VerificationBlocked,

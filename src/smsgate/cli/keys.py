@@ -57,8 +57,8 @@ def create(
 ) -> None:
     """Create a key and print it. It is shown only now: the store keeps only its hash."""
     from smsgate.errors import ConfigError
+    from smsgate.outbox.tables.server import ServerStore
     from smsgate.server.auth import create_key
-    from smsgate.server.store import ServerStore
 
     with _outbox(config, store) as outbox:
         try:
@@ -108,7 +108,7 @@ def list_keys(
     as_json: common.JsonOption = False,
 ) -> None:
     """List keys (never their secrets)."""
-    from smsgate.server.store import ServerStore
+    from smsgate.outbox.tables.server import ServerStore
 
     with _outbox(config, store, existing=True) as outbox:
         keys = ServerStore.of(outbox).list_keys()
@@ -139,7 +139,7 @@ def revoke(
     as_json: common.JsonOption = False,
 ) -> None:
     """Revoke a key: servers refuse it within seconds."""
-    from smsgate.server.store import ServerStore
+    from smsgate.outbox.tables.server import ServerStore
 
     with _outbox(config, store, existing=True) as outbox:
         done = ServerStore.of(outbox).revoke_key(key_id, outbox.clock.time())

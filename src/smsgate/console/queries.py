@@ -25,7 +25,7 @@ from smsgate.errors import ConfigError
 from smsgate.ids import _ALPHABET, _base32
 from smsgate.outbox.sql import INDEXED_PREDICATE, SqlStore, Tx
 from smsgate.outbox.store import INDEXED_STATES, MESSAGE_COLUMNS, State, StoredMessage
-from smsgate.server.store import Delivery
+from smsgate.outbox.tables.server import Delivery
 
 #: the public counters of the overview
 OUTCOMES = ("sent", "delivered", "failed", "undelivered")

@@ -43,12 +43,12 @@ from smsgate.outbox.records import REDACTED_BODY, MessageNotFound, NotCancelable
 from smsgate.outbox.sql import SqlStore
 from smsgate.outbox.store import CANCELABLE, STATES, State
 from smsgate.outbox.suppressions import ALL_NUMBERS
+from smsgate.outbox.tables.server import Suppression
 from smsgate.pauses import PauseView, ProviderPauses
 from smsgate.phone import normalize
 from smsgate.ratelimit import refill
 from smsgate.server.auth import create_key
 from smsgate.server.inbound import suppression_event
-from smsgate.server.store import Suppression
 from smsgate.server.webhooks_out import make_event
 
 if TYPE_CHECKING:

@@ -498,9 +498,9 @@ class WebhookHandler:
         self.listener: WebhookListener = listener or NullListener()
         self._inbound: Any = None
         if outbox is not None:
+            from smsgate.outbox.tables.server import ServerStore
             from smsgate.server.inbound import InboundHandler
             from smsgate.server.settings import ServerSettings
-            from smsgate.server.store import ServerStore
 
             settings = (
                 ServerSettings.from_config(config) if config is not None else ServerSettings()

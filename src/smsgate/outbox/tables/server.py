@@ -1,4 +1,6 @@
-"""The server's tables, in the outbox's store (migration 0003): one database, one transaction model.
+"""The server's tables (migration 0003: API keys, suppressions, inbound messages, webhook
+subscriptions and deliveries, the event relay's cursor), in the outbox's store: one database, one
+transaction model.
 
 Everything goes through the outbox engine's transactions (``write_transaction`` /
 ``read_transaction``), so SQLite writers queue on the same lock as the worker's and PostgreSQL
@@ -14,14 +16,15 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from smsgate.errors import ConfigError
 from smsgate.ids import new_id
-from smsgate.outbox import Outbox
 from smsgate.outbox.migrate import check_version
-from smsgate.outbox.sql import SqlStore, Tx
+from smsgate.outbox.sql import SqlStore, Tx, sql_store
 from smsgate.outbox.store import chunks, dumps
+
+if TYPE_CHECKING:
+    from smsgate.outbox import Outbox
 
 #: ids per ``IN (...)`` list
 _CHUNK = 500
@@ -280,11 +283,7 @@ class ServerStore:
     @classmethod
     def of(cls, outbox: Outbox) -> ServerStore:
         """The server's tables in ``outbox``'s store."""
-        if not isinstance(outbox.store, SqlStore):
-            raise ConfigError(
-                "the server needs a SQL store (sqlite:// or postgresql://)", field="store"
-            )
-        return cls(outbox.store)
+        return cls(sql_store(outbox.store, "the server"))
 
     def _write(self) -> AbstractContextManager[Tx]:
         return self._store.write_transaction()
@@ -693,6 +692,29 @@ class ServerStore:
         with self._read() as tx:
             rows = tx.execute(sql, params)
         return [Delivery.from_row(row) for row in rows]
+
+    def deliveries_of_events(self, event_ids: Sequence[str]) -> list[Delivery]:
+        """The deliveries of these events (a message's: ``evt_msg_<event id>``), oldest first."""
+        if not event_ids:
+            return []
+        with self._read() as tx:
+            clause, params = tx.in_list("event_id", list(event_ids))
+            rows = tx.execute(
+                f"SELECT {Delivery.COLUMNS} FROM smsgate_webhook_deliveries "
+                f"WHERE {clause} ORDER BY created_at, id",
+                params,
+            )
+        return [Delivery.from_row(row) for row in rows]
+
+    def requeue_delivery(self, delivery_id: str, now: float) -> None:
+        """Queue a finished delivery again as it is, due now: same event id, so the subscriber
+        dedupes (a dead letter goes back through :meth:`redeliver`)."""
+        with self._write() as tx:
+            tx.execute(
+                "UPDATE smsgate_webhook_deliveries SET state = 'pending', next_attempt_at = ?, "
+                "updated_at = ? WHERE id = ? AND state <> 'pending'",
+                (now, now, delivery_id),
+            )
 
     def redeliver(self, delivery_id: str, now: float) -> Delivery | None:
         """Put a dead letter back in the queue, due now, with a fresh retry horizon."""
