@@ -251,7 +251,7 @@ def main() -> None:
             )
         )
         with Outbox(store, migrate=True) as outbox:
-            key = create_key(ServerStore.of(outbox), "bench").key
+            key = create_key(ServerStore.of(outbox.store), "bench").key
         gateway = start_gateway(config)
         print(
             f"gateway {gateway.url} ({'postgresql' if args.postgres else 'sqlite'} store), emulator {emulator.url}, "

@@ -201,7 +201,7 @@ def main() -> None:
     warmup = 500
     all_numbers = numbers(args.pairs + warmup)
     with Outbox(store, migrate=True) as outbox:
-        key = create_key(ServerStore.of(outbox), "bench").key
+        key = create_key(ServerStore.of(outbox.store), "bench").key
     proc, url, output = start_gateway(config)
     ok = False
     try:

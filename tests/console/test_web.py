@@ -14,8 +14,8 @@ from smsgate.clock import FakeClock
 from smsgate.console.auth import Role
 from smsgate.message import Message, Purpose
 from smsgate.outbox.sql import SqlStore
+from smsgate.outbox.tables.pauses import ProviderPauses
 from smsgate.outbox.tables.server import InboundRecord, Subscription
-from smsgate.pauses import ProviderPauses
 from smsgate.server.auth import create_key
 from smsgate.server.webhooks_out import make_event
 from smsgate.verify import Verify

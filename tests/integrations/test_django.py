@@ -370,7 +370,7 @@ def test_http_backend_submits_to_a_running_smsgate_serve(store_url: str, tmp_pat
         )
     )
     try:
-        key = create_key(ServerStore.of(box), "django").key
+        key = create_key(ServerStore.of(box.store), "django").key
         remote = {"url": thread.url, "api_key": key}
         with smsgate_settings(backend="http", test_backend=None, remote=remote):
             result = send_sms(CUSTOMER, "via the API", idempotency_key="order-9")

@@ -166,7 +166,7 @@ def test_worker_sends_until_idle_and_send_queue_submits(
 def suppress(url: str, recipient: str, our_number: str = "*") -> None:
     """Put ``recipient`` on the store's suppression list, as a STOP would."""
     with Outbox(url, migrate=True) as outbox:
-        assert ServerStore.of(outbox).add_suppression(
+        assert ServerStore.of(outbox.store).add_suppression(
             Suppression(recipient, our_number, "keyword", "STOP", None, 1.0)
         )
 

@@ -151,7 +151,7 @@ def suppress(outbox: Outbox, recipient: str, our_number: str) -> None:
     """A STOP from ``recipient`` to ``our_number`` (``*``: STOPALL), as the server records it."""
     from smsgate.outbox.tables.server import ServerStore, Suppression
 
-    ServerStore.of(outbox).add_suppression(
+    ServerStore.of(outbox.store).add_suppression(
         Suppression(recipient, our_number, "keyword", "STOP", None, 1.0)
     )
 

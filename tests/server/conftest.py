@@ -153,7 +153,7 @@ def server_factory() -> Iterator[ServerFactory]:
             )
 
         thread = ServerThread(make)
-        made = create_key(ServerStore.of(outbox), "tests", clock=clock, **(key or {}))
+        made = create_key(ServerStore.of(outbox.store), "tests", clock=clock, **(key or {}))
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {made.key}"
         running = Running(thread, made.key, api)

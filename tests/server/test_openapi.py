@@ -40,7 +40,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         }
     )
     outbox = Outbox(config.store)
-    key = create_key(ServerStore.of(outbox), "schemathesis").key
+    key = create_key(ServerStore.of(outbox.store), "schemathesis").key
 
     def make(url: str) -> Any:
         return create_app(config, settings=ServerSettings(public_url=url), outbox=outbox)

@@ -38,7 +38,7 @@ def write_config(tmp_path: Path, store_url: str, otp_table: str) -> Config:
 def prepare(store_url: str) -> str:
     """Migrate the store, put PERSON's STOP to OURS on its suppression list; an API key."""
     with Outbox(store_url, migrate=True) as outbox:
-        store = ServerStore.of(outbox)
+        store = ServerStore.of(outbox.store)
         assert store.add_suppression(Suppression(PERSON, OURS, "keyword", "STOP", None, 1.0))
         return create_key(store, "tests").key
 

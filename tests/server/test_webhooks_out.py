@@ -101,7 +101,7 @@ def test_schedule_backs_off_and_ends_at_the_horizon() -> None:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[tuple[Outbox, ServerStore]]:
     outbox = Outbox(f"sqlite:///{tmp_path / 'w.db'}")
-    yield outbox, ServerStore.of(outbox)
+    yield outbox, ServerStore.of(outbox.store)
     outbox.close()
 
 

@@ -114,7 +114,7 @@ class Served:
         return self.api.get(self.url + path, timeout=30, **kwargs)
 
     def key(self, name: str, **restrictions: Any) -> requests.Session:
-        made = create_key(ServerStore.of(self.outbox), name, **restrictions)
+        made = create_key(ServerStore.of(self.outbox.store), name, **restrictions)
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {made.key}"
         return session
@@ -147,7 +147,7 @@ def serve(store_url: str) -> Iterator[ServeFactory]:  # noqa: F811
             )
 
         thread = ServerThread(make)
-        made = create_key(ServerStore.of(outbox), "tests")
+        made = create_key(ServerStore.of(outbox.store), "tests")
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {made.key}"
         served = Served(thread, api, outbox)

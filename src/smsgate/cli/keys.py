@@ -63,7 +63,7 @@ def create(
     with _outbox(config, store) as outbox:
         try:
             made = create_key(
-                ServerStore.of(outbox),
+                ServerStore.of(outbox.store),
                 name,
                 purposes=purpose or (),
                 senders=sender or (),
@@ -111,7 +111,7 @@ def list_keys(
     from smsgate.outbox.tables.server import ServerStore
 
     with _outbox(config, store, existing=True) as outbox:
-        keys = ServerStore.of(outbox).list_keys()
+        keys = ServerStore.of(outbox.store).list_keys()
     rows = [
         {
             "id": k.id,
@@ -142,7 +142,7 @@ def revoke(
     from smsgate.outbox.tables.server import ServerStore
 
     with _outbox(config, store, existing=True) as outbox:
-        done = ServerStore.of(outbox).revoke_key(key_id, outbox.clock.time())
+        done = ServerStore.of(outbox.store).revoke_key(key_id, outbox.clock.time())
     if not done:
         common.fail(f"no active key {key_id!r}; see smsgate keys list", 1)
     if as_json:

@@ -506,7 +506,7 @@ class WebhookHandler:
                 ServerSettings.from_config(config) if config is not None else ServerSettings()
             )
             self._inbound = InboundHandler(
-                outbox, ServerStore.of(outbox), settings, clock=outbox.clock
+                outbox, ServerStore.of(outbox.store), settings, clock=outbox.clock
             )
 
     def handle(self, provider: str, kind: str, request: WebhookRequest) -> WebhookAnswer:

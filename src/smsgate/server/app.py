@@ -75,7 +75,7 @@ def create_app(
         _check_opt_out_policy(outbox, config)
         box = outbox
     try:
-        store = ServerStore.of(box)
+        store = ServerStore.of(box.store)
         sender: Worker | None = None
         receipts, public_url = settings.request_receipts, settings.public_url
         if run_worker and config.providers:

@@ -50,7 +50,7 @@ class InboundHandler:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.parts = InboundParts(InboundPartTable.of(outbox), clock=clock)
+        self.parts = InboundParts(InboundPartTable.of(outbox.store), clock=clock)
 
     async def handle(self, messages: Sequence[InboundMessage]) -> int:
         """Store and act on each message; returns how many were new."""

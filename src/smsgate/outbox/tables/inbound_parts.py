@@ -11,12 +11,9 @@ recorded message marked assembled.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from smsgate.outbox.sql import SqlStore, sql_store
-
-if TYPE_CHECKING:
-    from smsgate.outbox import Outbox
+from smsgate.outbox.tables.base import Table
 
 _GROUP = "provider = ? AND sender = ? AND to_number = ? AND reference = ? AND total = ?"
 
@@ -40,13 +37,8 @@ class StoredPart(NamedTuple):
     raw: str | None
 
 
-class InboundPartTable:
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    @classmethod
-    def of(cls, outbox: Outbox) -> InboundPartTable:
-        return cls(sql_store(outbox.store, "the server"))
+class InboundPartTable(Table):
+    needs = "the server"
 
     def add(
         self,

@@ -16,15 +16,13 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from smsgate.ids import new_id
 from smsgate.outbox.migrate import check_version
-from smsgate.outbox.sql import SqlStore, Tx, sql_store
+from smsgate.outbox.sql import Tx
 from smsgate.outbox.store import chunks, dumps
-
-if TYPE_CHECKING:
-    from smsgate.outbox import Outbox
+from smsgate.outbox.tables.base import Table
 
 #: ids per ``IN (...)`` list
 _CHUNK = 500
@@ -274,16 +272,10 @@ class RelayOutcome:
 # -- the store ---------------------------------------------------------------------------------
 
 
-class ServerStore:
+class ServerStore(Table):
     """The server's rows, stored next to the outbox's (see migration 0003)."""
 
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    @classmethod
-    def of(cls, outbox: Outbox) -> ServerStore:
-        """The server's tables in ``outbox``'s store."""
-        return cls(sql_store(outbox.store, "the server"))
+    needs = "the server"
 
     def _write(self) -> AbstractContextManager[Tx]:
         return self._store.write_transaction()
