@@ -73,7 +73,7 @@ def sent_codes(verify: Verify, verification_id: str) -> list[str]:
     a phone would read them): the only place a code exists outside the MAC. Every read path of
     the outbox shows these texts with the code masked."""
     with verify.store.read() as tx:
-        row = verify.store.get(tx, verification_id)
+        row = tx.get(verification_id)
     assert row is not None
     found = []
     for message_id in row.messages:
