@@ -12,7 +12,16 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 import smsgate
+from smsgate.errors import ConfigError
+from smsgate.outbox.tables.base import Table
+from smsgate.outbox.tables.console_users import ConsoleUserTable
+from smsgate.outbox.tables.inbound_parts import InboundPartTable
+from smsgate.outbox.tables.message_log import MessageLog
+from smsgate.outbox.tables.pauses import ProviderPauses
+from smsgate.outbox.tables.server import ServerStore
 
 PACKAGE = Path(smsgate.__file__).parent
 #: the engines: the only modules that may tell one engine from another
@@ -124,3 +133,29 @@ def test_the_check_sees_a_module_that_reaches_past_the_store_layer() -> None:
     in_tables = " ".join(breaches("outbox/tables/example.py", ast.parse(source)))
     assert "branches on the engine's name" in in_tables and "writes SQL" not in in_tables
     assert list(breaches("outbox/sql.py", ast.parse(source))) == []
+
+
+class _NoTables:
+    """A store of an engine without SQL tables (a third-party engine could be one)."""
+
+
+@pytest.mark.parametrize(
+    ("table", "needs"),
+    [
+        (ServerStore, "the server"),
+        (InboundPartTable, "the server"),
+        (ConsoleUserTable, "the console"),
+        (MessageLog, "the console"),
+        (ProviderPauses, "pausing providers"),
+    ],
+)
+def test_a_store_without_tables_is_refused_with_what_needs_them(
+    table: type[Table], needs: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^{needs} needs a SQL store") as caught:
+        table.of(_NoTables())  # type: ignore[arg-type]
+    assert caught.value.field == "store"
+
+
+def test_without_tables_nothing_is_paused() -> None:
+    assert ProviderPauses.maybe(_NoTables()) is None  # type: ignore[arg-type]
