@@ -39,7 +39,6 @@ from smsgate.console.settings import ConsoleSettings
 from smsgate.ids import new_id
 from smsgate.outbox import Outbox
 from smsgate.outbox.cli_support import open_outbox
-from smsgate.outbox.sql import SqlStore
 from smsgate.outbox.tables.message_log import MessageLog
 from smsgate.server.app import create_app
 from smsgate.server.runner import ServerThread
@@ -173,7 +172,6 @@ def measure(store: str, label: str, repeat: int) -> None:
         }
     )
     outbox = open_outbox(config)
-    assert isinstance(outbox.store, SqlStore)
     ConsoleAuth(outbox.store, ConsoleSettings()).create_user(
         f"bench-{secrets.token_hex(3)}", PASSWORD, Role.READONLY
     )
