@@ -539,6 +539,25 @@ def test_buckets_are_shared_between_outbox_objects(
     assert two.store.take_tokens([spec], 1, clock.time()) == 0.0
 
 
+def test_take_up_to_grants_what_every_bucket_holds_from_one_token_on(
+    open_outbox: Callable[..., Outbox], clock: FakeClock
+) -> None:
+    from smsgate.ratelimit import BucketSpec
+
+    one, two = open_outbox(), open_outbox()
+    provider = BucketSpec("provider:twilio", rate=10.0, burst=5)
+    sender = BucketSpec("sender:twilio:+15017122661", rate=20.0, burst=3)
+    now = clock.time()
+    # the smaller bucket caps the grant; the other keeps what was not taken
+    assert one.store.take_tokens_up_to([provider, sender], 8, now) == (3, 0.0)
+    assert two.store.take_tokens_up_to([provider], 8, now) == (2, 0.0)
+    granted, wait = one.store.take_tokens_up_to([provider, sender], 8, now)
+    assert granted == 0 and wait == pytest.approx(0.1)  # one provider token away
+    clock.advance(0.25)
+    assert two.store.take_tokens_up_to([provider, sender], 8, clock.time()) == (2, 0.0)
+    assert two.store.take_tokens_up_to([], 8, clock.time()) == (8, 0.0)
+
+
 def test_counts_group_internal_states_under_public_statuses(
     outbox: Outbox, clock: FakeClock
 ) -> None:
