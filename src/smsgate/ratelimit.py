@@ -176,38 +176,40 @@ def take_all(
 def take_up_to(
     states: Sequence[BucketState | None], specs: Sequence[BucketSpec], wanted: int, now: float
 ) -> tuple[list[BucketState], int, float]:
-    """Take as many whole tokens as every bucket holds, up to ``wanted``: at least one, or none.
+    """Take as many whole tokens as every bucket holds, up to ``wanted``, once they hold at
+    least half a burst (or ``wanted``, if fewer); else none.
 
     Returns the new states (always write them back), how many were granted, and the seconds
-    until one token would be (0 when granted). This is what a consumer with several sends
-    waiting calls: it is granted as soon as one token is there, so under demand the buckets
-    stay near empty and never sit full while refill time runs to waste. Waiting instead for
-    ``wanted`` tokens at once (:func:`take_all`) makes every grant wait for a full bucket, and
-    each round trip's latency after that moment is lost: with a burst of a tenth of a second
-    and 10 ms round trips, a 20/s limit sends about 18/s (see docs/multi-host.md).
+    until the least grant would be (0 when granted). This is what a consumer with several sends
+    waiting calls. Waiting instead for ``wanted`` tokens at once (:func:`take_all`) makes every
+    grant wait for a full bucket, and each round trip's latency after that moment is lost: with
+    a burst of a tenth of a second and 10 ms round trips, a 20/s limit sends about 18/s (see
+    docs/multi-host.md). Taken from half a burst on, a grant is lost to nothing as long as its
+    round trip lasts less than half the burst's refill time (50 ms at the default burst), and
+    a high rate is still taken in few round trips (a 1000/s limit in takes of 50 or more).
     """
     if len(states) != len(specs):
         raise ValueError("one state per bucket spec")
     if wanted < 1:
         raise ValueError("wanted must be at least 1")
+    least = max(1, min([wanted, *(spec.burst // 2 for spec in specs)]))
     current = [refill(state, spec, now) for state, spec in zip(states, specs, strict=True)]
-    granted = min(
-        [
-            wanted,
-            *(
-                math.floor(state.tokens + _GRANT_TOLERANCE * spec.rate)
-                for state, spec in zip(current, specs, strict=True)
-            ),
-        ]
+    held = min(
+        (
+            math.floor(state.tokens + _GRANT_TOLERANCE * spec.rate)
+            for state, spec in zip(current, specs, strict=True)
+        ),
+        default=wanted,
     )
-    if granted >= 1:
+    if held >= least:
+        granted = min(wanted, held)
         return (
             [BucketState(state.tokens - granted, state.updated_at) for state in current],
             granted,
             0.0,
         )
     wait = max(
-        ((1 - state.tokens) / spec.rate for state, spec in zip(current, specs, strict=True)),
+        ((least - state.tokens) / spec.rate for state, spec in zip(current, specs, strict=True)),
         default=0.0,
     )
     return current, 0, wait
@@ -239,10 +241,10 @@ class BucketBackend(Protocol):
     async def take_up_to(
         self, specs: Sequence[BucketSpec], wanted: int, now: float
     ) -> tuple[int, float]:
-        """Atomically take between one and ``wanted`` tokens from every bucket in ``specs``, as
-        many as they all hold (see :func:`take_up_to`), or none.
+        """Atomically take up to ``wanted`` tokens from every bucket in ``specs``, as many as
+        they all hold once that is half a burst (see :func:`take_up_to`), or none.
 
-        Returns how many were granted and, when none, the seconds until one would be.
+        Returns how many were granted and, when none, the seconds until a grant would be.
         """
         ...
 
@@ -418,13 +420,14 @@ class RateLimiter:
         return waited
 
     async def acquire_batch(self, provider: str, sender: str | None, wanted: int) -> int:
-        """Wait for at least one token and take up to ``wanted`` in one take; returns how many
-        were granted (>= 1).
+        """Wait for tokens and take up to ``wanted`` in one take; returns how many were
+        granted (>= 1).
 
         A worker holding several messages for one provider and sender calls this, sends that
         many, and repeats: one backend round trip per batch instead of per message. It is
-        granted what the buckets hold as soon as that is one token (:func:`take_up_to`), so
-        workers sharing a bucket keep it drained and the configured rate is what they send.
+        granted what the buckets hold as soon as that is half a burst, or ``wanted`` if fewer
+        (:func:`take_up_to`), so workers sharing a bucket keep it from filling up and the
+        configured rate is what they send.
         """
         if wanted < 1:
             raise ValueError("wanted must be at least 1")

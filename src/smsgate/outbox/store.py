@@ -403,8 +403,9 @@ class Store(Protocol):
     def take_tokens_up_to(
         self, specs: Sequence[BucketSpec], wanted: int, now: float
     ) -> tuple[int, float]:
-        """Between one and ``wanted`` tokens from every bucket, as many as they all hold, or
-        none (:func:`smsgate.ratelimit.take_up_to`): how many, and else the seconds to wait."""
+        """Up to ``wanted`` tokens from every bucket, as many as they all hold once that is half
+        a burst, or none (:func:`smsgate.ratelimit.take_up_to`): how many, and else the seconds
+        to wait."""
         ...
 
     def penalize_bucket(self, spec: BucketSpec, seconds: float, now: float) -> None: ...
