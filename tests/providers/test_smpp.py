@@ -218,6 +218,46 @@ def test_one_part_message_in_each_coding(smsc: Any) -> None:
     run(main)
 
 
+def test_one_body_to_many_numbers_and_senders(smsc: Any) -> None:
+    # A campaign: the same text to several numbers from two senders, then long texts (whose
+    # concatenation reference must differ from one message to the next).
+    async def main() -> None:
+        async with smsc() as emulator:
+            provider = await _provider(emulator)
+            numbers = [f"+49151123456{n:02d}" for n in range(6)]
+            for index, to in enumerate(numbers):
+                sender = "MyApp" if index % 2 else "+4915100000000"
+                await provider.asend(Message(to=to, body="Sale ends today", sender=sender))
+            first = await provider.asend(Message(to=TO, body="z" * 300, sender="MyApp"))
+            second = await provider.asend(Message(to=TO, body="z" * 300, sender="MyApp"))
+            await provider.aclose()
+            stored = emulator.messages[: len(numbers)]
+            assert [m.to for m in stored] == [n.lstrip("+") for n in numbers]
+            assert {m.body for m in stored} == {"Sale ends today"}
+            assert [m.sender for m in stored] == ["4915100000000", "MyApp"] * 3
+            pdus = [x for x in emulator.captured() if x["command"] == "submit_sm"]
+            assert [x["fields"]["source_addr_ton"] for x in pdus[:2]] == [1, 5]
+            assert first.segments == second.segments == 2
+            references = {bytes.fromhex(x["fields"]["short_message"])[3] for x in pdus[-4:]}
+            assert len(references) == 2
+            assert [m.body for m in emulator.messages[-2:]] == ["z" * 300] * 2
+
+    run(main)
+
+
+def test_a_sender_too_long_for_smpp_is_refused_before_sending(smsc: Any) -> None:
+    async def main() -> None:
+        async with smsc() as emulator:
+            provider = await _provider(emulator)
+            with pytest.raises(InvalidMessage) as info:
+                await provider.asend(Message(to=TO, body="hi", sender="A" * 21))
+            await provider.aclose()
+            assert info.value.field == "sender" and "at most 20" in str(info.value)
+            assert emulator.submits == 0
+
+    run(main)
+
+
 @pytest.mark.parametrize("receipt_ids", ["hex", "decimal"])
 @pytest.mark.parametrize("receipt_form", ["text", "tlv", "both"])
 def test_receipts_of_all_parts_fold_into_one_status(
@@ -336,6 +376,30 @@ def test_unanswered_submit_is_ambiguous(smsc: Any) -> None:
                 await provider.asend(Message(to=TO, body="hi", sender="MyApp"))
             await provider.aclose()
             assert "0.2s" in str(info.value) and len(emulator.messages) == 1
+
+    run(main)
+
+
+def test_unanswered_submits_among_answered_ones_time_out_alone(smsc: Any) -> None:
+    async def main() -> None:
+        async with smsc(faults=Faults(hang_rate=0.5, seed=11)) as emulator:
+            provider = await _provider(emulator, timeout="0.3", registered_delivery="0")
+            await provider.asend_result(Message(to=TO, body="bind first", sender="MyApp"))
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            messages = [Message(to=TO, body=f"m{i}", sender="MyApp") for i in range(20)]
+            results = await asyncio.gather(*(provider.asend_result(m) for m in messages))
+            elapsed = loop.time() - started
+            connection = provider._tx
+            assert connection is not None
+            # Nothing is kept for requests that are over, answered or timed out.
+            assert not connection.pending and not connection._deadlines
+            await provider.aclose()
+            hung = [r for r in results if isinstance(r.error, AmbiguousSend)]
+            sent = [r for r in results if r.status == Status.SENT]
+            assert hung and sent and len(hung) + len(sent) == 20
+            # Each waited its own timeout, all at once, not one after another.
+            assert 0.25 < elapsed < 2.0
 
     run(main)
 
