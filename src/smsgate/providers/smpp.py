@@ -33,7 +33,10 @@ the window when the connection broke is sent on the next connection (it never le
 of a long message after the first that fail make the whole send ambiguous (the first parts went
 out). ``ESME_RTHROTTLED`` and ``ESME_RMSGQFUL`` are :class:`~smsgate.errors.RateLimited`, and
 the provider pauses all submits for ``throttle_backoff`` seconds (doubling while they last);
-every other command status maps through :func:`error_for_status`.
+every other command status maps through :func:`error_for_status`. With ``tls=true`` the bind
+is wrapped in TLS with the transport's context (``ca_file``, ``client_cert``); a certificate
+that cannot be trusted is :class:`~smsgate.errors.ProviderUnavailable` at once (field
+``ca_file``), not retried until ``connect_timeout``.
 
 Kept in memory only (lost on restart): the part ids of long messages awaiting receipts (so the
 receipt of a first part, whose id the store holds, still matches after a restart, but the fold
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -545,6 +549,7 @@ class SmppProvider(Provider):
         self._tx: _Connection | None = None
         self._rx: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
+        self._ssl: ssl.SSLContext | None = None
         self._window_sem: asyncio.Semaphore | None = None
         self._sequence = itertools.count(1)
         self._reference = itertools.count(int.from_bytes(os.urandom(2), "big"))
@@ -828,23 +833,62 @@ class SmppProvider(Provider):
         while True:
             try:
                 return await self._bind(command)
-            except AuthError:
+            except ssl.SSLCertVerificationError as exc:
+                # Configuration, not a passing failure: retrying will not make it trusted.
+                raise self._tls_error(exc) from None
+            except (AuthError, ProviderUnavailable):
                 raise
             except (OSError, TimeoutError, TransientError) as exc:
                 reason = getattr(exc, "message", None) or type(exc).__name__
                 if clock.monotonic() + delay > deadline:
+                    if isinstance(exc, ssl.SSLError):
+                        raise self._tls_error(exc) from None
+                    # A plain SMPP port hangs up on a TLS hello: say which end to check.
+                    hint = " over TLS (is it the SMSC's TLS port?)" if self.tls else ""
                     raise TransientError(
-                        f"cannot bind to the SMSC at {self.host}:{self.port}: {reason}",
+                        f"cannot bind to the SMSC at {self.host}:{self.port}{hint}: {reason}",
                         provider=self.name,
                     ) from None
                 logger.info("%s: bind failed (%s); retrying in %.1fs", self.name, reason, delay)
                 await clock.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
 
+    def _tls_error(self, exc: ssl.SSLError) -> ProviderUnavailable:
+        where = f"{self.host}:{self.port}"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return ProviderUnavailable(
+                f"the TLS certificate of the SMSC at {where} is not trusted "
+                f"({exc.verify_message}); pass ca_file=PATH to trust its CA",
+                provider=self.name,
+                field="ca_file",
+            )
+        return ProviderUnavailable(
+            f"TLS with the SMSC at {where} failed ({exc.reason or exc}); check tls= and the "
+            "port (is it the SMSC's TLS port?)",
+            provider=self.name,
+            field="tls",
+        )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The client TLS context (made once), or None without ``tls``."""
+        if not self.tls:
+            return None
+        if self._ssl is None:
+            # The transport's context: the same CA trust (and client certificate) options,
+            # checked where the URL is read, as every provider's.
+            options = self.transport_options
+            if self.ca_file is not None and self.ca_file != options.ca_file:
+                options = dataclasses.replace(options, ca_file=self.ca_file)
+            try:
+                self._ssl = options.ssl_context()
+            except ConfigError as exc:  # the file changed since: not worth a retry
+                raise ProviderUnavailable(
+                    exc.message, provider=self.name, field=exc.field
+                ) from None
+        return self._ssl
+
     async def _bind(self, command: int) -> _Connection:
-        context: ssl.SSLContext | None = None
-        if self.tls:
-            context = ssl.create_default_context(cafile=self.ca_file)
+        context = self._tls_context()
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port, ssl=context), self.response_timeout
         )
