@@ -305,6 +305,64 @@ def test_one_undelivered_part_makes_the_message_undelivered(smsc: Any) -> None:
     run(main)
 
 
+def test_the_fold_survives_a_reconnect_between_the_receipts_of_the_parts(smsc: Any) -> None:
+    # Receipts sent by hand (the automatic ones would come after a minute): the first part's
+    # on the first bind, the others after the SMSC dropped it and the provider bound again.
+    async def main() -> None:
+        async with smsc(callbacks=Callbacks(delay=60)) as emulator:
+            provider = await _provider(emulator, backoff="0.05")
+            sink = QueueSink()
+            await provider.alisten(sink)
+            message = Message(to=TO, body="w" * 400, sender="MyApp")
+            result = await provider.asend(message)
+            part_ids = result.raw["message_ids"]
+            submits = [pdu for pdu in emulator._captured if pdu.command == p.Command.SUBMIT_SM]
+            assert len(part_ids) == len(submits) == 3
+            emulator.send_receipt("smsgate", submits[0], part_ids[0], "delivered")
+            # Answered: the provider holds the first part's state when the bind drops.
+            await _until(
+                lambda: any(x.command == p.Command.DELIVER_SM_RESP for x in emulator._captured)
+            )
+            assert emulator.drop_connections() == 1
+            await _until(lambda: emulator.binds == 2 and bool(emulator.receivers()))
+            emulator.send_receipt("smsgate", submits[2], part_ids[2], "undelivered")
+            emulator.send_receipt("smsgate", submits[1], part_ids[1], "delivered")
+            event = await asyncio.wait_for(sink.deliveries.get(), 5)
+            await provider.aclose()
+            assert provider.connects == 2
+            assert event.message_id == message.id and event.status == Status.UNDELIVERED
+            assert event.reason == "3 parts: 1 delivered, 2 delivered, 3 undelivered"
+            assert sink.deliveries.empty()
+
+    run(main)
+
+
+def test_after_a_restart_the_parts_receipts_arrive_unfolded_as_documented(smsc: Any) -> None:
+    # docs/smpp.md: the part ids live in memory; a new process reports each part's receipt
+    # under the part's own id. The first part's id is the message's provider_message_id, so
+    # the outbox matches that one; the others stay pending receipts.
+    async def main() -> None:
+        async with smsc(callbacks=Callbacks(delay=60)) as emulator:
+            before = await _provider(emulator)
+            result = await before.asend(Message(to=TO, body="v" * 300, sender="MyApp"))
+            await before.aclose()
+            after = await _provider(emulator)  # the process restarted
+            sink = QueueSink()
+            await after.alisten(sink)
+            await _until(lambda: bool(emulator.receivers()))
+            submits = [pdu for pdu in emulator._captured if pdu.command == p.Command.SUBMIT_SM]
+            part_ids = result.raw["message_ids"]
+            for submit, part_id in zip(submits, part_ids, strict=True):
+                emulator.send_receipt("smsgate", submit, part_id, "delivered")
+            events = [await asyncio.wait_for(sink.deliveries.get(), 5) for _ in part_ids]
+            await after.aclose()
+            assert [e.provider_message_id for e in events] == part_ids
+            assert events[0].provider_message_id == result.provider_message_id
+            assert all(e.message_id is None and e.status == Status.DELIVERED for e in events)
+
+    run(main)
+
+
 @pytest.mark.parametrize("mode", ["udh8", "udh16", "sar"])
 def test_inbound_parts_are_reassembled(smsc: Any, mode: str) -> None:
     text = "Hello from a phone, Привет! " * 10
