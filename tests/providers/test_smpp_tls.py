@@ -71,7 +71,7 @@ def test_a_tls_bind_submits_and_receives_receipts() -> None:
 
 
 def test_an_untrusted_certificate_is_refused_at_once_naming_the_fix(tmp_path: Path) -> None:
-    other_ca = generate_tls_files(["127.0.0.1"], tmp_path, name="other").ca_file
+    other_ca = generate_tls_files(["127.0.0.1"], tmp_path).ca_file
 
     async def main() -> None:
         async with smsc(tls=True) as emulator:
@@ -125,7 +125,7 @@ def test_a_ca_file_that_is_missing_or_not_pem_is_refused_where_the_url_is_read(
 
 
 def test_the_emulator_serves_a_certificate_of_ones_own(tmp_path: Path) -> None:
-    files = generate_tls_files(["127.0.0.1"], tmp_path, name="own")
+    files = generate_tls_files(["127.0.0.1"], tmp_path)
 
     async def main() -> None:
         async with smsc(tls_cert=str(files.cert_file), tls_key=str(files.key_file)) as emulator:

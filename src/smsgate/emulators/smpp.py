@@ -387,9 +387,7 @@ class SmppEmulator(Emulator):
     async def _tls_context(self) -> ssl.SSLContext:
         cert, key = self.tls_cert, self.tls_key
         if cert is None or key is None:
-            self.tls_files = await asyncio.to_thread(
-                generate_tls_files, [self.smpp_host], name="smpp"
-            )
+            self.tls_files = await asyncio.to_thread(generate_tls_files, [self.smpp_host])
             cert, key = str(self.tls_files.cert_file), str(self.tls_files.key_file)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)

@@ -84,8 +84,9 @@ def load_settings(
     """Resolve ``value``: a path to a ``smsgate.toml``, or a mapping of its keys plus
     ``backend`` (one of :data:`BACKENDS` or a dotted path), ``config`` (a path to a
     ``smsgate.toml`` instead of inline keys), ``remote`` (``{"url": ..., "api_key": ...}`` for
-    the http backend) and ``database`` (Django's database alias). ``None``: ``SMSGATE_CONFIG``
-    or the embedded defaults. Errors name ``setting`` and the key at fault."""
+    the http backend) and ``database`` (Django's database alias). ``None``: the file the ``smsgate``
+    command would read (``SMSGATE_CONFIG``, else ``./smsgate.toml``), else the embedded defaults.
+    Errors name ``setting`` and the key at fault."""
     from smsgate.config import Config
 
     if value is None or isinstance(value, str | os.PathLike):
