@@ -38,9 +38,10 @@ is wrapped in TLS with the transport's context (``ca_file``, ``client_cert``); a
 that cannot be trusted is :class:`~smsgate.errors.ProviderUnavailable` at once (field
 ``ca_file``), not retried until ``connect_timeout``.
 
-Kept in memory only (lost on restart): the part ids of long messages awaiting receipts (so the
-receipt of a first part, whose id the store holds, still matches after a restart, but the fold
-does not) and inbound parts awaiting their siblings.
+Kept by the provider, so across reconnects but not a restart (docs/smpp.md, "What survives a
+reconnect"): the part ids of long messages awaiting receipts (after a restart the receipt of a
+first part, whose id the store holds, still matches, but the fold does not) and inbound parts
+awaiting their siblings.
 """
 
 from __future__ import annotations
