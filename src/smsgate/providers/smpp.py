@@ -59,6 +59,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Self
 
 from smsgate.errors import (
@@ -655,10 +656,12 @@ class SmppProvider(Provider):
             raise error from None
         destination = message.to.removeprefix("+")
         ids: list[str] = []
-        sent = _Sent(message.id, len(parts), message.to)
-        # Tracked as each response is read, before the receipt that may follow it on the wire:
-        # so a receipt quoting the id in another form, or one part's id, finds the message.
-        track = (lambda r: self._track(sent, r)) if self.registered_delivery else None
+        track: Callable[[p.Pdu], None] | None = None
+        if self.registered_delivery:
+            sent = _Sent(message.id, len(parts), message.to)
+            # Tracked as each response is read, before the receipt that may follow it on the
+            # wire: so a receipt quoting the id in another form, or one part's id, finds it.
+            track = partial(self._track, sent)
         for index, part in enumerate(parts):
             pdu = p.Pdu(p.Command.SUBMIT_SM, body=template.body(destination, part, coding))
             try:
