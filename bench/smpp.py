@@ -17,13 +17,16 @@ submits outstanding:
 
 Each run is checked: every submit answered OK and the emulator counted that many submits. It
 prints submit_sm/s, client CPU per submit (user plus kernel, ``os.times``; the kernel part
-is mostly the socket's system calls), the emulator's CPU per submit (from /proc) and the machine's load average before and after (the machine is shared).
+is mostly the socket's system calls), the emulator's CPU per submit (from /proc), how long the client was runnable but waiting for a CPU (the run queue, from
+/proc schedstat: on a loaded machine that, not the client's CPU, sets the rate) and the
+machine's load average before and after (the machine is shared).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -162,17 +165,29 @@ async def aiosmpplib_run(port: int, creds: tuple[str, str], n: int, seconds: flo
     return Hook.ok
 
 
+def run_queue_wait() -> float:
+    """Seconds this process's threads were runnable but waiting for a CPU (Linux schedstat)."""
+    total = 0.0
+    for stat in Path("/proc/self/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[1]) / 1e9
+    return total
+
+
 class _Timer:
     wall = 0.0
     cpu = 0.0
     #: of cpu, the time in the kernel (mostly send/recv on the socket)
     system = 0.0
+    #: of wall, the time the client was ready to run but another process had the CPU
+    waiting = 0.0
 
     async def run(self, work: Callable[[], Awaitable[Any]]) -> None:
-        start, wall = os.times(), time.perf_counter()
+        start, wall, waited = os.times(), time.perf_counter(), run_queue_wait()
         await work()
         end = os.times()
         self.wall = time.perf_counter() - wall
+        self.waiting = run_queue_wait() - waited
         self.system = end.system - start.system
         self.cpu = end.user - start.user + self.system
 
@@ -229,7 +244,8 @@ def main() -> None:
                 f"{name:>10}: {ok} ok ({arrived} at the SMSC) in {timed.wall:.2f} s = "
                 f"{rate:,.0f} submit_sm/s; client CPU {timed.cpu / max(ok, 1) * 1e6:.0f} µs "
                 f"({timed.system / max(ok, 1) * 1e6:.0f} in the kernel), "
-                f"SMSC CPU {smsc_cpu / max(arrived, 1) * 1e6:.0f} µs per submit"
+                f"SMSC CPU {smsc_cpu / max(arrived, 1) * 1e6:.0f} µs per submit; "
+                f"client waited {timed.waiting:.2f} s for a CPU"
             )
     finally:
         proc.send_signal(signal.SIGTERM)
