@@ -22,7 +22,8 @@ packed.
 
 TLS: ``--option tls=true`` listens with a certificate from a CA made at start (its
 ``ca.pem`` is printed, and :meth:`provider_url` carries ``tls=true&ca_file=``, as the SMTP
-emulator does); ``--option tls_cert=PEM --option tls_key=PEM`` serves a certificate of one's own.
+emulator does); ``--option tls_cert=PEM --option tls_key=PEM`` serves a certificate of one's own;
+``--option tls_client_ca=PEM`` asks every client for a certificate chaining to those CAs.
 
 Faults, in SMPP terms (seeded): ``latency`` delays each submit_sm_resp; ``error_rate`` answers
 ``--option error_status`` (default ``ESME_RSYSERR``); ``rate_limit_rate`` answers
@@ -95,6 +96,7 @@ class SmppEmulator(Emulator):
         tls: bool | str = False,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        tls_client_ca: str | None = None,
     ) -> None:
         if credentials is not None and ":" not in credentials:
             raise ValueError("credentials must look like SYSTEM_ID:PASSWORD")
@@ -125,6 +127,9 @@ class SmppEmulator(Emulator):
         #: SMPP over TLS: with the given certificate, else one from a CA made at start
         self.tls = tls or tls_cert is not None
         self.tls_cert, self.tls_key = tls_cert, tls_key
+        #: PEM of the CAs a client certificate must chain to: set, a client must show one
+        self.tls_client_ca = tls_client_ca
+        self.tls = self.tls or tls_client_ca is not None
         self.tls_files: TlsFiles | None = None
         self.smpp_host = "127.0.0.1"
         self.smpp_port = 0
@@ -391,6 +396,9 @@ class SmppEmulator(Emulator):
             cert, key = str(self.tls_files.cert_file), str(self.tls_files.key_file)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
+        if self.tls_client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cafile=self.tls_client_ca)
         return context
 
     async def stop(self) -> None:

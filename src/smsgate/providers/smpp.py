@@ -847,8 +847,14 @@ class SmppProvider(Provider):
                 if clock.monotonic() + delay > deadline:
                     if isinstance(exc, ssl.SSLError):
                         raise self._tls_error(exc) from None
-                    # A plain SMPP port hangs up on a TLS hello: say which end to check.
-                    hint = " over TLS (is it the SMSC's TLS port?)" if self.tls else ""
+                    # A plain SMPP port hangs up on a TLS hello, and an SMSC that wants a
+                    # client certificate on the bind after the handshake: say what to check.
+                    hint = (
+                        " over TLS (is it the SMSC's TLS port? does it want a client "
+                        "certificate, client_cert=?)"
+                        if self.tls
+                        else ""
+                    )
                     raise TransientError(
                         f"cannot bind to the SMSC at {self.host}:{self.port}{hint}: {reason}",
                         provider=self.name,
@@ -866,9 +872,10 @@ class SmppProvider(Provider):
                 provider=self.name,
                 field="ca_file",
             )
+        reason = str(exc.reason or exc)
         return ProviderUnavailable(
-            f"TLS with the SMSC at {where} failed ({exc.reason or exc}); check tls= and the "
-            "port (is it the SMSC's TLS port?)",
+            f"TLS with the SMSC at {where} failed ({reason}); check tls= and the port (is it "
+            "the SMSC's TLS port?)",
             provider=self.name,
             field="tls",
         )
