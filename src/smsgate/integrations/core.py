@@ -499,15 +499,15 @@ class WebhookHandler:
         self.listener: WebhookListener = listener or NullListener()
         self._inbound: Any = None
         if outbox is not None:
+            from smsgate.outbox.tables.server import ServerStore
             from smsgate.server.inbound import InboundHandler
             from smsgate.server.settings import ServerSettings
-            from smsgate.server.store import ServerStore
 
             settings = (
                 ServerSettings.from_config(config) if config is not None else ServerSettings()
             )
             self._inbound = InboundHandler(
-                outbox, ServerStore.of(outbox), settings, clock=outbox.clock
+                outbox, ServerStore.of(outbox.store), settings, clock=outbox.clock
             )
 
     def handle(self, provider: str, kind: str, request: WebhookRequest) -> WebhookAnswer:

@@ -33,13 +33,13 @@ from smsgate.message import Purpose, Status, good_key
 from smsgate.outbox import Outbox, SubmitOutcome
 from smsgate.outbox.records import RESERVED_METADATA
 from smsgate.outbox.store import dumps
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.phone import e164_pattern, normalize
 from smsgate.server.auth import ApiKey
 from smsgate.server.errors import ApiError, from_smsgate, problems_error
 from smsgate.server.grouping import GroupCommit
 from smsgate.server.models import BATCH_IN, BatchMessageIn, MessageAccepted, MessageIn
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 
 #: each purpose's text (an enum's ``.value`` costs a descriptor call; 10,000 per batch add up)
 _VALUE = {purpose: purpose.value for purpose in Purpose}
