@@ -144,12 +144,14 @@ def test_expired_leases_are_taken_over_naming_the_previous_owner(
     clock.advance(2)
     assert jobs.claimed("w2", take_over=False) == []  # only when asked
     taken = jobs.claim("w2")
-    assert [(t.row[0], t.previous_owner) for t in taken] == [("work", "dead")]
+    assert sorted((t.row[0], t.previous_owner) for t in taken) == [
+        ("recheck", None),  # its stale lease dropped made it due: claimed as a due row
+        ("work", "dead"),
+    ]
     assert jobs.row("work")[2:] == ("w2", clock.time() + LEASE)
-    # a lease on a row with no work left is only dropped; one the table marks due is due now
+    assert jobs.row("recheck") == ("recheck", None, "w2", clock.time() + LEASE)
+    # a lease on a row with no work left is only dropped
     assert jobs.row("finished") == ("done", None, None, None)
-    assert jobs.row("recheck") == ("recheck", clock.time(), None, None)
-    assert jobs.claimed("w3") == ["recheck"]
 
 
 @pytest.mark.postgres
@@ -171,3 +173,13 @@ def test_postgresql_claimers_skip_each_others_locked_rows(postgres_jobs: Jobs) -
         assert not thread.is_alive(), "the second claim waited on the first one's rows"
     assert first == ["j0", "j1"]
     assert other == [["j2", "j3"]]
+
+
+def test_expired_leases_come_before_due_rows_in_a_full_claim(jobs: Jobs, clock: FakeClock) -> None:
+    jobs.add("orphan")
+    assert jobs.claimed("dead") == ["orphan"]
+    clock.advance(LEASE + 1)
+    jobs.add("backlog")  # due now: under a backlog, due rows alone would fill every claim
+    taken = jobs.claim("w2", limit=1)
+    assert [(t.row[0], t.previous_owner) for t in taken] == [("orphan", "dead")]
+    assert jobs.claimed("w2", limit=1) == ["backlog"]

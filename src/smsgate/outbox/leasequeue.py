@@ -104,15 +104,17 @@ class LeaseQueue:
         *,
         take_over: bool = True,
     ) -> list[Taken]:
-        """Take up to ``limit`` rows under a lease until ``lease_until``: the due ones first,
-        then (``take_over``) rows whose lease expired."""
+        """Take up to ``limit`` rows under a lease until ``lease_until``: (``take_over``) rows
+        whose lease expired first, then due ones. Expired leases first: under a backlog, due
+        rows would fill every claim, and a dead holder's rows would wait for the backlog to
+        drain (see docs/multi-host.md)."""
         if limit < 1:
             return []
-        rows = tx.execute(self.claim_due_sql, self.claim_due_params(owner, limit, now, lease_until))
-        taken = [Taken(row) for row in rows]
+        taken = self.take_over(tx, owner, limit, now, lease_until) if take_over else []
         room = limit - len(taken)
-        if room > 0 and take_over:
-            taken.extend(self.take_over(tx, owner, room, now, lease_until))
+        if room > 0:
+            params = self.claim_due_params(owner, room, now, lease_until)
+            taken.extend(Taken(row) for row in tx.execute(self.claim_due_sql, params))
         return taken
 
     def take_over(

@@ -580,21 +580,25 @@ class PgLoopCalls(StoreCalls):
         if limit < 1:
             return []
         queue = self._queue
-        params = queue.claim_due_params(owner, limit, now, lease_until)
         async with self._claims.connection() as conn:
             if not take_over:  # autocommit: one statement, one round trip
+                params = queue.claim_due_params(owner, limit, now, lease_until)
                 cur = await conn.execute(self._claim_due, params)
                 return _claimed(Taken(row) for row in await cur.fetchall())
             async with conn.transaction():
-                cur = await conn.execute(self._claim_due, params)
-                taken = [Taken(row) for row in await cur.fetchall()]
+                # Expired leases first: under a backlog, due rows would fill every claim, and a
+                # dead worker's rows would wait for the backlog to drain (see docs/multi-host.md).
+                cur = await conn.execute(
+                    self._take_over, queue.take_over_params(owner, limit, now, lease_until)
+                )
+                taken = queue.taken_over(await cur.fetchall())
+                await conn.execute(self._drop_stale, queue.drop_stale_all_params(now))
                 room = limit - len(taken)
                 if room > 0:
                     cur = await conn.execute(
-                        self._take_over, queue.take_over_params(owner, room, now, lease_until)
+                        self._claim_due, queue.claim_due_params(owner, room, now, lease_until)
                     )
-                    taken.extend(queue.taken_over(await cur.fetchall()))
-                    await conn.execute(self._drop_stale, queue.drop_stale_all_params(now))
+                    taken.extend(Taken(row) for row in await cur.fetchall())
         return _claimed(taken)
 
     async def write(
