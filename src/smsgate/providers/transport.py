@@ -12,19 +12,21 @@ each request as bytes in one call and parses the response as it arrives. bench/b
 against one loopback Twilio-compatible server, on an idle machine (when issue 12 was filed):
 25,000 msg/s and 40 µs of client CPU per message over HTTP, 14,000 msg/s and 69 µs over TLS,
 against bare aiohttp's 7,500 and 6,600 msg/s and the twilio SDK async client's 5,300 and 5,000.
-On the 2-core machine shared with other work (load average 12 to 18), against the bench's lean
-Twilio fake, client CPU per message is the steadier figure: HTTP 79 µs (aiohttp 225, SDK 311),
-TLS 128 µs (aiohttp 264, SDK 319); the rates then swing with the neighbours (HTTP 2,160 msg/s,
-3.1x aiohttp and 3.9x the SDK; TLS 1,288 msg/s, 1.4x and 1.5x in that run).
+On the 2-core machine shared with other work (load average 6 to 18), against the bench's lean
+Twilio fake, client CPU per message is the steadier figure: HTTP 68-79 µs (aiohttp 169-225, SDK
+230-311), TLS 112-131 µs (aiohttp 237-264, SDK 287-319); the rates swing with the neighbours
+(three runs: HTTP 1.7-3.1x aiohttp and 2.6-3.9x the SDK, TLS 1.4-1.7x and 1.5x).
 
 Over TLS a pool opens a connection per request in flight, up to ``max_connections``, each with a
 handshake (about 1 ms of client CPU with OpenSSL 3.0, and the server's signature). New
 connections resume the session the newest one to that host received (:class:`_ResumingContext`;
-0.84 ms instead of 1.05 per handshake measured here, and no signature for the server). Opening
-fewer connections than requests in flight was measured too and kept out: with 100 in flight,
-6 or 16 connections took as much CPU per message as 100, since the handshakes saved come back
-as more loop turns and system calls per message, and queueing behind a busy connection costs
-latency on a real network, where a connection's round trip, not CPU, sets the pace.
+0.84 ms instead of 1.05 per handshake measured here, and no signature for the server). The
+handshakes still weigh: 100 connections for 4,000 messages cost about 25 µs of client CPU per
+message, and on loopback 16 connections carried 100 requests in flight with about 30% less CPU
+at both ends than 100 did. A pool that opens fewer connections than requests in flight must not
+cost a real network its throughput, where a connection's round trip, not CPU, sets the pace and
+each connection adds to it; until it can tell the two apart, the pool opens what is asked, and
+``max_connections`` lowers it where the provider is near.
 
 **Scope.** HTTP/1.1 only, one request at a time per connection (no pipelining, no HTTP/2);
 ``Content-Length`` and chunked bodies, gzip and deflate decoded. It does:
