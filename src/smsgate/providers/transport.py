@@ -12,10 +12,10 @@ each request as bytes in one call and parses the response as it arrives. bench/b
 against one loopback Twilio-compatible server, on an idle machine (when issue 12 was filed):
 25,000 msg/s and 40 µs of client CPU per message over HTTP, 14,000 msg/s and 69 µs over TLS,
 against bare aiohttp's 7,500 and 6,600 msg/s and the twilio SDK async client's 5,300 and 5,000.
-On the 2-core machine shared with other work (load average 6 to 18), against the bench's lean
+On the 2-core machine shared with other work (load average 4 to 18), against the bench's lean
 Twilio fake, client CPU per message is the steadier figure: HTTP 68-79 µs (aiohttp 169-225, SDK
-230-311), TLS 112-131 µs (aiohttp 237-264, SDK 287-319); the rates swing with the neighbours
-(three runs: HTTP 1.7-3.1x aiohttp and 2.6-3.9x the SDK, TLS 1.4-1.7x and 1.5x).
+230-311), TLS 106-131 µs (aiohttp 218-264, SDK 278-319); the rates swing with the neighbours
+(four runs: HTTP 1.7-3.1x aiohttp and 2.6-3.9x the SDK, TLS 1.4-1.7x and 1.5-2.0x).
 
 Over TLS a pool opens a connection per request in flight, up to ``max_connections``, each with a
 handshake (about 1 ms of client CPU with OpenSSL 3.0, and the server's signature). New
