@@ -41,7 +41,6 @@ from selenium.common.exceptions import (  # noqa: E402
 )
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = (
@@ -190,7 +189,21 @@ def click(driver: Any, css: str, *, confirm: bool = False) -> None:
     if confirm:
         WebDriverWait(driver, WAIT).until(lambda d: d.switch_to.alert).accept()
     if css.split()[-1].startswith(("button", "form")) or "button" in css:
-        WebDriverWait(driver, WAIT).until(staleness_of(page))
+        WebDriverWait(driver, WAIT).until(lambda _: left(page))
+
+
+def left(page: Any) -> bool:
+    """Whether the browser has left the page ``page`` (its ``html`` element) was read from.
+
+    Selenium's ``staleness_of`` knows only the stale-element error; while the next page loads,
+    Chromium may instead answer that the node "does not belong to the document", which means
+    the same.
+    """
+    try:
+        page.is_enabled()
+    except WebDriverException:  # the stale-element error or the one above
+        return True
+    return False
 
 
 def live_text(driver: Any, element_id: str) -> str:
