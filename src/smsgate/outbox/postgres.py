@@ -91,6 +91,18 @@ _DROP_STALE_LEASES = (
     f"{DROP_STALE_LEASE} WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
     "lease_expires_at < ? AND NOT (state = ANY(?)) LIMIT ? FOR UPDATE SKIP LOCKED))"
 )
+# Renewing never waits on a row. A row locked now is being written by this worker's own group
+# commit (or a receipt); waiting for it while holding the other rows' locks deadlocks with that
+# write, which locks many of the same rows in another order (the server then breaks the tie
+# after its deadlock_timeout, a second in which the worker's writes stand still). A skipped row
+# is still ours and is renewed next time (every third of the lease); a row is lost only when
+# another owner holds it.
+_RENEW = (
+    "WITH renewed AS (UPDATE smsgate_messages SET lease_expires_at = ? "
+    "WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE id = ANY(?) AND lease_owner = ? "
+    "FOR UPDATE SKIP LOCKED))) "
+    "SELECT id FROM smsgate_messages WHERE id = ANY(?) AND lease_owner = ?"
+)
 # Starts, outcomes and their events in one statement. Only rows still held by the writer and in
 # the state the worker saw them in are touched; the caller finishes the others the general way.
 # Each list travels as one JSON array: the JSON encoder builds it in C, where psycopg would adapt
@@ -464,6 +476,16 @@ class PostgresStore(SqlStore):
                 tx.execute(_DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
         claimed.sort(key=_by_id)
         return claimed
+
+    def renew(self, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
+        """Extend the leases of ``ids`` still held by ``owner``; returns those still held (a
+        row another transaction has locked now is renewed next time, see ``_RENEW``)."""
+        if not ids:
+            return set()
+        held = list(ids)
+        with self._read() as tx:  # autocommit: one statement, one round trip
+            rows = tx.execute(_RENEW, (lease_until, held, owner, held, owner))
+        return {row[0] for row in rows}
 
     def _ensure_buckets(self, tx: Tx, keys: Sequence[str]) -> None:
         tx.execute(
