@@ -18,7 +18,9 @@ message must be accepted, and the emulator must have recorded exactly that many,
   in flight, nothing stored.
 
 Rounds run the clients in turn; the best round of each is reported (a busy neighbour on a shared
-machine slows a round, never speeds one up), with every round's figure shown as it runs.
+machine slows a round, never speeds one up), with every round's figure shown as it runs, the
+load average after it, and for PostgreSQL the deadlocks the server broke meanwhile (each one
+stalls the worker's writes for the server's ``deadlock_timeout``).
 """
 
 from __future__ import annotations
@@ -169,6 +171,19 @@ def postgres_store(base: str) -> tuple[str, Callable[[], None]]:
     return f"{base}{joiner}schema={schema}", drop
 
 
+def deadlocks(base: str) -> int:
+    """Deadlocks the server has broken in this database so far (each stalls a writer for the
+    server's deadlock_timeout, a second by default): a round with any is a slow round. Other
+    clients of the same database count too."""
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -197,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         def run_pg(work: list[tuple[str, str]]) -> dict[str, float]:
             store, drop = postgres_store(args.postgres)
             drops.append(drop)
-            return run_outbox(server, store, work)
+            before = deadlocks(args.postgres)
+            figure = run_outbox(server, store, work)
+            figure["deadlocks"] = deadlocks(args.postgres) - before
+            return figure
 
         clients.append(("outbox postgresql", run_pg))
     else:
@@ -222,10 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{name}: emulator recorded {count}, {duplicates} twice")
                 rate = args.messages / figure["seconds"]
                 extra = f" (submit {figure['submit']:.2f} s)" if "submit" in figure else ""
+                if "deadlocks" in figure:
+                    extra += f", {figure['deadlocks']:.0f} deadlocks"
                 cpu_us = figure["cpu"] / args.messages * 1e6
                 print(
                     f"  round {round_}  {name:<18} {figure['seconds']:6.2f} s  {rate:>7,.0f} msg/s"
-                    f"  {cpu_us:5.0f} µs CPU/msg{extra}",
+                    f"  {cpu_us:5.0f} µs CPU/msg  load {os.getloadavg()[0]:5.2f}{extra}",
                     flush=True,
                 )
                 if name not in best or figure["seconds"] < best[name]["seconds"]:
