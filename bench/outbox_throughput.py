@@ -19,8 +19,11 @@ message must be accepted, and the emulator must have recorded exactly that many,
 
 Rounds run the clients in turn; the best round of each is reported (a busy neighbour on a shared
 machine slows a round, never speeds one up), with every round's figure shown as it runs, the
-load average after it, and for PostgreSQL the deadlocks the server broke meanwhile (each one
-stalls the worker's writes for the server's ``deadlock_timeout``).
+load average after it, and for PostgreSQL the CPU time of the server processes serving the
+round (read from /proc, so only for a server on this host) and the deadlocks the server broke
+meanwhile (each one stalls the worker's writes for the server's ``deadlock_timeout``). Wall
+time on a busy machine varies with its load; CPU time per message does not, so the last line
+compares the durable PostgreSQL path (this process and the server) with the SDK by that.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ import secrets
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 from emulator_process import free_port, start_emulator
@@ -158,7 +163,9 @@ def run_twilio_sdk(server: Server, work: list[tuple[str, str]]) -> dict[str, flo
 # -- driver -----------------------------------------------------------------------------------
 
 
-def postgres_store(base: str) -> tuple[str, Callable[[], None]]:
+def postgres_store(base: str) -> tuple[str, str, Callable[[], None]]:
+    """A store URL in a fresh schema, the application_name its connections carry, and a
+    function dropping the schema."""
     import psycopg
 
     schema = f"bench_{secrets.token_hex(4)}"
@@ -168,7 +175,52 @@ def postgres_store(base: str) -> tuple[str, Callable[[], None]]:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
-    return f"{base}{joiner}schema={schema}", drop
+    return f"{base}{joiner}schema={schema}&application_name={schema}", schema, drop
+
+
+class ServerCpu:
+    """CPU time the PostgreSQL server processes of one application_name spent, read from /proc
+    every 50 ms while they live (the server must run on this host). The durable path's cost is
+    this plus the client's: wall-clock rounds on a shared machine vary with its load, CPU time
+    per message does not."""
+
+    def __init__(self, base: str, application: str) -> None:
+        self._base = base
+        self._application = application
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> ServerCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    @property
+    def seconds(self) -> float | None:
+        return sum(self._seen.values()) if self._seen else None
+
+    def _watch(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self._base, autocommit=True) as conn:
+            while not self._stop.wait(0.05):
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                    (self._application,),
+                ).fetchall()
+                for (pid,) in rows:
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue  # gone, or not on this host
+                    # utime and stime, the 14th and 15th fields (the 12th and 13th after the name)
+                    used = (int(fields[11]) + int(fields[12])) / self._tick
+                    self._seen[pid] = max(used, self._seen.get(pid, 0.0))
 
 
 def deadlocks(base: str) -> int:
@@ -210,11 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.postgres:
 
         def run_pg(work: list[tuple[str, str]]) -> dict[str, float]:
-            store, drop = postgres_store(args.postgres)
+            store, application, drop = postgres_store(args.postgres)
             drops.append(drop)
             before = deadlocks(args.postgres)
-            figure = run_outbox(server, store, work)
+            with ServerCpu(args.postgres, application) as server_cpu:
+                figure = run_outbox(server, store, work)
             figure["deadlocks"] = deadlocks(args.postgres) - before
+            if server_cpu.seconds is not None:
+                figure["server_cpu"] = server_cpu.seconds
             return figure
 
         clients.append(("outbox postgresql", run_pg))
@@ -240,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{name}: emulator recorded {count}, {duplicates} twice")
                 rate = args.messages / figure["seconds"]
                 extra = f" (submit {figure['submit']:.2f} s)" if "submit" in figure else ""
+                if "server_cpu" in figure:
+                    server_us = figure["server_cpu"] / args.messages * 1e6
+                    extra += f", + {server_us:.0f} µs CPU/msg in the PostgreSQL server"
                 if "deadlocks" in figure:
                     extra += f", {figure['deadlocks']:.0f} deadlocks"
                 cpu_us = figure["cpu"] / args.messages * 1e6
@@ -268,6 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     if "outbox postgresql" in best:
         ratio_pg = best["twilio SDK async"]["seconds"] / best["outbox postgresql"]["seconds"]
         print(f"durable PostgreSQL vs twilio SDK async: {ratio_pg:.2f}x")
+        pg, sdk = best["outbox postgresql"], best["twilio SDK async"]
+        if "server_cpu" in pg:
+            cost = (pg["cpu"] + pg["server_cpu"]) / args.messages * 1e6
+            sdk_cost = sdk["cpu"] / args.messages * 1e6
+            print(
+                f"CPU per message, which the load does not change: durable PostgreSQL {cost:.0f} µs "
+                f"(this process and the server's), twilio SDK async {sdk_cost:.0f} µs: "
+                f"{sdk_cost / cost:.2f}x"
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
