@@ -229,8 +229,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from smsgate.outbox import Outbox
+    from smsgate.outbox.tables.server import ServerStore
     from smsgate.server.auth import create_key
-    from smsgate.server.store import ServerStore
 
     folder = Path(tempfile.mkdtemp(prefix="smsgate-bench-"))
     store = f"sqlite:///{folder / 'bench.db'}"
@@ -251,7 +251,7 @@ def main() -> None:
             )
         )
         with Outbox(store, migrate=True) as outbox:
-            key = create_key(ServerStore.of(outbox), "bench").key
+            key = create_key(ServerStore.of(outbox.store), "bench").key
         gateway = start_gateway(config)
         print(
             f"gateway {gateway.url} ({'postgresql' if args.postgres else 'sqlite'} store), emulator {emulator.url}, "

@@ -35,12 +35,11 @@ import requests
 
 from smsgate.config import Config
 from smsgate.console.auth import ConsoleAuth, Role
-from smsgate.console.queries import overview
 from smsgate.console.settings import ConsoleSettings
 from smsgate.ids import new_id
 from smsgate.outbox import Outbox
 from smsgate.outbox.cli_support import open_outbox
-from smsgate.outbox.sql import SqlStore
+from smsgate.outbox.tables.message_log import MessageLog
 from smsgate.server.app import create_app
 from smsgate.server.runner import ServerThread
 from smsgate.server.settings import ServerSettings
@@ -173,7 +172,6 @@ def measure(store: str, label: str, repeat: int) -> None:
         }
     )
     outbox = open_outbox(config)
-    assert isinstance(outbox.store, SqlStore)
     ConsoleAuth(outbox.store, ConsoleSettings()).create_user(
         f"bench-{secrets.token_hex(3)}", PASSWORD, Role.READONLY
     )
@@ -231,7 +229,7 @@ def measure(store: str, label: str, repeat: int) -> None:
         figures = []
         for _ in range(5):
             started = time.perf_counter()
-            found = overview(outbox.store, time.time())
+            found = MessageLog.of(outbox.store).overview(time.time())
             figures.append((time.perf_counter() - started) * 1000)
         sent = sum(w["day"].get("sent", 0) for w in found.per_provider.values())
         print(

@@ -16,14 +16,17 @@ submits outstanding:
   gets at most 3,000 messages to keep the run short.
 
 Each run is checked: every submit answered OK and the emulator counted that many submits. It
-prints submit_sm/s, client CPU per submit (``time.process_time``), the emulator's CPU per submit
-(from /proc) and the machine's load average before and after (the machine is shared).
+prints submit_sm/s, client CPU per submit (user plus kernel, ``os.times``; the kernel part
+is mostly the socket's system calls), the emulator's CPU per submit (from /proc), how long the client's event loop was runnable but waiting for a CPU (the run
+queue, from /proc schedstat: on a loaded machine that, not the client's CPU, sets the rate) and the
+machine's load average before and after (the machine is shared).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -162,14 +165,30 @@ async def aiosmpplib_run(port: int, creds: tuple[str, str], n: int, seconds: flo
     return Hook.ok
 
 
+def run_queue_wait() -> float:
+    """Seconds the main thread (the event loop's) was runnable but waiting for a CPU (Linux
+    schedstat; 0 where there is none). smpp34's Rust threads are not counted."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/self/schedstat").read_text().split()[1]) / 1e9
+    return 0.0
+
+
 class _Timer:
     wall = 0.0
     cpu = 0.0
+    #: of cpu, the time in the kernel (mostly send/recv on the socket)
+    system = 0.0
+    #: of wall, the time the client was ready to run but another process had the CPU
+    waiting = 0.0
 
     async def run(self, work: Callable[[], Awaitable[Any]]) -> None:
-        cpu, wall = time.process_time(), time.perf_counter()
+        start, wall, waited = os.times(), time.perf_counter(), run_queue_wait()
         await work()
-        self.wall, self.cpu = time.perf_counter() - wall, time.process_time() - cpu
+        end = os.times()
+        self.wall = time.perf_counter() - wall
+        self.waiting = run_queue_wait() - waited
+        self.system = end.system - start.system
+        self.cpu = end.user - start.user + self.system
 
 
 timed = _Timer()
@@ -222,8 +241,10 @@ def main() -> None:
             rate = ok / timed.wall if timed.wall else 0.0
             print(
                 f"{name:>10}: {ok} ok ({arrived} at the SMSC) in {timed.wall:.2f} s = "
-                f"{rate:,.0f} submit_sm/s; client CPU {timed.cpu / max(ok, 1) * 1e6:.0f} µs, "
-                f"SMSC CPU {smsc_cpu / max(arrived, 1) * 1e6:.0f} µs per submit"
+                f"{rate:,.0f} submit_sm/s; client CPU {timed.cpu / max(ok, 1) * 1e6:.0f} µs "
+                f"({timed.system / max(ok, 1) * 1e6:.0f} in the kernel), "
+                f"SMSC CPU {smsc_cpu / max(arrived, 1) * 1e6:.0f} µs per submit; "
+                f"client's loop waited {timed.waiting:.2f} s for a CPU"
             )
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -187,8 +187,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from smsgate.outbox import Outbox
+    from smsgate.outbox.tables.server import ServerStore
     from smsgate.server.auth import create_key
-    from smsgate.server.store import ServerStore
 
     folder = Path(tempfile.mkdtemp(prefix="smsgate-verify-bench-"))
     db_path = folder / "bench.db"
@@ -201,7 +201,7 @@ def main() -> None:
     warmup = 500
     all_numbers = numbers(args.pairs + warmup)
     with Outbox(store, migrate=True) as outbox:
-        key = create_key(ServerStore.of(outbox), "bench").key
+        key = create_key(ServerStore.of(outbox.store), "bench").key
     proc, url, output = start_gateway(config)
     ok = False
     try:

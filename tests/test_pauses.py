@@ -13,7 +13,8 @@ from smsgate.message import Message
 from smsgate.outbox import Outbox
 from smsgate.outbox.cli_support import pause_view
 from smsgate.outbox.sql import SqlStore
-from smsgate.pauses import PauseView, ProviderPauses
+from smsgate.outbox.tables.pauses import ProviderPauses
+from smsgate.pauses import PauseView
 from smsgate.routing import PAUSE_POLL_SECONDS, Action, Route, Router
 
 

@@ -395,7 +395,8 @@ def find_config(
 def load_config(
     path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
 ) -> Config:
-    """``Config.load``: the ``--config`` file, else ``SMSGATE_CONFIG``, else the defaults."""
+    """``Config.load``: the ``--config`` file, else ``SMSGATE_CONFIG``, else ``./smsgate.toml``,
+    else the defaults."""
     return Config.load(path, env=env)
 
 

@@ -28,15 +28,25 @@ _COUNTER_BITS = 10
 _COUNTER_SIZE = 1 << _COUNTER_BITS
 
 
+#: every 10-bit value as its two characters (also the counter's characters)
+_PAIRS = [_ALPHABET[n >> 5] + _ALPHABET[n & 31] for n in range(1024)]
+
+
 def _base32(value: int, width: int) -> str:
+    """The low ``5 * width`` bits of ``value`` as ``width`` characters, most significant first;
+    two characters a step (a new stem each millisecond is a visible part of an id's cost at
+    ten thousand ids a second)."""
     chars = []
-    for _ in range(width):
+    if width & 1:
         chars.append(_ALPHABET[value & 31])
         value >>= 5
+    for _ in range(width >> 1):
+        chars.append(_PAIRS[value & 1023])
+        value >>= 10
     return "".join(reversed(chars))
 
 
-_COUNTER = [_base32(n, 2) for n in range(_COUNTER_SIZE)]
+_COUNTER = _PAIRS
 _lock = threading.Lock()
 #: the millisecond of the last id, its random bits above the counter, the next counter value,
 #: and the 24 characters those make

@@ -5,8 +5,9 @@ registration, a billing problem, a carrier incident announced on a status page):
 paused, :class:`~smsgate.routing.Router` skips it exactly as it skips an open circuit, failing
 over to the next provider of the route, or waiting when the route has no other.
 
-The pauses live in one small table (``smsgate_provider_pauses``, migration 5) so that a pause
-made in the console reaches every worker on every host. A router reads them through
+The pauses live in one small table (``smsgate_provider_pauses``, migration 5, owned by
+:mod:`smsgate.outbox.tables.pauses`) so that a pause made in the console reaches every worker on
+every host. A router reads them through
 :class:`PauseView`, which keeps the set for ``ttl`` seconds on the worker's clock: one query per
 second at most, however many messages are sent.
 """
@@ -15,59 +16,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
-    from smsgate.outbox.sql import SqlStore
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    provider: str
-    paused_by: str
-    reason: str | None
-    paused_at: float
-
-
-class ProviderPauses:
-    """The pause table of one SQL store."""
-
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    def pause(self, provider: str, by: str, reason: str | None, now: float) -> bool:
-        """Pause ``provider``; False when it was paused already (the first pause is kept)."""
-        with self._store.write_transaction() as tx:
-            rows = tx.execute(
-                "INSERT INTO smsgate_provider_pauses (provider, paused_by, reason, paused_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (provider) DO NOTHING RETURNING provider",
-                (provider, by, reason or None, now),
-            )
-        return bool(rows)
-
-    def resume(self, provider: str) -> bool:
-        """Resume ``provider``; False when it was not paused."""
-        with self._store.write_transaction() as tx:
-            rows = tx.execute(
-                "DELETE FROM smsgate_provider_pauses WHERE provider = ? RETURNING provider",
-                (provider,),
-            )
-        return bool(rows)
-
-    def list(self) -> dict[str, Pause]:
-        with self._store.read_transaction() as tx:
-            rows = tx.execute(
-                "SELECT provider, paused_by, reason, paused_at FROM smsgate_provider_pauses"
-            )
-        return {row[0]: Pause(*row) for row in rows}
-
-    def names(self) -> frozenset[str]:
-        with self._store.read_transaction() as tx:
-            rows = tx.execute("SELECT provider FROM smsgate_provider_pauses")
-        return frozenset(row[0] for row in rows)
+    from smsgate.outbox.tables.pauses import ProviderPauses
 
 
 class PauseView:

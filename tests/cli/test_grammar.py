@@ -281,7 +281,15 @@ def test_version_flags_and_python_m(tmp_path: Path) -> None:
 
 
 def test_shell_completion_can_be_shown(tmp_path: Path) -> None:
-    result = run(tmp_path, "--show-completion", "bash", env={"SHELL": "/bin/bash"})
+    # typer names the shell from the process tree, so the command runs with bash as its parent
+    # (the trailing `exit` keeps bash from exec-ing it away) whatever started pytest
+    result = subprocess.run(
+        ["bash", "-c", '"$@"; exit $?', "bash", *SMSGATE, "--show-completion"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "_SMSGATE_COMPLETE" in result.stdout
     # and the script's callback completes commands

@@ -10,8 +10,8 @@ from smsgate.console.auth import ConsoleAuth, Role
 from smsgate.console.settings import ConsoleSettings
 from smsgate.outbox import Outbox
 from smsgate.outbox.sql import SqlStore
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.server.auth import create_key
-from smsgate.server.store import ServerStore
 from tests.cli.test_cli import SMSGATE, assert_one_line_error, run
 
 
@@ -62,7 +62,7 @@ def test_create_sign_in_change_password_list_and_delete(tmp_path: Path) -> None:
 def test_grant_key_gives_an_api_key_the_console_scope(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'k.db'}"
     with Outbox(store, migrate=True) as outbox:
-        key = create_key(ServerStore.of(outbox), "ops")
+        key = create_key(ServerStore.of(outbox.store), "ops")
     granted = users(store, "grant-key", key.record.id, "--role", "readonly")
     assert granted.returncode == 0 and "as readonly" in granted.stdout
     with Outbox(store) as outbox:

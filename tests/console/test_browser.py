@@ -403,7 +403,7 @@ def test_csrf_and_lockout(browser: Any, gateway: Gateway, shots: Path) -> None:
     )
     click(driver, "button[aria-label='Pause beta']")
     assert "security token" in text(driver)
-    from smsgate.pauses import ProviderPauses
+    from smsgate.outbox.tables.pauses import ProviderPauses
 
     # nothing changed in the store
     assert "beta" not in ProviderPauses(gateway.running.outbox.store).names()  # type: ignore[arg-type]

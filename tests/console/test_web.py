@@ -14,9 +14,9 @@ from smsgate.clock import FakeClock
 from smsgate.console.auth import Role
 from smsgate.message import Message, Purpose
 from smsgate.outbox.sql import SqlStore
-from smsgate.pauses import ProviderPauses
+from smsgate.outbox.tables.pauses import ProviderPauses
+from smsgate.outbox.tables.server import InboundRecord, Subscription
 from smsgate.server.auth import create_key
-from smsgate.server.store import InboundRecord, Subscription
 from smsgate.server.webhooks_out import make_event
 from smsgate.verify import Verify
 from tests.console.conftest import CSRF, PASSWORD, ConsoleFactory, ConsoleServer
@@ -717,7 +717,7 @@ def _block(console: ConsoleServer, prefix: str) -> None:
         "blk_" + prefix[1:], prefix, 1, "pumping: 40 started, 0 approved", 40, 0, now, now + 3600
     )
     with verify.store.write() as tx:
-        verify.store.add_block(tx, block)
+        tx.add_block(block)
 
 
 @pytest.fixture
@@ -760,7 +760,7 @@ def test_verifications_page_shows_conversion_recent_and_blocks_never_a_code(
         assert 'id="block-4479"' in html and "pumping: 40 started" in html
         assert ("Unblock +4479" in html) is (role is Role.ADMIN)
         with verify.store.read() as tx:
-            rows = [verify.store.get(tx, v.id) for v in (approved, pending)]
+            rows = [tx.get(v.id) for v in (approved, pending)]
         for secret in (
             code,
             other,

@@ -32,37 +32,40 @@ def _smsgate() -> list[str]:
     return [str(Path(sys.executable).with_name("smsgate"))]
 
 
-def test_smsgate_emulate_smpp_and_its_introspection() -> None:
-    port, http_port = _free_port(), _free_port()
+def _emulate(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """``smsgate emulate smpp ARGS`` started, and the lines it printed (by label) once ready."""
     proc = subprocess.Popen(
-        [
-            *_smsgate(),
-            "emulate",
-            "smpp",
-            "--port",
-            str(port),
-            "--credentials",
-            "acme:s3cret",
-            "--option",
-            f"http_port={http_port}",
-            "--seed",
-            "1",
-            "--callback-delay",
-            "0.01",
-        ],
+        [*_smsgate(), "emulate", "smpp", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert proc.stdout is not None
+    lines: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while "recorded messages" not in lines and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, f"the emulator exited early ({proc.poll()})"
+        key, _, value = line.partition(": ")
+        lines[key.strip()] = value.strip()
+    return proc, lines
+
+
+def test_smsgate_emulate_smpp_and_its_introspection() -> None:
+    port, http_port = _free_port(), _free_port()
+    proc, lines = _emulate(
+        "--port",
+        str(port),
+        "--credentials",
+        "acme:s3cret",
+        "--option",
+        f"http_port={http_port}",
+        "--seed",
+        "1",
+        "--callback-delay",
+        "0.01",
+    )
     try:
-        assert proc.stdout is not None
-        lines: dict[str, str] = {}
-        deadline = time.monotonic() + 30
-        while "recorded messages" not in lines and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, f"the emulator exited early ({proc.poll()})"
-            key, _, value = line.partition(": ")
-            lines[key.strip()] = value.strip()
         assert f"127.0.0.1:{port}" in next(k for k in lines if k.startswith("smpp emulator"))
         base = f"http://127.0.0.1:{http_port}/_emulator"
         assert lines["recorded messages"] == f"{base}/messages"
@@ -94,6 +97,25 @@ def test_smsgate_emulate_smpp_and_its_introspection() -> None:
         if proc.stdout is not None:
             proc.stdout.close()
     assert proc.returncode == 0
+
+
+def test_smsgate_emulate_smpp_with_tls() -> None:
+    proc, lines = _emulate("--option", "tls=true", "--callback-delay", "0.01")
+    try:
+        assert any(k.startswith("smpp emulator") and k.endswith("(TLS)") for k in lines)
+        ca_file = lines["CA certificate"].split(" ")[0]
+        assert Path(ca_file).is_file()
+        url = lines["provider URL"]
+        assert "tls=true" in url and "ca_file=" in url
+        with smsgate.Gateway.from_url(url) as gateway:
+            assert gateway.send("+4915112345678", "from the command line, over TLS").ok
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == 0
+    assert not Path(ca_file).exists()  # the CA made for the run goes with it
 
 
 async def _exchange(port: int, *pdus: p.Pdu, raw: bytes = b"") -> list[p.Pdu]:

@@ -352,11 +352,11 @@ def test_http_backend_submits_to_a_running_smsgate_serve(store_url: str, tmp_pat
     from smsgate.config import Config
     from smsgate.integrations.django import send_sms
     from smsgate.outbox.cli_support import open_outbox
+    from smsgate.outbox.tables.server import ServerStore
     from smsgate.server.app import create_app
     from smsgate.server.auth import create_key
     from smsgate.server.runner import ServerThread
     from smsgate.server.settings import ServerSettings
-    from smsgate.server.store import ServerStore
 
     config = Config.from_dict({"store": store_url})
     box = open_outbox(config, migrate=True)
@@ -370,7 +370,7 @@ def test_http_backend_submits_to_a_running_smsgate_serve(store_url: str, tmp_pat
         )
     )
     try:
-        key = create_key(ServerStore.of(box), "django").key
+        key = create_key(ServerStore.of(box.store), "django").key
         remote = {"url": thread.url, "api_key": key}
         with smsgate_settings(backend="http", test_backend=None, remote=remote):
             result = send_sms(CUSTOMER, "via the API", idempotency_key="order-9")

@@ -16,7 +16,7 @@ from smsgate.emulators.base import EmulatorThread
 from smsgate.message import Message, Status
 from smsgate.outbox import SCHEMA_VERSION, Outbox
 from smsgate.outbox.store import open_store
-from smsgate.server.store import ServerStore, Suppression
+from smsgate.outbox.tables.server import ServerStore, Suppression
 from tests.outbox.conftest import emulated, sqlite_url
 
 SMSGATE = str(Path(sys.executable).parent / "smsgate")
@@ -166,7 +166,7 @@ def test_worker_sends_until_idle_and_send_queue_submits(
 def suppress(url: str, recipient: str, our_number: str = "*") -> None:
     """Put ``recipient`` on the store's suppression list, as a STOP would."""
     with Outbox(url, migrate=True) as outbox:
-        assert ServerStore.of(outbox).add_suppression(
+        assert ServerStore.of(outbox.store).add_suppression(
             Suppression(recipient, our_number, "keyword", "STOP", None, 1.0)
         )
 

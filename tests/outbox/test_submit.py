@@ -149,9 +149,9 @@ def test_bad_batch_size_is_refused(outbox: Outbox) -> None:
 
 def suppress(outbox: Outbox, recipient: str, our_number: str) -> None:
     """A STOP from ``recipient`` to ``our_number`` (``*``: STOPALL), as the server records it."""
-    from smsgate.server.store import ServerStore, Suppression
+    from smsgate.outbox.tables.server import ServerStore, Suppression
 
-    ServerStore.of(outbox).add_suppression(
+    ServerStore.of(outbox.store).add_suppression(
         Suppression(recipient, our_number, "keyword", "STOP", None, 1.0)
     )
 

@@ -8,7 +8,7 @@ per provider: if a provider cannot pass them, the provider (or the base) is wron
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -41,6 +41,24 @@ MEDIA = "https://example.com/cat.jpg"
 def with_options(url: str, **options: str) -> str:
     joiner = "&" if "?" in url else "?"
     return url + joiner + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in options.items())
+
+
+def post_inbound(emulator: EmulatorThread, url: str, body: str, media: Sequence[str] = ()) -> None:
+    """Have the emulator deliver an incoming message from +15555550199 to ``url``."""
+    import requests
+
+    answer = requests.post(
+        f"{emulator.url}/_emulator/inbound",
+        json={
+            "from": "+15555550199",
+            "to": "+15005550006",
+            "body": body,
+            "media": list(media),
+            "url": url,
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
 
 
 class ProviderContract:
@@ -393,20 +411,8 @@ class ProviderContract:
     def test_inbound_message_verifies_and_parses(
         self, emulator: EmulatorThread, webhook_receiver: WebhookReceiver
     ) -> None:
-        import requests
-
         self._require(emulator, "inbound")
-        answer = requests.post(
-            f"{emulator.url}/_emulator/inbound",
-            json={
-                "from": "+15555550199",
-                "to": "+15005550006",
-                "body": "STOP",
-                "url": f"{webhook_receiver.url}/inbound",
-            },
-            timeout=10,
-        )
-        assert answer.status_code == 200, answer.text
+        post_inbound(emulator, f"{webhook_receiver.url}/inbound", "STOP")
         [request] = webhook_receiver.wait(1, path="/inbound")
         [inbound] = self.webhook_provider(emulator.emulator).handle_inbound_webhook(request)
         assert inbound.sender.lstrip("+") == "15555550199"

@@ -16,6 +16,7 @@ from smsgate.errors import ConfigError
 from smsgate.providers import PROVIDERS, check_url, create_provider, provider_class
 from smsgate.providers.url import ProviderURL
 from tests.providers.contract import ProviderContract
+from tests.providers.reconcile_contract import ReconcileContract
 
 SCHEMES = sorted(PROVIDERS)
 
@@ -27,9 +28,9 @@ def emulator_url(scheme: str) -> str:
     return url
 
 
-def contract_suites() -> dict[str, list[str]]:
-    """Test classes per provider scheme: ProviderContract subclasses and each module's
-    acceptance suite (SMTP's contract is the non-answer suite; it has no HTTP faults)."""
+def contract_suites(base: type = ProviderContract) -> dict[str, list[str]]:
+    """Test classes per provider scheme: ``base`` subclasses and, for ProviderContract, each
+    module's acceptance suite (SMTP's contract is the non-answer suite; it has no HTTP faults)."""
     found: dict[str, list[str]] = {}
     folder = Path(tests.providers.__file__).parent
     for info in pkgutil.iter_modules([str(folder)]):
@@ -37,10 +38,10 @@ def contract_suites() -> dict[str, list[str]]:
             continue
         module = importlib.import_module(f"tests.providers.{info.name}")
         for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, ProviderContract) and cls is not ProviderContract:
+            if issubclass(cls, base) and cls is not base:
                 found.setdefault(cls.emulator_cls.name, []).append(cls.__name__)
             scheme = getattr(cls, "contract_for", None)
-            if isinstance(scheme, str):
+            if base is ProviderContract and isinstance(scheme, str):
                 found.setdefault(scheme, []).append(cls.__name__)
     return found
 
@@ -52,6 +53,13 @@ def test_every_registered_provider_has_an_emulator_and_a_contract_suite(scheme: 
     assert emulators()[scheme] == cls.emulator
     assert emulator_class(scheme).name == scheme, f"{scheme}: {cls.emulator} does not import"
     assert contract_suites().get(scheme), f"{scheme}: no contract-test subclass"
+
+
+def test_every_provider_that_declares_reconcile_runs_the_reconcile_contract() -> None:
+    # The docs table says "Reconcile: yes" from the capability; the contract proves it.
+    declared = {s for s in SCHEMES if provider_class(s).capabilities.reconcile}
+    assert declared >= {"twilio", "sinch", "infobip", "plivo"}
+    assert set(contract_suites(ReconcileContract)) == declared
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

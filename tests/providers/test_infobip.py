@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import smsgate
 from smsgate.emulators.base import EmulatorThread
 from smsgate.emulators.infobip import InfobipEmulator
 from smsgate.errors import (
+    AmbiguousSend,
     AuthError,
     InsufficientFunds,
     InvalidMessage,
@@ -25,6 +27,7 @@ from smsgate.providers.base import WebhookRequest
 from smsgate.providers.infobip import InfobipProvider
 from smsgate.providers.transport import HttpResponse
 from tests.providers.contract import GOOD, ProviderContract, with_options
+from tests.providers.reconcile_contract import ReconcileContract, reconcile, send
 from tests.support.webhooks import WebhookReceiver
 
 
@@ -281,3 +284,36 @@ def test_official_infobip_client_sends_through_the_emulator(emulator: EmulatorTh
             sdk.SmsApi(bad).send_sms_messages(sms_request=request)
     [stored] = inner.summary()["messages"]
     assert stored["body"] == "from the SDK" and stored["id"] == sent.message_id
+
+
+class TestInfobipReconcile(ReconcileContract):
+    emulator_cls = InfobipEmulator
+
+    def sent_apart(self, emulator: EmulatorThread) -> None:
+        # Infobip pages by time with millisecond stamps: five sends on loopback may share one.
+        def spread() -> None:
+            for i, message in enumerate(reversed(emulator.emulator.messages)):
+                message.created_at -= i * 0.01
+
+        emulator.call(spread)
+
+    def test_a_window_older_than_the_logs_kept_is_no_proof(self, emulator: EmulatorThread) -> None:
+        old = time.time() - 49 * 3600
+        with pytest.raises(AmbiguousSend, match="48 hours"):
+            reconcile(emulator.emulator.provider_url(), Message(to=GOOD, body="x"), old)
+
+    def test_a_full_page_within_one_millisecond_is_no_proof(self, emulator: EmulatorThread) -> None:
+        # Infobip pages by time only: more logs in one millisecond than a page holds cannot be
+        # paged past, so the search stops short and proves nothing.
+        url = emulator.emulator.provider_url()
+        message = Message(to=GOOD, body="never sent")
+        since = time.time()
+        send(url, self.decoys(message))
+
+        def same_time() -> None:
+            for sent in emulator.emulator.messages:
+                sent.created_at = since
+
+        emulator.call(same_time)
+        with pytest.raises(AmbiguousSend, match="same millisecond"):
+            self.lookup(url, message, since)

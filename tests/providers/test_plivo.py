@@ -40,6 +40,7 @@ from tests.providers.contract import (
     ProviderContract,
     with_options,
 )
+from tests.providers.reconcile_contract import ReconcileContract
 from tests.support.webhooks import WebhookReceiver
 
 TOKEN = "MzE0NjA1YjFmNDkxNGEzZjliY2M5NDcyNWQwZmFi"
@@ -505,3 +506,8 @@ def test_non_ascii_texts_verify_signed_once_like_plivo_node_or_twice_like_plivo_
         headers = {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce}
         with pytest.raises(WebhookVerificationError):
             provider.handle_inbound_webhook(WebhookRequest(url, "POST", headers, forged))
+
+
+class TestPlivoReconcile(ReconcileContract):
+    emulator_cls = PlivoEmulator
+    identifies = False

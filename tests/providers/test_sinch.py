@@ -24,6 +24,7 @@ from smsgate.providers import create_provider
 from smsgate.providers.base import WebhookRequest
 from smsgate.providers.sinch import SinchProvider
 from tests.providers.contract import GOOD, ProviderContract, with_options
+from tests.providers.reconcile_contract import ReconcileContract
 from tests.support.webhooks import WebhookReceiver
 
 
@@ -232,3 +233,7 @@ def test_official_sinch_sdk_sends_and_verifies_the_emulators_callbacks(
         bad = sinch.SinchClient(service_plan_id=inner.service_plan_id, sms_api_token="wrong")
         bad.configuration.sms_origin_with_service_plan_id = emulator.url
         bad.sms.batches.send_sms(to=[GOOD], from_="+15005550006", body="x")
+
+
+class TestSinchReconcile(ReconcileContract):
+    emulator_cls = SinchEmulator

@@ -218,6 +218,46 @@ def test_one_part_message_in_each_coding(smsc: Any) -> None:
     run(main)
 
 
+def test_one_body_to_many_numbers_and_senders(smsc: Any) -> None:
+    # A campaign: the same text to several numbers from two senders, then long texts (whose
+    # concatenation reference must differ from one message to the next).
+    async def main() -> None:
+        async with smsc() as emulator:
+            provider = await _provider(emulator)
+            numbers = [f"+49151123456{n:02d}" for n in range(6)]
+            for index, to in enumerate(numbers):
+                sender = "MyApp" if index % 2 else "+4915100000000"
+                await provider.asend(Message(to=to, body="Sale ends today", sender=sender))
+            first = await provider.asend(Message(to=TO, body="z" * 300, sender="MyApp"))
+            second = await provider.asend(Message(to=TO, body="z" * 300, sender="MyApp"))
+            await provider.aclose()
+            stored = emulator.messages[: len(numbers)]
+            assert [m.to for m in stored] == [n.lstrip("+") for n in numbers]
+            assert {m.body for m in stored} == {"Sale ends today"}
+            assert [m.sender for m in stored] == ["4915100000000", "MyApp"] * 3
+            pdus = [x for x in emulator.captured() if x["command"] == "submit_sm"]
+            assert [x["fields"]["source_addr_ton"] for x in pdus[:2]] == [1, 5]
+            assert first.segments == second.segments == 2
+            references = {bytes.fromhex(x["fields"]["short_message"])[3] for x in pdus[-4:]}
+            assert len(references) == 2
+            assert [m.body for m in emulator.messages[-2:]] == ["z" * 300] * 2
+
+    run(main)
+
+
+def test_a_sender_too_long_for_smpp_is_refused_before_sending(smsc: Any) -> None:
+    async def main() -> None:
+        async with smsc() as emulator:
+            provider = await _provider(emulator)
+            with pytest.raises(InvalidMessage) as info:
+                await provider.asend(Message(to=TO, body="hi", sender="A" * 21))
+            await provider.aclose()
+            assert info.value.field == "sender" and "at most 20" in str(info.value)
+            assert emulator.submits == 0
+
+    run(main)
+
+
 @pytest.mark.parametrize("receipt_ids", ["hex", "decimal"])
 @pytest.mark.parametrize("receipt_form", ["text", "tlv", "both"])
 def test_receipts_of_all_parts_fold_into_one_status(
@@ -261,6 +301,64 @@ def test_one_undelivered_part_makes_the_message_undelivered(smsc: Any) -> None:
             assert "UNDELIV" in outcomes and "DELIVRD" in outcomes
             assert event.status == Status.UNDELIVERED
             assert event.error_code == "001"
+
+    run(main)
+
+
+def test_the_fold_survives_a_reconnect_between_the_receipts_of_the_parts(smsc: Any) -> None:
+    # Receipts sent by hand (the automatic ones would come after a minute): the first part's
+    # on the first bind, the others after the SMSC dropped it and the provider bound again.
+    async def main() -> None:
+        async with smsc(callbacks=Callbacks(delay=60)) as emulator:
+            provider = await _provider(emulator, backoff="0.05")
+            sink = QueueSink()
+            await provider.alisten(sink)
+            message = Message(to=TO, body="w" * 400, sender="MyApp")
+            result = await provider.asend(message)
+            part_ids = result.raw["message_ids"]
+            submits = [pdu for pdu in emulator._captured if pdu.command == p.Command.SUBMIT_SM]
+            assert len(part_ids) == len(submits) == 3
+            emulator.send_receipt("smsgate", submits[0], part_ids[0], "delivered")
+            # Answered: the provider holds the first part's state when the bind drops.
+            await _until(
+                lambda: any(x.command == p.Command.DELIVER_SM_RESP for x in emulator._captured)
+            )
+            assert emulator.drop_connections() == 1
+            await _until(lambda: emulator.binds == 2 and bool(emulator.receivers()))
+            emulator.send_receipt("smsgate", submits[2], part_ids[2], "undelivered")
+            emulator.send_receipt("smsgate", submits[1], part_ids[1], "delivered")
+            event = await asyncio.wait_for(sink.deliveries.get(), 5)
+            await provider.aclose()
+            assert provider.connects == 2
+            assert event.message_id == message.id and event.status == Status.UNDELIVERED
+            assert event.reason == "3 parts: 1 delivered, 2 delivered, 3 undelivered"
+            assert sink.deliveries.empty()
+
+    run(main)
+
+
+def test_after_a_restart_the_parts_receipts_arrive_unfolded_as_documented(smsc: Any) -> None:
+    # docs/smpp.md: the part ids live in memory; a new process reports each part's receipt
+    # under the part's own id. The first part's id is the message's provider_message_id, so
+    # the outbox matches that one; the others stay pending receipts.
+    async def main() -> None:
+        async with smsc(callbacks=Callbacks(delay=60)) as emulator:
+            before = await _provider(emulator)
+            result = await before.asend(Message(to=TO, body="v" * 300, sender="MyApp"))
+            await before.aclose()
+            after = await _provider(emulator)  # the process restarted
+            sink = QueueSink()
+            await after.alisten(sink)
+            await _until(lambda: bool(emulator.receivers()))
+            submits = [pdu for pdu in emulator._captured if pdu.command == p.Command.SUBMIT_SM]
+            part_ids = result.raw["message_ids"]
+            for submit, part_id in zip(submits, part_ids, strict=True):
+                emulator.send_receipt("smsgate", submit, part_id, "delivered")
+            events = [await asyncio.wait_for(sink.deliveries.get(), 5) for _ in part_ids]
+            await after.aclose()
+            assert [e.provider_message_id for e in events] == part_ids
+            assert events[0].provider_message_id == result.provider_message_id
+            assert all(e.message_id is None and e.status == Status.DELIVERED for e in events)
 
     run(main)
 
@@ -336,6 +434,30 @@ def test_unanswered_submit_is_ambiguous(smsc: Any) -> None:
                 await provider.asend(Message(to=TO, body="hi", sender="MyApp"))
             await provider.aclose()
             assert "0.2s" in str(info.value) and len(emulator.messages) == 1
+
+    run(main)
+
+
+def test_unanswered_submits_among_answered_ones_time_out_alone(smsc: Any) -> None:
+    async def main() -> None:
+        async with smsc(faults=Faults(hang_rate=0.5, seed=11)) as emulator:
+            provider = await _provider(emulator, timeout="0.3", registered_delivery="0")
+            await provider.asend_result(Message(to=TO, body="bind first", sender="MyApp"))
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            messages = [Message(to=TO, body=f"m{i}", sender="MyApp") for i in range(20)]
+            results = await asyncio.gather(*(provider.asend_result(m) for m in messages))
+            elapsed = loop.time() - started
+            connection = provider._tx
+            assert connection is not None
+            # Nothing is kept for requests that are over, answered or timed out.
+            assert not connection.pending and not connection._deadlines
+            await provider.aclose()
+            hung = [r for r in results if isinstance(r.error, AmbiguousSend)]
+            sent = [r for r in results if r.status == Status.SENT]
+            assert hung and sent and len(hung) + len(sent) == 20
+            # Each waited its own timeout, all at once, not one after another.
+            assert 0.25 < elapsed < 2.0
 
     run(main)
 

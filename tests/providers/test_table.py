@@ -55,13 +55,19 @@ def test_each_providers_url_options_are_listed_with_their_doc() -> None:
 def test_rows_follow_the_declared_capabilities() -> None:
     class Changed(VonageProvider):
         capabilities = dataclasses.replace(
-            VonageProvider.capabilities, mms=True, hlr=True, dedupes=True, url_form="vonage://X|Y@Z"
+            VonageProvider.capabilities,
+            mms=True,
+            hlr=True,
+            reconcile=True,
+            dedupes=True,
+            url_form="vonage://X|Y@Z",
         )
 
     before, after = row(VonageProvider), row(Changed)
     index = {name: i for i, name in enumerate(COLUMNS)}
     assert before[index["MMS"]] == "—" and after[index["MMS"]] == "yes"
-    assert after[index["HLR / lookup"]] == "yes"
+    assert after[index["HLR"]] == "yes"
+    assert (before[index["Reconcile"]], after[index["Reconcile"]]) == ("—", "yes")
     assert "deduplicated" in after[index["Idempotency"]]
     assert "X\\|Y" in render([Changed])  # a pipe cannot break the table
 

@@ -27,7 +27,7 @@ import pytest
 
 import smsgate
 from smsgate.emulators.base import EmulatorThread
-from smsgate.emulators.smtp import generate_tls_files
+from smsgate.emulators.tls import generate_tls_files
 from smsgate.emulators.twilio import TwilioEmulator
 from smsgate.errors import AmbiguousSend, ConfigError, InvalidMessage, TransientError
 from smsgate.providers import create_provider

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from smsgate.emulators.twilio import TwilioEmulator
+from smsgate.message import Message
 from tests.providers.contract import ProviderContract
+from tests.providers.reconcile_contract import ReconcileContract
 from tests.support.webhooks import WebhookReceiver
 
 
@@ -214,3 +216,11 @@ def test_the_emulators_inbound_webhook_carries_twilios_legacy_fields_and_parses(
     assert form["SmsMessageSid"] == form["MessageSid"] == form["SmsSid"]
     assert form["SmsStatus"] == "received"
     assert inbound.provider_message_id == form["MessageSid"] and inbound.body == "hi"
+
+
+class TestTwilioReconcile(ReconcileContract):
+    emulator_cls = TwilioEmulator
+
+    def decoys(self, message: Message) -> list[Message]:
+        # Twilio lists by recipient and tells messages apart by their text.
+        return [Message(to=message.to, body=f"another text {i}") for i in range(5)]

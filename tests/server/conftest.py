@@ -22,12 +22,12 @@ from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.config import Config
 from smsgate.outbox import Outbox
 from smsgate.outbox.cli_support import open_outbox
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
 from smsgate.server.services import Services
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 
 POSTGRES_ENV = "SMSGATE_TEST_POSTGRES_URL"
 
@@ -153,7 +153,7 @@ def server_factory() -> Iterator[ServerFactory]:
             )
 
         thread = ServerThread(make)
-        made = create_key(ServerStore.of(outbox), "tests", clock=clock, **(key or {}))
+        made = create_key(ServerStore.of(outbox.store), "tests", clock=clock, **(key or {}))
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {made.key}"
         running = Running(thread, made.key, api)

@@ -37,6 +37,22 @@ def test_national_numbers_are_refused_with_the_field_and_the_fix(server: Running
     assert server.outbox.list().items == []
 
 
+def test_a_reserved_metadata_key_is_refused_so_a_message_reads_back_as_sent(
+    server: Running,
+) -> None:
+    # "redacted_body" makes a message read back as other text (Verify masks its codes with it)
+    single = submit(server, {"to": TO, "body": "real", "metadata": {"redacted_body": "fake"}})
+    assert single.status_code == 422, single.text
+    assert single.json()["field"] == "metadata.redacted_body"
+    batch = server.post(
+        "/v1/messages/batch",
+        json={"messages": [{"to": TO, "body": "real", "metadata": {"redacted_body": "x"}}]},
+    )
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["results"][0]["error"]["field"] == "metadata.redacted_body"
+    assert server.outbox.list().items == []
+
+
 def test_idempotency_key_header_returns_the_first_message(server: Running) -> None:
     first = submit(server, {"to": TO, "body": "once"}, **{"Idempotency-Key": "order-42"})
     again = submit(server, {"to": TO, "body": "once"}, **{"Idempotency-Key": "order-42"})

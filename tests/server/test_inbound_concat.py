@@ -13,7 +13,7 @@ from tests.server.conftest import Running, ServerFactory
 
 from smsgate.emulators.base import EmulatorThread
 from smsgate.emulators.vonage import VonageEmulator
-from smsgate.server.store import InboundRecord
+from smsgate.outbox.tables.server import InboundRecord
 
 PERSON = "+447700900123"
 OURS = "+447700900999"

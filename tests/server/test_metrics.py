@@ -13,8 +13,8 @@ from twilio.request_validator import RequestValidator
 
 from smsgate.emulators.base import Callbacks
 from smsgate.emulators.twilio import TwilioEmulator
+from smsgate.outbox.tables.server import EventRow
 from smsgate.server.metrics import EventFollower, Metrics
-from smsgate.server.store import EventRow
 
 
 def scrape(running: Running) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -20,11 +20,11 @@ from schemathesis import checks
 
 from smsgate.config import Config
 from smsgate.outbox import Outbox
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 
 TWILIO = "twilio://AC00000000000000000000000000000000:emulator-auth-token@+15005550006"
 
@@ -40,7 +40,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         }
     )
     outbox = Outbox(config.store)
-    key = create_key(ServerStore.of(outbox), "schemathesis").key
+    key = create_key(ServerStore.of(outbox.store), "schemathesis").key
 
     def make(url: str) -> Any:
         return create_app(config, settings=ServerSettings(public_url=url), outbox=outbox)

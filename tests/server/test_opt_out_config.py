@@ -16,11 +16,11 @@ from fastapi import FastAPI
 from smsgate.config import Config, load_config
 from smsgate.errors import ConfigError
 from smsgate.outbox import Outbox
+from smsgate.outbox.tables.server import ServerStore, Suppression
 from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore, Suppression
 
 PERSON = "+15555550123"
 OURS = "+15005550006"
@@ -38,7 +38,7 @@ def write_config(tmp_path: Path, store_url: str, otp_table: str) -> Config:
 def prepare(store_url: str) -> str:
     """Migrate the store, put PERSON's STOP to OURS on its suppression list; an API key."""
     with Outbox(store_url, migrate=True) as outbox:
-        store = ServerStore.of(outbox)
+        store = ServerStore.of(outbox.store)
         assert store.add_suppression(Suppression(PERSON, OURS, "keyword", "STOP", None, 1.0))
         return create_key(store, "tests").key
 

@@ -21,7 +21,7 @@ from tests.support.webhooks import WebhookReceiver
 from smsgate.clock import FakeClock
 from smsgate.errors import WebhookVerificationError
 from smsgate.outbox import Outbox
-from smsgate.server.store import ServerStore, Subscription
+from smsgate.outbox.tables.server import ServerStore, Subscription
 from smsgate.server.webhooks_out import (
     RetrySchedule,
     WebhookDispatcher,
@@ -101,7 +101,7 @@ def test_schedule_backs_off_and_ends_at_the_horizon() -> None:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[tuple[Outbox, ServerStore]]:
     outbox = Outbox(f"sqlite:///{tmp_path / 'w.db'}")
-    yield outbox, ServerStore.of(outbox)
+    yield outbox, ServerStore.of(outbox.store)
     outbox.close()
 
 

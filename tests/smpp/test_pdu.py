@@ -294,3 +294,64 @@ def test_gsm7_layout_reads_back(text: str, mode: p.LongMode, packed: bool, refer
 def test_ucs2_layout_reads_back(text: str, mode: p.LongMode) -> None:
     parts = p.layout(text, coding=p.DC_UCS2, mode=mode, reference=300)
     assert "".join(_read(part, p.DC_UCS2, False).text for part in parts) == text
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    text=st.text(min_size=1, max_size=400),
+    mode=st.sampled_from(p.LONG_MODES),
+    source=st.sampled_from(["Acme", "4915112345678", "x" * 20]),
+    delivery=st.sampled_from([0, 1]),
+)
+def test_submit_template_writes_what_the_encoder_writes(
+    text: str, mode: p.LongMode, source: str, delivery: int
+) -> None:
+    coding = p.choose_coding(text)
+    template = p.SubmitTemplate(
+        source_addr=source,
+        source_addr_ton=5,
+        source_addr_npi=0,
+        dest_addr_ton=1,
+        dest_addr_npi=1,
+        registered_delivery=delivery,
+    )
+    for part in p.layout(text, coding=coding, mode=mode, reference=77):
+        fields = {
+            "source_addr_ton": 5,
+            "source_addr_npi": 0,
+            "source_addr": source,
+            "dest_addr_ton": 1,
+            "dest_addr_npi": 1,
+            "destination_addr": "4915112345678",
+            "esm_class": part.esm_class,
+            "registered_delivery": delivery,
+            "data_coding": coding,
+            "short_message": part.short_message,
+        }
+        expected = p.encode(p.Pdu(p.Command.SUBMIT_SM, 9, fields=fields, tlvs=dict(part.tlvs)))
+        body = template.body("4915112345678", part, coding)
+        assert p.encode(p.Pdu(p.Command.SUBMIT_SM, 9, body=body)) == expected
+
+
+def test_submit_template_enforces_the_field_limits() -> None:
+    with pytest.raises(p.PduError, match="source_addr is 21 octets"):
+        p.SubmitTemplate(
+            source_addr="1" * 21,
+            source_addr_ton=1,
+            source_addr_npi=1,
+            dest_addr_ton=1,
+            dest_addr_npi=1,
+            registered_delivery=1,
+        )
+    template = p.SubmitTemplate(
+        source_addr="Acme",
+        source_addr_ton=5,
+        source_addr_npi=0,
+        dest_addr_ton=1,
+        dest_addr_npi=1,
+        registered_delivery=1,
+    )
+    with pytest.raises(p.PduError, match="destination_addr is 21 octets"):
+        template.body("1" * 21, p.Part(b"hi", 0, {}), 0)
+    with pytest.raises(p.PduError, match="short_message is 255 octets"):
+        template.body("4915112345678", p.Part(b"x" * 255, 0, {}), 0)

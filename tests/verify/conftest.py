@@ -17,11 +17,11 @@ from smsgate.clock import SYSTEM_CLOCK, Clock, FakeClock
 from smsgate.config import Config
 from smsgate.outbox import Outbox
 from smsgate.outbox.cli_support import open_outbox
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.server.app import create_app
 from smsgate.server.auth import create_key
 from smsgate.server.runner import ServerThread
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 from smsgate.verify import Verify, VerifySettings
 from tests.outbox.conftest import postgres_url, store_url  # noqa: F401 -- fixtures
 
@@ -73,7 +73,7 @@ def sent_codes(verify: Verify, verification_id: str) -> list[str]:
     a phone would read them): the only place a code exists outside the MAC. Every read path of
     the outbox shows these texts with the code masked."""
     with verify.store.read() as tx:
-        row = verify.store.get(tx, verification_id)
+        row = tx.get(verification_id)
     assert row is not None
     found = []
     for message_id in row.messages:
@@ -114,7 +114,7 @@ class Served:
         return self.api.get(self.url + path, timeout=30, **kwargs)
 
     def key(self, name: str, **restrictions: Any) -> requests.Session:
-        made = create_key(ServerStore.of(self.outbox), name, **restrictions)
+        made = create_key(ServerStore.of(self.outbox.store), name, **restrictions)
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {made.key}"
         return session
@@ -147,7 +147,7 @@ def serve(store_url: str) -> Iterator[ServeFactory]:  # noqa: F811
             )
 
         thread = ServerThread(make)
-        made = create_key(ServerStore.of(outbox), "tests")
+        made = create_key(ServerStore.of(outbox.store), "tests")
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {made.key}"
         served = Served(thread, api, outbox)

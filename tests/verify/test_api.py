@@ -11,7 +11,7 @@ import requests
 
 from smsgate.clock import FakeClock
 from smsgate.emulators.twilio import TwilioEmulator
-from smsgate.server.store import ServerStore, Subscription
+from smsgate.outbox.tables.server import ServerStore, Subscription
 from tests.verify.conftest import SECRET, ServeFactory, last_code
 
 TO = "+14155552671"
@@ -140,7 +140,7 @@ def test_verify_not_configured(serve: ServeFactory, store_url: str) -> None:
     outbox = open_outbox(config, migrate=True)
     thread = ServerThread(lambda url: create_app(config, outbox=outbox, worker=False))
     try:
-        key = create_key(ServerStore.of(outbox), "t").key
+        key = create_key(ServerStore.of(outbox.store), "t").key
         answer = requests.post(
             thread.url + "/v1/verifications",
             json={"to": TO},
@@ -171,7 +171,7 @@ def test_client_ip_from_a_trusted_proxy_only(serve: ServeFactory) -> None:
 def test_pumping_block_webhook_metric_and_unblock(serve: ServeFactory) -> None:
     clock = FakeClock(time.time())
     served = serve({"pumping": {"min_volume": 5, "grace": "1m", "window": "10m"}}, clock=clock)
-    store = ServerStore.of(served.outbox)
+    store = ServerStore.of(served.outbox.store)
     store.add_subscription(
         Subscription("whs_1", "http://127.0.0.1:9/hook", ("verify.*",), "s" * 32, None, 0.0)
     )

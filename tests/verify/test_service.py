@@ -12,7 +12,7 @@ from smsgate.clock import FakeClock
 from smsgate.errors import ConfigError, InvalidMessage, InvalidRecipient, OptedOut, RateLimited
 from smsgate.message import Purpose, Status
 from smsgate.outbox.suppressions import ALL_NUMBERS
-from smsgate.server.store import ServerStore, Suppression
+from smsgate.outbox.tables.server import ServerStore, Suppression
 from smsgate.verify import (
     Verification,
     VerificationBlocked,
@@ -326,7 +326,7 @@ def test_test_mode_magic_numbers(make_verify: MakeVerify) -> None:
 
 
 def test_opted_out_numbers_are_refused_and_nothing_is_stored(verify: Verify) -> None:
-    ServerStore.of(verify.outbox).add_suppression(
+    ServerStore.of(verify.outbox.store).add_suppression(
         Suppression(TO, ALL_NUMBERS, "api", None, None, 0.0)
     )
     with pytest.raises(OptedOut):
@@ -382,7 +382,7 @@ def test_no_code_or_hash_in_logs(verify: Verify, caplog: pytest.LogCaptureFixtur
 def test_grouped_steps_share_a_transaction_and_fail_alone(verify: Verify) -> None:
     """The server groups concurrent steps into one transaction: a step that fails (here an
     opted-out number) is undone alone, the others commit."""
-    ServerStore.of(verify.outbox).add_suppression(
+    ServerStore.of(verify.outbox.store).add_suppression(
         Suppression(OTHER, ALL_NUMBERS, "api", None, None, 0.0)
     )
 

@@ -155,18 +155,16 @@ def require_providers(config: Config) -> None:
 def open_existing_store(url: str) -> None:
     """Refuse a SQLite store file that does not exist (commands that only read never create
     one: a typo would otherwise leave an empty database behind)."""
-    from pathlib import Path
-
     from smsgate.errors import SmsgateError
     from smsgate.outbox.store import StoreURL
 
     try:
-        parsed = StoreURL.parse(url)
+        missing = StoreURL.parse(url).missing_file()
     except SmsgateError as exc:
         fail(str(exc))
-    if parsed.engine == "sqlite" and not Path(parsed.path).exists():
+    if missing is not None:
         fail(
-            f"store {parsed.path} does not exist; check --store or the config's store, or "
+            f"store {missing} does not exist; check --store or the config's store, or "
             "create it with smsgate db upgrade"
         )
 

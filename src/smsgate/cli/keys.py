@@ -57,13 +57,13 @@ def create(
 ) -> None:
     """Create a key and print it. It is shown only now: the store keeps only its hash."""
     from smsgate.errors import ConfigError
+    from smsgate.outbox.tables.server import ServerStore
     from smsgate.server.auth import create_key
-    from smsgate.server.store import ServerStore
 
     with _outbox(config, store) as outbox:
         try:
             made = create_key(
-                ServerStore.of(outbox),
+                ServerStore.of(outbox.store),
                 name,
                 purposes=purpose or (),
                 senders=sender or (),
@@ -108,10 +108,10 @@ def list_keys(
     as_json: common.JsonOption = False,
 ) -> None:
     """List keys (never their secrets)."""
-    from smsgate.server.store import ServerStore
+    from smsgate.outbox.tables.server import ServerStore
 
     with _outbox(config, store, existing=True) as outbox:
-        keys = ServerStore.of(outbox).list_keys()
+        keys = ServerStore.of(outbox.store).list_keys()
     rows = [
         {
             "id": k.id,
@@ -139,10 +139,10 @@ def revoke(
     as_json: common.JsonOption = False,
 ) -> None:
     """Revoke a key: servers refuse it within seconds."""
-    from smsgate.server.store import ServerStore
+    from smsgate.outbox.tables.server import ServerStore
 
     with _outbox(config, store, existing=True) as outbox:
-        done = ServerStore.of(outbox).revoke_key(key_id, outbox.clock.time())
+        done = ServerStore.of(outbox.store).revoke_key(key_id, outbox.clock.time())
     if not done:
         common.fail(f"no active key {key_id!r}; see smsgate keys list", 1)
     if as_json:

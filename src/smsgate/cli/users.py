@@ -51,7 +51,6 @@ def _auth(config: str | None, store: str | None) -> Iterator[ConsoleAuth]:
     from smsgate.console.settings import ConsoleSettings
     from smsgate.errors import ConfigError
     from smsgate.outbox import Outbox
-    from smsgate.outbox.sql import SqlStore
 
     loaded = common.load_config(config)
     try:
@@ -60,9 +59,11 @@ def _auth(config: str | None, store: str | None) -> Iterator[ConsoleAuth]:
     except ConfigError as exc:
         common.fail(str(exc))
     with outbox:
-        if not isinstance(outbox.store, SqlStore):
-            common.fail("console users need a SQL store (sqlite:// or postgresql://)")
-        yield ConsoleAuth(outbox.store, settings)
+        try:
+            auth = ConsoleAuth(outbox.store, settings)
+        except ConfigError as exc:
+            common.fail(str(exc))
+        yield auth
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import ConfigError
+from smsgate.outbox.tables.console_users import ConsoleUserTable
 from smsgate.server.auth import hash_secret, split_key
 
 if TYPE_CHECKING:
     from smsgate.console.settings import ConsoleSettings
-    from smsgate.outbox.sql import SqlStore
+    from smsgate.outbox.store import Store
 
 #: scrypt cost: 2^15 * 128 * r bytes = 32 MiB of memory per hash, ~0.1 s on a laptop core
 SCRYPT_N = 2**15
@@ -156,9 +157,9 @@ class ConsoleAuth:
     """Users, keys with the console scope, sessions and lockout, in ``store``'s tables."""
 
     def __init__(
-        self, store: SqlStore, settings: ConsoleSettings, *, clock: Clock = SYSTEM_CLOCK
+        self, store: Store, settings: ConsoleSettings, *, clock: Clock = SYSTEM_CLOCK
     ) -> None:
-        self._store = store
+        self._table = ConsoleUserTable.of(store)
         self.settings = settings
         self.clock = clock
 
@@ -168,13 +169,7 @@ class ConsoleAuth:
         name = check_name(name)
         check_password(password)
         now = self.clock.time()
-        with self._store.write_transaction() as tx:
-            rows = tx.execute(
-                "INSERT INTO smsgate_console_users (name, password_hash, role, created_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING name",
-                (name, hash_password(password), role.value, now),
-            )
-        if not rows:
+        if not self._table.add_user(name, hash_password(password), role.value, now):
             raise ConfigError(
                 f"a console user named {name!r} exists; pick another name or use "
                 "smsgate users password to change the password",
@@ -184,62 +179,29 @@ class ConsoleAuth:
 
     def set_password(self, name: str, password: str) -> bool:
         check_password(password)
-        with self._store.write_transaction() as tx:
-            rows = tx.execute(
-                "UPDATE smsgate_console_users SET password_hash = ? WHERE name = ? RETURNING name",
-                (hash_password(password), name),
-            )
-            if rows:  # a new password ends every session of the old one
-                tx.execute(
-                    "DELETE FROM smsgate_console_sessions WHERE principal = ?", (f"user:{name}",)
-                )
-        return bool(rows)
+        # a new password ends every session of the old one
+        return self._table.set_password(name, hash_password(password))
 
     def delete_user(self, name: str) -> bool:
-        with self._store.write_transaction() as tx:
-            rows = tx.execute(
-                "DELETE FROM smsgate_console_users WHERE name = ? RETURNING name", (name,)
-            )
-            tx.execute(
-                "DELETE FROM smsgate_console_sessions WHERE principal = ?", (f"user:{name}",)
-            )
-        return bool(rows)
+        return self._table.delete_user(name)
 
     def list_users(self) -> list[User]:
-        with self._store.read_transaction() as tx:
-            rows = tx.execute(
-                "SELECT name, role, created_at, last_login_at FROM smsgate_console_users "
-                "ORDER BY name"
-            )
-        return [User(row[0], Role(row[1]), float(row[2]), row[3]) for row in rows]
+        return [
+            User(row.name, Role(row.role), row.created_at, row.last_login_at)
+            for row in self._table.users()
+        ]
 
     # -- API keys with the console scope ------------------------------------------------------
 
     def grant_key(self, key_id: str, role: Role) -> bool:
         """Let a live API key sign in with ``role``; False when there is no such live key."""
-        with self._store.write_transaction() as tx:
-            live = tx.execute(
-                "SELECT 1 FROM smsgate_api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,)
-            )
-            if not live:
-                return False
-            tx.execute(
-                "INSERT INTO smsgate_console_keys (key_id, role) VALUES (?, ?) "
-                "ON CONFLICT (key_id) DO UPDATE SET role = excluded.role",
-                (key_id, role.value),
-            )
-        return True
+        return self._table.grant_key(key_id, role.value)
 
     def key_roles(self) -> dict[str, Role]:
-        with self._store.read_transaction() as tx:
-            rows = tx.execute("SELECT key_id, role FROM smsgate_console_keys")
-        return {row[0]: Role(row[1]) for row in rows}
+        return {key_id: Role(role) for key_id, role in self._table.key_roles().items()}
 
     def end_key_sessions(self, key_id: str) -> None:
-        with self._store.write_transaction() as tx:
-            tx.execute(
-                "DELETE FROM smsgate_console_sessions WHERE principal = ?", (f"key:{key_id}",)
-            )
+        self._table.end_sessions_of(f"key:{key_id}")
 
     # -- sign-in ------------------------------------------------------------------------------
 
@@ -252,19 +214,12 @@ class ConsoleAuth:
         locked = self._locked_for(name, now)
         if locked > 0:
             return SignIn(error="locked", locked_for=locked)
-        with self._store.read_transaction() as tx:
-            rows = tx.execute(
-                "SELECT password_hash, role FROM smsgate_console_users WHERE name = ?", (name,)
-            )
-        ok = verify_password(password, rows[0][0] if rows else _dummy_hash()) and bool(rows)
-        if not ok:
+        found = self._table.password_of(name)
+        ok = verify_password(password, found[0] if found else _dummy_hash()) and bool(found)
+        if not ok or found is None:
             return self._failed(name, now)
-        with self._store.write_transaction() as tx:
-            tx.execute("DELETE FROM smsgate_console_failures WHERE name = ?", (name,))
-            tx.execute(
-                "UPDATE smsgate_console_users SET last_login_at = ? WHERE name = ?", (now, name)
-            )
-        return self._open_session(f"user:{name}", Role(rows[0][1]), now)
+        self._table.signed_in(name, now)
+        return self._open_session(f"user:{name}", Role(found[1]), now)
 
     def _sign_in_key(self, key: str, now: float) -> SignIn:
         parts = split_key(key)
@@ -275,51 +230,24 @@ class ConsoleAuth:
         locked = self._locked_for(counted, now)
         if locked > 0:
             return SignIn(error="locked", locked_for=locked)
-        with self._store.read_transaction() as tx:
-            rows = tx.execute(
-                "SELECT k.secret_hash, k.revoked_at, c.role FROM smsgate_api_keys k "
-                "LEFT JOIN smsgate_console_keys c ON c.key_id = k.id WHERE k.id = ?",
-                (key_id,),
-            )
-        expected = rows[0][0] if rows else hash_secret("no such key")
-        if not hmac.compare_digest(expected, hash_secret(secret)) or not rows:
+        login = self._table.key_login(key_id)
+        expected = login.secret_hash if login else hash_secret("no such key")
+        if not hmac.compare_digest(expected, hash_secret(secret)) or login is None:
             return self._failed(counted, now)
-        if rows[0][1] is not None:
+        if login.revoked_at is not None:
             return self._failed(counted, now)
-        if rows[0][2] is None:
+        if login.role is None:
             return SignIn(error="no_scope")
-        with self._store.write_transaction() as tx:
-            tx.execute("DELETE FROM smsgate_console_failures WHERE name = ?", (counted,))
-        return self._open_session(counted, Role(rows[0][2]), now)
+        self._table.clear_failures(counted)
+        return self._open_session(counted, Role(login.role), now)
 
     def _locked_for(self, name: str, now: float) -> float:
-        with self._store.read_transaction() as tx:
-            rows = tx.execute(
-                "SELECT locked_until FROM smsgate_console_failures WHERE name = ?", (name,)
-            )
-        if rows and rows[0][0] is not None and rows[0][0] > now:
-            return float(rows[0][0]) - now
-        return 0.0
+        until = self._table.locked_until(name)
+        return until - now if until is not None and until > now else 0.0
 
     def _failed(self, name: str, now: float) -> SignIn:
-        limit = self.settings.max_failures
-        with self._store.write_transaction() as tx:
-            rows = tx.execute(
-                "INSERT INTO smsgate_console_failures (name, failures, locked_until) "
-                "VALUES (?, 1, NULL) ON CONFLICT (name) DO UPDATE SET "
-                "failures = CASE WHEN smsgate_console_failures.locked_until IS NOT NULL "
-                "THEN 1 ELSE smsgate_console_failures.failures + 1 END, locked_until = NULL "
-                "RETURNING failures",
-                (name,),
-            )
-            failures = int(rows[0][0])
-            if failures >= limit:
-                until = now + self.settings.lockout
-                tx.execute(
-                    "UPDATE smsgate_console_failures SET locked_until = ? WHERE name = ?",
-                    (until, name),
-                )
-                return SignIn(error="locked", locked_for=self.settings.lockout)
+        if self._table.count_failure(name, self.settings.max_failures, now + self.settings.lockout):
+            return SignIn(error="locked", locked_for=self.settings.lockout)
         return SignIn(error="invalid")
 
     def _open_session(self, principal: str, role: Role, now: float) -> SignIn:
@@ -327,21 +255,9 @@ class ConsoleAuth:
         session = Session(
             principal, role, secrets.token_urlsafe(32), now + self.settings.session_ttl
         )
-        with self._store.write_transaction() as tx:
-            tx.execute("DELETE FROM smsgate_console_sessions WHERE expires_at <= ?", (now,))
-            tx.execute(
-                "INSERT INTO smsgate_console_sessions "
-                "(token_hash, principal, role, csrf_token, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    hash_secret(token),
-                    principal,
-                    role.value,
-                    session.csrf_token,
-                    now,
-                    session.expires_at,
-                ),
-            )
+        self._table.open_session(
+            hash_secret(token), principal, role.value, session.csrf_token, now, session.expires_at
+        )
         return SignIn(token=token, session=session)
 
     def session(self, token: str | None) -> Session | None:
@@ -349,29 +265,17 @@ class ConsoleAuth:
         if not token or len(token) > 100:
             return None
         now = self.clock.time()
-        with self._store.read_transaction() as tx:
-            rows = tx.execute(
-                "SELECT s.principal, s.role, s.csrf_token, s.expires_at, k.revoked_at, c.role "
-                "FROM smsgate_console_sessions s "
-                "LEFT JOIN smsgate_api_keys k ON s.principal = 'key:' || k.id "
-                "LEFT JOIN smsgate_console_keys c ON c.key_id = k.id "
-                "WHERE s.token_hash = ?",
-                (hash_secret(token),),
-            )
-        if not rows:
+        row = self._table.session(hash_secret(token))
+        if row is None or row.expires_at <= now:
             return None
-        principal, role, csrf, expires_at, revoked_at, key_role = rows[0]
-        if expires_at <= now:
+        if row.principal.startswith("key:") and (
+            row.key_revoked_at is not None or row.key_role is None
+        ):
             return None
-        if principal.startswith("key:") and (revoked_at is not None or key_role is None):
-            return None
-        return Session(principal, Role(role), csrf, float(expires_at))
+        return Session(row.principal, Role(row.role), row.csrf_token, float(row.expires_at))
 
     def sign_out(self, token: str) -> None:
-        with self._store.write_transaction() as tx:
-            tx.execute(
-                "DELETE FROM smsgate_console_sessions WHERE token_hash = ?", (hash_secret(token),)
-            )
+        self._table.end_session(hash_secret(token))
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:

@@ -35,20 +35,20 @@ from starlette.routing import Route
 
 from smsgate.console import charts
 from smsgate.console.auth import ConsoleAuth, Session, csrf_ok, parse_role
-from smsgate.console.queries import LogFilter, deliveries_for, list_log, overview
 from smsgate.console.settings import ConsoleSettings
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.message import Message, Purpose
 from smsgate.outbox.records import REDACTED_BODY, MessageNotFound, NotCancelable
-from smsgate.outbox.sql import SqlStore
 from smsgate.outbox.store import CANCELABLE, STATES, State
 from smsgate.outbox.suppressions import ALL_NUMBERS
-from smsgate.pauses import PauseView, ProviderPauses
+from smsgate.outbox.tables.message_log import LogFilter, MessageLog
+from smsgate.outbox.tables.pauses import ProviderPauses
+from smsgate.outbox.tables.server import Suppression
+from smsgate.pauses import PauseView
 from smsgate.phone import normalize
 from smsgate.ratelimit import refill
 from smsgate.server.auth import create_key
 from smsgate.server.inbound import suppression_event
-from smsgate.server.store import Suppression
 from smsgate.server.webhooks_out import make_event
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class Console:
     settings: ConsoleSettings
     auth: ConsoleAuth
     pauses: ProviderPauses
+    log: MessageLog
     worker: Worker | None = None
     limiter: RateLimiter | None = None
     pause_view: PauseView | None = None
@@ -116,12 +117,6 @@ class Console:
         self.env.filters["errsummary"] = _error_summary
         # the Verifications page is in the nav only where [verify] is configured
         self.env.globals["verify_on"] = self.verify is not None
-
-    @property
-    def store(self) -> SqlStore:
-        sql = self.services.outbox.store
-        assert isinstance(sql, SqlStore)
-        return sql
 
     @property
     def clock(self) -> Clock:
@@ -167,10 +162,6 @@ def create_console(
 ) -> Starlette:
     chosen = settings or ConsoleSettings.from_mapping(config.console)
     store = services.outbox.store
-    if not isinstance(store, SqlStore):
-        raise ConfigError(
-            "the console needs a SQL store (sqlite:// or postgresql://)", field="store"
-        )
     limiter = worker.limiter if worker is not None else None
     if limiter is None and any(p.limit is not None for p in config.providers.values()):
         limiter = config.rate_limiter(clock=services.clock)
@@ -179,7 +170,8 @@ def create_console(
         config=config,
         settings=chosen,
         auth=ConsoleAuth(store, chosen, clock=services.clock),
-        pauses=ProviderPauses(store),
+        pauses=ProviderPauses.of(store),
+        log=MessageLog.of(store),
         worker=worker,
         limiter=limiter,
         pause_view=None if worker is None else worker.router.pauses,
@@ -513,7 +505,7 @@ async def _refresh_overview(console: Console) -> None:
 
 async def _compute_overview(console: Console) -> dict[str, Any]:
     now = console.clock.time()
-    figures = await _run(overview, console.store, now)
+    figures = await _run(console.log.overview, now)
     starts = [b.start for b in figures.buckets]
     rate_chart = charts.line_chart(
         "Delivery rate per hour",
@@ -562,7 +554,7 @@ async def _provider_rows(console: Console) -> list[dict[str, Any]]:
             specs = console.limiter.buckets_for(name)
             if specs:
                 spec = specs[0]
-                state = await _run(console.store.bucket_state, spec.key)
+                state = await _run(console.services.outbox.store.bucket_state, spec.key)
                 tokens = refill(state, spec, now).tokens
                 use = max(0.0, min(1.0, 1 - tokens / spec.burst))
                 cfg = console.config.providers.get(name)
@@ -691,7 +683,7 @@ async def messages_page(console: Console, request: Request) -> Response:
     error = None
     try:
         f, values = _log_filter(request.query_params, now)
-        page = await _run(list_log, console.store, f, console.settings.page_size)
+        page = await _run(console.log.page, f, console.settings.page_size)
     except ConfigError as exc:
         error = exc
         values = {k: request.query_params.get(k, "")[:100] for k in _FILTER_KEYS}
@@ -723,7 +715,7 @@ async def _message_context(console: Console, message_id: str) -> dict[str, Any] 
         return None
     events = await _run(console.services.outbox.store.events, message_id)
     event_ids = [f"evt_msg_{e.id}" for e in events]
-    deliveries = await _run(deliveries_for, console.store, event_ids)
+    deliveries = await _run(console.services.store.deliveries_of_events, event_ids)
     subs = {s.id: s for s in await _run(console.services.store.list_subscriptions)}
     return {
         "m": record,
@@ -838,12 +830,7 @@ async def redeliver(console: Console, request: Request, form: dict[str, str]) ->
         await _run(console.services.store.redeliver, delivery_id, now)
     else:
         # a delivered one is queued again as it is: same event id, so the subscriber dedupes
-        with console.store.write_transaction() as tx:
-            tx.execute(
-                "UPDATE smsgate_webhook_deliveries SET state = 'pending', next_attempt_at = ?, "
-                "updated_at = ? WHERE id = ? AND state <> 'pending'",
-                (now, now, delivery_id),
-            )
+        await _run(console.services.store.requeue_delivery, delivery_id, now)
     console.services.dispatcher.wake()
     back = form.get("back", "")
     if back.startswith("/messages/") or back == "/webhooks":

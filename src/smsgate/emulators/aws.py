@@ -72,7 +72,12 @@ def _name(common: str) -> x509.Name:
 
 
 class SnsSigner:
-    """An own CA and an SNS signing certificate issued by it (RSA, as SNS uses)."""
+    """An own CA and an SNS signing certificate issued by it (RSA, as SNS uses).
+
+    Built here rather than with trustme (:mod:`smsgate.emulators.tls`): trustme marks the
+    subjectAltName critical beside a non-empty subject, which the web PKI path validation the
+    provider runs (``cryptography.x509.verification``) refuses; real SNS certificates do not.
+    """
 
     def __init__(self) -> None:
         now = dt.datetime.now(dt.UTC)

@@ -114,6 +114,8 @@ class Emulator(ABC):
     #: (empty: this emulator does not track opt-outs)
     stop_words: ClassVar[frozenset[str]] = frozenset()
     start_words: ClassVar[frozenset[str]] = frozenset()
+    #: the largest message-list page served (tests lower it to exercise paging)
+    max_page_size: int = 1000
 
     def __init__(
         self,
@@ -138,6 +140,10 @@ class Emulator(ABC):
         self.callback_log: list[dict[str, Any]] = []
         #: (recipient, sender) pairs, as :func:`address_key` forms, opted out by an inbound STOP
         self.opted_out: set[tuple[str, str]] = set()
+        #: the query of every message-list request (the lookups reconcile makes), for tests
+        self.list_queries: list[dict[str, str]] = []
+        #: after this many list pages served, list requests answer 503; None: never
+        self.list_pages_before_failure: int | None = None
 
     # -- what a provider emulator writes ------------------------------------------------------
 
@@ -190,6 +196,14 @@ class Emulator(ABC):
         if message.callback_url:
             self._spawn(self._callback_later(message))
         return message
+
+    def list_request(self, request: web.Request) -> web.Response | None:
+        """Record a message-list request; the injected failure to answer with, if one is due."""
+        self.list_queries.append(dict(request.query))
+        failing_after = self.list_pages_before_failure
+        if failing_after is not None and len(self.list_queries) > failing_after:
+            return self.error_response(503, "unavailable")
+        return None
 
     def choose_outcome(self) -> str:
         names = list(self.callbacks.outcomes)

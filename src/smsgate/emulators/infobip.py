@@ -14,6 +14,8 @@ Run it with ``smsgate emulate infobip``. What it speaks:
   ``TOO_MANY_REQUESTS``; injected 429 and 503 carry the same ``requestError`` bodies;
 - an inbound STOP (``POST /_emulator/inbound``) puts that number on the sender's do-not-disturb
   list (later sends are ``REJECTED_DND``); START lifts it;
+- ``GET /sms/3/logs`` (``messageId``, ``destination``, ``sentSince``, ``sentUntil``, ``limit``
+  at most 1,000), newest first;
 - delivery reports ``{"results": [...]}`` to each message's ``webhooks.delivery.url`` (or
   ``--option webhook_url=``). Infobip signs none; the URL smsgate gives carries its token.
 """
@@ -115,6 +117,13 @@ def _stamp(at: float | None = None) -> str:
     """Infobip's time format, ``yyyy-MM-dd'T'HH:mm:ss.SSSZ``."""
     moment = datetime.fromtimestamp(time.time() if at is None else at, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+def _parse_stamp(value: str | None) -> float | None:
+    """An Infobip time (``2024-05-01T12:00:00.000+0000``) as epoch seconds."""
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
 def _rejected(name: str) -> dict[str, Any]:
@@ -259,11 +268,31 @@ class InfobipEmulator(Emulator):
         }
 
     async def logs(self, request: web.Request) -> web.Response:
+        """Message logs, newest first: ``messageId`` (repeatable), ``destination``,
+        ``sentSince`` and ``sentUntil`` filters and ``limit`` (at most 1,000), Infobip's way of
+        paging (by time)."""
         if (denied := self._check_auth(request)) is not None:
             return denied
-        wanted = request.query.getall("messageId", [])
-        found = [m for m in self.messages if not wanted or m.id in wanted]
-        return web.json_response({"results": [self._log(m) for m in found[:1000]]})
+        if (failed := self.list_request(request)) is not None:
+            return failed
+        query = request.query
+        wanted = query.getall("messageId", [])
+        destination = query.get("destination")
+        try:
+            since = _parse_stamp(query.get("sentSince"))
+            until = _parse_stamp(query.get("sentUntil"))
+            limit = min(max(int(query.get("limit", "50")), 1), self.max_page_size)
+        except ValueError as exc:
+            return request_error(400, "BAD_REQUEST", f"Bad request: {exc}")
+        found = [
+            m
+            for m in reversed(self.messages)
+            if (not wanted or m.id in wanted)
+            and (destination is None or m.to.lstrip("+") == destination.lstrip("+"))
+            and (since is None or m.created_at >= since)
+            and (until is None or m.created_at < until)
+        ]
+        return web.json_response({"results": [self._log(m) for m in found[:limit]]})
 
     def _log(self, m: EmulatedMessage) -> dict[str, Any]:
         status, error = m.fields.get("final", (PENDING, _NO_ERROR))

@@ -16,7 +16,8 @@ Run it with ``smsgate emulate plivo``. What it speaks:
   ``POST /_emulator/inbound``, until they text START;
 - the magic senders as ``{"api_id", "error"}`` refusals (400, or 429 for a full queue);
   401 for wrong credentials, 404 for an unknown message, injected 429 and 503 with Plivo's body;
-- ``GET .../Message/{uuid}/`` and ``GET .../Message/`` (the newest first, ``limit``/``offset``);
+- ``GET .../Message/{uuid}/`` and ``GET .../Message/`` (the newest first, ``message_direction``
+  and ``message_time__gte``-style filters, ``limit`` at most 20, ``offset``, ``meta.next``);
 - status callbacks, one per destination and status (``sent``, then the outcome), as a form POST
   (or GET when ``method=GET``) signed with ``X-Plivo-Signature-V3`` and its nonce;
 - inbound messages to ``POST /_emulator/inbound`` as Plivo's signed form POST.
@@ -28,6 +29,8 @@ import base64
 import secrets
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -65,6 +68,7 @@ class PlivoEmulator(Emulator):
     name = "plivo"
     default_credentials = "MAEMULATOR0000000000:emulator-auth-token"
     default_sender = "+15005550006"
+    max_page_size = 20
     outcome_names = tuple(_OUTCOMES)
     stop_words = frozenset(
         {"stop", "stopall", "stop all", "end", "quit", "cancel", "unsubscribe", "unsub"}
@@ -214,29 +218,45 @@ class PlivoEmulator(Emulator):
         return web.json_response(self._resource(message))
 
     async def list_messages(self, request: web.Request) -> web.Response:
+        """Messages as Plivo lists them: newest first, ``message_direction`` and
+        ``message_time__gte``/``__gt``/``__lte``/``__lt`` filters (``YYYY-MM-DD HH:MM[:SS]``,
+        UTC), ``limit`` (at most 20) and ``offset``, and ``meta.next`` to the following page."""
         if (denied := self._check_auth(request)) is not None:
             return denied
+        if (failed := self.list_request(request)) is not None:
+            return failed
+        query = request.query
         try:
-            limit = min(max(int(request.query.get("limit", "20")), 1), 20)
-            offset = max(int(request.query.get("offset", "0")), 0)
-        except ValueError:
-            return plivo_error(400, "limit and offset must be integers")
-        newest = list(reversed(self.messages))
-        page = newest[offset : offset + limit]
-        path = request.path
+            limit = min(max(int(query.get("limit", "20")), 1), self.max_page_size)
+            offset = max(int(query.get("offset", "0")), 0)
+            bounds = {op: _list_time(query.get(f"message_time__{op}")) for op in _TIME_FILTERS}
+        except ValueError as exc:
+            return plivo_error(400, f"invalid filter: {exc}")
+        direction = query.get("message_direction")
+        matching = [
+            m
+            for m in reversed(self.messages)
+            if direction in (None, "outbound")
+            and all(
+                bound is None or _TIME_FILTERS[op](m.created_at, bound)
+                for op, bound in bounds.items()
+            )
+        ]
+        page = matching[offset : offset + limit]
+        filters = [(k, v) for k, v in query.items() if k not in ("limit", "offset")]
+
+        def link(at: int) -> str:
+            return f"{request.path}?{urlencode([*filters, ('limit', limit), ('offset', at)])}"
+
         return web.json_response(
             {
                 "api_id": str(uuid.uuid4()),
                 "meta": {
                     "limit": limit,
                     "offset": offset,
-                    "total_count": len(newest),
-                    "next": f"{path}?limit={limit}&offset={offset + limit}"
-                    if offset + limit < len(newest)
-                    else None,
-                    "previous": f"{path}?limit={limit}&offset={max(offset - limit, 0)}"
-                    if offset
-                    else None,
+                    "total_count": len(matching),
+                    "next": link(offset + limit) if offset + limit < len(matching) else None,
+                    "previous": link(max(offset - limit, 0)) if offset else None,
                 },
                 "objects": [self._resource(m) for m in page],
             }
@@ -304,6 +324,23 @@ class PlivoEmulator(Emulator):
             return await self.get(target, headers=self.sign(target, {}, method="GET"))
         headers = {**self.sign(url, fields), "Content-Type": "application/x-www-form-urlencoded"}
         return await self.post(url, data=fields, headers=headers)
+
+
+#: Plivo's message_time filters: a message created at ``at`` passes ``op`` with ``bound``
+_TIME_FILTERS: dict[str, Callable[[float, float], bool]] = {
+    "gte": lambda at, bound: at >= bound,
+    "gt": lambda at, bound: at > bound,
+    "lte": lambda at, bound: at <= bound,
+    "lt": lambda at, bound: at < bound,
+}
+
+
+def _list_time(value: str | None) -> float | None:
+    """A list filter's time, ``YYYY-MM-DD HH:MM[:SS[.ffffff]]`` in UTC, as epoch seconds."""
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value.strip().replace(" ", "T"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _destinations(dst: str) -> list[str]:

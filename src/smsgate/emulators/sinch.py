@@ -15,6 +15,8 @@ webhook_secret=S`` keeps it across restarts. What it speaks:
 - an opted-out recipient (the magic number, or a number that texted STOP) is accepted and then
   reported ``Failed`` with code 418, as Sinch reports a recipient that blocked the sender;
 - ``GET /xms/v1/{plan}/batches/{id}`` and ``.../delivery_report?type=full``;
+- ``GET /xms/v1/{plan}/batches`` lists batches (filters ``client_reference``, ``from``,
+  ``start_date``, ``end_date``; ``page`` from 0, ``page_size`` at most 100; ``count``);
 - per-recipient callbacks (``Dispatched`` code 401, then ``Delivered`` code 0 or ``Failed``),
   signed with HMAC-SHA256 over ``body.nonce.timestamp``; inbound ``mo_text``.
 """
@@ -58,8 +60,16 @@ def _iso(at: float | None = None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _epoch(value: str | None) -> float | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 class SinchEmulator(Emulator):
     name = "sinch"
+    max_page_size = 100
     default_credentials = "e2ef5b7c0a8d4c3bb0f1a2b3c4d5e6f7:emulatorapitoken00000000000000"
     default_sender = "+15005550006"
     outcome_names = tuple(_FINALS)
@@ -85,6 +95,7 @@ class SinchEmulator(Emulator):
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/xms/v1/{plan}/batches", self.create)
+        app.router.add_get("/xms/v1/{plan}/batches", self.list_batches)
         app.router.add_get("/xms/v1/{plan}/batches/{id}", self.fetch)
         app.router.add_get("/xms/v1/{plan}/batches/{id}/delivery_report", self.report)
 
@@ -197,6 +208,59 @@ class SinchEmulator(Emulator):
                 },
             )
         )
+
+    async def list_batches(self, request: web.Request) -> web.Response:
+        """Batches as Sinch lists them: newest first, ``client_reference``, ``from`` and
+        ``start_date``/``end_date`` (ISO 8601) filters, ``page`` from 0 and ``page_size`` (at
+        most 100), with ``count``, the number of batches that match."""
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        if (failed := self.list_request(request)) is not None:
+            return failed
+        query = request.query
+        try:
+            page = max(int(query.get("page", "0")), 0)
+            size = min(max(int(query.get("page_size", "30")), 1), self.max_page_size)
+            start = _epoch(query.get("start_date"))
+            end = _epoch(query.get("end_date"))
+        except ValueError as exc:
+            return sinch_error(400, "syntax_invalid_parameter_format", f"Invalid filter: {exc}")
+        senders = {s for v in query.getall("from", []) for s in v.split(",")}
+        reference = query.get("client_reference")
+        batches: dict[str, list[EmulatedMessage]] = {}
+        for m in reversed(self.messages):
+            if reference is not None and m.fields.get("client_reference") != reference:
+                continue
+            if senders and m.sender not in senders:
+                continue
+            if (start is not None and m.created_at < start) or (
+                end is not None and m.created_at > end
+            ):
+                continue
+            batches.setdefault(m.id, []).append(m)
+        chunk = list(batches.values())[page * size : (page + 1) * size]
+        return web.json_response(
+            {
+                "count": len(batches),
+                "page": page,
+                "page_size": len(chunk),
+                "batches": [self._listed(members) for members in chunk],
+            }
+        )
+
+    def _listed(self, members: list[EmulatedMessage]) -> dict[str, Any]:
+        first = members[0]
+        batch = self._batch(
+            first.id,
+            {
+                "to": [m.to for m in reversed(members)],
+                "from": first.sender,
+                "body": first.body,
+                "client_reference": first.fields.get("client_reference"),
+            },
+        )
+        batch["created_at"] = _iso(first.created_at)
+        return batch
 
     async def report(self, request: web.Request) -> web.Response:
         if (denied := self._check_auth(request)) is not None:

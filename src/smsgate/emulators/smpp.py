@@ -20,6 +20,11 @@ submit_sm_resp it belongs to, as some SMSCs do. Twilio's magic numbers are refus
 ``ESME_RINVSRCADR``, ``ESME_RMSGQFUL``); the opted-out one is accepted, then undeliverable. ``--option packed=true`` reads and writes GSM-7
 packed.
 
+TLS: ``--option tls=true`` listens with a certificate from a CA made at start (its
+``ca.pem`` is printed, and :meth:`provider_url` carries ``tls=true&ca_file=``, as the SMTP
+emulator does); ``--option tls_cert=PEM --option tls_key=PEM`` serves a certificate of one's own;
+``--option tls_client_ca=PEM`` asks every client for a certificate chaining to those CAs.
+
 Faults, in SMPP terms (seeded): ``latency`` delays each submit_sm_resp; ``error_rate`` answers
 ``--option error_status`` (default ``ESME_RSYSERR``); ``rate_limit_rate`` answers
 ``ESME_RTHROTTLED``; ``reset_rate`` stores the message, then drops the connection before the
@@ -32,15 +37,19 @@ import asyncio
 import contextlib
 import itertools
 import secrets
+import shutil
 import socket
+import ssl
 import time
 from collections import deque
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from smsgate.emulators.base import Callbacks, EmulatedMessage, Emulator, Faults
 from smsgate.emulators.magic import Outcome, magic_outcome
+from smsgate.emulators.tls import TlsFiles, generate_tls_files
 from smsgate.smpp import pdu as p
 
 _OUTCOMES: dict[str, tuple[str, int, str]] = {
@@ -84,6 +93,10 @@ class SmppEmulator(Emulator):
         error_status: str | int = "ESME_RSYSERR",
         receipt_form: str = "both",
         receipt_first: bool | str = False,
+        tls: bool | str = False,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_client_ca: str | None = None,
     ) -> None:
         if credentials is not None and ":" not in credentials:
             raise ValueError("credentials must look like SYSTEM_ID:PASSWORD")
@@ -105,10 +118,25 @@ class SmppEmulator(Emulator):
             receipt_first if isinstance(receipt_first, bool) else receipt_first.lower() == "true"
         )
         self.error_status = _status(error_status)
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("give tls_cert and tls_key together (PEM files)")
+        if isinstance(tls, str):
+            if tls.lower() not in ("true", "false"):
+                raise ValueError(f"tls={tls!r}: use true or false")
+            tls = tls.lower() == "true"
+        #: SMPP over TLS: with the given certificate, else one from a CA made at start
+        self.tls = tls or tls_cert is not None
+        self.tls_cert, self.tls_key = tls_cert, tls_key
+        #: PEM of the CAs a client certificate must chain to: set, a client must show one
+        self.tls_client_ca = tls_client_ca
+        self.tls = self.tls or tls_client_ca is not None
+        self.tls_files: TlsFiles | None = None
         self.smpp_host = "127.0.0.1"
         self.smpp_port = 0
         self.sessions: set[_Session] = set()
         self.connections = 0
+        #: of those, connections over TLS
+        self.tls_connections = 0
         self.binds = 0
         self.bind_failures = 0
         self.submits = 0
@@ -130,19 +158,27 @@ class SmppEmulator(Emulator):
         return self.credentials.partition(":")[2]
 
     def provider_url(self) -> str:
-        from urllib.parse import quote
-
         user, password = quote(self.system_id, safe=""), quote(self.password, safe="")
         query = "from=smsgate" + ("&gsm7=packed" if self.packed else "")
+        if self.tls:
+            query += "&tls=true"
+            if self.tls_files is not None:
+                query += "&ca_file=" + quote(str(self.tls_files.ca_file), safe="/")
         return f"smpp://{user}:{password}@{self.smpp_host}:{self.smpp_port}?{query}"
 
     def describe(self) -> list[str]:
-        return [
-            f"smpp emulator listening on {self.smpp_host}:{self.smpp_port}",
+        lines = [
+            f"smpp emulator listening on {self.smpp_host}:{self.smpp_port}"
+            + (" (TLS)" if self.tls else ""),
             f"credentials: {self.credentials}",
+        ]
+        if self.tls_files is not None:
+            lines.append(f"CA certificate: {self.tls_files.ca_file} (smsgate: ca_file=PATH)")
+        lines += [
             f"provider URL: {self.provider_url()}",
             f"recorded messages: {self.url}/_emulator/messages",
         ]
+        return lines
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -153,6 +189,7 @@ class SmppEmulator(Emulator):
         return {
             **super().summary(),
             "connections": self.connections,
+            "tls_connections": self.tls_connections,
             "binds": self.binds,
             "bind_failures": self.bind_failures,
             "submits": self.submits,
@@ -163,7 +200,8 @@ class SmppEmulator(Emulator):
         super().reset()
         self._captured.clear()
         self._partial.clear()
-        self.connections = self.binds = self.bind_failures = self.submits = 0
+        self.connections = self.tls_connections = 0
+        self.binds = self.bind_failures = self.submits = 0
 
     def captured(self) -> list[dict[str, Any]]:
         return [pdu.to_dict() for pdu in self._captured]
@@ -344,9 +382,24 @@ class SmppEmulator(Emulator):
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start SMPP on ``host:port`` and the JSON side port; returns the side port's URL."""
         self.smpp_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        self._server = await asyncio.start_server(self._serve, host, port, backlog=1024)
+        context = await self._tls_context() if self.tls else None
+        self._server = await asyncio.start_server(
+            self._serve, host, port, backlog=1024, ssl=context
+        )
         self.smpp_port = self._server.sockets[0].getsockname()[1]
         return await super().start(host, self.http_port)
+
+    async def _tls_context(self) -> ssl.SSLContext:
+        cert, key = self.tls_cert, self.tls_key
+        if cert is None or key is None:
+            self.tls_files = await asyncio.to_thread(generate_tls_files, [self.smpp_host])
+            cert, key = str(self.tls_files.cert_file), str(self.tls_files.key_file)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        if self.tls_client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cafile=self.tls_client_ca)
+        return context
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -355,6 +408,9 @@ class SmppEmulator(Emulator):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
+        if self.tls_files is not None:
+            shutil.rmtree(self.tls_files.directory, ignore_errors=True)
+            self.tls_files = None
         await super().stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -364,6 +420,8 @@ class SmppEmulator(Emulator):
             # Responses to a window of submits must not wait for the client's delayed ACK.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if writer.get_extra_info("ssl_object") is not None:
+            self.tls_connections += 1
         session = _Session(self, writer)
         self.sessions.add(session)
         try:

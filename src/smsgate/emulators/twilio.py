@@ -65,13 +65,6 @@ class TwilioEmulator(Emulator):
     name = "twilio"
     default_credentials = "AC00000000000000000000000000000000:emulator-auth-token"
     default_sender = "+15005550006"
-    #: the largest list page served (Twilio's is 1,000; tests lower it to exercise paging)
-    max_page_size = 1000
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        #: the query of every list request, for tests that check them against Twilio's spec
-        self.list_queries: list[dict[str, str]] = []
 
     @property
     def account_sid(self) -> str:
@@ -208,8 +201,9 @@ class TwilioEmulator(Emulator):
         1,000) and ``next_page_uri`` until the last page."""
         if (denied := self._check_auth(request)) is not None:
             return denied
+        if (failed := self.list_request(request)) is not None:
+            return failed
         query = request.query
-        self.list_queries.append(dict(query))
         to, sender = query.get("To"), query.get("From")
         try:
             page_size = min(max(int(query.get("PageSize", "50") or 50), 1), self.max_page_size)

@@ -84,8 +84,9 @@ def load_settings(
     """Resolve ``value``: a path to a ``smsgate.toml``, or a mapping of its keys plus
     ``backend`` (one of :data:`BACKENDS` or a dotted path), ``config`` (a path to a
     ``smsgate.toml`` instead of inline keys), ``remote`` (``{"url": ..., "api_key": ...}`` for
-    the http backend) and ``database`` (Django's database alias). ``None``: ``SMSGATE_CONFIG``
-    or the embedded defaults. Errors name ``setting`` and the key at fault."""
+    the http backend) and ``database`` (Django's database alias). ``None``: the file the ``smsgate``
+    command would read (``SMSGATE_CONFIG``, else ``./smsgate.toml``), else the embedded defaults.
+    Errors name ``setting`` and the key at fault."""
     from smsgate.config import Config
 
     if value is None or isinstance(value, str | os.PathLike):
@@ -498,15 +499,15 @@ class WebhookHandler:
         self.listener: WebhookListener = listener or NullListener()
         self._inbound: Any = None
         if outbox is not None:
+            from smsgate.outbox.tables.server import ServerStore
             from smsgate.server.inbound import InboundHandler
             from smsgate.server.settings import ServerSettings
-            from smsgate.server.store import ServerStore
 
             settings = (
                 ServerSettings.from_config(config) if config is not None else ServerSettings()
             )
             self._inbound = InboundHandler(
-                outbox, ServerStore.of(outbox), settings, clock=outbox.clock
+                outbox, ServerStore.of(outbox.store), settings, clock=outbox.clock
             )
 
     def handle(self, provider: str, kind: str, request: WebhookRequest) -> WebhookAnswer:

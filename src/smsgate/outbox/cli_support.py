@@ -135,9 +135,8 @@ def build_worker(
 def pause_view(outbox: Outbox, clock: Clock) -> PauseView | None:
     """The providers paused in ``outbox``'s store, as a router reads them (None for a store
     without SQL tables)."""
-    from smsgate.outbox.sql import SqlStore
-    from smsgate.pauses import PauseView, ProviderPauses
+    from smsgate.outbox.tables.pauses import ProviderPauses
+    from smsgate.pauses import PauseView
 
-    if not isinstance(outbox.store, SqlStore):
-        return None
-    return PauseView.of(ProviderPauses(outbox.store), clock=clock)
+    pauses = ProviderPauses.maybe(outbox.store)
+    return None if pauses is None else PauseView.of(pauses, clock=clock)

@@ -17,6 +17,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: the texts that carry a live code (the template with the code masked), so every read path
 #: (API, console, CLI, library) shows the masked text while the worker sends the real body.
 REDACTED_BODY = "redacted_body"
+#: metadata keys only smsgate itself sets; the API refuses them from callers, so a caller cannot
+#: make a message read back as text it was not sent with
+RESERVED_METADATA = frozenset({REDACTED_BODY})
 
 
 def _text(value: Any) -> str:

@@ -19,6 +19,7 @@ from functools import partial
 from operator import itemgetter
 from typing import Any, ClassVar
 
+from smsgate.errors import ConfigError
 from smsgate.message import Status
 from smsgate.outbox import migrate as migrations
 from smsgate.outbox.store import (
@@ -1005,6 +1006,21 @@ class _TxInserter:
         screen: Screen | None = None,
     ) -> list[tuple[str, bool] | None]:
         return self._store._insert(self._tx, rows, events, fresh_ids, screen)
+
+
+def as_sql_store(store: object) -> SqlStore | None:
+    """``store`` as the SQL store the tables beside the outbox's live in (see
+    docs/architecture.md, *Layers*), or None for an engine without them."""
+    return store if isinstance(store, SqlStore) else None
+
+
+def sql_store(store: object, needs: str) -> SqlStore:
+    """:func:`as_sql_store`, or a :class:`ConfigError` naming the store for ``needs`` (who
+    asked: "the console", "verify")."""
+    found = as_sql_store(store)
+    if found is None:
+        raise ConfigError(f"{needs} needs a SQL store (sqlite:// or postgresql://)", field="store")
+    return found
 
 
 def loads(text: str | None) -> Any:

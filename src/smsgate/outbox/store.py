@@ -27,6 +27,7 @@ from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 from smsgate.errors import ConfigError, SmsgateError
@@ -608,6 +609,10 @@ class StoreURL:
             "or postgresql://user@host/dbname",
             field="store",
         )
+
+    def missing_file(self) -> str | None:
+        """The store's file where the engine keeps the store in one and it does not exist."""
+        return self.path if self.path and not Path(self.path).exists() else None
 
     @classmethod
     def _sqlite(cls, url: str) -> StoreURL:

@@ -26,9 +26,9 @@ import dataclasses
 import hashlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, Self
 from urllib.parse import parse_qsl
 
@@ -443,6 +443,8 @@ class Provider(ABC):
 
         ``since`` (epoch seconds) is when the message was stored: nothing the provider created
         before then can be it, which keeps an older identical text from being taken for it.
+        None is a claim of absence: return it only after every page of the window was read
+        (:meth:`alist_all`), and raise :class:`AmbiguousSend` when that could not be done.
         """
         raise UnsupportedFeature(
             f"{self.display_name} cannot look a message up without its id", provider=self.name
@@ -713,6 +715,83 @@ class HttpProvider(Provider):
                 raw=_raw_text(response),
             )
         return dict(body)
+
+    #: the most list pages one lookup reads before it gives up
+    reconcile_max_pages: int = 50
+    #: records asked for per list page (the provider's largest page)
+    reconcile_page_size: int = 100
+
+    def reconcile_window(self, since: float | None) -> datetime:
+        """Where a lookup's window starts: a second before ``since`` (providers' list dates have
+        whole seconds). Without ``since`` no window can be bounded, so no miss could be proof."""
+        if since is None:
+            raise AmbiguousSend(
+                "cannot look the message up: no time of the first attempt to bound the search",
+                provider=self.name,
+            )
+        return datetime.fromtimestamp(int(since) - 1, UTC)
+
+    def follow_link(
+        self, link: object, body: dict[str, Any], *, auth: tuple[str, str] | None = None
+    ) -> HttpRequest | None:
+        """The request for a list page's link to the next one (a path on the API host); None
+        when there is none. Any other link cannot be read, so the search could not finish."""
+        if not link:
+            return None
+        if not isinstance(link, str) or not link.startswith("/"):
+            raise AmbiguousSend(
+                f"{self.display_name}'s list links to an unreadable next page ({link!r}); a "
+                "partial search proves nothing",
+                provider=self.name,
+                raw=body,
+            )
+        return HttpRequest("GET", link, auth=auth)
+
+    async def alist_all(
+        self,
+        request: HttpRequest,
+        *,
+        items: Callable[[dict[str, Any]], object],
+        next_page: Callable[[dict[str, Any], HttpRequest], HttpRequest | None],
+        message: Message,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every record of a list lookup for ``areconcile``, page after page.
+
+        ``items`` picks a page's records (a list, or the page is not the provider's format);
+        ``next_page`` gives the request for the following page, None after the last. Raises
+        :class:`AmbiguousSend` unless the last page was read: a failed or unreadable page, or
+        more than :attr:`reconcile_max_pages` pages. A miss on a partial read proves nothing.
+        """
+        for page in range(1, self.reconcile_max_pages + 1):
+            try:
+                body = self.read_lookup(await self.transport.request(request))
+            except SmsgateError as exc:
+                raise AmbiguousSend(
+                    f"looking the message up at {self.display_name} failed at list page {page} "
+                    f"({exc}); a partial search proves nothing",
+                    provider=self.name,
+                    raw=exc.raw,
+                ) from None
+            records = items(body)
+            if not isinstance(records, list):
+                raise AmbiguousSend(
+                    f"{self.display_name}'s list page {page} has no list of messages; a partial "
+                    "search proves nothing",
+                    provider=self.name,
+                    raw=body,
+                )
+            for record in records:
+                if isinstance(record, dict):
+                    yield record
+            following = next_page(body, request)
+            if following is None:
+                return
+            request = following
+        raise AmbiguousSend(
+            f"{self.display_name} lists more than {self.reconcile_max_pages} pages of messages "
+            f"for {message.to}; searched no further, so not finding it proves nothing",
+            provider=self.name,
+        )
 
     @abstractmethod
     def build_send_request(self, message: Message) -> HttpRequest: ...

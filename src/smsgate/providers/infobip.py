@@ -20,7 +20,9 @@ The wire contract, as Infobip's OpenAPI (the official ``infobip-api-python-clien
 - Refusals of the whole request are ``{"requestError": {"serviceException": {"messageId",
   "text", "validationErrors"}}}`` (``UNAUTHORIZED``, ``BAD_REQUEST``, ``TOO_MANY_REQUESTS``...);
   newer endpoints answer ``{"errorCode", "description", "action", "violations"}``: both are read.
-- ``GET /sms/3/logs?messageId=ID`` finds a message's status (the status fetch).
+- ``GET /sms/3/logs?messageId=ID`` finds a message's status (the status fetch); with
+  ``sentSince``, ``sentUntil`` and ``limit`` (at most 1,000) it lists logs by time, which is how
+  Infobip pages them and how reconcile reads them to the end. Logs are kept for 48 hours.
 - Delivery reports are POSTed as ``{"results": [{"bulkId", "messageId", "to", "sender",
   "sentAt", "doneAt", "messageCount", "price", "status", "error", "callbackData"}]}``; inbound
   messages (forwarded from a number's configured URL) as ``{"results": [{"messageId", "from",
@@ -36,10 +38,13 @@ HTTPS. Without ``webhook_token`` every Infobip webhook is refused.
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from urllib.parse import urlencode
 
 from smsgate.errors import (
+    AmbiguousSend,
     AuthError,
     InsufficientFunds,
     InvalidMessage,
@@ -90,6 +95,12 @@ _SENDER_NAMES = frozenset({"REJECTED_SENDER", "REJECTED_SOURCE"})
 _FUNDS_NAMES = frozenset({"REJECTED_NOT_ENOUGH_CREDITS", "REJECTED_PREPAID_PACKAGE_EXPIRED"})
 
 
+def _infobip_time(moment: datetime) -> str:
+    """Infobip's query time format, ``yyyy-MM-dd'T'HH:mm:ss.SSSZ``, in UTC."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
 def wire_number(number: str) -> str:
     """A number as Infobip takes it: international digits, no ``+``."""
     return number.removeprefix("+")
@@ -106,6 +117,7 @@ class InfobipProvider(HttpProvider):
         webhook_verification="a secret token in the webhook URL (Infobip signs no webhook)",
         inbound=True,
         idempotency="destinations[].messageId (our id; not deduplicated by Infobip)",
+        reconcile=True,
         url_form=URL_FORM,
     )
     url_options = (
@@ -291,19 +303,88 @@ class InfobipProvider(HttpProvider):
                 provider_message_id=provider_message_id,
                 raw=logs,
             )
+        return self._log_result(provider_message_id, log)
+
+    def _log_result(self, message_id: str, log: dict[str, Any]) -> SendResult:
         count = log.get("messageCount")
         price = log.get("price") or {}
         return SendResult(
-            id=provider_message_id,
+            id=message_id,
             to=str(log.get("destination") or ""),
             status=GROUPS.get(str((log.get("status") or {}).get("groupName")), Status.UNKNOWN),
             provider=self.name,
-            provider_message_id=provider_message_id,
+            provider_message_id=str(log.get("messageId") or message_id),
             segments=count if isinstance(count, int) else None,
             price=_text(price.get("pricePerMessage")),
             price_unit=price.get("currency"),
             raw=log,
         )
+
+    #: the most logs Infobip returns for one request
+    reconcile_page_size = 1000
+    #: how far back Infobip keeps message logs
+    logs_kept_for: float = 48 * 3600
+
+    async def areconcile(
+        self, message: Message, *, since: float | None = None
+    ) -> SendResult | None:
+        """Find an ambiguously sent message by its ``messageId``, which is our message id.
+
+        Reads the logs of messages with that id sent since ``since`` and takes the one to this
+        recipient. Infobip pages logs by time, as its API reference says: a full page (1,000)
+        is followed by a request for those sent before the oldest on it (``sentUntil``). None
+        ("Infobip has no record of it") only once a page came back short and the window lies
+        within the 48 hours Infobip keeps logs for; otherwise :class:`AmbiguousSend`, as for a
+        failed or unreadable page.
+        """
+        start = self.reconcile_window(since)
+        if start.timestamp() < self.clock.time() - self.logs_kept_for:
+            raise AmbiguousSend(
+                "cannot look the message up: Infobip keeps message logs for 48 hours and the "
+                "first attempt is older, so not finding it would prove nothing",
+                provider=self.name,
+            )
+        params = {
+            "messageId": message.id,
+            "sentSince": _infobip_time(start),
+            "limit": str(self.reconcile_page_size),
+        }
+
+        seen: set[object] = set()
+
+        def next_page(body: dict[str, Any], request: HttpRequest) -> HttpRequest | None:
+            results = [r for r in body.get("results") or [] if isinstance(r, dict)]
+            if len(results) < self.reconcile_page_size:
+                return None
+            sent = [parse_iso_time(_iso(r.get("sentAt"))) for r in results]
+            fresh = {(r.get("messageId"), r.get("destination"), r.get("sentAt")) for r in results}
+            if None in sent or fresh <= seen:
+                raise AmbiguousSend(
+                    "Infobip returned a full page of logs that gives no earlier time to ask "
+                    "from (no sentAt, or all in the same millisecond as the page before); a "
+                    "partial search proves nothing",
+                    provider=self.name,
+                    raw=body,
+                )
+            seen.update(fresh)
+            # Up to and including the oldest millisecond on the page: logs sharing it that did
+            # not fit are read on the next page (those already read are read twice, harmlessly).
+            until = min(t for t in sent if t is not None) + timedelta(milliseconds=1)
+            return dataclasses.replace(
+                request, params={**params, "sentUntil": _infobip_time(until)}
+            )
+
+        async for log in self.alist_all(
+            HttpRequest("GET", "/sms/3/logs", params=params, headers=self._headers),
+            items=lambda body: body.get("results"),
+            next_page=next_page,
+            message=message,
+        ):
+            if log.get("messageId") == message.id and wire_number(
+                str(log.get("destination") or "")
+            ) == wire_number(message.to):
+                return self._log_result(message.id, log)
+        return None
 
     # -- webhooks ---------------------------------------------------------------------------
 

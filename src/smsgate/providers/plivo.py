@@ -24,8 +24,14 @@ The wire contract, and what smsgate makes of it:
   name+value + ``.`` + nonce)); the header may carry several comma-separated signatures, any
   one of which may match.
 
-Not supported: reconciling an ambiguous send (Plivo's message list cannot filter by recipient);
-bulk MMS (media messages go one request each).
+- ``GET /v1/Account/{auth_id}/Message/?message_direction=outbound&message_time__gte=&limit=&offset=``
+  lists messages (``{"meta": {"next", "total_count", ...}, "objects": [...]}``, at most 20 a
+  page). It cannot filter by recipient, and a listed message carries neither its text nor any
+  reference of ours, so reconcile reads every page since the first attempt and can prove a miss
+  (no message from this sender to this recipient), but not a match: a message found to that
+  recipient may be another one, so the send stays ambiguous.
+
+Not supported: bulk MMS (media messages go one request each).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from smsgate.errors import (
+    AmbiguousSend,
     AuthError,
     InsufficientFunds,
     InvalidMessage,
@@ -187,6 +194,7 @@ class PlivoProvider(HttpProvider):
         webhook_verification="HMAC-SHA256 (X-Plivo-Signature-V3 + nonce)",
         inbound=True,
         idempotency="our id in the callback URL (single sends)",
+        reconcile=True,
         url_form=URL_FORM,
     )
     url_options = (
@@ -387,6 +395,55 @@ class PlivoProvider(HttpProvider):
             raw=data,
         )
 
+    #: Plivo lists 20 messages a page and cannot filter by recipient: a busy window takes more
+    reconcile_max_pages = 250
+    reconcile_page_size = 20
+
+    async def areconcile(
+        self, message: Message, *, since: float | None = None
+    ) -> SendResult | None:
+        """Prove that an ambiguous send never reached Plivo, or say that it cannot.
+
+        Reads every page (``meta.next``) of the outbound messages since ``since``. None when
+        none of them went from this sender to this recipient; :class:`AmbiguousSend` when one
+        did (Plivo's list carries no text or reference to tell whether it is this message) or
+        when the read was incomplete.
+        """
+        start = self.reconcile_window(since).strftime("%Y-%m-%d %H:%M:%S")
+        params = {
+            "message_direction": "outbound",
+            "message_time__gte": start,
+            "limit": str(self.reconcile_page_size),
+            "offset": "0",
+        }
+
+        def next_page(body: dict[str, Any], _: HttpRequest) -> HttpRequest | None:
+            meta = body.get("meta")
+            link = meta.get("next") if isinstance(meta, dict) else None
+            return self.follow_link(link, body, auth=self._auth)
+
+        to, sender = _digits(message.to), self.sender_for(message)
+        candidates = [
+            item
+            async for item in self.alist_all(
+                HttpRequest("GET", self._path, params=params, auth=self._auth),
+                items=lambda body: body.get("objects"),
+                next_page=next_page,
+                message=message,
+            )
+            if _digits(str(item.get("to_number") or "")) == to
+            and _same_sender(str(item.get("from_number") or ""), sender)
+        ]
+        if candidates:
+            raise AmbiguousSend(
+                f"Plivo lists {len(candidates)} message(s) from {sender} to {message.to} since "
+                "the first attempt, and cannot tell whether one is this message: its list "
+                "carries neither the text nor a reference of ours",
+                provider=self.name,
+                raw=candidates,
+            )
+        return None
+
     def _error_from_fetch(self, response: HttpResponse) -> SmsgateError:
         body = response.json()
         error = self.map_http_status(
@@ -500,6 +557,12 @@ def _grouped(items: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for key, value in items:
         grouped.setdefault(key, []).append(value)
     return grouped
+
+
+def _same_sender(listed: str, sender: str) -> bool:
+    """Whether a listed ``from_number`` is our sender (a Powerpack sends from its numbers, so any
+    number counts then)."""
+    return not _is_number(sender) or _digits(listed) == _digits(sender)
 
 
 def _digits(number: str) -> str:

@@ -20,6 +20,9 @@ The wire contract, as Sinch's API reference and its official Python SDK (``sinch
 - Refusals are ``{"code", "text"}``: ``syntax_invalid_parameter_format`` (400, e.g. a number),
   ``unauthorized`` (401), ``forbidden`` (403), ``too_many_requests`` (429).
 - ``GET /xms/v1/{service_plan_id}/batches/{id}/delivery_report?type=full`` is the status fetch.
+- ``GET /xms/v1/{service_plan_id}/batches?client_reference=&from=&start_date=&page=&page_size=``
+  lists batches (``{"count", "page", "page_size", "batches"}``, pages from 0, at most 100 a
+  page): reconcile finds an ambiguous send there by its ``client_reference``.
 - Callbacks: ``recipient_delivery_report_sms`` ``{"type", "batch_id", "recipient", "code",
   "status", "at", "client_reference", "number_of_message_parts"}`` and inbound ``mo_text``
   ``{"type", "id", "from", "to", "body", "received_at"}``. Sinch retries a callback that did not
@@ -36,11 +39,13 @@ URL) are not checked here; without ``webhook_secret`` every Sinch webhook is ref
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 from typing import Any, Self
 
 from smsgate.errors import (
+    AmbiguousSend,
     AuthError,
     ConfigError,
     InvalidMessage,
@@ -101,6 +106,7 @@ class SinchProvider(HttpProvider):
         webhook_verification="HMAC-SHA256 (x-sinch-webhook-signature + nonce) + timestamp",
         inbound=True,
         idempotency="client_reference (echoed in receipts; not deduplicated by Sinch)",
+        reconcile=True,
         url_form=URL_FORM,
     )
     url_options = (
@@ -255,6 +261,65 @@ class SinchProvider(HttpProvider):
             provider_message_id=provider_message_id,
             raw=report,
         )
+
+    async def areconcile(
+        self, message: Message, *, since: float | None = None
+    ) -> SendResult | None:
+        """Find an ambiguously sent message by its ``client_reference`` (our message id).
+
+        Reads every page of the batches this sender created since ``since`` with that
+        reference (``GET .../batches?client_reference=&from=&start_date=``, pages numbered from
+        0 until ``count`` batches were read). None ("Sinch has no record of it") only once the last
+        page was read; a failed or unreadable page, or too many, raise :class:`AmbiguousSend`.
+        """
+        start = self.reconcile_window(since).isoformat().replace("+00:00", "Z")
+        params = {
+            "client_reference": message.id,
+            "from": self.sender_for(message),
+            "start_date": start,
+            "page": "0",
+            "page_size": str(self.reconcile_page_size),
+        }
+
+        read = 0
+
+        def next_page(body: dict[str, Any], request: HttpRequest) -> HttpRequest | None:
+            # Counted as read rather than computed from page_size: Sinch may serve fewer per
+            # page than asked, and its page_size is the number on this page.
+            nonlocal read
+            batches, count, page = body.get("batches"), body.get("count"), body.get("page")
+            if not isinstance(count, int) or not isinstance(page, int):
+                raise AmbiguousSend(
+                    "Sinch's batch list has no page and count to tell whether more pages "
+                    "follow; a partial search proves nothing",
+                    provider=self.name,
+                    raw=body,
+                )
+            read += len(batches) if isinstance(batches, list) else 0
+            if read >= count:
+                return None
+            if not batches:
+                raise AmbiguousSend(
+                    f"Sinch's batch list page {page} is empty after {read} of {count} batches; "
+                    "a partial search proves nothing",
+                    provider=self.name,
+                    raw=body,
+                )
+            return dataclasses.replace(request, params={**params, "page": str(page + 1)})
+
+        wanted = message.to.lstrip("+")
+        async for batch in self.alist_all(
+            HttpRequest("GET", self._batches, params=params, headers=self._headers),
+            items=lambda body: body.get("batches"),
+            next_page=next_page,
+            message=message,
+        ):
+            recipients = [str(to).lstrip("+") for to in batch.get("to") or []]
+            if batch.get("client_reference") == message.id and wanted in recipients:
+                return self.result(
+                    message, status=Status.QUEUED, provider_message_id=batch.get("id"), raw=batch
+                )
+        return None
 
     # -- webhooks ---------------------------------------------------------------------------
 

@@ -41,7 +41,8 @@ COLUMNS = (
     "Delivery webhooks (verification)",
     "Inbound",
     "Idempotency",
-    "HLR / lookup",
+    "Reconcile",
+    "HLR",
     "URL form",
 )
 YES, NO = "yes", "—"
@@ -73,6 +74,7 @@ def row(provider: type[Provider]) -> list[str]:
         webhooks,
         _flag(caps.inbound),
         idempotency,
+        _flag(caps.reconcile),
         _flag(caps.hlr),
         f"`{caps.url_form}`" if caps.url_form else NO,
     ]

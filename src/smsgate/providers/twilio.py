@@ -14,7 +14,6 @@ from typing import Any, Self
 from urllib.parse import urlencode
 
 from smsgate.errors import (
-    AmbiguousSend,
     AuthError,
     InvalidMessage,
     InvalidRecipient,
@@ -238,8 +237,7 @@ class TwilioProvider(HttpProvider):
             raw=data,
         )
 
-    #: the most list pages one lookup reads before it gives up (1,000 messages a page)
-    reconcile_max_pages: int = 50
+    reconcile_page_size = 1000
 
     async def areconcile(
         self, message: Message, *, since: float | None = None
@@ -254,17 +252,12 @@ class TwilioProvider(HttpProvider):
         :attr:`reconcile_max_pages` pages, or no ``since`` raises :class:`AmbiguousSend`: a miss
         on a partial read is no proof, and the message stays unknown with that reason.
         """
-        if since is None:
-            raise AmbiguousSend(
-                "cannot look the message up: no time of the first attempt to bound the search",
-                provider=self.name,
-            )
-        params = {"To": message.to, "PageSize": "1000"}
+        start = self.reconcile_window(since).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert since is not None  # reconcile_window refuses None
+        params = {"To": message.to, "PageSize": str(self.reconcile_page_size)}
         sender = self.sender_for(message)
         if not sender.startswith("MG"):
             params["From"] = sender
-        # Twilio dates have whole seconds: a second of slack keeps one sent in the same second.
-        start = datetime.fromtimestamp(int(since) - 1, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
         def ours(item: dict[str, Any]) -> bool:
             return item.get("body") == message.body and _created_since(
@@ -281,47 +274,17 @@ class TwilioProvider(HttpProvider):
                 return self._result_from_resource(message, item)
         return None
 
-    async def _list_all(
-        self, params: dict[str, str], message: Message
-    ) -> AsyncIterator[dict[str, Any]]:
+    def _list_all(self, params: dict[str, str], message: Message) -> AsyncIterator[dict[str, Any]]:
         """Every message of a list query, page after page; raises unless the last page is read."""
-        request = HttpRequest("GET", f"{self._path}.json", params=params, auth=self._auth)
-        for page in range(1, self.reconcile_max_pages + 1):
-            try:
-                body = self.read_lookup(await self.transport.request(request))
-            except SmsgateError as exc:
-                raise AmbiguousSend(
-                    f"looking the message up at Twilio failed at list page {page} ({exc}); "
-                    "a partial search proves nothing",
-                    provider=self.name,
-                    raw=exc.raw,
-                ) from None
-            items = body.get("messages")
-            if not isinstance(items, list):
-                raise AmbiguousSend(
-                    f"Twilio's list page {page} has no messages list; a partial search proves "
-                    "nothing",
-                    provider=self.name,
-                    raw=body,
-                )
-            for item in items:
-                if isinstance(item, dict):
-                    yield item
-            next_page = body.get("next_page_uri")
-            if not next_page:
-                return
-            if not isinstance(next_page, str) or not next_page.startswith("/"):
-                raise AmbiguousSend(
-                    f"Twilio's list page {page} links to an unreadable next page "
-                    f"({next_page!r}); a partial search proves nothing",
-                    provider=self.name,
-                    raw=body,
-                )
-            request = HttpRequest("GET", next_page, auth=self._auth)
-        raise AmbiguousSend(
-            f"Twilio lists more than {self.reconcile_max_pages} pages of messages to "
-            f"{message.to}; searched no further, so not finding it proves nothing",
-            provider=self.name,
+
+        def next_page(body: dict[str, Any], _: HttpRequest) -> HttpRequest | None:
+            return self.follow_link(body.get("next_page_uri"), body, auth=self._auth)
+
+        return self.alist_all(
+            HttpRequest("GET", f"{self._path}.json", params=params, auth=self._auth),
+            items=lambda body: body.get("messages"),
+            next_page=next_page,
+            message=message,
         )
 
     # -- webhooks ---------------------------------------------------------------------------

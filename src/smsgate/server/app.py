@@ -27,6 +27,7 @@ from smsgate.console.settings import ConsoleSettings
 from smsgate.errors import ConfigError
 from smsgate.outbox import Outbox
 from smsgate.outbox.cli_support import build_providers, build_worker, open_outbox
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.outbox.worker import Worker
 from smsgate.providers.base import Provider
 from smsgate.server import errors
@@ -40,7 +41,6 @@ from smsgate.server.relay import EventRelay
 from smsgate.server.routes import docs, health, messages, optouts, providers, tools, webhooks
 from smsgate.server.services import Services
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 from smsgate.server.submit import Submitter
 from smsgate.server.webhooks_out import RetrySchedule, WebhookDispatcher
 from smsgate.verify import api as verify_api
@@ -75,7 +75,7 @@ def create_app(
         _check_opt_out_policy(outbox, config)
         box = outbox
     try:
-        store = ServerStore.of(box)
+        store = ServerStore.of(box.store)
         sender: Worker | None = None
         receipts, public_url = settings.request_receipts, settings.public_url
         if run_worker and config.providers:

@@ -25,9 +25,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import ConfigError
 from smsgate.message import Purpose
+from smsgate.outbox.tables.server import ApiKeyRecord, ServerStore
 from smsgate.ratelimit import Rate, TokenBucket, parse_rate
 from smsgate.server.errors import send_json
-from smsgate.server.store import ApiKeyRecord, ServerStore
 
 KEY_PREFIX = "sgk"
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()

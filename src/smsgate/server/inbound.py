@@ -22,15 +22,16 @@ from smsgate.ids import new_id
 from smsgate.message import InboundMessage, Purpose
 from smsgate.outbox import Outbox
 from smsgate.outbox.suppressions import ALL_NUMBERS, number_key
-from smsgate.server.inbound_parts import InboundParts
-from smsgate.server.optout import Action, classify, keyword, scope_of
-from smsgate.server.settings import ServerSettings
-from smsgate.server.store import (
+from smsgate.outbox.tables.inbound_parts import InboundPartTable
+from smsgate.outbox.tables.server import (
     InboundRecord,
     OutboundEvent,
     ServerStore,
     Suppression,
 )
+from smsgate.server.inbound_parts import InboundParts
+from smsgate.server.optout import Action, classify, keyword, scope_of
+from smsgate.server.settings import ServerSettings
 from smsgate.server.webhooks_out import iso, make_event
 
 logger = logging.getLogger("smsgate.server.inbound")
@@ -49,8 +50,7 @@ class InboundHandler:
         self.store = store
         self.settings = settings
         self.clock = clock
-        # the server's store is the outbox's SQL store (ServerStore.of refuses any other)
-        self.parts = InboundParts(ServerStore.of(outbox)._store, clock=clock)
+        self.parts = InboundParts(InboundPartTable.of(outbox.store), clock=clock)
 
     async def handle(self, messages: Sequence[InboundMessage]) -> int:
         """Store and act on each message; returns how many were new."""

@@ -11,8 +11,6 @@ Each part is committed before the waiting parts are counted, in a separate read:
 parts arriving together, the one committed second always sees both.
 """
 
-# ruff: noqa: S608 -- statements interpolate only a constant condition and placeholder lists
-
 from __future__ import annotations
 
 import json
@@ -21,14 +19,12 @@ from datetime import UTC, datetime
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.message import InboundMessage
-from smsgate.outbox.sql import SqlStore
-
-_GROUP = "provider = ? AND sender = ? AND to_number = ? AND reference = ? AND total = ?"
+from smsgate.outbox.tables.inbound_parts import InboundPartTable, PartGroup
 
 
 class InboundParts:
-    def __init__(self, store: SqlStore, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.store = store
+    def __init__(self, table: InboundPartTable, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.table = table
         self.clock = clock
 
     def add(self, message: InboundMessage) -> InboundMessage | None:
@@ -37,36 +33,16 @@ class InboundParts:
         if part is None:
             return message
         received = message.received_at.timestamp() if message.received_at else self.clock.time()
-        group = (message.provider, message.sender, message.to, part.reference, part.total)
-        with self.store.write_transaction() as tx:
-            tx.execute(
-                "INSERT INTO smsgate_inbound_parts (provider, provider_message_id, sender, "
-                "to_number, reference, part_number, total, body, received_at, raw) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (provider, provider_message_id) DO NOTHING",
-                (
-                    message.provider,
-                    message.provider_message_id,
-                    message.sender,
-                    message.to,
-                    part.reference,
-                    part.number,
-                    part.total,
-                    message.body,
-                    received,
-                    None if message.raw is None else json.dumps(message.raw, default=str),
-                ),
-            )
-        with self.store.read_transaction() as tx:
-            rows = tx.execute(
-                "SELECT part_number, provider_message_id, body, received_at, raw "
-                f"FROM smsgate_inbound_parts WHERE {_GROUP} AND assembled = 0 "
-                "ORDER BY part_number, received_at, provider_message_id",
-                group,
-            )
+        group = PartGroup(message.provider, message.sender, message.to, part.reference, part.total)
+        self.table.add(
+            group, part.number, message.provider_message_id, message.body, received, message.raw
+        )
         first: dict[int, tuple[str, str, float, str | None]] = {}
-        for number, part_id, body, at, raw in rows:
-            first.setdefault(int(number), (str(part_id), str(body), float(at), raw))
+        for stored in self.table.waiting(group):
+            first.setdefault(
+                stored.number,
+                (stored.provider_message_id, stored.body, stored.received_at, stored.raw),
+            )
         if len(first) < part.total:
             return None
         ordered = [first[number] for number in range(1, part.total + 1)]
@@ -83,9 +59,4 @@ class InboundParts:
     def assembled(self, whole: InboundMessage) -> None:
         """Mark the parts of ``whole`` (returned by :meth:`add` and recorded) as done."""
         ids = whole.provider_message_id.removeprefix("concat:").split("+")
-        with self.store.write_transaction() as tx:
-            where, params = tx.in_list("provider_message_id", ids)
-            tx.execute(
-                f"UPDATE smsgate_inbound_parts SET assembled = 1 WHERE provider = ? AND {where}",
-                [whole.provider, *params],
-            )
+        self.table.mark_assembled(whole.provider, ids)

@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.message import Status
-from smsgate.server.store import EventRow, GapWatch, ServerStore
+from smsgate.outbox.tables.server import EventRow, GapWatch, ServerStore
 
 logger = logging.getLogger("smsgate.server.metrics")
 

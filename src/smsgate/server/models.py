@@ -47,6 +47,7 @@ from smsgate.message import (
     Purpose,
     Status,
 )
+from smsgate.outbox.records import RESERVED_METADATA
 from smsgate.phone import e164_pattern
 from smsgate.server.settings import MAX_BATCH
 
@@ -199,7 +200,10 @@ class MessageIn(TypedDict):
                 max_length=50,
                 # the keys' rule, stated so that a key outside it is not left to "any"
                 json_schema_extra={
-                    "propertyNames": {"pattern": TEXT_PATTERN},
+                    "propertyNames": {
+                        "pattern": TEXT_PATTERN,
+                        "not": {"enum": sorted(RESERVED_METADATA)},
+                    },
                     "additionalProperties": False,
                 },
             ),

@@ -20,7 +20,13 @@ import anyio.to_thread
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.ids import new_id
-from smsgate.server.store import EventRow, GapWatch, OutboundEvent, RelayOutcome, ServerStore
+from smsgate.outbox.tables.server import (
+    EventRow,
+    GapWatch,
+    OutboundEvent,
+    RelayOutcome,
+    ServerStore,
+)
 from smsgate.server.webhooks_out import iso, make_event
 
 logger = logging.getLogger("smsgate.server.relay")

@@ -13,13 +13,13 @@ from fastapi import Depends, Request
 
 from smsgate.clock import Clock
 from smsgate.outbox import Outbox
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.providers.base import Provider
 from smsgate.server.auth import Authenticator
 from smsgate.server.inbound import InboundHandler
 from smsgate.server.metrics import Metrics
 from smsgate.server.receipts import ReceiptRecorder
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 from smsgate.server.submit import Submitter
 from smsgate.server.webhooks_out import WebhookDispatcher
 

@@ -31,14 +31,15 @@ from smsgate.errors import InvalidRecipient, SmsgateError
 from smsgate.ids import good_id
 from smsgate.message import Purpose, Status, good_key
 from smsgate.outbox import Outbox, SubmitOutcome
+from smsgate.outbox.records import RESERVED_METADATA
 from smsgate.outbox.store import dumps
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.phone import e164_pattern, normalize
 from smsgate.server.auth import ApiKey
 from smsgate.server.errors import ApiError, from_smsgate, problems_error
 from smsgate.server.grouping import GroupCommit
 from smsgate.server.models import BATCH_IN, BatchMessageIn, MessageAccepted, MessageIn
 from smsgate.server.settings import ServerSettings
-from smsgate.server.store import ServerStore
 
 #: each purpose's text (an enum's ``.value`` costs a descriptor call; 10,000 per batch add up)
 _VALUE = {purpose: purpose.value for purpose in Purpose}
@@ -133,6 +134,14 @@ def prepare(
     if (validity := item.get("validity")) is not None:
         values["validity"] = validity
     if metadata := item.get("metadata"):
+        if reserved := sorted(RESERVED_METADATA.intersection(metadata)):
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"metadata key {reserved[0]!r} is reserved: smsgate sets it itself",
+                field=f"metadata.{reserved[0]}",
+                fix="use another key for your own data",
+            )
         values["metadata"] = metadata
     if (answers := item.get("in_reply_to")) is not None:
         values["in_reply_to"] = answers

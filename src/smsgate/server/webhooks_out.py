@@ -37,6 +37,7 @@ from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import SmsgateError, WebhookVerificationError
 from smsgate.ids import new_id
 from smsgate.outbox.store import dumps
+from smsgate.outbox.tables.server import ClaimedDelivery, OutboundEvent, ServerStore
 from smsgate.providers.transport import (
     HttpRequest,
     HttpTransport,
@@ -45,7 +46,6 @@ from smsgate.providers.transport import (
     TransportOptions,
 )
 from smsgate.retry import RetryPolicy
-from smsgate.server.store import ClaimedDelivery, OutboundEvent, ServerStore
 
 logger = logging.getLogger("smsgate.server.webhooks")
 

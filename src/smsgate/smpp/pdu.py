@@ -322,9 +322,10 @@ def encode_tlv(tag: int, value: Any) -> bytes:
 
 
 def encode(pdu: Pdu) -> bytes:
-    """The PDU's bytes, header included."""
+    """The PDU's bytes, header included. A PDU whose ``body`` is set (one this codec does not
+    lay out, or a submit_sm built by :class:`SubmitTemplate`) is sent with that body as is."""
     plan = _PLANS.get(pdu.command)
-    if plan is None:
+    if plan is None or pdu.body:
         body = pdu.body
     elif pdu.command & RESPONSE_BIT and pdu.status and not pdu.fields:
         # An error response carries no body (SMPP 3.4, 4.4.2 and friends).
@@ -371,6 +372,68 @@ def _plan(layout: tuple[tuple[str, _FieldKind], ...]) -> tuple[tuple[str, int, i
 
 
 _PLANS: Final = {command: _plan(layout) for command, layout in _LAYOUT.items()}
+
+
+def _cstring(name: str, value: str, limit: int) -> bytes:
+    raw = value.encode("latin-1")
+    if len(raw) >= limit:
+        raise PduError(f"{name} is {len(raw)} octets; SMPP allows at most {limit - 1}")
+    return raw + b"\x00"
+
+
+class SubmitTemplate:
+    """The body of submit_sm for one sender, with what stays the same from one message to the
+    next (service_type, the source address and its TON/NPI, the destination's TON/NPI,
+    registered_delivery) encoded once: a submit then costs a few concatenations rather than
+    the field-by-field :func:`encode`, which is a fifth of a submit's CPU at 10,000 a second.
+    The bytes are those :func:`encode` writes for the same fields (tests/smpp/test_pdu.py)."""
+
+    __slots__ = ("_flags", "_head")
+
+    def __init__(
+        self,
+        *,
+        source_addr: str,
+        source_addr_ton: int,
+        source_addr_npi: int,
+        dest_addr_ton: int,
+        dest_addr_npi: int,
+        registered_delivery: int,
+        service_type: str = "",
+    ) -> None:
+        self._head = (
+            _cstring("service_type", service_type, 6)
+            + bytes((source_addr_ton, source_addr_npi))
+            + _cstring("source_addr", source_addr, 21)
+            + bytes((dest_addr_ton, dest_addr_npi))
+        )
+        #: protocol_id, priority_flag, the two empty times, registered_delivery,
+        #: replace_if_present_flag: between esm_class and data_coding
+        self._flags = bytes((0, 0, 0, 0, registered_delivery, 0))
+
+    def body(
+        self,
+        destination_addr: str,
+        part: Part,
+        data_coding: int,
+    ) -> bytes:
+        """The body of the submit_sm carrying ``part`` to ``destination_addr``."""
+        message = part.short_message
+        if len(message) > 254:
+            raise PduError(
+                f"short_message is {len(message)} octets; at most 254 (use message_payload)"
+            )
+        body = (
+            self._head
+            + _cstring("destination_addr", destination_addr, 21)
+            + bytes((part.esm_class,))
+            + self._flags
+            + bytes((data_coding, 0, len(message)))
+            + message
+        )
+        if part.tlvs:
+            body += b"".join(encode_tlv(tag, value) for tag, value in part.tlvs.items())
+        return body
 
 
 # -- decoding -----------------------------------------------------------------------------------

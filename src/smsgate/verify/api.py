@@ -31,12 +31,12 @@ from smsgate.config import Config
 from smsgate.errors import SmsgateError
 from smsgate.outbox import Outbox
 from smsgate.outbox.store import dumps
+from smsgate.outbox.tables.server import ServerStore
 from smsgate.phone import normalize
 from smsgate.server.auth import key_of
 from smsgate.server.errors import ApiError, from_smsgate, problems_error, send_json_bytes
 from smsgate.server.metrics import Metrics
 from smsgate.server.models import E164, ErrorOut
-from smsgate.server.store import ServerStore
 from smsgate.server.webhooks_out import make_event
 from smsgate.verify.models import Block, VerificationBlocked, VerificationNotFound
 from smsgate.verify.service import ID_PREFIX, Verify

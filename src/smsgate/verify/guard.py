@@ -1,6 +1,6 @@
 """The fraud guard's rules: which buckets a start or check takes from, and when a prefix is
 blocked for SMS pumping. Decisions only; they read and write the verify tables inside the
-caller's transaction (:class:`~smsgate.verify.store.VerifyStore`), so a start's guard checks, its
+caller's transaction (:class:`~smsgate.outbox.tables.verify.VerifyTx`), so a start's guard checks, its
 verification and its text commit together.
 
 The token-bucket arithmetic is :func:`smsgate.ratelimit.take_all`, the one the providers' rate
@@ -14,11 +14,10 @@ import logging
 from dataclasses import dataclass
 
 from smsgate.ids import new_id
-from smsgate.outbox.sql import Tx
+from smsgate.outbox.tables.verify import VerifyTx
 from smsgate.ratelimit import BucketSpec
 from smsgate.verify.models import Block
 from smsgate.verify.settings import BUCKET_KEYS, VerifySettings
-from smsgate.verify.store import VerifyStore
 
 logger = logging.getLogger("smsgate.verify")
 
@@ -47,9 +46,8 @@ class Who:
 
 
 class Guard:
-    def __init__(self, settings: VerifySettings, store: VerifyStore) -> None:
+    def __init__(self, settings: VerifySettings) -> None:
         self.settings = settings
-        self.store = store
 
     def prefix(self, number: str) -> str:
         """The E.164 prefix the detector judges ``number`` by (``+`` and ``prefix_digits``)."""
@@ -73,15 +71,15 @@ class Guard:
                 found.append((f"{name} ({limit.text})", spec))
         return found
 
-    def take(self, tx: Tx, action: str, who: Who, now: float) -> tuple[float, str | None]:
+    def take(self, tx: VerifyTx, action: str, who: Who, now: float) -> tuple[float, str | None]:
         """One token from every bucket or none: ``(0, None)`` when granted, else the seconds to
         wait and the name of the limit that refused (the first bucket without a token)."""
         specs = self.specs(action, who)
-        wait = self.store.take(tx, [spec for _, spec in specs], now)
+        wait = tx.take([spec for _, spec in specs], now)
         if wait <= 0:
             return 0.0, None
         for name, spec in specs:
-            state = self.store.bucket(tx, spec.key)
+            state = tx.bucket(spec.key)
             if state is None:
                 continue
             tokens = min(spec.burst, state.tokens + max(0.0, now - state.updated_at) * spec.rate)
@@ -91,14 +89,14 @@ class Guard:
 
     # -- the pumping detector -----------------------------------------------------------------
 
-    def count_start(self, tx: Tx, prefix: str, now: float) -> None:
-        self.store.count(tx, prefix, self.slot(now), started=1)
+    def count_start(self, tx: VerifyTx, prefix: str, now: float) -> None:
+        tx.count(prefix, self.slot(now), started=1)
 
-    def count_approval(self, tx: Tx, prefix: str, started_at: float) -> None:
+    def count_approval(self, tx: VerifyTx, prefix: str, started_at: float) -> None:
         """An approval counts in the slot its verification started in."""
-        self.store.count(tx, prefix, self.slot(started_at), approved=1)
+        tx.count(prefix, self.slot(started_at), approved=1)
 
-    def judge(self, tx: Tx, prefix: str, now: float) -> Block | None:
+    def judge(self, tx: VerifyTx, prefix: str, now: float) -> Block | None:
         """Block ``prefix`` when its mature starts in the window are many and rarely approved.
 
         A start counts once it is older than ``grace`` (a real user needs time to type the
@@ -111,10 +109,10 @@ class Guard:
             return None
         low = int((now - p.window) // p.slot)
         high = int((now - p.grace) // p.slot)
-        started, approved = self.store.traffic(tx, prefix, low, high)
+        started, approved = tx.traffic(prefix, low, high)
         if started < p.min_volume or approved >= p.min_conversion * started:
             return None
-        level = self.store.blocks_since(tx, prefix, now - ESCALATION_WINDOW) + 1
+        level = tx.blocks_since(prefix, now - ESCALATION_WINDOW) + 1
         seconds = min(p.block * 2 ** (level - 1), p.max_block)
         block = Block(
             id=new_id("vbk"),
@@ -130,12 +128,12 @@ class Guard:
             created_at=now,
             blocked_until=now + seconds,
         )
-        self.store.add_block(tx, block)
-        self.store.forget_traffic(tx, prefix=prefix)
+        tx.add_block(block)
+        tx.forget_traffic(prefix=prefix)
         logger.warning("verify: blocked prefix %s: %s", block.prefix, block.reason)
         return block
 
-    def prune(self, tx: Tx, now: float) -> None:
+    def prune(self, tx: VerifyTx, now: float) -> None:
         """Drop every prefix's slots older than the window."""
         p = self.settings.pumping
-        self.store.forget_traffic(tx, before=int((now - p.window) // p.slot) - 1)
+        tx.forget_traffic(before=int((now - p.window) // p.slot) - 1)

@@ -50,7 +50,7 @@ from smsgate.ids import new_id
 from smsgate.message import Message, Purpose
 from smsgate.outbox import Outbox
 from smsgate.outbox.records import REDACTED_BODY, NotCancelable
-from smsgate.outbox.sql import Tx
+from smsgate.outbox.tables.verify import Row, VerifyStore, VerifyTx
 from smsgate.phone import normalize
 from smsgate.verify import codes
 from smsgate.verify.guard import Guard, Who
@@ -64,7 +64,6 @@ from smsgate.verify.models import (
     VerificationStatus,
 )
 from smsgate.verify.settings import VerifySettings
-from smsgate.verify.store import Row, VerifyStore
 
 if TYPE_CHECKING:
     from smsgate.server.grouping import GroupCommit
@@ -98,7 +97,7 @@ class _Effects:
 
 #: one start, check or cancel, run inside a write transaction: it returns the answer, or the
 #: refusal to raise once its decision is committed
-_Op = Callable[[Tx, _Effects], "Verification | SmsgateError"]
+_Op = Callable[[VerifyTx, _Effects], "Verification | SmsgateError"]
 
 
 class Verify:
@@ -131,7 +130,7 @@ class Verify:
             raise ValueError("give either settings or secret, not both")
         self.settings = settings
         self.store = VerifyStore(outbox)
-        self.guard = Guard(settings, self.store)
+        self.guard = Guard(settings)
         self.outbox = outbox
         self.clock = clock or outbox.clock or SYSTEM_CLOCK
         self.on_block = on_block
@@ -211,7 +210,7 @@ class Verify:
         test = self._test_behaviour(number)
         permission = "allow" if test else s.countries.permission(who.country)
 
-        def op(tx: Tx, fx: _Effects) -> Verification | SmsgateError:
+        def op(tx: VerifyTx, fx: _Effects) -> Verification | SmsgateError:
             now = self.clock.time()
             fx.started = now
             error: SmsgateError | None = None
@@ -223,7 +222,7 @@ class Verify:
                     "another number",
                     verification=row.public(),
                 )
-            elif not test and (block := self.store.active_block(tx, who.prefix, now)) is not None:
+            elif not test and (block := tx.active_block(who.prefix, now)) is not None:
                 reason = f"prefix {who.prefix} is blocked until {_iso(block.blocked_until)} ({block.reason})"
                 row = self._refuse(tx, who, channel, length, lifetime, locale, now, reason)
                 error = VerificationBlocked(
@@ -232,7 +231,7 @@ class Verify:
                     verification=row.public(),
                 )
             else:
-                pending = self.store.pending_for(tx, number, channel, lock=True)
+                pending = tx.pending_for(number, channel, lock=True)
                 if pending is not None and pending.expires_at <= now:
                     self._end(tx, pending, VerificationStatus.EXPIRED, "expired", now)
                     pending = None
@@ -280,7 +279,7 @@ class Verify:
 
     def _create(
         self,
-        tx: Tx,
+        tx: VerifyTx,
         who: Who,
         channel: str,
         length: int,
@@ -305,7 +304,7 @@ class Verify:
             self.settings.max_sends, json.dumps(messages), who.prefix, who.country,
             who.client_ip, who.api_key, None, test,
         )  # fmt: skip
-        self.store.insert(tx, row)
+        tx.insert(row)
         if test is not None:
             reason = f"test number: every check will {'approve' if test == 'approve' else 'fail'}"
             outcome = "allowed"
@@ -318,7 +317,7 @@ class Verify:
 
     def _resend(
         self,
-        tx: Tx,
+        tx: VerifyTx,
         row: Row,
         who: Who,
         lifetime: float,
@@ -358,14 +357,14 @@ class Verify:
             message_ids=json.dumps(messages),
             updated_at=now,
         )
-        self.store.update(tx, updated)
+        tx.update(updated)
         policy = "the same code" if self.settings.resend == "same" else "a new code"
         self._decide(tx, now, "resend", "allowed", f"resent with {policy}", who, updated)
         return updated, None
 
     def _send(
         self,
-        tx: Tx,
+        tx: VerifyTx,
         ident: str,
         number: int,
         to: str,
@@ -402,11 +401,11 @@ class Verify:
             # key that may read messages but not verify never sees a live code
             metadata={"verification": ident, REDACTED_BODY: redacted},
         )
-        return self.store.insert_message(tx, message, now)
+        return tx.insert_message(message, now)
 
     def _refuse(
         self,
-        tx: Tx,
+        tx: VerifyTx,
         who: Who,
         channel: str,
         length: int,
@@ -422,7 +421,7 @@ class Verify:
             self.settings.max_sends, "[]", who.prefix, who.country, who.client_ip, who.api_key,
             reason, None,
         )  # fmt: skip
-        self.store.insert(tx, row)
+        tx.insert(row)
         self._decide(tx, now, "start", "blocked", reason, who, row)
         return row
 
@@ -442,11 +441,11 @@ class Verify:
             )
         now = self.clock.time()
         with self.store.write() as tx:
-            lifted = self.store.lift(tx, prefix, now, by)
+            lifted = tx.lift(prefix, now, by)
             if lifted:
-                self.store.forget_traffic(tx, prefix=prefix)
+                tx.forget_traffic(prefix=prefix)
                 reason = f"block lifted by {by}"
-                self.store.record(tx, Decision(now, "unblock", "allowed", reason, prefix=prefix))
+                tx.record(Decision(now, "unblock", "allowed", reason, prefix=prefix))
         self.counters["unblock", "allowed"] += bool(lifted)
         return [Block(**{**_block_dict(b), "lifted_at": now, "lifted_by": by}) for b in lifted]
 
@@ -486,14 +485,14 @@ class Verify:
             code = code[:64]  # longer is never a code; bounds the work a request can ask for
         number, region = (None, None) if by_id else _number(target)
 
-        def op(tx: Tx, fx: _Effects) -> Verification | SmsgateError:
+        def op(tx: VerifyTx, fx: _Effects) -> Verification | SmsgateError:
             now = self.clock.time()
             error: SmsgateError | None = None
             approved = False
             if number is None:
-                row = self.store.get(tx, target, lock=True)
+                row = tx.get(target, lock=True)
             else:
-                row = self.store.pending_for(tx, number, "sms", lock=True)
+                row = tx.pending_for(number, "sms", lock=True)
             if row is None:
                 codes.matches(self._secret, ID_PREFIX, code, _ABSENT_HASH)
                 if number is not None:
@@ -502,7 +501,7 @@ class Verify:
                     # time nor the limits tell whether the number has one
                     who = Who(number, self.guard.prefix(number), region, client_ip, key)
                     wait, limit = self.guard.take(tx, "checks", who, now)
-                    self.store.update_none(tx)
+                    tx.update_none()
                     if limit is not None:
                         reason = f"over the {limit} limit"
                         self._decide(tx, now, "check", "refused", reason, who, None)
@@ -564,7 +563,7 @@ class Verify:
             reason="1 wrong codes" if last else None,
         )
 
-    def _attempt(self, tx: Tx, row: Row, who: Who, code: str, now: float) -> tuple[Row, bool]:
+    def _attempt(self, tx: VerifyTx, row: Row, who: Who, code: str, now: float) -> tuple[Row, bool]:
         attempts = row.attempts + 1
         assert row.code_hash is not None
         right = codes.matches(self._secret, row.id, code, row.code_hash)
@@ -583,7 +582,7 @@ class Verify:
             status, reason = _PENDING, None
             decided = f"wrong code ({attempts} of {row.max_attempts})"
         updated = row._replace(status=status, attempts=attempts, reason=reason, updated_at=now)
-        self.store.update(tx, updated)
+        tx.update(updated)
         self._decide(tx, now, "check", "allowed", decided, who, updated)
         return updated, right
 
@@ -595,9 +594,9 @@ class Verify:
         return self._one(self._cancel_op(verification_id))
 
     def _cancel_op(self, verification_id: str) -> _Op:
-        def op(tx: Tx, fx: _Effects) -> Verification | SmsgateError:
+        def op(tx: VerifyTx, fx: _Effects) -> Verification | SmsgateError:
             now = self.clock.time()
-            row = self.store.get(tx, verification_id, lock=True)
+            row = tx.get(verification_id, lock=True)
             if row is None:
                 return VerificationNotFound(
                     f"no verification {verification_id!r}; check the id", field="id"
@@ -633,14 +632,12 @@ class Verify:
                     if alone:
                         results.append(op(tx, fx))
                         continue
-                    tx.execute("SAVEPOINT smsgate_verify_op")
                     try:
-                        results.append(op(tx, fx))
+                        with tx.savepoint():
+                            results.append(op(tx, fx))
                     except SmsgateError as exc:
-                        tx.execute("ROLLBACK TO SAVEPOINT smsgate_verify_op")
                         effects[len(results)] = _Effects()
                         results.append(exc)
-                    tx.execute("RELEASE SAVEPOINT smsgate_verify_op")
         except Exception:
             if alone:
                 raise
@@ -698,14 +695,14 @@ class Verify:
         if cached is not None:
             return cached
         with self.store.read() as tx:
-            row = self.store.get(tx, verification_id)
+            row = tx.get(verification_id)
         if row is None:
             raise VerificationNotFound(
                 f"no verification {verification_id!r}; check the id", field="id"
             )
         if row.status == _PENDING and row.expires_at <= self.clock.time():
             with self.store.write() as tx:
-                current = self.store.get(tx, verification_id, lock=True)
+                current = tx.get(verification_id, lock=True)
                 assert current is not None
                 row = current
                 if row.status == _PENDING:
@@ -777,14 +774,16 @@ class Verify:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _end(self, tx: Tx, row: Row, status: VerificationStatus, reason: str, now: float) -> Row:
+    def _end(
+        self, tx: VerifyTx, row: Row, status: VerificationStatus, reason: str, now: float
+    ) -> Row:
         updated = row._replace(status=status.value, reason=reason, updated_at=now)
-        self.store.update(tx, updated)
+        tx.update(updated)
         return updated
 
     def _decide(
         self,
-        tx: Tx,
+        tx: VerifyTx,
         now: float,
         action: str,
         outcome: str,
@@ -792,8 +791,7 @@ class Verify:
         who: Who,
         row: Row | None,
     ) -> None:
-        self.store.record(
-            tx,
+        tx.record(
             Decision(
                 now,
                 action,

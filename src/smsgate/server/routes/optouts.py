@@ -14,6 +14,7 @@ from smsgate.errors import InvalidRecipient
 from smsgate.ids import good_id
 from smsgate.outbox.store import to_datetime
 from smsgate.outbox.suppressions import ALL_NUMBERS, number_key
+from smsgate.outbox.tables.server import InboundRecord, Suppression
 from smsgate.server.errors import ApiError
 from smsgate.server.inbound import suppression_event
 from smsgate.server.models import (
@@ -29,7 +30,6 @@ from smsgate.server.models import (
     SuppressionPage,
 )
 from smsgate.server.services import Svc
-from smsgate.server.store import InboundRecord, Suppression
 from smsgate.server.submit import check_number
 from smsgate.server.webhooks_out import make_event
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from smsgate.ids import good_id, new_id
 from smsgate.outbox.store import to_datetime
+from smsgate.outbox.tables.server import Delivery, Subscription
 from smsgate.server.errors import ApiError, not_found
 from smsgate.server.models import (
     DeliveryOut,
@@ -21,7 +22,6 @@ from smsgate.server.models import (
     WebhookOut,
 )
 from smsgate.server.services import Services, Svc
-from smsgate.server.store import Delivery, Subscription
 from smsgate.server.webhooks_out import new_secret, subscriptions_for
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])

@@ -13,16 +13,17 @@ guarantee: two checks of one verification never both see it pending.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from smsgate.errors import ConfigError
 from smsgate.message import Message
-from smsgate.outbox import Outbox
-from smsgate.outbox.sql import SqlStore, Tx
+from smsgate.outbox.sql import SqlStore, Tx, sql_store
 from smsgate.ratelimit import BucketSpec, BucketState, take_all
 from smsgate.verify.models import Block, Decision, Verification, VerificationStatus
+
+if TYPE_CHECKING:
+    from smsgate.outbox import Outbox
 
 _PLACEHOLDER_TIME = -1.0
 
@@ -104,39 +105,127 @@ def _block(row: Sequence[Any]) -> Block:
 
 
 class VerifyStore:
-    """SQL for the verify tables. The ``tx`` methods run inside a transaction the caller holds
-    (:meth:`write`), so one start or check is one transaction however many tables it touches."""
+    """The verify tables of ``outbox``'s store. Reads that stand alone are methods here; a start
+    or a check runs in one transaction (:meth:`write`) whose :class:`VerifyTx` it calls, so it is
+    one transaction however many tables it touches."""
 
     def __init__(self, outbox: Outbox) -> None:
-        if not isinstance(outbox.store, SqlStore):
-            raise ConfigError(
-                "verify needs a SQL store (sqlite:// or postgresql://)", field="store"
-            )
         self.outbox = outbox
-        self._store: SqlStore = outbox.store
+        self._store: SqlStore = sql_store(outbox.store, "verify")
         # the engine's row-lock clause (" FOR UPDATE" where rows are locked, "" on SQLite, whose
         # writers are serialized): verify asks no engine by name
         self._lock: str = self._store._for_update
 
-    def write(self) -> AbstractContextManager[Tx]:
-        return self._store.write_transaction()
+    @contextmanager
+    def write(self) -> Iterator[VerifyTx]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        with self._store.write_transaction() as tx:
+            yield VerifyTx(tx, self)
 
-    def read(self) -> AbstractContextManager[Tx]:
-        return self._store.read_transaction()
+    @contextmanager
+    def read(self) -> Iterator[VerifyTx]:
+        """A consistent read (write nothing through it)."""
+        with self._store.read_transaction() as tx:
+            yield VerifyTx(tx, self)
+
+    def list_rows(
+        self, *, to: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[Row]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("to_number", to), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {COLUMNS} FROM smsgate_verifications"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        params.append(limit)
+        with self._store.read_transaction() as tx:
+            return [Row._make(r) for r in tx.execute(sql, params)]
+
+    def conversion(
+        self, by: str, since: float, limit: int = 100
+    ) -> list[tuple[str | None, int, int]]:
+        """``(country or prefix, started, approved)`` of the verifications created since
+        ``since``, most started first; ``by`` is ``"country"`` or ``"prefix"``."""
+        if by not in ("country", "prefix"):
+            raise ValueError(f"by must be 'country' or 'prefix', not {by!r}")
+        sql = (
+            f"SELECT {by}, count(*), sum(CASE WHEN status = 'approved' THEN 1 ELSE 0 END) "
+            f"FROM smsgate_verifications WHERE created_at >= ? GROUP BY {by} "
+            f"ORDER BY count(*) DESC, {by} LIMIT ?"
+        )
+        with self._store.read_transaction() as tx:
+            rows = tx.execute(sql, (since, limit))
+        return [(r[0], int(r[1]), int(r[2] or 0)) for r in rows]
+
+    def blocks(self, now: float, *, active: bool = True, limit: int = 100) -> list[Block]:
+        sql = f"SELECT {_BLOCK_COLUMNS} FROM smsgate_verify_blocks"
+        params: list[Any] = []
+        if active:
+            sql += " WHERE lifted_at IS NULL AND blocked_until > ?"
+            params.append(now)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        params.append(limit)
+        with self._store.read_transaction() as tx:
+            return [_block(row) for row in tx.execute(sql, params)]
+
+    def decisions(
+        self, *, verification_id: str | None = None, to: str | None = None, limit: int = 100
+    ) -> list[Decision]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("verification_id", verification_id), ("to_number", to)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {_DECISION_COLUMNS} FROM smsgate_verify_decisions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        with self._store.read_transaction() as tx:
+            rows = tx.execute(sql, params)
+        return [Decision(float(r[0]), *r[1:]) for r in rows]
+
+
+class VerifyTx:
+    """The verify tables inside one transaction of :class:`VerifyStore`."""
+
+    def __init__(self, tx: Tx, tables: VerifyStore) -> None:
+        self._tx = tx
+        self._outbox = tables.outbox
+        self._store = tables._store
+        self._lock = tables._lock
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo what the block wrote if it raises (the exception goes on); what the transaction
+        wrote before the block stays."""
+        self._tx.execute("SAVEPOINT smsgate_verify_op")
+        try:
+            yield
+        except Exception:
+            self._tx.execute("ROLLBACK TO SAVEPOINT smsgate_verify_op")
+            self._tx.execute("RELEASE SAVEPOINT smsgate_verify_op")
+            raise
+        self._tx.execute("RELEASE SAVEPOINT smsgate_verify_op")
 
     # -- verifications ------------------------------------------------------------------------
 
-    def get(self, tx: Tx, verification_id: str, *, lock: bool = False) -> Row | None:
-        rows = tx.execute(
+    def get(self, verification_id: str, *, lock: bool = False) -> Row | None:
+        rows = self._tx.execute(
             f"SELECT {COLUMNS} FROM smsgate_verifications WHERE id = ?"
             + (self._lock if lock else ""),
             (verification_id,),
         )
         return Row._make(rows[0]) if rows else None
 
-    def pending_for(self, tx: Tx, to: str, channel: str, *, lock: bool = False) -> Row | None:
+    def pending_for(self, to: str, channel: str, *, lock: bool = False) -> Row | None:
         """The number's pending verification on ``channel`` (there is at most one)."""
-        rows = tx.execute(
+        rows = self._tx.execute(
             f"SELECT {COLUMNS} FROM smsgate_verifications "
             "WHERE to_number = ? AND channel = ? AND status = 'pending' "
             "ORDER BY created_at DESC LIMIT 1" + (self._lock if lock else ""),
@@ -144,14 +233,14 @@ class VerifyStore:
         )
         return Row._make(rows[0]) if rows else None
 
-    def insert(self, tx: Tx, row: Row) -> None:
-        tx.execute(
+    def insert(self, row: Row) -> None:
+        self._tx.execute(
             f"INSERT INTO smsgate_verifications ({COLUMNS}) VALUES ({_PLACEHOLDERS})", tuple(row)
         )
 
-    def update(self, tx: Tx, row: Row) -> None:
+    def update(self, row: Row) -> None:
         """Write back the fields a check or a resend changes."""
-        tx.execute(
+        self._tx.execute(
             "UPDATE smsgate_verifications SET status = ?, salt = ?, code_hash = ?, "
             "updated_at = ?, expires_at = ?, attempts = ?, sends = ?, message_ids = ?, "
             "reason = ? WHERE id = ?",
@@ -169,61 +258,30 @@ class VerifyStore:
             ),
         )
 
-    def update_none(self, tx: Tx) -> None:
+    def update_none(self) -> None:
         """The cost of :meth:`update` without its effect: a check of a number with no pending
         verification spends what a wrong code spends, so its timing reveals nothing."""
-        tx.execute("UPDATE smsgate_verifications SET updated_at = updated_at WHERE id = ?", ("",))
-
-    def list_rows(
-        self, *, to: str | None = None, status: str | None = None, limit: int = 100
-    ) -> list[Row]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("to_number", to), ("status", status)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        sql = f"SELECT {COLUMNS} FROM smsgate_verifications"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        params.append(limit)
-        with self.read() as tx:
-            return [Row._make(r) for r in tx.execute(sql, params)]
-
-    def conversion(
-        self, by: str, since: float, limit: int = 100
-    ) -> list[tuple[str | None, int, int]]:
-        """``(country or prefix, started, approved)`` of the verifications created since
-        ``since``, most started first; ``by`` is ``"country"`` or ``"prefix"``."""
-        if by not in ("country", "prefix"):
-            raise ValueError(f"by must be 'country' or 'prefix', not {by!r}")
-        sql = (
-            f"SELECT {by}, count(*), sum(CASE WHEN status = 'approved' THEN 1 ELSE 0 END) "
-            f"FROM smsgate_verifications WHERE created_at >= ? GROUP BY {by} "
-            f"ORDER BY count(*) DESC, {by} LIMIT ?"
+        self._tx.execute(
+            "UPDATE smsgate_verifications SET updated_at = updated_at WHERE id = ?", ("",)
         )
-        with self.read() as tx:
-            rows = tx.execute(sql, (since, limit))
-        return [(r[0], int(r[1]), int(r[2] or 0)) for r in rows]
 
     # -- the text, in the outbox, in the same transaction --------------------------------------
 
-    def insert_message(self, tx: Tx, message: Message, now: float) -> str:
+    def insert_message(self, message: Message, now: float) -> str:
         """Store ``message`` in the outbox inside ``tx``: a verification and its text are
         committed together. Uses the outbox's own validation and insert (opt-outs screened as the
         outbox is configured), so the worker sends it like any other otp message."""
-        row, event, fresh = self.outbox._validator.build(message, now)
+        row, event, fresh = self._outbox._validator.build(message, now)
         fresh = fresh or message.idempotency_key is None
-        screen = self.outbox.opt_out_screen([row])
-        (stored,) = self._store._insert(tx, [row], [event], fresh, screen)
+        screen = self._outbox.opt_out_screen([row])
+        (stored,) = self._store._insert(self._tx, [row], [event], fresh, screen)
         if stored is None:
             raise screen.refused[0]
         return stored[0]
 
     # -- token buckets ------------------------------------------------------------------------
 
-    def take(self, tx: Tx, specs: Sequence[BucketSpec], now: float) -> float:
+    def take(self, specs: Sequence[BucketSpec], now: float) -> float:
         """Take one token from every bucket of ``specs`` or from none; the seconds to wait (0:
         granted). Same arithmetic as the outbox's rate buckets (:func:`~smsgate.ratelimit.take_all`)."""
         if not specs:
@@ -231,15 +289,15 @@ class VerifyStore:
         keys = sorted({spec.key for spec in specs})
         if self._lock:
             # rows must exist to be locked; lock them in key order so takers cannot deadlock
-            tx.executemany(
+            self._tx.executemany(
                 "INSERT INTO smsgate_verify_buckets (key, tokens, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO NOTHING",
                 [(key, 0.0, _PLACEHOLDER_TIME) for key in keys],
             )
-        clause, params = tx.in_list("key", keys)
+        clause, params = self._tx.in_list("key", keys)
         found = {
             key: BucketState(float(tokens), float(updated))
-            for key, tokens, updated in tx.execute(
+            for key, tokens, updated in self._tx.execute(
                 f"SELECT key, tokens, updated_at FROM smsgate_verify_buckets WHERE {clause} "
                 f"ORDER BY key{self._lock}",
                 params,
@@ -248,7 +306,7 @@ class VerifyStore:
         }
         states, wait = take_all([found.get(spec.key) for spec in specs], specs, 1, now)
         if wait == 0.0:
-            tx.executemany(
+            self._tx.executemany(
                 "INSERT INTO smsgate_verify_buckets (key, tokens, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, "
                 "updated_at = excluded.updated_at",
@@ -256,9 +314,9 @@ class VerifyStore:
             )
         return wait
 
-    def bucket(self, tx: Tx, key: str) -> BucketState | None:
+    def bucket(self, key: str) -> BucketState | None:
         """One bucket as stored (not refilled); None if never filled."""
-        rows = tx.execute(
+        rows = self._tx.execute(
             "SELECT tokens, updated_at FROM smsgate_verify_buckets WHERE key = ?", (key,)
         )
         if not rows or float(rows[0][1]) == _PLACEHOLDER_TIME:
@@ -267,8 +325,8 @@ class VerifyStore:
 
     # -- the pumping detector's window --------------------------------------------------------
 
-    def count(self, tx: Tx, prefix: str, slot: int, *, started: int = 0, approved: int = 0) -> None:
-        tx.execute(
+    def count(self, prefix: str, slot: int, *, started: int = 0, approved: int = 0) -> None:
+        self._tx.execute(
             "INSERT INTO smsgate_verify_traffic (prefix, slot, started, approved) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (prefix, slot) DO UPDATE SET "
             "started = smsgate_verify_traffic.started + excluded.started, "
@@ -276,42 +334,42 @@ class VerifyStore:
             (prefix, slot, started, approved),
         )
 
-    def traffic(self, tx: Tx, prefix: str, low: int, high: int) -> tuple[int, int]:
+    def traffic(self, prefix: str, low: int, high: int) -> tuple[int, int]:
         """Starts and approvals of ``prefix`` in slots ``low <= slot < high``."""
-        rows = tx.execute(
+        rows = self._tx.execute(
             "SELECT coalesce(sum(started), 0), coalesce(sum(approved), 0) "
             "FROM smsgate_verify_traffic WHERE prefix = ? AND slot >= ? AND slot < ?",
             (prefix, low, high),
         )
         return int(rows[0][0]), int(rows[0][1])
 
-    def forget_traffic(self, tx: Tx, prefix: str | None = None, before: int | None = None) -> None:
+    def forget_traffic(self, prefix: str | None = None, before: int | None = None) -> None:
         """Drop a prefix's window (after a block or an unblock: new evidence is needed), or
         every slot older than ``before``."""
         if prefix is not None:
-            tx.execute("DELETE FROM smsgate_verify_traffic WHERE prefix = ?", (prefix,))
+            self._tx.execute("DELETE FROM smsgate_verify_traffic WHERE prefix = ?", (prefix,))
         elif before is not None:
-            tx.execute("DELETE FROM smsgate_verify_traffic WHERE slot < ?", (before,))
+            self._tx.execute("DELETE FROM smsgate_verify_traffic WHERE slot < ?", (before,))
 
     # -- blocks -------------------------------------------------------------------------------
 
-    def active_block(self, tx: Tx, prefix: str, now: float) -> Block | None:
-        rows = tx.execute(
+    def active_block(self, prefix: str, now: float) -> Block | None:
+        rows = self._tx.execute(
             f"SELECT {_BLOCK_COLUMNS} FROM smsgate_verify_blocks WHERE prefix = ? "
             "AND lifted_at IS NULL AND blocked_until > ? ORDER BY blocked_until DESC LIMIT 1",
             (prefix, now),
         )
         return _block(rows[0]) if rows else None
 
-    def blocks_since(self, tx: Tx, prefix: str, since: float) -> int:
-        rows = tx.execute(
+    def blocks_since(self, prefix: str, since: float) -> int:
+        rows = self._tx.execute(
             "SELECT count(*) FROM smsgate_verify_blocks WHERE prefix = ? AND created_at >= ?",
             (prefix, since),
         )
         return int(rows[0][0])
 
-    def add_block(self, tx: Tx, block: Block) -> None:
-        tx.execute(
+    def add_block(self, block: Block) -> None:
+        self._tx.execute(
             f"INSERT INTO smsgate_verify_blocks ({_BLOCK_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -328,8 +386,8 @@ class VerifyStore:
             ),
         )
 
-    def lift(self, tx: Tx, prefix: str, now: float, by: str) -> list[Block]:
-        rows = tx.execute(
+    def lift(self, prefix: str, now: float, by: str) -> list[Block]:
+        rows = self._tx.execute(
             "UPDATE smsgate_verify_blocks SET lifted_at = ?, lifted_by = ? "
             "WHERE prefix = ? AND lifted_at IS NULL AND blocked_until > ? "
             f"RETURNING {_BLOCK_COLUMNS}",
@@ -337,21 +395,10 @@ class VerifyStore:
         )
         return [_block(row) for row in rows]
 
-    def blocks(self, now: float, *, active: bool = True, limit: int = 100) -> list[Block]:
-        sql = f"SELECT {_BLOCK_COLUMNS} FROM smsgate_verify_blocks"
-        params: list[Any] = []
-        if active:
-            sql += " WHERE lifted_at IS NULL AND blocked_until > ?"
-            params.append(now)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        params.append(limit)
-        with self.read() as tx:
-            return [_block(row) for row in tx.execute(sql, params)]
-
     # -- decisions ----------------------------------------------------------------------------
 
-    def record(self, tx: Tx, decision: Decision) -> None:
-        tx.execute(
+    def record(self, decision: Decision) -> None:
+        self._tx.execute(
             f"INSERT INTO smsgate_verify_decisions ({_DECISION_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -367,21 +414,3 @@ class VerifyStore:
                 decision.api_key,
             ),
         )
-
-    def decisions(
-        self, *, verification_id: str | None = None, to: str | None = None, limit: int = 100
-    ) -> list[Decision]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("verification_id", verification_id), ("to_number", to)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        sql = f"SELECT {_DECISION_COLUMNS} FROM smsgate_verify_decisions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        with self.read() as tx:
-            rows = tx.execute(sql, params)
-        return [Decision(float(r[0]), *r[1:]) for r in rows]

@@ -1,4 +1,6 @@
-"""The server's tables, in the outbox's store (migration 0003): one database, one transaction model.
+"""The server's tables (migration 0003: API keys, suppressions, inbound messages, webhook
+subscriptions and deliveries, the event relay's cursor), in the outbox's store: one database, one
+transaction model.
 
 Everything goes through the outbox engine's transactions (``write_transaction`` /
 ``read_transaction``), so SQLite writers queue on the same lock as the worker's and PostgreSQL
@@ -16,12 +18,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
-from smsgate.errors import ConfigError
 from smsgate.ids import new_id
-from smsgate.outbox import Outbox
 from smsgate.outbox.migrate import check_version
-from smsgate.outbox.sql import SqlStore, Tx
+from smsgate.outbox.sql import Tx
 from smsgate.outbox.store import chunks, dumps
+from smsgate.outbox.tables.base import Table
 
 #: ids per ``IN (...)`` list
 _CHUNK = 500
@@ -271,20 +272,10 @@ class RelayOutcome:
 # -- the store ---------------------------------------------------------------------------------
 
 
-class ServerStore:
+class ServerStore(Table):
     """The server's rows, stored next to the outbox's (see migration 0003)."""
 
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    @classmethod
-    def of(cls, outbox: Outbox) -> ServerStore:
-        """The server's tables in ``outbox``'s store."""
-        if not isinstance(outbox.store, SqlStore):
-            raise ConfigError(
-                "the server needs a SQL store (sqlite:// or postgresql://)", field="store"
-            )
-        return cls(outbox.store)
+    needs = "the server"
 
     def _write(self) -> AbstractContextManager[Tx]:
         return self._store.write_transaction()
@@ -693,6 +684,29 @@ class ServerStore:
         with self._read() as tx:
             rows = tx.execute(sql, params)
         return [Delivery.from_row(row) for row in rows]
+
+    def deliveries_of_events(self, event_ids: Sequence[str]) -> list[Delivery]:
+        """The deliveries of these events (a message's: ``evt_msg_<event id>``), oldest first."""
+        if not event_ids:
+            return []
+        with self._read() as tx:
+            clause, params = tx.in_list("event_id", list(event_ids))
+            rows = tx.execute(
+                f"SELECT {Delivery.COLUMNS} FROM smsgate_webhook_deliveries "
+                f"WHERE {clause} ORDER BY created_at, id",
+                params,
+            )
+        return [Delivery.from_row(row) for row in rows]
+
+    def requeue_delivery(self, delivery_id: str, now: float) -> None:
+        """Queue a finished delivery again as it is, due now: same event id, so the subscriber
+        dedupes (a dead letter goes back through :meth:`redeliver`)."""
+        with self._write() as tx:
+            tx.execute(
+                "UPDATE smsgate_webhook_deliveries SET state = 'pending', next_attempt_at = ?, "
+                "updated_at = ? WHERE id = ? AND state <> 'pending'",
+                (now, now, delivery_id),
+            )
 
     def redeliver(self, delivery_id: str, now: float) -> Delivery | None:
         """Put a dead letter back in the queue, due now, with a fresh retry horizon."""

@@ -1,4 +1,5 @@
-"""What the console reads: the message log with its filters, and the overview's figures.
+"""What the console reads of the messages and events tables: the message log with its filters,
+and the overview's figures.
 
 The log pages by id (keyset pagination: ``before`` is the last id shown), newest first. Message
 ids begin with their creation time in milliseconds (``smsgate.ids``), so a time range is an id
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from smsgate.errors import ConfigError
 from smsgate.ids import _ALPHABET, _base32
 from smsgate.outbox.sql import INDEXED_PREDICATE, SqlStore, Tx
 from smsgate.outbox.store import INDEXED_STATES, MESSAGE_COLUMNS, State, StoredMessage
-from smsgate.server.store import Delivery
+from smsgate.outbox.tables.base import Table
 
 #: the public counters of the overview
 OUTCOMES = ("sent", "delivered", "failed", "undelivered")
@@ -93,7 +93,21 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def list_log(store: SqlStore, f: LogFilter, limit: int) -> LogPage:
+class MessageLog(Table):
+    """The log and the overview, read from ``store``'s messages and events."""
+
+    needs = "the console"
+
+    def page(self, f: LogFilter, limit: int) -> LogPage:
+        """One page of the log, newest first, up to ``limit`` rows."""
+        return _list_log(self._store, f, limit)
+
+    def overview(self, now: float, *, hours: int = 24) -> Overview:
+        """The figures of the last ``hours`` hours up to ``now``."""
+        return _overview(self._store, now, hours=hours)
+
+
+def _list_log(store: SqlStore, f: LogFilter, limit: int) -> LogPage:
     where: list[str] = []
     params: list[Any] = []
     with store.read_transaction() as tx:
@@ -150,20 +164,6 @@ def list_log(store: SqlStore, f: LogFilter, limit: int) -> LogPage:
     more = len(rows) > limit
     rows = rows[:limit]
     return LogPage(rows, rows[-1].id if more and rows else None)
-
-
-def deliveries_for(store: SqlStore, event_ids: Sequence[str]) -> list[Delivery]:
-    """The user-webhook deliveries of these events (a message's: ``evt_msg_<event id>``)."""
-    if not event_ids:
-        return []
-    with store.read_transaction() as tx:
-        clause, params = tx.in_list("event_id", list(event_ids))
-        rows = tx.execute(
-            f"SELECT {Delivery.COLUMNS} FROM smsgate_webhook_deliveries "  # noqa: S608
-            f"WHERE {clause} ORDER BY created_at, id",
-            params,
-        )
-    return [Delivery.from_row(row) for row in rows]
 
 
 # -- the overview ------------------------------------------------------------------------------
@@ -242,7 +242,7 @@ class Overview:
 LATENCY_SAMPLE = 20_000
 
 
-def overview(store: SqlStore, now: float, *, hours: int = 24) -> Overview:
+def _overview(store: SqlStore, now: float, *, hours: int = 24) -> Overview:
     since = now - hours * 3600
     with store.read_transaction() as tx:
         depth = queue_depth(tx)
