@@ -9,7 +9,8 @@ previous snapshot (``gc.get_objects``), the memory SQLite and glibc's allocator 
 (which tracemalloc does not see), and the source lines whose allocations grew most (a
 tracemalloc snapshot diff, 6 frames deep, grouped by the innermost frame with the frames that
 led there). A structure that keeps growing shows up in every interval; a cache that fills and
-stops shows up only early on.
+stops shows up only early on. ``tuple(int, int, tuple)`` objects are mostly tracemalloc's own
+traces of the snapshot this watcher keeps, not the gateway's.
 """
 
 from __future__ import annotations
