@@ -2,14 +2,25 @@
 
     .venv/bin/python bench/bulk_direct.py [--messages 20000] [--in-flight 100] [--scheme http]
 
-The server is smsgate's own Twilio emulator in a separate process (so it has its own core and
-its CPU is not charged to the clients), with no callbacks configured. It listens twice: on plain
-HTTP and on TLS with a certificate from a CA of the bench's own (made with ``cryptography`` at
-start), and every client runs over both (``--scheme`` picks one). Every client trusts that CA
-and only it: ``Gateway`` through its ``ca_file=`` option, the others through ``SSL_CERT_FILE``
-(which OpenSSL's default verify paths read). Each client sends the same messages (unique OTP bodies
-to 1,000 recipients in the fictional 555-01xx ranges) and is checked: every message must be
-accepted, and the emulator must have recorded exactly that many. The clients:
+The server runs in a separate process (so its CPU is not charged to the clients) and is the
+same for every client. By default it is the bench's own Twilio fake (``--server fake``): an
+asyncio protocol on uvloop that parses requests with httptools, checks the credentials and the
+To/From/Body fields, and answers 201 with the message resource Twilio returns (the emulator's
+fields, a fresh ``SM...`` sid each). It costs a fraction of smsgate's aiohttp emulator per
+request, so the clients, not the server, set the pace; on a machine shared with other work a
+server that takes as much CPU per request as a client compresses every ratio towards 1.
+``--server emulator`` runs smsgate's full emulator instead. It listens twice: on plain HTTP and
+on TLS with a certificate from a CA of the bench's own (made with ``cryptography`` at start),
+and every client runs over both (``--scheme`` picks one). Every client trusts that CA and only
+it: ``Gateway`` through its ``ca_file=`` option, the others through ``SSL_CERT_FILE`` (which
+OpenSSL's default verify paths read). Each client sends the same messages (unique OTP bodies to
+1,000 recipients in the fictional 555-01xx ranges) and is checked: every message must be
+accepted, and the server must have recorded exactly that many. Every client has the same
+limits: ``--in-flight`` requests at once (100) over at most that many connections (smsgate's
+``max_connections``, aiohttp's default connector limit of 100, which the twilio SDK's client
+uses too), except the seeds' pattern, which is the seeds' own 10 threads. Each client runs on
+the event loop it uses by default: smsgate on uvloop, aiohttp and the SDK on asyncio's.
+The clients:
 
 - ``Gateway.send_many``: smsgate, building the ``Message`` objects inside the timed region;
 - the seeds' pattern: ``requests.post`` per message in ``ThreadPoolExecutor(10)``;
@@ -17,10 +28,10 @@ accepted, and the emulator must have recorded exactly that many. The clients:
   flight (100 workers pulling from one iterator);
 - a bare aiohttp loop: one session, 100 workers, form POST + JSON parse: a general-purpose
   client at its leanest (smsgate's own transport is a smaller HTTP/1.1 client, not aiohttp), and
-  the emulator's own ceiling when the emulator saturates first.
+  the server's own ceiling when the server saturates first.
 
 For each client it prints messages/s, client CPU per message (``time.process_time`` delta / n,
-every thread of this process) and the emulator's CPU use over the same interval (from /proc).
+every thread of this process) and the server's CPU use over the same interval (from /proc).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -39,12 +51,17 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from email.utils import formatdate
 from pathlib import Path
+from urllib.parse import parse_qsl
 
+import httptools
 import requests
 from emulator_process import free_port, read_provider_url
 
 SENDER = "+15005550006"
+FAKE_ACCOUNT_SID = "AC" + "b7" * 16
+FAKE_AUTH_TOKEN = "5e" * 16
 TARGETS = {
     "seeds' pattern": 5.0,
     "twilio SDK async": 3.0,
@@ -55,7 +72,7 @@ TARGETS = {
 @dataclass
 class Server:
     proc: subprocess.Popen[str]
-    #: the emulator's plain-HTTP listener; ``base`` is where the clients send (HTTP or TLS)
+    #: the server's plain-HTTP listener; ``base`` is where the clients send (HTTP or TLS)
     url: str
     tls_url: str
     provider_url: str
@@ -84,7 +101,7 @@ class Server:
         return int(answer.json()["count"])
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU of the emulator process so far (Linux /proc), else None."""
+        """User + system CPU of the server process so far (Linux /proc), else None."""
         try:
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -121,38 +138,186 @@ def own_ca(directory: Path) -> tuple[Path, Path, Path]:
     return ca.pem, issued.cert, issued.key
 
 
-def serve(port: int, tls_port: int, cert: str, key: str) -> None:
-    """The child process: the Twilio emulator on ``port`` (HTTP) and ``tls_port`` (TLS)."""
+def serve(kind: str, port: int, tls_port: int, cert: str, key: str) -> None:
+    """The child process: the Twilio fake or emulator on ``port`` (HTTP) and ``tls_port`` (TLS)."""
     import ssl
 
-    from aiohttp import web
-
-    from smsgate.emulators import emulator_class
     from smsgate.eventloop import run
 
     async def main() -> None:
-        emulator = emulator_class("twilio")()
-        await emulator.start("127.0.0.1", port)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
-        assert emulator._runner is not None
-        await web.TCPSite(
-            emulator._runner, "127.0.0.1", tls_port, ssl_context=context, backlog=1024
-        ).start()
-        for line in emulator.describe():
-            print(line, flush=True)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        await emulator.stop()
+        if kind == "fake":
+            await serve_fake(port, tls_port, context, stop)
+        else:
+            await serve_emulator(port, tls_port, context, stop)
 
     run(main())
 
 
-def start_server(ca: Path, cert: Path, key: str | Path) -> Server:
+async def serve_fake(
+    port: int, tls_port: int, context: ssl.SSLContext, stop: asyncio.Event
+) -> None:
+    state = _FakeState(FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN)
+    loop = asyncio.get_running_loop()
+    servers = [
+        await loop.create_server(lambda: _TwilioFake(state), "127.0.0.1", port, backlog=1024),
+        await loop.create_server(
+            lambda: _TwilioFake(state), "127.0.0.1", tls_port, ssl=context, backlog=1024
+        ),
+    ]
+    print(
+        f"provider URL: twilio://{FAKE_ACCOUNT_SID}:{FAKE_AUTH_TOKEN}@{SENDER}"
+        f"?base_url=http://127.0.0.1:{port}",
+        flush=True,
+    )
+    await stop.wait()
+    for server in servers:
+        server.close()
+
+
+async def serve_emulator(
+    port: int, tls_port: int, context: ssl.SSLContext, stop: asyncio.Event
+) -> None:
+    from aiohttp import web
+
+    from smsgate.emulators import emulator_class
+
+    emulator = emulator_class("twilio")()
+    await emulator.start("127.0.0.1", port)
+    assert emulator._runner is not None
+    await web.TCPSite(
+        emulator._runner, "127.0.0.1", tls_port, ssl_context=context, backlog=1024
+    ).start()
+    for line in emulator.describe():
+        print(line, flush=True)
+    await stop.wait()
+    await emulator.stop()
+
+
+class _TwilioFake(asyncio.Protocol):
+    """One connection to the bench's Twilio fake: what the API answers a valid send, no more.
+
+    httptools parses each request; a send is checked (credentials, To, From, Body) and answered
+    ``201`` with the resource Twilio returns (the emulator's fields), a fresh ``SM...`` sid each.
+    """
+
+    def __init__(self, state: _FakeState) -> None:
+        self.state = state
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.authorization = b""
+        self.body: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._answer(400, b'{"message": "malformed request"}', keep_alive=False)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"authorization":
+            self.authorization = value
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        url, body = self.url, b"".join(self.body)
+        self.url, self.body = b"", []
+        status, answer = self.state.handle(self.parser.get_method(), url, self.authorization, body)
+        self.authorization = b""
+        self._answer(status, answer, keep_alive=self.parser.should_keep_alive())
+
+    def _answer(self, status: int, body: bytes, *, keep_alive: bool) -> None:
+        assert self.transport is not None
+        head = (
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        if not keep_alive:
+            self.transport.close()
+
+
+_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
+
+
+class _FakeState:
+    """The fake's account, and the sends it accepted since the last reset."""
+
+    def __init__(self, account_sid: str, auth_token: str) -> None:
+        self.account_sid = account_sid
+        token = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self.authorization = f"Basic {token}".encode()
+        self.path = f"/2010-04-01/Accounts/{account_sid}/Messages.json".encode()
+        self.count = 0
+        #: never reset: every sid the fake gives out is new
+        self.serial = 0
+
+    def handle(
+        self, method: bytes, url: bytes, authorization: bytes, body: bytes
+    ) -> tuple[int, bytes]:
+        if url == b"/_emulator/messages":
+            return 200, json.dumps({"count": self.count}).encode()
+        if url == b"/_emulator/reset":
+            self.count = 0
+            return 200, b"{}"
+        if method != b"POST" or url != self.path:
+            return 404, b'{"code": 20404, "message": "not found", "status": 404}'
+        if authorization != self.authorization:
+            return 401, b'{"code": 20003, "message": "Authenticate", "status": 401}'
+        form = dict(parse_qsl(body.decode()))
+        to, sender, text = form.get("To"), form.get("From"), form.get("Body")
+        if not to or not sender or not text:
+            return (
+                400,
+                b'{"code": 21604, "message": "To, From and Body are required", "status": 400}',
+            )
+        self.count += 1
+        self.serial += 1
+        sid = f"SM{self.serial:032x}"
+        created = formatdate(usegmt=False)
+        uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}"
+        resource = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": sender,
+            "messaging_service_sid": None,
+            "body": text,
+            "status": "queued",
+            "num_segments": "1",
+            "num_media": "0",
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "price": None,
+            "price_unit": "USD",
+            "error_code": None,
+            "error_message": None,
+            "date_created": created,
+            "date_updated": created,
+            "date_sent": None,
+            "uri": f"{uri}.json",
+            "subresource_uris": {"media": f"{uri}/Media.json"},
+        }
+        return 201, json.dumps(resource).encode()
+
+
+def start_server(kind: str, ca: Path, cert: Path, key: str | Path) -> Server:
     port, tls_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port), str(tls_port), str(cert), str(key)],
+        [sys.executable, __file__, "--serve", kind, str(port), str(tls_port), str(cert), str(key)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -322,7 +487,7 @@ def measure(
         server_cpu = server_after - server_before
     stored = server.count()
     if ok != len(work) or stored != len(work):
-        raise SystemExit(f"{name}: {ok} of {len(work)} accepted, the emulator recorded {stored}")
+        raise SystemExit(f"{name}: {ok} of {len(work)} accepted, the server recorded {stored}")
     server.reset()
     return Figure(name, len(work), ok, seconds, cpu, server_cpu)
 
@@ -344,8 +509,8 @@ def report(scheme: str, figures: list[Figure], slices: int) -> None:
     print()
     print(f"{scheme.upper()} totals ({slices} interleaved slice(s) per client):")
     print(
-        f"{'client':<20} {'msg/s':>9} {'client CPU/msg':>15} {'emulator CPU/msg':>17} "
-        f"{'emulator busy':>14}"
+        f"{'client':<20} {'msg/s':>9} {'client CPU/msg':>15} {'server CPU/msg':>17} "
+        f"{'server busy':>14}"
     )
     for f in best.values():
         if f.server_cpu is None:
@@ -370,8 +535,8 @@ def report(scheme: str, figures: list[Figure], slices: int) -> None:
             f"  vs {name:<18} {ratio:5.2f}x [{cpu_ratio:4.2f}x]  (target >= {target:g}x: {verdict})"
         )
     print(
-        "\n(emulator busy: the share of one core the emulator process used while that client "
-        "ran;\n near 100% means the emulator, not the client, set the pace.)"
+        "\n(server busy: the share of one core the server process used while that client "
+        "ran;\n near 100% means the server, not the client, set the pace.)"
     )
 
 
@@ -407,11 +572,18 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only the clients whose name contains this (repeatable)",
     )
-    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--server",
+        choices=["fake", "emulator"],
+        default="fake",
+        help="fake: the bench's lean Twilio fake (default), so the clients, not the\n"
+        "server, set the pace; emulator: smsgate's full Twilio emulator",
+    )
+    parser.add_argument("--serve", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        port, tls_port, cert, key = args.serve
-        serve(int(port), int(tls_port), cert, key)
+        kind, port, tls_port, cert, key = args.serve
+        serve(kind, int(port), int(tls_port), cert, key)
         return 0
     clients = [
         (name, fn)
@@ -426,9 +598,9 @@ def main(argv: list[str] | None = None) -> int:
         ca, cert, key = own_ca(Path(directory))
         # Before any client library builds its default TLS context (aiohttp does on import).
         os.environ["SSL_CERT_FILE"] = str(ca)
-        server = start_server(ca, cert, key)
+        server = start_server(args.server, ca, cert, key)
         print(
-            f"emulator: {server.url} and {server.tls_url} (pid {server.proc.pid}); "
+            f"server ({args.server}): {server.url} and {server.tls_url} (pid {server.proc.pid}); "
             f"{os.cpu_count()} CPUs; {args.messages:,} messages per client and scheme in "
             f"{len(slices)} slice(s), {args.in_flight} in flight"
         )

@@ -6,7 +6,7 @@ import asyncio
 import bisect
 import heapq
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
@@ -308,14 +308,21 @@ def test_limiter_batches_are_capped_by_the_smallest_burst() -> None:
     assert limiter.max_batch("twilio", "+15017122661") == 1
 
     async def scenario() -> list[int]:
-        granted = [await limiter.acquire_batch("twilio", None, 25) for _ in range(3)]
+        granted = [await limiter.acquire_batch("twilio", None, 25)]
+        clock.advance(0.05)
+        granted.append(await limiter.acquire_batch("twilio", None, 25))
+        granted.append(await limiter.acquire_batch("twilio", None, 25))
+        granted.append(await limiter.acquire_batch("twilio", "+15017122661", 25))
         with pytest.raises(ValueError):
             await limiter.acquire("twilio", None, 11)
         return granted
 
-    assert asyncio.run(scenario()) == [10, 10, 10]
-    # 30 tokens at 100/s with a burst of 10: the second and third batches waited 0.1 s each.
-    assert clock.monotonic() == pytest.approx(0.2)
+    # A full bucket grants its burst; then what has refilled, as soon as that is half a burst
+    # (waiting for a full batch would let refill time go to waste under demand), or one token
+    # where the sender's bucket holds only one.
+    assert asyncio.run(scenario()) == [10, 5, 5, 1]
+    # the third waited 0.05 s for 5 tokens at 100/s, the last 0.01 s for one
+    assert clock.monotonic() == pytest.approx(0.11, abs=1e-6)
 
 
 def test_limiter_penalty_slows_every_sender_of_the_provider() -> None:
@@ -405,6 +412,54 @@ def test_concurrent_consumers_stay_within_ten_percent_of_the_rate(
     assert max_in_window(in_time, 10.0) <= 1.1 * per_second * 10
     # The limiter must not be needlessly strict either: the rate is actually reached.
     assert len(in_time) >= 0.95 * per_second * duration
+
+
+class RemoteBackend(MemoryBucketBackend):
+    """Buckets a round trip away (a database): each take answers ``latency`` seconds later."""
+
+    def __init__(self, clock: SimulatedClock, latency: float) -> None:
+        super().__init__()
+        self._clock = clock
+        self._latency = latency
+
+    async def take_up_to(
+        self, specs: Sequence[BucketSpec], wanted: int, now: float
+    ) -> tuple[int, float]:
+        await self._clock.sleep(self._latency / 2)
+        answer = await super().take_up_to(specs, wanted, self._clock.time())
+        await self._clock.sleep(self._latency / 2)
+        return answer
+
+
+@pytest.mark.parametrize(("rate", "burst"), [("20/s", 2), ("1000/s", 100)])
+def test_workers_reach_the_rate_when_each_take_is_a_round_trip(rate: str, burst: int) -> None:
+    clock = SimulatedClock()
+    backend = RemoteBackend(clock, latency=0.01)
+    limit = Limit.parse(rate, burst)
+    # four worker processes, each with more sends waiting than a full bucket holds
+    limiters = [RateLimiter({"twilio": limit}, backend=backend, clock=clock) for _ in range(4)]
+    sends: list[float] = []
+    grants: list[int] = []
+    duration = 30.0
+
+    def consumer(limiter: RateLimiter) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            while clock.monotonic() < duration:
+                granted = await limiter.acquire_batch("twilio", None, 2 * burst)
+                sends.extend([clock.monotonic()] * granted)
+                grants.append(granted)
+
+        return run
+
+    asyncio.run(clock.run([consumer(limiter) for limiter in limiters]))
+    in_time = [moment for moment in sends if moment < duration]
+    per_second = limit.rate.per_second
+    assert max_in_window(in_time, 10.0) <= per_second * 10 + burst
+    # Waiting for a full bucket before each take sent 18/s of 20/s here: the time between the
+    # bucket filling and the next take reaching it was lost at every grant.
+    assert len(in_time) >= 0.99 * per_second * duration
+    # ...and a high rate is taken in few round trips: half a burst or more each
+    assert min(grants) >= max(1, burst // 2)
 
 
 def test_consumers_respect_a_sender_bucket_inside_a_provider_bucket() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,17 +30,25 @@ def postgres_base() -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL store URL whose tables live in a fresh schema, dropped afterwards."""
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """A PostgreSQL store URL whose tables live in a fresh schema named ``prefix_...``,
+    dropped afterwards."""
     import psycopg
 
     base = postgres_base()
-    schema = f"smsgate_outbox_{secrets.token_hex(5)}"
+    schema = f"{prefix}_{secrets.token_hex(5)}"
     joiner = "&" if "?" in base else "?"
     yield f"{base}{joiner}schema={schema}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL store URL whose tables live in a fresh schema, dropped afterwards."""
+    with postgres_schema("smsgate_outbox") as url:
+        yield url
 
 
 def sqlite_url(tmp_path: Path, name: str = "outbox.db") -> str:

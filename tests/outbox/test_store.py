@@ -267,6 +267,42 @@ def test_an_expired_claim_is_taken_over_and_the_first_owner_can_no_longer_write(
     assert outbox.status(sending_id).status is Status.SENT
 
 
+def test_expired_leases_are_taken_over_before_due_rows_fill_a_claim(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    """A dead worker's rows are taken over at the next claim that looks for them, even when a
+    backlog of due rows would fill it, in the store's claim and in the worker's async one."""
+    import asyncio
+
+    dead = [outbox.submit(Message(to=TO, body=f"dead {n}")) for n in range(2)]
+    now = clock.time()
+    assert len(outbox.store.claim("dead", 2, now, now + 30)) == 2
+    assert start(outbox, "dead", [dead[0]]) == {dead[0]}
+    backlog = [outbox.submit(Message(to=TO, body=f"backlog {n}")) for n in range(4)]
+    clock.advance(31)
+    now = clock.time()
+    taken = outbox.store.claim("w2", 2, now, now + 30)
+    assert {(c.row.id, c.previous_owner) for c in taken} == {(i, "dead") for i in dead}
+    assert len(outbox.store.claim("dead2", 2, now, now + 30, take_over=False)) == 2
+    clock.advance(31)
+
+    async def claim_as_the_worker_does() -> set[tuple[str, str | None]]:
+        calls = await outbox.store.open_calls()
+        try:
+            now = clock.time()
+            claimed = await calls.claim("w3", 5, now, now + 30)
+        finally:
+            await calls.aclose()
+        return {(c.row.id, c.previous_owner) for c in claimed}
+
+    # every expired lease, then one due row for the room left
+    assert asyncio.run(claim_as_the_worker_does()) == {
+        *((i, "w2") for i in dead),
+        *((i, "dead2") for i in backlog[:2]),
+        (backlog[2], None),
+    }
+
+
 def test_renew_keeps_a_lease_and_release_gives_back_unstarted_rows(
     outbox: Outbox, clock: FakeClock
 ) -> None:
@@ -501,6 +537,25 @@ def test_buckets_are_shared_between_outbox_objects(
     assert two.store.take_tokens([spec], 1, clock.time()) == pytest.approx(2.1)
     clock.advance(2.1)
     assert two.store.take_tokens([spec], 1, clock.time()) == 0.0
+
+
+def test_take_up_to_grants_what_every_bucket_holds_from_one_token_on(
+    open_outbox: Callable[..., Outbox], clock: FakeClock
+) -> None:
+    from smsgate.ratelimit import BucketSpec
+
+    one, two = open_outbox(), open_outbox()
+    provider = BucketSpec("provider:twilio", rate=10.0, burst=5)
+    sender = BucketSpec("sender:twilio:+15017122661", rate=20.0, burst=3)
+    now = clock.time()
+    # the smaller bucket caps the grant; the other keeps what was not taken
+    assert one.store.take_tokens_up_to([provider, sender], 8, now) == (3, 0.0)
+    assert two.store.take_tokens_up_to([provider], 8, now) == (2, 0.0)
+    granted, wait = one.store.take_tokens_up_to([provider, sender], 8, now)
+    assert granted == 0 and wait == pytest.approx(0.1)  # one provider token away
+    clock.advance(0.25)
+    assert two.store.take_tokens_up_to([provider, sender], 8, clock.time()) == (2, 0.0)
+    assert two.store.take_tokens_up_to([], 8, clock.time()) == (8, 0.0)
 
 
 def test_counts_group_internal_states_under_public_statuses(
@@ -760,6 +815,6 @@ def test_a_receipt_look_up_a_dead_worker_held_is_due_again(
     assert looking.row.state is State.SENT
     clock.advance(31)  # "dead" died looking it up: its lease runs out
     now = clock.time()
-    assert outbox.store.claim("w2", 1, now, now + 30) == []  # the lease is dropped...
-    (again,) = outbox.store.claim("w2", 1, now, now + 30)  # ...and the look-up due again
+    # the claim drops the stale lease before it looks for due rows: the look-up is due again
+    (again,) = outbox.store.claim("w2", 1, now, now + 30)
     assert (again.row.id, again.row.state) == (message_id, State.SENT)

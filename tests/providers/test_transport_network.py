@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -260,6 +262,48 @@ def test_a_client_certificate_is_presented_when_the_server_demands_one(
     # nothing was read (TransientError), a bare close cannot (AmbiguousSend, the safe side).
     assert [s.target for s in seen] == ["/mtls", "/mtls"]
     assert isinstance(error, (TransientError, AmbiguousSend))
+
+
+async def says_if_resumed(seen: Seen, writer: asyncio.StreamWriter) -> bytes:
+    """Answers whether this connection's TLS handshake resumed an earlier session."""
+    resumed = writer.get_extra_info("ssl_object").session_reused
+    return response(body=json.dumps({"resumed": resumed}).encode())
+
+
+def test_new_connections_resume_the_tls_session_an_earlier_one_received(
+    run: Run, ca: OwnCA
+) -> None:
+    async def main() -> tuple[Any, list[Any], int]:
+        async with Server(says_if_resumed, tls=ca.server_context("127.0.0.1")) as server:
+            client = transport(server.url, ca_file=str(ca.pem), limits=Limits(max_connections=4))
+            first = await get(client, "/first")
+            # Four at once: one on the first connection, three on new ones.
+            answers = await asyncio.gather(*(get(client, f"/{i}") for i in range(4)))
+            await client.aclose()
+        return first.json(), [a.json() for a in answers], server.connections
+
+    first, answers, connections = run(main())
+    assert first == {"resumed": False}
+    assert connections == 4
+    assert sorted(a["resumed"] for a in answers) == [False, True, True, True]
+
+
+def test_a_session_another_server_cannot_resume_costs_a_full_handshake_not_a_failure(
+    run: Run, ca: OwnCA
+) -> None:
+    # Two servers on one host name, each with its own ticket keys: the session the first gave
+    # is offered to the second, which cannot decrypt it and does a full handshake.
+    async def main() -> list[object]:
+        async with (
+            Server(says_if_resumed, tls=ca.server_context("127.0.0.1")) as one,
+            Server(says_if_resumed, tls=ca.server_context("127.0.0.1")) as other,
+        ):
+            client = transport(None, ca_file=str(ca.pem))
+            answers = [(await get(client, f"{url}/x")).json() for url in (one.url, other.url)]
+            await client.aclose()
+        return answers
+
+    assert run(main()) == [{"resumed": False}, {"resumed": False}]
 
 
 def test_tls_options_that_cannot_work_are_refused_where_the_url_is_read(

@@ -1,8 +1,8 @@
 """Rate-limit buckets kept in the outbox store, so every worker of one store shares them.
 
 :class:`StoreBucketBackend` implements :class:`smsgate.ratelimit.BucketBackend`: each ``take`` is
-one store transaction that reads the buckets, applies :func:`smsgate.ratelimit.take_all` and
-writes them back (rows locked on PostgreSQL, SQLite's write lock on SQLite), so the sum over all
+one store transaction that reads the buckets, applies :func:`smsgate.ratelimit.take_all` (or
+:func:`~smsgate.ratelimit.take_up_to`) and writes them back (rows locked on PostgreSQL, SQLite's write lock on SQLite), so the sum over all
 workers stays within the configured rate.
 """
 
@@ -28,6 +28,11 @@ class StoreBucketBackend:
 
     async def take(self, specs: Sequence[BucketSpec], n: int, now: float) -> float:
         return await asyncio.to_thread(self._store.take_tokens, specs, n, now)
+
+    async def take_up_to(
+        self, specs: Sequence[BucketSpec], wanted: int, now: float
+    ) -> tuple[int, float]:
+        return await asyncio.to_thread(self._store.take_tokens_up_to, specs, wanted, now)
 
     async def penalize(self, spec: BucketSpec, seconds: float, now: float) -> None:
         await asyncio.to_thread(self._store.penalize_bucket, spec, seconds, now)

@@ -467,13 +467,15 @@ class PostgresStore(SqlStore):
                 rows = tx.execute(_CLAIM_DUE, (now, limit, owner, lease_until, now))
             return sorted((Claimed(StoredMessage.from_row(row)) for row in rows), key=_by_id)
         with self._write() as tx:
-            rows = tx.execute(_CLAIM_DUE, (now, limit, owner, lease_until, now))
-            claimed = [Claimed(StoredMessage.from_row(row)) for row in rows]
+            # Expired leases first: under a backlog, due rows would fill every claim, and a dead
+            # worker's rows would wait for the backlog to drain (see docs/multi-host.md).
+            taken = tx.execute(_TAKE_OVER, (now, _REPLACEABLE, limit, owner, lease_until, now))
+            claimed = _taken_over(taken)
+            tx.execute(_DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
             room = limit - len(claimed)
             if room > 0:
-                taken = tx.execute(_TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now))
-                claimed.extend(_taken_over(taken))
-                tx.execute(_DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
+                rows = tx.execute(_CLAIM_DUE, (now, room, owner, lease_until, now))
+                claimed.extend(Claimed(StoredMessage.from_row(row)) for row in rows)
         claimed.sort(key=_by_id)
         return claimed
 
@@ -581,15 +583,17 @@ class PgLoopCalls(StoreCalls):
                     key=_by_id,
                 )
             async with conn.transaction():
-                cur = await conn.execute(self._CLAIM_DUE, params)
-                claimed = [Claimed(StoredMessage.from_row(row)) for row in await cur.fetchall()]
+                cur = await conn.execute(
+                    self._TAKE_OVER, (now, _REPLACEABLE, limit, owner, lease_until, now)
+                )
+                claimed = _taken_over(await cur.fetchall())
+                await conn.execute(self._DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
                 room = limit - len(claimed)
                 if room > 0:
-                    cur = await conn.execute(
-                        self._TAKE_OVER, (now, _REPLACEABLE, room, owner, lease_until, now)
+                    cur = await conn.execute(self._CLAIM_DUE, (now, room, owner, lease_until, now))
+                    claimed.extend(
+                        Claimed(StoredMessage.from_row(row)) for row in await cur.fetchall()
                     )
-                    claimed.extend(_taken_over(await cur.fetchall()))
-                    await conn.execute(self._DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
         claimed.sort(key=_by_id)
         return claimed
 

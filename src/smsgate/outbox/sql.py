@@ -51,7 +51,7 @@ from smsgate.outbox.store import (
     merge_state,
     receipt_target,
 )
-from smsgate.ratelimit import BucketSpec, BucketState, penalize_state, take_all
+from smsgate.ratelimit import BucketSpec, BucketState, penalize_state, take_all, take_up_to
 
 #: ids per ``IN (...)`` list
 CHUNK = 500
@@ -919,6 +919,17 @@ class SqlStore(ABC):
             new_states, wait = take_all(states, specs, n, now)
             self._save_buckets(tx, specs, new_states)
         return wait
+
+    def take_tokens_up_to(
+        self, specs: Sequence[BucketSpec], wanted: int, now: float
+    ) -> tuple[int, float]:
+        if not specs:
+            return wanted, 0.0
+        with self._write() as tx:
+            states = self._bucket_states(tx, specs)
+            new_states, granted, wait = take_up_to(states, specs, wanted, now)
+            self._save_buckets(tx, specs, new_states)
+        return granted, wait
 
     def penalize_bucket(self, spec: BucketSpec, seconds: float, now: float) -> None:
         with self._write() as tx:

@@ -499,17 +499,19 @@ class SqliteStore(SqlStore):
         # A claim is only a lease: one that a power cut undoes leaves the rows due, as if it
         # had never been made, and nothing was sent on it (a send is recorded first, durably).
         with self._write(durable=False) as tx:
-            rows = tx.execute(
-                "UPDATE smsgate_messages SET lease_owner = ?, lease_expires_at = ?, "
-                "next_attempt_at = NULL, updated_at = ? WHERE id IN (SELECT id FROM smsgate_messages "
-                "WHERE next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) "
-                f"RETURNING {MESSAGE_COLUMNS}",
-                (owner, lease_until, now, now, limit),
-            )
-            claimed = [Claimed(StoredMessage.from_row(row)) for row in rows]
+            # Expired leases first: under a backlog, due rows would fill every claim, and a dead
+            # worker's rows would wait for the backlog to drain (see docs/multi-host.md).
+            claimed = self._take_over(tx, owner, limit, now, lease_until) if take_over else []
             room = limit - len(claimed)
-            if room > 0 and take_over:
-                claimed.extend(self._take_over(tx, owner, room, now, lease_until))
+            if room > 0:
+                rows = tx.execute(
+                    "UPDATE smsgate_messages SET lease_owner = ?, lease_expires_at = ?, "
+                    "next_attempt_at = NULL, updated_at = ? WHERE id IN (SELECT id FROM "
+                    "smsgate_messages WHERE next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) "
+                    f"RETURNING {MESSAGE_COLUMNS}",
+                    (owner, lease_until, now, now, room),
+                )
+                claimed.extend(Claimed(StoredMessage.from_row(row)) for row in rows)
         claimed.sort(key=lambda c: c.row.id)
         return claimed
 

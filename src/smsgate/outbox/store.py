@@ -400,6 +400,14 @@ class Store(Protocol):
 
     def take_tokens(self, specs: Sequence[BucketSpec], n: int, now: float) -> float: ...
 
+    def take_tokens_up_to(
+        self, specs: Sequence[BucketSpec], wanted: int, now: float
+    ) -> tuple[int, float]:
+        """Up to ``wanted`` tokens from every bucket, as many as they all hold once that is half
+        a burst, or none (:func:`smsgate.ratelimit.take_up_to`): how many, and else the seconds
+        to wait."""
+        ...
+
     def penalize_bucket(self, spec: BucketSpec, seconds: float, now: float) -> None: ...
 
     def bucket_state(self, key: str) -> BucketState | None:
