@@ -26,9 +26,9 @@ from smsgate.outbox.tables.server import ServerStore
 PACKAGE = Path(smsgate.__file__).parent
 #: the engines: the only modules that may tell one engine from another
 ENGINES = {"outbox/sql.py", "outbox/sqlite.py", "outbox/postgres.py"}
-#: the store layer: the engines, the tables beside the messages, the migrations, and the store
-#: contract with its URL parser and engine registry
-STORE_LAYER = ENGINES | {"outbox/migrate.py", "outbox/store.py"}
+#: the store layer: the engines, the tables beside the messages, the migrations, the store
+#: contract with its URL parser and engine registry, and the lease queue the tables share
+STORE_LAYER = ENGINES | {"outbox/migrate.py", "outbox/store.py", "outbox/leasequeue.py"}
 TABLES = "outbox/tables/"
 ENGINE_MODULES = {"smsgate.outbox.sql", "smsgate.outbox.sqlite", "smsgate.outbox.postgres"}
 ENGINE_NAMES = {"sqlite", "postgresql", "postgres"}

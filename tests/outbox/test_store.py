@@ -621,6 +621,7 @@ def test_postgresql_claims_and_writes_look_rows_up_by_key(postgres_url: str) -> 
     statistics say (a fresh table has none): joined to a list of ids, the planner may hash
     the whole table for every batch."""
     from smsgate.outbox import postgres
+    from smsgate.outbox.leasequeue import MESSAGES
 
     with Outbox(postgres_url, migrate=True) as outbox:
         outbox.submit_many({"to": TO, "body": f"m{n}"} for n in range(20_000))
@@ -635,9 +636,11 @@ def test_postgresql_claims_and_writes_look_rows_up_by_key(postgres_url: str) -> 
             Transition(i, State.SENT, NewEvent(i, now, "sending", "sent", "w1", "ok"))
             for i in ids[25:]
         ]
+        queue = postgres.PgLeaseQueue(MESSAGES)
         statements = [
-            (postgres._CLAIM_DUE, (now, 200, "w2", now + 30, now)),
-            (postgres._TAKE_OVER, (now, ["queued"], 200, "w2", now + 30, now)),
+            (queue.claim_due_sql, queue.claim_due_params("w2", 200, now, now + 30)),
+            (queue.take_over_sql, queue.take_over_params("w2", 200, now, now + 30)),
+            (queue.drop_stale_all_sql, queue.drop_stale_all_params(now)),
             (postgres._FAST_WRITE, postgres._fast_write_params("w1", starts, outcomes, now)),
         ]
         with outbox.store._read() as tx:  # type: ignore[attr-defined]

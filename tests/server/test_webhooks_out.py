@@ -195,6 +195,29 @@ def test_unreachable_receivers_and_redirects_fail(store: tuple[Outbox, ServerSto
     assert row.last_error and "Connect" in row.last_error
 
 
+def test_a_delivery_whose_server_died_mid_attempt_is_taken_over_once_its_lease_expires(
+    store: tuple[Outbox, ServerStore], webhook_receiver: WebhookReceiver
+) -> None:
+    _, server_store = store
+    clock = FakeClock()
+    subscribe(server_store, webhook_receiver.url + "/hook")
+    event = make_event("message.sent", {}, clock.time())
+    server_store.enqueue([event], clock.time())
+    dead = WebhookDispatcher(server_store, clock=clock, owner="dead-server")
+    now = clock.time()
+    # the dead server's claim: it never posted nor finished the attempt
+    (claimed,) = server_store.claim_deliveries(dead.owner, 10, now, now + 60)
+    assert claimed.delivery.event_id == event.id
+    survivor = WebhookDispatcher(server_store, clock=clock, owner="survivor")
+    assert asyncio.run(_once(survivor)) == 0  # held: nobody makes the same attempt twice
+    clock.advance(61)
+    assert asyncio.run(_once(survivor)) == 1
+    (request,) = webhook_receiver.wait(1)
+    assert {k.lower(): v for k, v in request.headers.items()}["webhook-id"] == event.id
+    (row,) = server_store.list_deliveries()
+    assert row.state == "delivered" and row.attempts == 1
+
+
 async def _once(dispatcher: WebhookDispatcher) -> int:
     try:
         return await dispatcher.run_once()

@@ -32,9 +32,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from smsgate.errors import ConfigError
+from smsgate.outbox.leasequeue import MESSAGES, LeasedTable, LeaseQueue, Taken
 from smsgate.outbox.sql import (
     CHUNK,
-    DROP_STALE_LEASE,
     SqlStore,
     Tx,
     finish_params,
@@ -44,9 +44,7 @@ from smsgate.outbox.sql import (
     status_if_sql,
 )
 from smsgate.outbox.store import (
-    MESSAGE_COLUMNS,
     REPLACEABLE,
-    REPLACEABLE_VALUES,
     WAITING,
     Claimed,
     NewEvent,
@@ -62,47 +60,8 @@ from smsgate.outbox.store import (
 logger = logging.getLogger("smsgate.store")
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-#: REPLACEABLE_VALUES as a list, which psycopg binds as an array
-_REPLACEABLE = sorted(REPLACEABLE_VALUES)
-_MESSAGE_COLUMNS_M = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 _LOCK_KEY = 0x5356_6174  # "smsgate" migrations: one advisory lock per database
 _WAITING = sorted(state.value for state in WAITING)
-# The rows a claim takes are looked up by primary key from an array of their ids: joined to
-# the list of ids instead, the planner may hash the whole table for a batch of a few hundred.
-_CLAIM_DUE = (
-    "WITH due AS (SELECT id FROM smsgate_messages WHERE next_attempt_at <= ? "
-    "ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) "
-    "UPDATE smsgate_messages m SET lease_owner = ?, lease_expires_at = ?, "
-    "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM due)) "
-    f"RETURNING {_MESSAGE_COLUMNS_M}"
-)
-_TAKE_OVER = (
-    "WITH expired AS (SELECT id, lease_owner AS previous FROM smsgate_messages "
-    "WHERE lease_expires_at < ? AND state = ANY(?) "
-    "ORDER BY lease_expires_at LIMIT ? FOR UPDATE SKIP LOCKED) "
-    "UPDATE smsgate_messages m SET lease_owner = ?, lease_expires_at = ?, "
-    "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM expired)) "
-    "RETURNING (SELECT previous FROM expired WHERE expired.id = m.id), "
-    f"{_MESSAGE_COLUMNS_M}"
-)
-# A receipt can finish a row while its sender holds the lease; if that sender died, nothing is
-# left to do but drop the stale lease.
-_DROP_STALE_LEASES = (
-    f"{DROP_STALE_LEASE} WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE "
-    "lease_expires_at < ? AND NOT (state = ANY(?)) LIMIT ? FOR UPDATE SKIP LOCKED))"
-)
-# Renewing never waits on a row. A row locked now is being written by this worker's own group
-# commit (or a receipt); waiting for it while holding the other rows' locks deadlocks with that
-# write, which locks many of the same rows in another order (the server then breaks the tie
-# after its deadlock_timeout, a second in which the worker's writes stand still). A skipped row
-# is still ours and is renewed next time (every third of the lease); a row is lost only when
-# another owner holds it.
-_RENEW = (
-    "WITH renewed AS (UPDATE smsgate_messages SET lease_expires_at = ? "
-    "WHERE id = ANY(ARRAY(SELECT id FROM smsgate_messages WHERE id = ANY(?) AND lease_owner = ? "
-    "FOR UPDATE SKIP LOCKED))) "
-    "SELECT id FROM smsgate_messages WHERE id = ANY(?) AND lease_owner = ?"
-)
 # Starts, outcomes and their events in one statement. Only rows still held by the writer and in
 # the state the worker saw them in are touched; the caller finishes the others the general way.
 # Each list travels as one JSON array: the JSON encoder builds it in C, where psycopg would adapt
@@ -221,9 +180,89 @@ def _after_fast_write(
     return started, finished, rest, with_ids
 
 
-def _taken_over(rows: Iterable[tuple[Any, ...]]) -> list[Claimed]:
-    """Claimed from ``_TAKE_OVER``'s rows (the previous owner first)."""
-    return [Claimed(StoredMessage.from_row(row[1:]), previous_owner=row[0]) for row in rows]
+class PgLeaseQueue(LeaseQueue):
+    """The lease queue on PostgreSQL: claimers lock the rows they take with ``FOR UPDATE SKIP
+    LOCKED``, so concurrent workers take disjoint batches without waiting for each other, and a
+    take over is one statement that returns each row's previous owner."""
+
+    def __init__(self, table: LeasedTable) -> None:
+        super().__init__(table)
+        t = table.name
+        due_if = f" AND {table.due_if}" if table.due_if else ""
+        returned = ", ".join(f"m.{c.strip()}" for c in table.columns.split(","))
+        # The rows are looked up by primary key from an array of their ids: joined to the list
+        # of ids instead, the planner may hash the whole table for a batch of a few hundred.
+        self.claim_due_sql = (
+            f"WITH due AS (SELECT id FROM {t} WHERE next_attempt_at <= ?{due_if} "
+            "ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {t} m SET lease_owner = ?, lease_expires_at = ?, "
+            "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM due)) "
+            f"RETURNING {returned}"
+        )
+        self.take_over_sql = (
+            f"WITH expired AS (SELECT id, lease_owner AS previous FROM {t} "
+            f"WHERE lease_expires_at < ? AND {table.takeable} "
+            "ORDER BY lease_expires_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {t} m SET lease_owner = ?, lease_expires_at = ?, "
+            "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM expired)) "
+            f"RETURNING (SELECT previous FROM expired WHERE expired.id = m.id), {returned}"
+        )
+        self.drop_stale_all_sql = (
+            f"{self.drop_stale_sql} WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE "
+            f"lease_expires_at < ? AND NOT ({table.takeable}) LIMIT ? FOR UPDATE SKIP LOCKED))"
+        )
+        # Renewing never waits on a row. A row locked now is being written by its holder's own
+        # group commit (or a receipt); waiting for it while holding the other rows' locks
+        # deadlocks with that write, which locks many of the same rows in another order (the
+        # server breaks the tie after its deadlock_timeout, a second in which the holder's
+        # writes stand still). A skipped row is still held and is renewed next time (every
+        # third of the lease); a row is lost only when another owner holds it.
+        self.renew_sql = (
+            f"WITH renewed AS (UPDATE {t} SET lease_expires_at = ? WHERE id = ANY(ARRAY("
+            f"SELECT id FROM {t} WHERE id = ANY(?) AND lease_owner = ? FOR UPDATE SKIP LOCKED))) "
+            f"SELECT id FROM {t} WHERE id = ANY(?) AND lease_owner = ?"
+        )
+
+    def claim_due_params(
+        self, owner: str, limit: int, now: float, lease_until: float
+    ) -> tuple[Any, ...]:
+        return (now, limit, owner, lease_until, now)
+
+    def take_over_params(
+        self, owner: str, room: int, now: float, lease_until: float
+    ) -> tuple[Any, ...]:
+        return (now, room, owner, lease_until, now)
+
+    def drop_stale_all_params(self, now: float) -> list[Any]:
+        return [*self.stale_params(now), now, CHUNK]
+
+    def renew(self, tx: Tx, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
+        """Extend ``owner``'s leases on ``ids``; returns the ids it still holds (a row another
+        transaction has locked now among them, renewed next time: see ``renew_sql``)."""
+        held = list(ids)
+        return {r[0] for r in tx.execute(self.renew_sql, (lease_until, held, owner, held, owner))}
+
+    @staticmethod
+    def taken_over(rows: Iterable[tuple[Any, ...]]) -> list[Taken]:
+        """From :attr:`take_over_sql`'s rows (the previous owner first)."""
+        return [Taken(row[1:], row[0]) for row in rows]
+
+    def take_over(
+        self, tx: Tx, owner: str, room: int, now: float, lease_until: float
+    ) -> list[Taken]:
+        taken = self.taken_over(
+            tx.execute(self.take_over_sql, self.take_over_params(owner, room, now, lease_until))
+        )
+        # A receipt can finish a row while its holder keeps the lease; if that holder died,
+        # nothing is left to do but drop the stale lease.
+        tx.execute(self.drop_stale_all_sql, self.drop_stale_all_params(now))
+        return taken
+
+
+def _claimed(taken: Iterable[Taken]) -> list[Claimed]:
+    return sorted(
+        (Claimed(StoredMessage.from_row(t.row), t.previous_owner) for t in taken), key=_by_id
+    )
 
 
 async def _commit_without_waiting(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -275,6 +314,7 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: StoreURL) -> None:
         super().__init__(url)
+        self._messages: PgLeaseQueue = self.lease_queue(MESSAGES)
         parts = urlsplit(url.raw)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         self.schema = query.pop("schema", None)
@@ -457,37 +497,18 @@ class PostgresStore(SqlStore):
         await pool.open(wait=False)
         return PgLoopCalls(self, claims, pool, executor, owns_executor=owns_executor)
 
+    def lease_queue(self, table: LeasedTable) -> PgLeaseQueue:
+        return PgLeaseQueue(table)
+
     def claim(
         self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
     ) -> list[Claimed]:
         if limit < 1:
             return []
-        if not take_over:
-            with self._read() as tx:  # autocommit: one statement, one round trip
-                rows = tx.execute(_CLAIM_DUE, (now, limit, owner, lease_until, now))
-            return sorted((Claimed(StoredMessage.from_row(row)) for row in rows), key=_by_id)
-        with self._write() as tx:
-            # Expired leases first: under a backlog, due rows would fill every claim, and a dead
-            # worker's rows would wait for the backlog to drain (see docs/multi-host.md).
-            taken = tx.execute(_TAKE_OVER, (now, _REPLACEABLE, limit, owner, lease_until, now))
-            claimed = _taken_over(taken)
-            tx.execute(_DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
-            room = limit - len(claimed)
-            if room > 0:
-                rows = tx.execute(_CLAIM_DUE, (now, room, owner, lease_until, now))
-                claimed.extend(Claimed(StoredMessage.from_row(row)) for row in rows)
-        claimed.sort(key=_by_id)
-        return claimed
-
-    def renew(self, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
-        """Extend the leases of ``ids`` still held by ``owner``; returns those still held (a
-        row another transaction has locked now is renewed next time, see ``_RENEW``)."""
-        if not ids:
-            return set()
-        held = list(ids)
-        with self._read() as tx:  # autocommit: one statement, one round trip
-            rows = tx.execute(_RENEW, (lease_until, held, owner, held, owner))
-        return {row[0] for row in rows}
+        # without a take over, one statement: autocommit, one round trip
+        with self._write() if take_over else self._read() as tx:
+            taken = self._messages.claim(tx, owner, limit, now, lease_until, take_over=take_over)
+        return _claimed(taken)
 
     def _ensure_buckets(self, tx: Tx, keys: Sequence[str]) -> None:
         tx.execute(
@@ -513,9 +534,6 @@ class PgLoopCalls(StoreCalls):
     ``_commit_without_waiting``); writes through a pool whose commits do.
     """
 
-    _CLAIM_DUE = _pg(_CLAIM_DUE)
-    _TAKE_OVER = _pg(_TAKE_OVER)
-    _DROP_STALE_LEASES = _pg(_DROP_STALE_LEASES)
     _FAST_WRITE = _pg(_FAST_WRITE)
 
     def __init__(
@@ -529,6 +547,10 @@ class PgLoopCalls(StoreCalls):
     ) -> None:
         super().__init__(store, executor, parallel=writes.max_size, owns_executor=owns_executor)
         self._store = store
+        self._queue = queue = store._messages
+        self._claim_due = _pg(queue.claim_due_sql)
+        self._take_over = _pg(queue.take_over_sql)
+        self._drop_stale = _pg(queue.drop_stale_all_sql)
         self._claims = claims
         self._pool = writes
         self._executor = executor
@@ -574,28 +596,27 @@ class PgLoopCalls(StoreCalls):
         """:meth:`PostgresStore.claim`, the same statements."""
         if limit < 1:
             return []
-        params = (now, limit, owner, lease_until, now)
+        queue = self._queue
         async with self._claims.connection() as conn:
             if not take_over:  # autocommit: one statement, one round trip
-                cur = await conn.execute(self._CLAIM_DUE, params)
-                return sorted(
-                    (Claimed(StoredMessage.from_row(row)) for row in await cur.fetchall()),
-                    key=_by_id,
-                )
+                params = queue.claim_due_params(owner, limit, now, lease_until)
+                cur = await conn.execute(self._claim_due, params)
+                return _claimed(Taken(row) for row in await cur.fetchall())
             async with conn.transaction():
+                # Expired leases first: under a backlog, due rows would fill every claim, and a
+                # dead worker's rows would wait for the backlog to drain (see docs/multi-host.md).
                 cur = await conn.execute(
-                    self._TAKE_OVER, (now, _REPLACEABLE, limit, owner, lease_until, now)
+                    self._take_over, queue.take_over_params(owner, limit, now, lease_until)
                 )
-                claimed = _taken_over(await cur.fetchall())
-                await conn.execute(self._DROP_STALE_LEASES, (now, now, _REPLACEABLE, CHUNK))
-                room = limit - len(claimed)
+                taken = queue.taken_over(await cur.fetchall())
+                await conn.execute(self._drop_stale, queue.drop_stale_all_params(now))
+                room = limit - len(taken)
                 if room > 0:
-                    cur = await conn.execute(self._CLAIM_DUE, (now, room, owner, lease_until, now))
-                    claimed.extend(
-                        Claimed(StoredMessage.from_row(row)) for row in await cur.fetchall()
+                    cur = await conn.execute(
+                        self._claim_due, queue.claim_due_params(owner, room, now, lease_until)
                     )
-        claimed.sort(key=_by_id)
-        return claimed
+                    taken.extend(Taken(row) for row in await cur.fetchall())
+        return _claimed(taken)
 
     async def write(
         self,

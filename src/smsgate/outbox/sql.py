@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from operator import itemgetter
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from smsgate.errors import ConfigError
 from smsgate.message import Status
@@ -53,6 +53,9 @@ from smsgate.outbox.store import (
 )
 from smsgate.ratelimit import BucketSpec, BucketState, penalize_state, take_all, take_up_to
 
+if TYPE_CHECKING:  # the queue's statements build on this module's Tx
+    from smsgate.outbox.leasequeue import LeasedTable, LeaseQueue
+
 #: ids per ``IN (...)`` list
 CHUNK = 500
 #: the idempotency_key of a NewMessageRow (or of the plain tuple a bulk loader sends)
@@ -73,7 +76,6 @@ _JSON_TEXTS = {
 }
 #: the predicate of the partial index smsgate_messages_state (migration 0004), verbatim
 INDEXED_PREDICATE = " OR ".join(f"state = '{state}'" for state in INDEXED_STATES)
-WAITING_SQL = ", ".join(f"'{state.value}'" for state in sorted(WAITING))
 
 
 def status_if_sql(column: str, states: Iterable[State]) -> str:
@@ -158,14 +160,6 @@ def finish_params(t: Transition, state: State) -> tuple[Any, ...]:
     )
 
 
-#: free the lease of a row a dead worker held after a receipt had finished it, or while it
-#: looked a sent row's receipt up: that look-up is due again (the param is the time), so no
-#: sent row waits for its receipt forever
-DROP_STALE_LEASE = (
-    "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL, "
-    "next_attempt_at = CASE WHEN state = 'sent' THEN ? ELSE next_attempt_at END"
-)
-
 #: start and finish a row by id (the caller has locked it and checked that it holds it): the
 #: params are start_params / finish_params, then the time and the id
 START = f"UPDATE smsgate_messages SET {start_set()} WHERE id = ?"
@@ -195,6 +189,8 @@ class SqlStore(ABC):
     parallel_writes: ClassVar[int] = 4
     migrates_when_new: ClassVar[bool] = False
     skip_locked: ClassVar[str] = ""
+    #: the messages' lease queue (the engine makes it: ``self.lease_queue(MESSAGES)``)
+    _messages: LeaseQueue
 
     def __init__(self, url: StoreURL) -> None:
         self.url = url.masked
@@ -228,6 +224,11 @@ class SqlStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    @abstractmethod
+    def lease_queue(self, table: LeasedTable) -> LeaseQueue:
+        """The lease-and-claim queue on ``table``, in this engine's flavour (see
+        :mod:`smsgate.outbox.leasequeue`)."""
 
     # -- transactions for tables kept next to the outbox's (the server's) ---------------------
 
@@ -731,17 +732,8 @@ class SqlStore(ABC):
     def renew(self, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
         if not ids:
             return set()
-        kept: set[str] = set()
         with self._write() as tx:
-            for part in chunks(ids, CHUNK):
-                clause, params = tx.in_list("id", part)
-                rows = tx.execute(
-                    f"UPDATE smsgate_messages SET lease_expires_at = ? "
-                    f"WHERE lease_owner = ? AND {clause} RETURNING id",
-                    [lease_until, owner, *params],
-                )
-                kept.update(r[0] for r in rows)
-        return kept
+            return self._messages.renew(tx, owner, ids, lease_until)
 
     def release(self, owner: str, ids: Sequence[str], now: float) -> int:
         if not ids:
@@ -754,16 +746,7 @@ class SqlStore(ABC):
         engine without notifications does nothing: its workers poll."""
 
     def _release_in(self, tx: Tx, owner: str, ids: Sequence[str], now: float) -> int:
-        count = 0
-        for part in chunks(ids, CHUNK):
-            clause, params = tx.in_list("id", part)
-            rows = tx.execute(
-                "UPDATE smsgate_messages SET lease_owner = NULL, lease_expires_at = NULL, "
-                f"next_attempt_at = ?, updated_at = ? WHERE lease_owner = ? AND {clause} "
-                f"AND state IN ({WAITING_SQL}) RETURNING id",
-                [now, now, owner, *params],
-            )
-            count += len(rows)
+        count = len(self._messages.release(tx, owner, ids, now))
         if count:
             self._wake_workers(tx)
         return count

@@ -20,9 +20,6 @@ nothing can have been sent on it, because a send is first recorded by a commit t
 (and that sync makes the claim before it durable too).
 """
 
-# ruff: noqa: S608 -- statements interpolate only column lists, engine fragments and placeholder
-# lists built here, never values; every value is a bound parameter
-
 from __future__ import annotations
 
 import contextlib
@@ -38,9 +35,8 @@ from typing import Any, ClassVar, TypeVar
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
 from smsgate.errors import ConfigError
+from smsgate.outbox.leasequeue import MESSAGES, LeasedTable, LeaseQueue
 from smsgate.outbox.sql import (
-    CHUNK,
-    DROP_STALE_LEASE,
     FINISH,
     INSERT_EVENT,
     INSERT_MESSAGE,
@@ -52,9 +48,7 @@ from smsgate.outbox.sql import (
     status_if_sql,
 )
 from smsgate.outbox.store import (
-    MESSAGE_COLUMNS,
     REPLACEABLE,
-    REPLACEABLE_VALUES,
     WAITING,
     Claimed,
     NewEvent,
@@ -337,6 +331,7 @@ class SqliteStore(SqlStore):
 
     def __init__(self, url: StoreURL, *, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(url)
+        self._messages = self.lease_queue(MESSAGES)
         self.path = url.path
         options = dict(url.options)
         sync = options.pop("synchronous", "full").lower()
@@ -491,6 +486,9 @@ class SqliteStore(SqlStore):
             )
         )
 
+    def lease_queue(self, table: LeasedTable) -> LeaseQueue:
+        return LeaseQueue(table)
+
     def claim(
         self, owner: str, limit: int, now: float, lease_until: float, *, take_over: bool = True
     ) -> list[Claimed]:
@@ -499,48 +497,10 @@ class SqliteStore(SqlStore):
         # A claim is only a lease: one that a power cut undoes leaves the rows due, as if it
         # had never been made, and nothing was sent on it (a send is recorded first, durably).
         with self._write(durable=False) as tx:
-            # Expired leases first: under a backlog, due rows would fill every claim, and a dead
-            # worker's rows would wait for the backlog to drain (see docs/multi-host.md).
-            claimed = self._take_over(tx, owner, limit, now, lease_until) if take_over else []
-            room = limit - len(claimed)
-            if room > 0:
-                rows = tx.execute(
-                    "UPDATE smsgate_messages SET lease_owner = ?, lease_expires_at = ?, "
-                    "next_attempt_at = NULL, updated_at = ? WHERE id IN (SELECT id FROM "
-                    "smsgate_messages WHERE next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) "
-                    f"RETURNING {MESSAGE_COLUMNS}",
-                    (owner, lease_until, now, now, room),
-                )
-                claimed.extend(Claimed(StoredMessage.from_row(row)) for row in rows)
+            taken = self._messages.claim(tx, owner, limit, now, lease_until, take_over=take_over)
+        claimed = [Claimed(StoredMessage.from_row(t.row), t.previous_owner) for t in taken]
         claimed.sort(key=lambda c: c.row.id)
         return claimed
-
-    def _take_over(
-        self, tx: Tx, owner: str, room: int, now: float, lease_until: float
-    ) -> list[Claimed]:
-        expired = tx.execute(
-            "SELECT id, lease_owner, state FROM smsgate_messages WHERE lease_expires_at < ? "
-            "ORDER BY lease_expires_at LIMIT ?",
-            (now, room),
-        )
-        taken: list[Claimed] = []
-        stale: list[str] = []
-        for message_id, previous, state in expired:
-            if state not in REPLACEABLE_VALUES:
-                stale.append(message_id)
-                continue
-            rows = tx.execute(
-                "UPDATE smsgate_messages SET lease_owner = ?, lease_expires_at = ?, "
-                f"next_attempt_at = NULL, updated_at = ? WHERE id = ? RETURNING {MESSAGE_COLUMNS}",
-                (owner, lease_until, now, message_id),
-            )
-            taken.append(Claimed(StoredMessage.from_row(rows[0]), previous_owner=previous))
-        for start in range(0, len(stale), CHUNK):
-            part = stale[start : start + CHUNK]
-            tx.execute(
-                f"{DROP_STALE_LEASE} WHERE id IN ({', '.join('?' * len(part))})", [now, *part]
-            )
-        return taken
 
     def _start_and_finish(
         self,

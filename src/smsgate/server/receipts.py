@@ -4,7 +4,7 @@ A provider calls back once or twice per message sent, so a busy gateway receives
 fast as it sends. Recorded one transaction each, every receipt waits for its own disk sync and
 the write lock it holds meanwhile, which the in-process worker needs too. :class:`ReceiptRecorder`
 does for receipts what :class:`~smsgate.server.submit.Submitter` does for submissions
-(:class:`~smsgate.server.grouping.GroupCommit`): the receipts that arrive while one group is
+(:class:`~smsgate.outbox.groupcommit.GroupCommit`): the receipts that arrive while one group is
 being written are written next, in order, in one transaction. Each is still judged on its own (a duplicate of an earlier one, even
 in the same group, is a duplicate; a status moves forward only; a receipt for a message not
 stored yet is kept pending), and each webhook is answered only after the commit that stored it.
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from smsgate.clock import Clock
 from smsgate.message import DeliveryEvent
 from smsgate.outbox import Outbox, ReceiptOutcome, RecordResult
+from smsgate.outbox.groupcommit import GroupCommit, on_thread
 from smsgate.outbox.outbox import receipt_of
 from smsgate.outbox.store import Receipt
-from smsgate.server.grouping import GroupCommit
 
 logger = logging.getLogger("smsgate.server.webhooks")
 
@@ -36,7 +36,7 @@ class ReceiptRecorder:
     def __init__(self, outbox: Outbox, *, group: int = 200) -> None:
         self.outbox = outbox
         self.clock: Clock = outbox.clock
-        self._commit = GroupCommit(self.record_now, group=group, name="smsgate-receipts")
+        self._commit = GroupCommit(on_thread(self.record_now), group=group, name="smsgate-receipts")
         #: transactions written, and receipts in them (for tests and curiosity)
         self.transactions = 0
         self.recorded = 0

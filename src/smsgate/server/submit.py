@@ -31,13 +31,13 @@ from smsgate.errors import InvalidRecipient, SmsgateError
 from smsgate.ids import good_id
 from smsgate.message import Purpose, Status, good_key
 from smsgate.outbox import Outbox, SubmitOutcome
+from smsgate.outbox.groupcommit import GroupCommit, on_thread
 from smsgate.outbox.records import RESERVED_METADATA
 from smsgate.outbox.store import dumps
 from smsgate.outbox.tables.server import ServerStore
 from smsgate.phone import e164_pattern, normalize
 from smsgate.server.auth import ApiKey
 from smsgate.server.errors import ApiError, from_smsgate, problems_error
-from smsgate.server.grouping import GroupCommit
 from smsgate.server.models import BATCH_IN, BatchMessageIn, MessageAccepted, MessageIn
 from smsgate.server.settings import ServerSettings
 
@@ -227,7 +227,9 @@ class Submitter:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self._commit = GroupCommit(self.store_items, group=group, name="smsgate-submitter")
+        self._commit = GroupCommit(
+            on_thread(self.store_items), group=group, name="smsgate-submitter"
+        )
 
     # -- quota --------------------------------------------------------------------------------
 

@@ -11,8 +11,10 @@ Any 2xx answer is success. Anything else (other statuses, redirects, timeouts, r
 connections) is retried with exponential backoff and jitter until the retry horizon (24 hours by
 default) has passed since the event was queued; the last attempt happens at the horizon, and a
 delivery that fails it becomes a dead letter, listed by the API and re-queued on request.
-Deliveries are rows of the store, so they survive restarts, and they are claimed with a lease so
-that several servers on one store never send the same attempt twice.
+Deliveries are rows of the store, so they survive restarts, and they are jobs of the store's one
+lease queue (as messages are): each attempt is made under a lease, so that several servers on one
+store never make the same attempt twice, and a server that dies mid-attempt leaves the delivery
+to be taken over once its lease expires.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import binascii
 import hashlib
 import hmac
 import logging
+import os
 import random
 import secrets
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -194,8 +198,11 @@ class WebhookDispatcher:
         batch: int = 50,
         poll_interval: float = 0.5,
         rng: random.Random | None = None,
+        owner: str | None = None,
     ) -> None:
         self.store = store
+        #: whose leases this dispatcher's claims are (one per process, like a worker's id)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.clock = clock
         self.schedule = schedule or RetrySchedule()
         self.timeout = timeout
@@ -224,7 +231,7 @@ class WebhookDispatcher:
         # The lease outlives the attempt's timeout, so no other server takes it meanwhile.
         lease_until = now + self.timeout * 3 + 30
         claimed = await anyio.to_thread.run_sync(
-            self.store.claim_deliveries, now, lease_until, self.batch
+            self.store.claim_deliveries, self.owner, self.batch, now, lease_until
         )
         if claimed:
             await asyncio.gather(*(self._attempt(item) for item in claimed))

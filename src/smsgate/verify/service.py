@@ -66,7 +66,7 @@ from smsgate.verify.models import (
 from smsgate.verify.settings import VerifySettings
 
 if TYPE_CHECKING:
-    from smsgate.server.grouping import GroupCommit
+    from smsgate.outbox.groupcommit import GroupCommit
 
 logger = logging.getLogger("smsgate.verify")
 
@@ -678,9 +678,9 @@ class Verify:
     def start_grouping(self, group: int = 256) -> None:
         """Group the async twins' steps into shared transactions (call inside the event loop;
         the server does it at start)."""
-        from smsgate.server.grouping import GroupCommit  # the server's; the library needs none
+        from smsgate.outbox.groupcommit import GroupCommit, on_thread
 
-        self._group = GroupCommit(self._execute, group=group, name="smsgate-verify")
+        self._group = GroupCommit(on_thread(self._execute), group=group, name="smsgate-verify")
         self._group.start()
 
     async def stop_grouping(self) -> None:

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from smsgate.ids import new_id
+from smsgate.outbox.leasequeue import LeasedTable
 from smsgate.outbox.migrate import check_version
-from smsgate.outbox.sql import Tx
+from smsgate.outbox.sql import SqlStore, Tx
 from smsgate.outbox.store import chunks, dumps
 from smsgate.outbox.tables.base import Table
 
@@ -178,6 +179,17 @@ class Delivery:
         )
 
 
+#: user-webhook deliveries as jobs of the outbox's lease queue: a pending one is due at its
+#: next attempt; an expired lease on a pending one (its server died mid-attempt) is taken over
+DELIVERIES = LeasedTable(
+    name="smsgate_webhook_deliveries",
+    columns=Delivery.COLUMNS,
+    waiting="state = 'pending'",
+    takeable="state = 'pending'",
+    due_if="state = 'pending'",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     """A delivery taken for one attempt, with where and how to send it."""
@@ -276,6 +288,10 @@ class ServerStore(Table):
     """The server's rows, stored next to the outbox's (see migration 0003)."""
 
     needs = "the server"
+
+    def __init__(self, store: SqlStore) -> None:
+        super().__init__(store)
+        self._deliveries = store.lease_queue(DELIVERIES)
 
     def _write(self) -> AbstractContextManager[Tx]:
         return self._store.write_transaction()
@@ -597,20 +613,15 @@ class ServerStore(Table):
         )
         return len(rows)
 
-    def claim_deliveries(self, now: float, lease_until: float, limit: int) -> list[ClaimedDelivery]:
-        """Take up to ``limit`` due deliveries for one attempt each: their next attempt moves to
-        ``lease_until``, so a server that dies mid-attempt leaves them due again later."""
-        skip_locked = self._store.skip_locked
+    def claim_deliveries(
+        self, owner: str, limit: int, now: float, lease_until: float
+    ) -> list[ClaimedDelivery]:
+        """Take up to ``limit`` due deliveries for one attempt each under ``owner``'s lease
+        (the lease queue's claim): a server that dies mid-attempt leaves them to be taken over
+        once the lease expires."""
         with self._write() as tx:
-            rows = tx.execute(
-                "UPDATE smsgate_webhook_deliveries SET next_attempt_at = ?, updated_at = ? "
-                "WHERE id IN (SELECT id FROM smsgate_webhook_deliveries "
-                "WHERE state = 'pending' AND next_attempt_at <= ? "
-                f"ORDER BY next_attempt_at LIMIT ?{skip_locked}) "
-                f"RETURNING {Delivery.COLUMNS}",
-                (lease_until, now, now, limit),
-            )
-            deliveries = [Delivery.from_row(row) for row in rows]
+            taken = self._deliveries.claim(tx, owner, limit, now, lease_until)
+            deliveries = [Delivery.from_row(t.row) for t in taken]
             subs: dict[str, Subscription] = {}
             ids = sorted({d.subscription_id for d in deliveries})
             for part in chunks(ids, _CHUNK):
@@ -645,8 +656,8 @@ class ServerStore(Table):
         with self._write() as tx:
             tx.execute(
                 "UPDATE smsgate_webhook_deliveries SET state = ?, attempts = attempts + 1, "
-                "next_attempt_at = ?, last_status = ?, last_error = ?, updated_at = ? "
-                "WHERE id = ?",
+                "next_attempt_at = ?, last_status = ?, last_error = ?, updated_at = ?, "
+                "lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
                 (state, next_attempt_at, status, error, now, delivery_id),
             )
 

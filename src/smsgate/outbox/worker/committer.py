@@ -1,5 +1,6 @@
 """The committer: every start, outcome and release the worker queues goes into the next
-transaction, one group commit for many messages (River's completer)."""
+transaction, one group commit for many messages (River's completer), through the project's one
+group-commit writer (:class:`~smsgate.outbox.groupcommit.GroupCommit`)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from smsgate.clock import Clock
+from smsgate.outbox.groupcommit import GroupCommit
 from smsgate.outbox.store import StartSend, Transition
 from smsgate.outbox.worker.outcomes import WorkerStats
 
 logger = logging.getLogger("smsgate.worker")
 
-#: rows per transaction at most
-BATCH = 1000
+#: items (starts, outcomes, releases) per transaction at most
+BATCH = 2000
 
 
 class Writes(Protocol):
@@ -31,6 +33,15 @@ class Writes(Protocol):
         now: float,
         lease_until: float,
     ) -> tuple[set[str], set[str]]: ...
+
+
+class Release(NamedTuple):
+    """A row this worker lets go of unsent."""
+
+    id: str
+
+
+Item = StartSend | Transition | Release
 
 
 class Committer:
@@ -63,82 +74,64 @@ class Committer:
         self._clock = clock
         self._stats = stats
         self._lease = lease
-        self._delay = delay
-        self._parallel = max(1, parallel)
         self._on_done = on_done
         self._on_orphan = on_orphan
         # set when the worker is told to stop at once: give up on a failing store sooner
         self._stopping = stopping or asyncio.Event()
-        self._starts: list[tuple[StartSend, asyncio.Future[bool]]] = []
-        self._finishes: list[Transition] = []
-        self._releases: list[str] = []
-        self._signal = asyncio.Event()
-        self._closing = False
+        # Gathering for a couple of milliseconds costs far less per message than one
+        # transaction per response, and a send waits at most that long to start.
+        self._commit: GroupCommit[Item, bool] = GroupCommit(
+            self._write,
+            group=BATCH,
+            name="smsgate-writer",
+            delay=delay,
+            parallel=parallel,
+            on_abandoned=self._abandoned,
+        )
 
     @property
     def pending(self) -> bool:
-        """Something is queued and not written yet."""
-        return bool(self._starts or self._finishes or self._releases)
+        """Something is queued or being written."""
+        return self._commit.pending > 0
 
     def start(self, start: StartSend) -> asyncio.Future[bool]:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._starts.append((start, future))
-        self._signal.set()
-        return future
+        return self._commit.submit(start)
 
     def finish(self, transition: Transition) -> None:
-        self._finishes.append(transition)
-        self._signal.set()
+        self._commit.put(transition)
 
     def release(self, message_id: str) -> None:
-        self._releases.append(message_id)
-        self._signal.set()
+        self._commit.put(Release(message_id))
 
     def close(self) -> None:
         """Write what is queued (and anything queued meanwhile), then let :meth:`run` end."""
-        self._closing = True
-        self._signal.set()
+        self._commit.close()
 
     async def run(self) -> None:
-        running: set[asyncio.Task[None]] = set()
-        while True:
-            await self._signal.wait()
-            self._signal.clear()
-            # Gather for a moment: one transaction per couple of milliseconds costs far less
-            # per message than one per response, and a send waits at most that long to start.
-            if self._delay > 0 and not self._closing:
-                await asyncio.sleep(self._delay)
-            while self.pending:
-                if len(running) >= self._parallel:
-                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                task = asyncio.create_task(self.write_batch())
-                running.add(task)
-                task.add_done_callback(running.discard)
-                await asyncio.sleep(0)  # let it take its batch before looking again
-            if self._closing:
-                if running:
-                    await asyncio.wait(running)
-                if not self.pending:
-                    return
+        await self._commit.run()
 
-    async def write_batch(self) -> None:
-        """Write one batch of what is queued, retrying a failing store for a while."""
-        starts, self._starts = self._starts[:BATCH], self._starts[BATCH:]
-        batch, self._finishes = self._finishes[:BATCH], self._finishes[BATCH:]
-        idle, self._releases = self._releases, []
+    async def _write(self, items: list[Item]) -> list[bool | Exception]:
+        """Write one group, retrying a failing store for a while; for each item, whether it
+        was written (for a start: whether the row moved to ``sending``)."""
+        starts: list[StartSend] = []
+        batch: list[Transition] = []
+        idle: list[str] = []
+        for item in items:
+            if type(item) is StartSend:
+                starts.append(item)
+            elif type(item) is Transition:
+                batch.append(item)
+            else:
+                idle.append(item.id)
         now = self._clock.time()
         started: set[str] = set()
+        written = False
         for attempt in itertools.count():
             try:
                 started, _ = await self._store.write(
-                    self._owner,
-                    [start for start, _ in starts],
-                    batch,
-                    idle,
-                    now,
-                    now + self._lease,
+                    self._owner, starts, batch, idle, now, now + self._lease
                 )
+                written = True
                 break
             except Exception:
                 self._stats.store_errors += 1
@@ -154,12 +147,12 @@ class Committer:
                     )
                     break
                 await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
-        for start, future in starts:
-            if not future.done():
-                future.set_result(start.id in started)
-            elif start.id in started:
-                # its sender was stopped while waiting for this write: nothing was sent
-                self._on_orphan(start, now)
         done = [t.id for t in batch] + idle
         if done:
             self._on_done(done)
+        return [item.id in started if isinstance(item, StartSend) else written for item in items]
+
+    def _abandoned(self, item: Item, written: bool) -> None:
+        if isinstance(item, StartSend) and written:
+            # its sender was stopped while waiting for this write: nothing was sent
+            self._on_orphan(item, self._clock.time())
