@@ -18,7 +18,12 @@ message must be accepted, and the emulator must have recorded exactly that many,
   in flight, nothing stored.
 
 Rounds run the clients in turn; the best round of each is reported (a busy neighbour on a shared
-machine slows a round, never speeds one up), with every round's figure shown as it runs.
+machine slows a round, never speeds one up), with every round's figure shown as it runs, the
+load average after it, and for PostgreSQL the CPU time of the server processes serving the
+round (read from /proc, so only for a server on this host) and the deadlocks the server broke
+meanwhile (each one stalls the worker's writes for the server's ``deadlock_timeout``). Wall
+time on a busy machine varies with its load; CPU time per message does not, so the last line
+compares the durable PostgreSQL path (this process and the server) with the SDK by that.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ import asyncio
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 from emulator_process import free_port, start_emulator
@@ -156,7 +164,9 @@ def run_twilio_sdk(server: Server, work: list[tuple[str, str]]) -> dict[str, flo
 # -- driver -----------------------------------------------------------------------------------
 
 
-def postgres_store(base: str) -> tuple[str, Callable[[], None]]:
+def postgres_store(base: str) -> tuple[str, str, Callable[[], None]]:
+    """A store URL in a fresh schema, the application_name its connections carry, and a
+    function dropping the schema."""
     import psycopg
 
     schema = f"bench_{secrets.token_hex(4)}"
@@ -166,7 +176,74 @@ def postgres_store(base: str) -> tuple[str, Callable[[], None]]:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
-    return f"{base}{joiner}schema={schema}", drop
+    return f"{base}{joiner}schema={schema}&application_name={schema}", schema, drop
+
+
+class ServerCpu:
+    """CPU time the PostgreSQL server processes of one application_name spent, read from /proc
+    every 50 ms while they live (the server must run on this host). The durable path's cost is
+    this plus the client's: wall-clock rounds on a shared machine vary with its load, CPU time
+    per message does not."""
+
+    def __init__(self, base: str, application: str) -> None:
+        self._base = base
+        self._application = application
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> ServerCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    @property
+    def seconds(self) -> float | None:
+        return sum(self._seen.values()) if self._seen else None
+
+    def _watch(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self._base, autocommit=True) as conn:
+            while not self._stop.wait(0.05):
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                    (self._application,),
+                ).fetchall()
+                for (pid,) in rows:
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue  # gone, or not on this host
+                    # utime and stime, the 14th and 15th fields (the 12th and 13th after the name)
+                    used = (int(fields[11]) + int(fields[12])) / self._tick
+                    self._seen[pid] = max(used, self._seen.get(pid, 0.0))
+
+
+def deadlocks(base: str) -> int:
+    """Deadlocks the server has broken in this database so far (each stalls a writer for the
+    server's deadlock_timeout, a second by default): a round with any is a slow round. Other
+    clients of the same database count too."""
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def paired(name: str, rounds: list[dict[str, float]]) -> str:
+    """``name`` against the SDK within each round (run minutes apart at most, so under
+    similar load), and the median: the best rounds of two clients may come from different
+    loads."""
+    ratios = [r["twilio SDK async"] / r[name] for r in rounds]
+    listed = ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+    return f"{listed}; median {statistics.median(ratios):.2f}x"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,9 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.postgres:
 
         def run_pg(work: list[tuple[str, str]]) -> dict[str, float]:
-            store, drop = postgres_store(args.postgres)
+            store, application, drop = postgres_store(args.postgres)
             drops.append(drop)
-            return run_outbox(server, store, work)
+            before = deadlocks(args.postgres)
+            with ServerCpu(args.postgres, application) as server_cpu:
+                figure = run_outbox(server, store, work)
+            figure["deadlocks"] = deadlocks(args.postgres) - before
+            if server_cpu.seconds is not None:
+                figure["server_cpu"] = server_cpu.seconds
+            return figure
 
         clients.append(("outbox postgresql", run_pg))
     else:
@@ -207,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         ("twilio SDK async", lambda w: run_twilio_sdk(server, w)),
     ]
     best: dict[str, dict[str, float]] = {}
+    rounds: list[dict[str, float]] = []  # each round's seconds by client
     try:
         for _, fn in clients:  # warm-up: imports, connection pools, the first sessions
             server.reset()
@@ -222,14 +306,22 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{name}: emulator recorded {count}, {duplicates} twice")
                 rate = args.messages / figure["seconds"]
                 extra = f" (submit {figure['submit']:.2f} s)" if "submit" in figure else ""
+                if "server_cpu" in figure:
+                    server_us = figure["server_cpu"] / args.messages * 1e6
+                    extra += f", + {server_us:.0f} µs CPU/msg in the PostgreSQL server"
+                if "deadlocks" in figure:
+                    extra += f", {figure['deadlocks']:.0f} deadlocks"
                 cpu_us = figure["cpu"] / args.messages * 1e6
                 print(
                     f"  round {round_}  {name:<18} {figure['seconds']:6.2f} s  {rate:>7,.0f} msg/s"
-                    f"  {cpu_us:5.0f} µs CPU/msg{extra}",
+                    f"  {cpu_us:5.0f} µs CPU/msg  load {os.getloadavg()[0]:5.2f}{extra}",
                     flush=True,
                 )
                 if name not in best or figure["seconds"] < best[name]["seconds"]:
                     best[name] = figure
+                if len(rounds) < round_:
+                    rounds.append({})
+                rounds[-1][name] = figure["seconds"]
     finally:
         server.proc.send_signal(signal.SIGTERM)
         server.proc.wait(10)
@@ -245,9 +337,20 @@ def main(argv: list[str] | None = None) -> int:
     ratio = best["twilio SDK async"]["seconds"] / best["outbox sqlite"]["seconds"]
     verdict = "met" if ratio >= TARGET else "MISSED"
     print(f"\ndurable SQLite vs twilio SDK async: {ratio:.2f}x (target >= {TARGET:g}x: {verdict})")
+    print(f"  round by round: {paired('outbox sqlite', rounds)}")
     if "outbox postgresql" in best:
         ratio_pg = best["twilio SDK async"]["seconds"] / best["outbox postgresql"]["seconds"]
         print(f"durable PostgreSQL vs twilio SDK async: {ratio_pg:.2f}x")
+        print(f"  round by round: {paired('outbox postgresql', rounds)}")
+        pg, sdk = best["outbox postgresql"], best["twilio SDK async"]
+        if "server_cpu" in pg:
+            cost = (pg["cpu"] + pg["server_cpu"]) / args.messages * 1e6
+            sdk_cost = sdk["cpu"] / args.messages * 1e6
+            print(
+                f"CPU per message, which the load does not change: durable PostgreSQL {cost:.0f} µs "
+                f"(this process and the server's), twilio SDK async {sdk_cost:.0f} µs: "
+                f"{sdk_cost / cost:.2f}x"
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -2,7 +2,7 @@
 and open file descriptors printed every minute (both should level off).
 
     .venv/bin/python bench/serve_soak.py [--minutes 30] [--rate 100] [--every 60]
-        [--postgres URL]
+        [--postgres URL] [--trace FILE]
 
 Processes on loopback, as in production: the Twilio emulator (``smsgate emulate twilio``, with
 delivery receipts called back to the gateway), the gateway (``smsgate serve`` with its
@@ -11,9 +11,11 @@ in-process worker) and this client. At the start of every second the client send
 connections come and go): one in four is ``POST /v1/messages``, the others reads
 (``GET /v1/messages/{id}``, ``GET /v1/messages``, ``GET /v1/webhooks``), which the server runs
 on its thread pool. Every ``--every`` seconds it prints the gateway's resident memory
-(VmRSS), its open descriptors (all, and those on the SQLite files), requests answered and
-failed, and messages sent and delivered. The run is bounded by ``--minutes`` and the request
-count by rate x duration.
+(VmRSS, and its anonymous part RssAnon), its open descriptors (all, and those on the SQLite
+files), requests answered and failed, and messages sent and delivered. The run is bounded by
+``--minutes`` and the request count by rate x duration. ``--trace FILE`` runs the gateway
+under ``bench/soak_trace.py`` (tracemalloc, object counts, SQLite's and the allocator's
+memory), to find what grows.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import random
 import secrets
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -36,9 +39,19 @@ import requests
 from emulator_process import free_port, smsgate_command, start_emulator
 
 
-def start_gateway(config: Path) -> tuple[subprocess.Popen[str], str, deque[str]]:
+def start_gateway(
+    config: Path, trace: str | None, every: float
+) -> tuple[subprocess.Popen[str], str, deque[str]]:
+    command = smsgate_command()
+    if trace:
+        command = [
+            sys.executable,
+            str(Path(__file__).with_name("soak_trace.py")),
+            trace,
+            str(every),
+        ]
     proc = subprocess.Popen(
-        [*smsgate_command(), "serve", "--config", str(config), "--port", "0"],
+        [*command, "serve", "--config", str(config), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -52,11 +65,15 @@ def start_gateway(config: Path) -> tuple[subprocess.Popen[str], str, deque[str]]
     return proc, first.split()[2], output
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Resident memory of ``pid`` in MB: all of it, and its anonymous part (the heap; the rest
+    is mapped files: code, libraries, SQLite's shared WAL index)."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", 0.0), fields.get("RssAnon", 0.0)
 
 
 def descriptors(pid: int, database: str | None) -> tuple[int, int]:
@@ -117,13 +134,22 @@ class Client:
                 self.failures.append(detail)
 
 
-def metric(url: str, name: str) -> float:
-    text = requests.get(f"{url}/metrics", timeout=10).text
+def metric(url: str, name: str) -> float | None:
+    """The sum of a counter's series; None when the gateway is too busy to answer in time
+    (a soak reports on, it does not stop on one slow scrape)."""
+    try:
+        text = requests.get(f"{url}/metrics", timeout=30).text
+    except requests.RequestException:
+        return None
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith(name + "{") or line.startswith(name + " ")
     )
+
+
+def _count(value: float | None) -> str:
+    return "?" if value is None else f"{value:,.0f}"
 
 
 def main() -> None:
@@ -132,6 +158,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=100, help="requests per second")
     parser.add_argument("--every", type=float, default=60.0, help="seconds between reports")
     parser.add_argument("--postgres", help="a PostgreSQL URL instead of a SQLite file")
+    parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="run the gateway under tracemalloc (bench/soak_trace.py), its growth appended "
+        "to FILE every --every seconds (slower: figures are for finding a leak, not for RSS)",
+    )
     args = parser.parse_args()
     if not 1 <= args.rate <= 2000 or not 0 < args.minutes <= 240:
         raise SystemExit("--rate must be 1..2000 and --minutes 0..240 (a bounded run)")
@@ -161,14 +193,14 @@ def main() -> None:
             capture_output=True,
             text=True,
         ).stdout.strip()
-        gateway, url, output = start_gateway(config)
+        gateway, url, output = start_gateway(config, args.trace, args.every)
         client = Client(url, key)
         print(
             f"soak of smsgate serve ({'postgresql' if args.postgres else 'sqlite'}): "
             f"{args.rate} req/s for {args.minutes:g} min, a report every {args.every:g} s"
         )
         print(
-            f"{'minute':>6} {'RSS MB':>7} {'fds':>5} {'db fds':>6} {'answered':>9} "
+            f"{'minute':>6} {'RSS MB':>7} {'anon MB':>7} {'fds':>5} {'db fds':>6} {'answered':>9} "
             f"{'failed':>7} {'sent':>7} {'delivered':>9}"
         )
         start = time.monotonic()
@@ -189,14 +221,14 @@ def main() -> None:
         while True:
             now = time.monotonic()
             if now >= next_report:
-                rss = rss_mb(gateway.pid)
+                rss, anon = rss_mb(gateway.pid)
                 total, on_db = descriptors(gateway.pid, database)
                 sent = metric(url, "smsgate_messages_sent_total")
                 delivered = metric(url, "smsgate_messages_delivered_total")
                 print(
-                    f"{(now - start) / 60:6.1f} {rss:7.1f} {total:5d} "
+                    f"{(now - start) / 60:6.1f} {rss:7.1f} {anon:7.1f} {total:5d} "
                     f"{on_db if database else '-':>6} {client.answered:9,d} {client.failed:7,d} "
-                    f"{sent:7,.0f} {delivered:9,.0f}",
+                    f"{_count(sent):>7} {_count(delivered):>9}",
                     flush=True,
                 )
                 next_report += args.every

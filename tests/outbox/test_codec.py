@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import traceback
+import tracemalloc
 from datetime import UTC, datetime
 
+import pytest
+
+from smsgate.errors import InvalidMessage
 from smsgate.message import Message, Purpose
 from smsgate.outbox.codec import (
     MESSAGE_FIELDS,
+    SENDER_CACHE,
     Validator,
     message_from_row,
     row_for,
@@ -83,3 +90,43 @@ def test_ids_made_by_the_fast_path_increase_in_submit_order() -> None:
     ]
     assert all(re.match(r"^msg_[0-9A-HJKMNP-TV-Z]{26}$", i) for i in made)
     assert made == sorted(made) and len(set(made)) == len(made)
+
+
+# A server's Outbox keeps one Validator for its whole life: what it remembers must not grow with
+# what its clients send.
+
+
+def test_refusing_the_same_sender_again_and_again_holds_on_to_nothing() -> None:
+    # an error object raised again grows its traceback, keeping every frame (and request) it
+    # passed through; each refusal must be a new error of the same size
+    validator = Validator()
+    depths = []
+    for n in range(50):
+        with pytest.raises(InvalidMessage) as caught:
+            validator.build({"to": "+15555550100", "body": f"m{n}", "sender": "AC\nME"}, 5.0)
+        assert caught.value.field == "sender"
+        assert "control characters" in str(caught.value)
+        depths.append(len(traceback.extract_tb(caught.value.__traceback__)))
+    assert depths == [depths[0]] * 50
+
+
+def test_the_validator_remembers_a_bounded_number_of_senders() -> None:
+    validator = Validator()
+
+    def build(n: int) -> None:
+        validator.build({"to": "+15555550100", "body": "x", "sender": f"+1555{n:07d}"}, 5.0)
+
+    tracemalloc.start()
+    try:
+        for n in range(SENDER_CACHE):  # as many distinct senders as it keeps
+            build(n)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(SENDER_CACHE, SENDER_CACHE + 10_000):  # then ten thousand more
+            build(n)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # one entry per sender ever seen would be about 100 bytes each: a megabyte here
+    assert grown < 100_000

@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -106,7 +107,6 @@ class Validator:
 
     def __init__(self, *, region: str | None = None, ids: Callable[[], str] = new_id) -> None:
         self.region = region
-        self._senders: dict[str, SmsgateError | None] = {}
         self._ids = ids
 
     def build(
@@ -160,15 +160,8 @@ class Validator:
         if len(body) > MAX_BODY_CHARS or BAD_TEXT.search(body) or fast_e164(to) is None:
             return None  # the slow path decides, with the precise error
         sender = item.get("sender")
-        if sender is not None:
-            if type(sender) is not str:
-                return None
-            error = self._senders.get(sender, _UNSEEN)
-            if error is _UNSEEN:
-                error = _sender_error(sender, to)
-                self._senders[sender] = error
-            if error is not None:
-                raise error
+        if sender is not None and (type(sender) is not str or not sender_is_valid(sender)):
+            return None  # the slow path raises the precise error
         purpose = _PURPOSES.get(item.get("purpose", "transactional"))
         if purpose is None:
             return None
@@ -221,19 +214,27 @@ class Validator:
         )
 
 
-_UNSEEN: Any = object()
 _PURPOSES: dict[Any, str] = {**{p.value: p.value for p in Purpose}, **{p: p.value for p in Purpose}}
 _encode_string: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or (
     json.encoder.py_encode_basestring
 )
 
 
-def _sender_error(sender: str, to: str) -> SmsgateError | None:
+#: distinct senders remembered: bulk sends repeat a few, while a long-running server sees
+#: whatever its clients send, so the memory is bounded rather than one entry per sender ever seen
+SENDER_CACHE = 1024
+
+
+@lru_cache(maxsize=SENDER_CACHE)
+def sender_is_valid(sender: str) -> bool:
+    """Whether a message may carry ``sender`` (a refused one takes the slow path, which raises
+    a new error each time: an error object raised again keeps growing its traceback, and with
+    it every frame and request it passed through)."""
     try:
-        Message(to=to, body="x", sender=sender)
-    except SmsgateError as exc:
-        return exc
-    return None
+        Message(to="+15555550100", body="x", sender=sender)
+    except SmsgateError:
+        return False
+    return True
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

@@ -211,6 +211,17 @@ class PgLeaseQueue(LeaseQueue):
             f"{self.drop_stale_sql} WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE "
             f"lease_expires_at < ? AND NOT ({table.takeable}) LIMIT ? FOR UPDATE SKIP LOCKED))"
         )
+        # Renewing never waits on a row. A row locked now is being written by its holder's own
+        # group commit (or a receipt); waiting for it while holding the other rows' locks
+        # deadlocks with that write, which locks many of the same rows in another order (the
+        # server breaks the tie after its deadlock_timeout, a second in which the holder's
+        # writes stand still). A skipped row is still held and is renewed next time (every
+        # third of the lease); a row is lost only when another owner holds it.
+        self.renew_sql = (
+            f"WITH renewed AS (UPDATE {t} SET lease_expires_at = ? WHERE id = ANY(ARRAY("
+            f"SELECT id FROM {t} WHERE id = ANY(?) AND lease_owner = ? FOR UPDATE SKIP LOCKED))) "
+            f"SELECT id FROM {t} WHERE id = ANY(?) AND lease_owner = ?"
+        )
 
     def claim_due_params(
         self, owner: str, limit: int, now: float, lease_until: float
@@ -224,6 +235,12 @@ class PgLeaseQueue(LeaseQueue):
 
     def drop_stale_all_params(self, now: float) -> list[Any]:
         return [*self.stale_params(now), now, CHUNK]
+
+    def renew(self, tx: Tx, owner: str, ids: Sequence[str], lease_until: float) -> set[str]:
+        """Extend ``owner``'s leases on ``ids``; returns the ids it still holds (a row another
+        transaction has locked now among them, renewed next time: see ``renew_sql``)."""
+        held = list(ids)
+        return {r[0] for r in tx.execute(self.renew_sql, (lease_until, held, owner, held, owner))}
 
     @staticmethod
     def taken_over(rows: Iterable[tuple[Any, ...]]) -> list[Taken]:
