@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import resource
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from smsgate.clock import FakeClock
 from smsgate.errors import ConfigError
-from smsgate.message import Message
+from smsgate.message import Message, Status
 from smsgate.outbox import Outbox
 from smsgate.outbox.sqlite import SqliteStore, StoreBusy
 from smsgate.outbox.store import ListQuery, StoreURL
@@ -161,3 +163,76 @@ def test_a_full_pool_makes_a_call_from_the_loop_busy_and_a_thread_wait(tmp_path:
 def test_bad_pool_options_are_refused_naming_them(tmp_path: Path, option: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         SqliteStore(StoreURL.parse(f"{sqlite_url(tmp_path)}?{option}"))
+
+
+class _OtherWriter:
+    """Another connection to the file holding SQLite's write lock, as another process would,
+    until a given number of the waiter's pauses have passed."""
+
+    def __init__(self, path: Path, clock: FakeClock, *, pauses: int | None) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None)
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._clock = clock
+        self._left = pauses
+        self.pauses: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self._clock.advance(seconds)
+        if self._left is not None:
+            self._left -= 1
+            if self._left == 0:
+                self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        self._conn.close()
+
+
+def test_a_writer_waits_for_another_process_in_short_steps(tmp_path: Path) -> None:
+    with Outbox(sqlite_url(tmp_path), migrate=True) as outbox:
+        outbox.submit(Message(to=TO, body="hello"))
+    clock = FakeClock()
+    now = time.time() + 1  # the message is due (its clock was the real one)
+    other = _OtherWriter(tmp_path / "outbox.db", clock, pauses=40)
+    # busy_timeout=1: were SQLite's own busy handler waiting, it would give up within a second
+    store = SqliteStore(
+        StoreURL.parse(f"{sqlite_url(tmp_path)}?busy_timeout=1"), clock=clock, sleep=other.sleep
+    )
+    try:
+        claimed = store.claim("w1", 10, now, now + 60)
+    finally:
+        store.close()
+        other.close()
+    assert [c.row.to_number for c in claimed] == [TO]
+    # the lock was tried again at most 2 ms after the other writer let it go (SQLite's busy
+    # handler sleeps up to 100 ms between tries)
+    assert len(other.pauses) == 40 and max(other.pauses) <= 0.002
+    assert clock.monotonic() < 40 * 0.002
+
+
+def test_a_writer_gives_up_after_busy_timeout_and_the_loop_after_a_moment(tmp_path: Path) -> None:
+    with Outbox(sqlite_url(tmp_path), migrate=True) as outbox:
+        outbox.submit(Message(to=TO, body="hello"))
+    clock = FakeClock()
+    now = time.time() + 1
+    other = _OtherWriter(tmp_path / "outbox.db", clock, pauses=None)
+    store = SqliteStore(
+        StoreURL.parse(f"{sqlite_url(tmp_path)}?busy_timeout=2"), clock=clock, sleep=other.sleep
+    )
+    try:
+        # the worker's event loop hands the call to a thread after 20 ms, nothing written
+        with pytest.raises(StoreBusy):
+            store.call_now(store.claim, "w1", 10, now, now + 60)
+        assert 0.02 <= clock.monotonic() < 0.025
+        # a thread waits the store's busy_timeout, then reports the lock it never got
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.claim("w1", 10, now, now + 60)
+        assert 2.02 <= clock.monotonic() < 2.03
+        assert max(other.pauses) <= 0.002
+    finally:
+        store.close()
+        other.close()
+    with Outbox(sqlite_url(tmp_path)) as outbox:
+        assert outbox.counts() == {Status.QUEUED: 1}

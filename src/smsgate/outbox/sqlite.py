@@ -7,6 +7,9 @@ threads come and go (an ASGI server's thread pool starts and ends threads all th
 connection idle for ``idle_timeout`` seconds is closed. Every write is a ``BEGIN IMMEDIATE`` transaction, so writers
 queue on SQLite's single write lock and a claim is a single-writer ``UPDATE ... RETURNING``: two
 workers (threads or processes) can never claim the same row. Readers never block writers (WAL).
+A writer that finds the lock held by another process tries again every millisecond or two
+(:class:`LockWait`), not in SQLite's busy-handler steps, which grow to 100 ms and let the other
+process take the lock again and again meanwhile (docs/postgresql.md, *Claim-to-send latency*).
 
 URL options: ``sqlite:///path.db?synchronous=normal`` trades durability on power loss for speed
 (the default ``full`` syncs the WAL at every commit that records something: a message, a send
@@ -68,6 +71,9 @@ class StoreBusy(Exception):
 
 
 _ROWS_PER_STATEMENT = 25
+#: how long a store call on the worker's event loop waits for the write lock (in short tries)
+#: before it is handed to a thread, where it may wait longer
+_CALL_NOW_PATIENCE = 0.02
 
 
 def _multi(single: str, width: int) -> str:
@@ -120,6 +126,50 @@ def _positive(options: dict[str, str], name: str, default: float, unit: str) -> 
 
 
 _SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+class LockWait:
+    """Takes SQLite's write lock (``BEGIN IMMEDIATE``) for a connection whose busy handler is
+    off, trying again after short pauses while another process holds it.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms
+    between tries: a writer that has waited a while sleeps through the moments the lock is free,
+    and a process committing every few milliseconds (a submitter) takes it again and again
+    meanwhile. Holding the lock is a millisecond or a few (one WAL sync), so pauses of
+    ``first`` doubling up to ``longest`` find it free within about that much of its release.
+    ``patience``: seconds to keep trying before the "database is locked" error is raised.
+    """
+
+    def __init__(
+        self,
+        monotonic: Callable[[], float],
+        sleep: Callable[[float], None],
+        *,
+        first: float = 0.0002,
+        longest: float = 0.002,
+    ) -> None:
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._first = first
+        self._longest = longest
+
+    def begin(self, conn: sqlite3.Connection, patience: float) -> None:
+        deadline = self._monotonic() + patience
+        pause = self._first
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                left = deadline - self._monotonic()
+                if not _is_busy(exc) or left <= 0:
+                    raise
+            self._sleep(min(pause, left))
+            pause = min(self._longest, pause * 2)
 
 
 def _enable_wal(conn: sqlite3.Connection, patience: float) -> None:
@@ -329,7 +379,15 @@ class SqliteStore(SqlStore):
     parallel_writes: ClassVar[int] = 1  # one writer at a time anyway
     migrates_when_new: ClassVar[bool] = True  # a new file is the user's first run
 
-    def __init__(self, url: StoreURL, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        url: StoreURL,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``clock`` and ``sleep`` time the pool's idle connections and the waits for the
+        write lock (a test gives a fake clock and a ``sleep`` that advances it)."""
         super().__init__(url)
         self._messages = self.lease_queue(MESSAGES)
         self.path = url.path
@@ -370,6 +428,10 @@ class SqliteStore(SqlStore):
         # Writers of one process queue here rather than in SQLite's busy handler, which sleeps
         # 1-100 ms between tries; re-entrant because migrations write inside their lock.
         self._writer = threading.RLock()
+        # Writers of other processes: our own short tries (see LockWait).
+        self._lock_wait = LockWait(clock.monotonic, sleep)
+        #: set on a thread inside call_now: wait for the write lock only that long
+        self._impatient = threading.local()
         self._pool = _Pool(
             self._open_connection,
             size=pool_size,
@@ -415,7 +477,7 @@ class SqliteStore(SqlStore):
             if relaxed:  # SQLite takes this only outside a transaction
                 conn.execute("PRAGMA synchronous = OFF")
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                self._begin_immediate(conn)
                 try:
                     yield _SqliteTx(conn)
                 except BaseException:
@@ -431,6 +493,17 @@ class SqliteStore(SqlStore):
             finally:
                 if relaxed:
                     conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """Begin a write transaction, waiting for another process's write in short steps. The
+        busy handler stays on for every other statement (a read meeting a WAL recovery, say)."""
+        patience: float | None = getattr(self._impatient, "patience", None)
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._lock_wait.begin(conn, self._busy_timeout if patience is None else patience)
+        finally:
+            restore = self._busy_timeout if patience is None else patience
+            conn.execute(f"PRAGMA busy_timeout = {int(restore * 1000)}")
 
     @contextmanager
     def _read(self) -> Iterator[Tx]:
@@ -456,19 +529,22 @@ class SqliteStore(SqlStore):
         takes it straight back, so the thread waited milliseconds for it after a sync of a
         fraction of one, and the sends waiting for that commit waited with it.
 
-        If another connection holds the write lock for more than a moment, or every connection
-        of the pool is lent, :class:`StoreBusy` is raised (before anything was written) and the caller runs ``fn`` on a thread
-        instead, where it may wait.
+        If another process holds the write lock for more than ``_CALL_NOW_PATIENCE`` (tried
+        every millisecond or two), or every connection of the pool is lent,
+        :class:`StoreBusy` is raised (before anything was written) and the caller runs ``fn``
+        on a thread instead, where it may wait.
         """
         with self._pool.connection(block=False) as conn:
-            conn.execute("PRAGMA busy_timeout = 20")
+            conn.execute(f"PRAGMA busy_timeout = {int(_CALL_NOW_PATIENCE * 1000)}")
+            self._impatient.patience = _CALL_NOW_PATIENCE
             try:
                 return fn(*args)
             except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
+                if _is_busy(exc):
                     raise StoreBusy(str(exc)) from None
                 raise
             finally:
+                self._impatient.patience = None
                 conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     def _insert_rows(
