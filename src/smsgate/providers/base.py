@@ -536,6 +536,11 @@ class Provider(ABC):
         connection (SMPP) overrides it.
         """
 
+    def message_id_forms(self, provider_message_id: str) -> list[str]:
+        """The forms in which a receipt may quote an id this provider gave (SMPP's SMSCs turn
+        hex into decimal); where a receipt is matched to a part it sent (docs/smpp.md)."""
+        return [provider_message_id]
+
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not an abstract one
         """Release connections; providers holding any override this."""
 
