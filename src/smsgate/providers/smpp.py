@@ -75,7 +75,7 @@ from smsgate.errors import (
 )
 from smsgate.ids import new_id
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, EventSink, Provider, UrlOption
+from smsgate.providers.base import Capabilities, EventSink, PartSink, Provider, UrlOption
 from smsgate.providers.parts import folded_event
 from smsgate.providers.url import ProviderURL
 from smsgate.smpp import pdu as p
@@ -965,8 +965,12 @@ class SmppProvider(Provider):
                     # answers on another thread): let the submits in flight be answered first.
                     await self._settle()
                 event = self._receipt(pdu)
-                if event is not None:
+                if event is None:
+                    pass
+                elif event.part is None:
                     await sink.delivery(self, [event])
+                elif isinstance(sink, PartSink):
+                    await sink.part_delivery(self, event)
             else:
                 message = self._inbound(pdu)
                 if message is not None:
@@ -1028,32 +1032,30 @@ class SmppProvider(Provider):
             error = None
         raw = {"text": text, **pdu.to_dict()["tlvs"]}
         recipient = _address(pdu, "source")
+        done = fields.get("done date", "")
+        # This receipt as it came; quoted under the id it names (or, single-part, the id given).
+        as_received = partial(
+            DeliveryEvent,
+            provider=self.name,
+            status=status,
+            to=recipient,
+            error_code=error,
+            reason=fields.get("stat"),
+            raw=raw,
+        )
         found = self._find(str(receipted))
         if found is None:
-            return DeliveryEvent(
-                provider=self.name,
-                provider_message_id=str(receipted),
-                status=status,
-                event_id=f"{receipted}:{status.value}:{fields.get('done date', '')}",
-                to=recipient,
-                error_code=error,
-                reason=fields.get("stat"),
-                raw=raw,
+            return as_received(
+                provider_message_id=str(receipted), event_id=f"{receipted}:{status.value}:{done}"
             )
         sent, index = found
         if sent.total == 1:
             if status.is_final:
                 self._tracked.pop(id_keys(sent.part_ids[0])[0], None)
-            return DeliveryEvent(
-                provider=self.name,
+            return as_received(
                 provider_message_id=sent.part_ids[0],
                 message_id=sent.message_id,
-                status=status,
-                event_id=f"{sent.part_ids[0]}:{status.value}:{fields.get('done date', '')}",
-                to=recipient,
-                error_code=error,
-                reason=fields.get("stat"),
-                raw=raw,
+                event_id=f"{sent.part_ids[0]}:{status.value}:{done}",
             )
         if not status.is_final:
             return None
@@ -1061,7 +1063,14 @@ class SmppProvider(Provider):
         if error:
             sent.codes[index] = error
         if len(sent.states) < sent.total:
-            return None
+            # One part's receipt: only a sink that keeps it durably takes it (on_deliver_sm).
+            return as_received(
+                provider_message_id=str(receipted),
+                message_id=sent.message_id,
+                event_id=f"{receipted}:{status.value}:{done}",
+                part=index + 1,
+                parts=sent.total,
+            )
         for part_id in sent.part_ids:
             self._tracked.pop(id_keys(part_id)[0], None)
         return folded_event(

@@ -37,6 +37,13 @@ class PushedEvents:
             provider.name, "status", "stored" if stored else "duplicate"
         ).inc()
 
+    async def part_delivery(self, provider: Provider, event: DeliveryEvent) -> None:
+        """Keep one part's receipt before the provider has them all (a restart may come
+        between): its state with the message's parts, an entry in the message's history."""
+        events = await self.parts.part(provider, event)
+        if events:
+            await self.delivery(provider, events)
+
     async def inbound(self, provider: Provider, messages: Sequence[InboundMessage]) -> None:
         stored = await self.svc.inbound.handle(messages)
         if stored:
