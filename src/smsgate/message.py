@@ -376,6 +376,9 @@ class SendResult:
     price_unit: str | None = None
     error: SmsgateError | None = None
     raw: Any = None
+    #: each part's id, when the provider gave the parts of a long message ids of their own
+    #: (SMPP); a receipt then comes per part (docs/smpp.md)
+    part_ids: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -19,6 +19,7 @@ from smsgate.outbox import Outbox, State
 from smsgate.outbox.cli_support import build_worker
 from smsgate.outbox.retention import Retention, prune
 from smsgate.outbox.store import NewEvent, StartSend, Transition
+from smsgate.outbox.tables.message_parts import MessagePartTable
 from tests.outbox.conftest import emulated
 
 DAY = 86_400.0
@@ -229,3 +230,22 @@ def test_the_configured_worker_prunes_what_the_config_says(
 
 def config_without_retention(config: Config) -> dict[str, object]:
     return {"providers": {name: {"url": p.url} for name, p in config.providers.items()}}
+
+
+def test_a_pruned_long_message_takes_its_part_ids_along(outbox: Outbox, clock: FakeClock) -> None:
+    # docs/smpp.md: the part ids of a message whose receipts never all came go with it.
+    [long] = submit(outbox, 1)
+    now = clock.time()
+    outbox.store.claim("w", 1, now, now + 30)
+    start = NewEvent(long, now, "queued", "sending", "w", "go")
+    outbox.store.start("w", [StartSend(long, "smpp", 1, "default", start)], now, now + 30)
+    done = NewEvent(long, now, "sending", "undelivered", "w", "done")
+    parts = ("A0", "A1")
+    sent = Transition(long, State.UNDELIVERED, done, provider="smpp", provider_message_id="A0")
+    assert outbox.store.finish("w", [sent._replace(part_ids=parts)], now) == {long}
+    table = MessagePartTable.of(outbox.store)
+    assert table.fold("smpp", ["a1"], None, None) is not None
+    clock.advance(40 * DAY)
+    submit(outbox, 1, prefix="+1555556")  # the newest event, which pruning keeps
+    assert prune(outbox.store, Retention(messages=30 * DAY), clock.time()).messages == 1
+    assert table.fold("smpp", ["a1"], None, None) is None

@@ -16,6 +16,7 @@ from smsgate.message import DeliveryEvent, Message, Status
 from smsgate.outbox import MessageNotFound, NotCancelable, Outbox, ReceiptOutcome, State
 from smsgate.outbox.sql import INDEXED_PREDICATE
 from smsgate.outbox.store import NewEvent, StartSend, Transition
+from smsgate.outbox.tables.message_parts import MessagePartTable
 from tests.outbox.conftest import sqlite_url
 
 TO = "+15555550100"
@@ -345,6 +346,43 @@ def test_finish_writes_the_state_the_fields_and_one_event(outbox: Outbox, clock:
     clock.advance(5)
     (again,) = outbox.store.claim("w1", 1, clock.time(), clock.time() + 30)
     assert (again.row.provider, again.row.provider_attempt) == ("twilio", 2)
+
+
+def test_a_long_messages_part_ids_are_written_with_its_result(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    # docs/smpp.md: a part's receipt reaching a restarted process finds the message by the
+    # part's id, in whichever form the SMSC quotes it (hex answered, decimal receipted).
+    long, short = (outbox.submit(Message(to=TO, body=b)) for b in ("long", "short"))
+    outbox.store.claim("w1", 2, clock.time(), clock.time() + 30)
+    start(outbox, "w1", [long, short], provider="smpp")
+    ids = ("00FF", "100", "101")
+    finish(
+        outbox, "w1", long, State.SENT, provider="smpp", provider_message_id="00FF", part_ids=ids
+    )
+    finish(outbox, "w1", short, State.SENT, provider="smpp", provider_message_id="1A0")
+    table = MessagePartTable.of(outbox.store)
+    assert table.fold("smpp", ["416"], Status.DELIVERED, None) is None  # 0x1A0: not a part
+    assert table.fold("other", ["255"], Status.DELIVERED, None) is None  # another provider's
+    first = table.fold("smpp", ["255", "ff"], Status.DELIVERED, None)
+    assert first is not None and (first.message_id, first.number) == (long, 1)
+    assert [(p.part_id, p.status) for p in first.parts] == [
+        ("00FF", Status.DELIVERED),
+        ("100", None),
+        ("101", None),
+    ]
+    assert not first.complete
+    assert table.fold("smpp", ["0100"], None, None) == first._replace(number=2)  # not final
+    table.fold("smpp", ["100"], Status.UNDELIVERED, "001")
+    last = table.fold("smpp", ["101"], Status.DELIVERED, None)
+    assert last is not None and last.complete
+    assert [(p.status, p.error_code) for p in last.parts] == [
+        (Status.DELIVERED, None),
+        (Status.UNDELIVERED, "001"),
+        (Status.DELIVERED, None),
+    ]
+    table.forget("smpp", long)
+    assert table.fold("smpp", ["101"], Status.DELIVERED, None) is None
 
 
 def test_one_write_skips_the_rows_its_writer_no_longer_holds(

@@ -338,9 +338,9 @@ def test_the_fold_survives_a_reconnect_between_the_receipts_of_the_parts(smsc: A
 
 
 def test_after_a_restart_the_parts_receipts_arrive_unfolded_as_documented(smsc: Any) -> None:
-    # docs/smpp.md: the part ids live in memory; a new process reports each part's receipt
-    # under the part's own id. The first part's id is the message's provider_message_id, so
-    # the outbox matches that one; the others stay pending receipts.
+    # docs/smpp.md: the part ids live in the provider's memory; a new provider reports each
+    # part's receipt under the part's own id (the server then folds them from the parts the
+    # outbox stored: tests/server/test_smpp_push.py).
     async def main() -> None:
         async with smsc(callbacks=Callbacks(delay=60)) as emulator:
             before = await _provider(emulator)

@@ -56,6 +56,7 @@ from smsgate.outbox.store import (
     Transition,
     dumps,
 )
+from smsgate.outbox.tables.message_parts import split_parted
 
 logger = logging.getLogger("smsgate.store")
 
@@ -428,10 +429,12 @@ class PostgresStore(SqlStore):
         rows a receipt moved meanwhile, and releases, take the general path."""
         if not (starts or transitions):
             return super().write(owner, starts, transitions, releases, now, lease_until)
+        transitions, parted = split_parted(transitions)
         params = _fast_write_params(owner, starts, transitions, now)
         with self._read() as tx:  # autocommit: the one statement is its own transaction
             rows = tx.execute(_FAST_WRITE, params)
         started, finished, rest, with_ids = _after_fast_write(transitions, rows)
+        rest = [*rest, *parted]
         if rest or releases or with_ids:
             finished |= self._write_rest(owner, rest, releases, with_ids, now)
         return started, finished
@@ -638,11 +641,13 @@ class PgLoopCalls(StoreCalls):
             return await loop.run_in_executor(
                 self._executor, store.write, owner, starts, transitions, releases, now, lease_until
             )
+        transitions, parted = split_parted(transitions)
         params = _fast_write_params(owner, starts, transitions, now)
         async with self._pool.connection() as conn:  # autocommit: one statement
             cur = await conn.execute(self._FAST_WRITE, params)
             rows = await cur.fetchall()
         started, finished, rest, with_ids = _after_fast_write(transitions, rows)
+        rest = [*rest, *parted]
         if rest or releases or with_ids:
             finished |= await loop.run_in_executor(
                 self._executor, store._write_rest, owner, rest, releases, with_ids, now

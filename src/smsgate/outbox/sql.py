@@ -51,6 +51,7 @@ from smsgate.outbox.store import (
     merge_state,
     receipt_target,
 )
+from smsgate.outbox.tables.message_parts import forget_parts_in, parts_of, record_parts_in
 from smsgate.ratelimit import BucketSpec, BucketState, penalize_state, take_all, take_up_to
 
 if TYPE_CHECKING:  # the queue's statements build on this module's Tx
@@ -575,6 +576,7 @@ class SqlStore(ABC):
                 messages = len(
                     tx.execute(f"DELETE FROM smsgate_messages WHERE {clause} RETURNING 1", params)
                 )
+                forget_parts_in(tx, ids)
             if events_before is not None and messages < limit:
                 final, final_params = tx.in_list("m.state", finals)
                 events += len(
@@ -725,6 +727,7 @@ class SqlStore(ABC):
         if updates:
             tx.executemany(FINISH, updates)
             tx.executemany(INSERT_EVENT, events)
+            record_parts_in(tx, parts_of([t for t in transitions if t.id in held]))
         if with_ids:
             self._apply_pending(tx, with_ids, now)
         return {u[-1] for u in updates}

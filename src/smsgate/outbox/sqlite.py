@@ -59,6 +59,7 @@ from smsgate.outbox.store import (
     StoreURL,
     Transition,
 )
+from smsgate.outbox.tables.message_parts import parts_of, record_parts_in
 
 T = TypeVar("T")
 
@@ -523,6 +524,7 @@ class SqliteStore(SqlStore):
             _FINISH_HELD, to_finish
         ) == len(transitions):
             tx.executemany(INSERT_EVENT, [s.event for s in starts] + [t.event for t in transitions])
+            record_parts_in(tx, parts_of(transitions))
             with_ids = [
                 (t.provider, t.provider_message_id)
                 for t in transitions

@@ -224,6 +224,9 @@ class Transition(NamedTuple):
     route: str | None = None
     provider_message_id: str | None = None
     last_error: str | None = None
+    #: the ids of a long message's parts, each receipted on its own (see
+    #: smsgate.outbox.tables.message_parts), written with the result
+    part_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

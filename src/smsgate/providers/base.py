@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 from urllib.parse import parse_qsl
 
 from smsgate.clock import SYSTEM_CLOCK, Clock
@@ -186,6 +186,15 @@ class EventSink(Protocol):
     async def delivery(self, provider: Provider, events: Sequence[DeliveryEvent]) -> None: ...
 
     async def inbound(self, provider: Provider, messages: Sequence[InboundMessage]) -> None: ...
+
+
+@runtime_checkable
+class PartSink(Protocol):
+    """An :class:`EventSink` that also keeps the receipt of one part of a long message before
+    the provider has the receipts of them all (the server: so a restart between the parts'
+    receipts loses none; see docs/smpp.md). Other sinks get only the folded event."""
+
+    async def part_delivery(self, provider: Provider, event: DeliveryEvent) -> None: ...
 
 
 class Provider(ABC):
@@ -535,6 +544,11 @@ class Provider(ABC):
         Webhook providers receive nothing this way and ignore it; a provider holding its own
         connection (SMPP) overrides it.
         """
+
+    def message_id_forms(self, provider_message_id: str) -> list[str]:
+        """The forms in which a receipt may quote an id this provider gave (SMPP's SMSCs turn
+        hex into decimal); where a receipt is matched to a part it sent (docs/smpp.md)."""
+        return [provider_message_id]
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not an abstract one
         """Release connections; providers holding any override this."""

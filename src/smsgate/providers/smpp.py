@@ -39,9 +39,9 @@ that cannot be trusted is :class:`~smsgate.errors.ProviderUnavailable` at once (
 ``ca_file``), not retried until ``connect_timeout``.
 
 Kept by the provider, so across reconnects but not a restart (docs/smpp.md, "What survives a
-reconnect"): the part ids of long messages awaiting receipts (after a restart the receipt of a
-first part, whose id the store holds, still matches, but the fold does not) and inbound parts
-awaiting their siblings.
+reconnect and a restart"): the part ids of long messages awaiting receipts (after a restart the
+server folds part receipts from the ids the outbox stored with the send, see
+:mod:`smsgate.server.part_receipts`) and inbound parts awaiting their siblings.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ from smsgate.errors import (
 )
 from smsgate.ids import new_id
 from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
-from smsgate.providers.base import Capabilities, EventSink, Provider, UrlOption
+from smsgate.providers.base import Capabilities, EventSink, PartSink, Provider, UrlOption
+from smsgate.providers.parts import folded_event
 from smsgate.providers.url import ProviderURL
 from smsgate.smpp import pdu as p
 
@@ -160,15 +161,6 @@ _STATS: dict[str, Status] = {
     "UNKNOWN": Status.UNKNOWN,
     "REJECTD": Status.REJECTED,
 }
-#: the worse of two final statuses wins the fold (a message one part of which failed failed)
-_SEVERITY = {
-    Status.DELIVERED: 0,
-    Status.UNKNOWN: 1,
-    Status.EXPIRED: 2,
-    Status.UNDELIVERED: 3,
-    Status.FAILED: 4,
-    Status.REJECTED: 5,
-}
 _RECEIPT_TEXT = re.compile(r"(\w+(?: date)?):(\S*)", re.IGNORECASE)
 _BIND_MODES = ("transceiver", "pair", "transmitter")
 _ENCODING_NAMES = {p.DC_DEFAULT: "GSM-7", p.DC_LATIN1: "Latin-1", p.DC_UCS2: "UCS-2"}
@@ -232,7 +224,7 @@ class _Sent:
     to: str
     part_ids: list[str] = field(default_factory=list)
     states: dict[int, Status] = field(default_factory=dict)
-    codes: dict[int, str] = field(default_factory=dict)
+    codes: dict[int, str | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -687,7 +679,11 @@ class SmppProvider(Provider):
             segments=len(parts),
             encoding=_ENCODING_NAMES[coding],
             raw={"message_ids": ids, "data_coding": coding},
+            part_ids=tuple(ids),
         )
+
+    def message_id_forms(self, provider_message_id: str) -> list[str]:
+        return id_keys(provider_message_id)
 
     def _layout(self, text: str) -> tuple[int, list[p.Part]]:
         """The data_coding and short messages of ``text``. A text that fits one short message
@@ -969,8 +965,12 @@ class SmppProvider(Provider):
                     # answers on another thread): let the submits in flight be answered first.
                     await self._settle()
                 event = self._receipt(pdu)
-                if event is not None:
+                if event is None:
+                    pass
+                elif event.part is None:
                     await sink.delivery(self, [event])
+                elif isinstance(sink, PartSink):
+                    await sink.part_delivery(self, event)
             else:
                 message = self._inbound(pdu)
                 if message is not None:
@@ -1032,32 +1032,30 @@ class SmppProvider(Provider):
             error = None
         raw = {"text": text, **pdu.to_dict()["tlvs"]}
         recipient = _address(pdu, "source")
+        done = fields.get("done date", "")
+        # This receipt as it came; quoted under the id it names (or, single-part, the id given).
+        as_received = partial(
+            DeliveryEvent,
+            provider=self.name,
+            status=status,
+            to=recipient,
+            error_code=error,
+            reason=fields.get("stat"),
+            raw=raw,
+        )
         found = self._find(str(receipted))
         if found is None:
-            return DeliveryEvent(
-                provider=self.name,
-                provider_message_id=str(receipted),
-                status=status,
-                event_id=f"{receipted}:{status.value}:{fields.get('done date', '')}",
-                to=recipient,
-                error_code=error,
-                reason=fields.get("stat"),
-                raw=raw,
+            return as_received(
+                provider_message_id=str(receipted), event_id=f"{receipted}:{status.value}:{done}"
             )
         sent, index = found
         if sent.total == 1:
             if status.is_final:
                 self._tracked.pop(id_keys(sent.part_ids[0])[0], None)
-            return DeliveryEvent(
-                provider=self.name,
+            return as_received(
                 provider_message_id=sent.part_ids[0],
                 message_id=sent.message_id,
-                status=status,
-                event_id=f"{sent.part_ids[0]}:{status.value}:{fields.get('done date', '')}",
-                to=recipient,
-                error_code=error,
-                reason=fields.get("stat"),
-                raw=raw,
+                event_id=f"{sent.part_ids[0]}:{status.value}:{done}",
             )
         if not status.is_final:
             return None
@@ -1065,22 +1063,18 @@ class SmppProvider(Provider):
         if error:
             sent.codes[index] = error
         if len(sent.states) < sent.total:
-            return None
+            # One part's receipt: only a sink that keeps it durably takes it (on_deliver_sm).
+            return as_received(
+                provider_message_id=str(receipted),
+                message_id=sent.message_id,
+                event_id=f"{receipted}:{status.value}:{done}",
+                part=index + 1,
+                parts=sent.total,
+            )
         for part_id in sent.part_ids:
             self._tracked.pop(id_keys(part_id)[0], None)
-        folded = max(sent.states.values(), key=lambda s: _SEVERITY.get(s, 1))
-        worst = [i for i, s in sent.states.items() if s == folded]
-        return DeliveryEvent(
-            provider=self.name,
-            provider_message_id=sent.part_ids[0],
-            message_id=sent.message_id,
-            status=folded,
-            event_id=f"{sent.part_ids[0]}:folded:{folded.value}",
-            to=sent.to,
-            error_code=sent.codes.get(worst[0]),
-            reason=f"{len(sent.part_ids)} parts: "
-            + ", ".join(f"{i + 1} {sent.states[i].value}" for i in sorted(sent.states)),
-            raw={"part_ids": sent.part_ids, "last": raw},
+        return folded_event(
+            self.name, sent.message_id, sent.part_ids, sent.states, sent.codes, to=sent.to, last=raw
         )
 
     def _inbound(self, pdu: p.Pdu) -> InboundMessage | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
-from smsgate.outbox.sql import SqlStore, sql_store
-from smsgate.outbox.store import Store
+if TYPE_CHECKING:
+    from smsgate.outbox.sql import SqlStore
+    from smsgate.outbox.store import Store
 
 
 class Table:
@@ -20,4 +21,8 @@ class Table:
     @classmethod
     def of(cls, store: Store) -> Self:
         """The tables in ``store``; a ConfigError naming the store when it has none."""
+        # Imported here: the SQL store writes some of these tables inside its own transactions
+        # (message_parts), so it imports table modules, not the other way round at load time.
+        from smsgate.outbox.sql import sql_store
+
         return cls(sql_store(store, cls.needs))

@@ -237,6 +237,7 @@ class Outcomes:
             provider_attempt=None if plan is None else plan.attempt,
             route=None if plan is None else plan.route,
             provider_message_id=result.provider_message_id,
+            part_ids=result.part_ids if len(result.part_ids) > 1 else (),
         )
 
 
