@@ -60,7 +60,7 @@ from smsgate.providers.base import (
     parse_iso_time,
     retry_after,
 )
-from smsgate.providers.signing import TOKEN_PARAM, url_token_matches
+from smsgate.providers.signing import check_url_token
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
 
@@ -253,18 +253,14 @@ class ClickatellProvider(HttpProvider):
     # -- webhooks ---------------------------------------------------------------------------
 
     def verify_webhook(self, request: WebhookRequest) -> None:
-        if not self._webhook_token:
-            raise WebhookVerificationError(
-                "Clickatell signs no callback, so smsgate checks a secret token in the URL, and "
-                "none is configured: set webhook_token= in the clickatell:// URL",
-                provider=self.name,
-                field="webhook_token",
-            )
-        if not url_token_matches(request.url, self._webhook_token):
-            raise WebhookVerificationError(
-                f"Clickatell callback without the right {TOKEN_PARAM} in its URL",
-                provider=self.name,
-            )
+        check_url_token(
+            request.url,
+            self._webhook_token,
+            provider=self.name,
+            display_name=self.display_name,
+            scheme=self.scheme,
+            noun="callback",
+        )
 
     def _body(self, request: WebhookRequest) -> dict[str, Any]:
         body = request.json()

@@ -1,6 +1,6 @@
 """Infobip SMS API v3.
 
-``infobip://API_KEY@SENDER?base_url=https://XXXXX.api.infobip.com&webhook_token=SECRET``
+``infobip://API_KEY@SENDER?base_url=https://ACCOUNT.api.infobip.com&webhook_token=SECRET``
 
 Options: ``base_url`` (the account's own API host, shown in the Infobip portal, or an emulator),
 ``callback`` (the delivery-report URL; our id and the webhook token are added to it),
@@ -64,11 +64,11 @@ from smsgate.providers.base import (
     parse_iso_time,
     retry_after,
 )
-from smsgate.providers.signing import TOKEN_PARAM, url_token_matches
+from smsgate.providers.signing import TOKEN_PARAM, check_url_token
 from smsgate.providers.transport import HttpRequest, HttpResponse
 from smsgate.providers.url import ProviderURL
 
-URL_FORM = "infobip://KEY@SENDER?base_url=https://XXXXX.api.infobip.com&webhook_token=SECRET"
+URL_FORM = "infobip://KEY@SENDER?base_url=https://ACCOUNT.api.infobip.com&webhook_token=SECRET"
 
 #: Infobip's status groups (``status.groupName``) -> ours
 GROUPS: dict[str, Status] = {
@@ -389,17 +389,14 @@ class InfobipProvider(HttpProvider):
     # -- webhooks ---------------------------------------------------------------------------
 
     def verify_webhook(self, request: WebhookRequest) -> None:
-        if not self._webhook_token:
-            raise WebhookVerificationError(
-                "Infobip signs no webhook, so smsgate checks a secret token in the URL, and none "
-                "is configured: set webhook_token= in the infobip:// URL",
-                provider=self.name,
-                field="webhook_token",
-            )
-        if not url_token_matches(request.url, self._webhook_token):
-            raise WebhookVerificationError(
-                f"Infobip webhook without the right {TOKEN_PARAM} in its URL", provider=self.name
-            )
+        check_url_token(
+            request.url,
+            self._webhook_token,
+            provider=self.name,
+            display_name=self.display_name,
+            scheme=self.scheme,
+            noun="webhook",
+        )
 
     def _results(self, request: WebhookRequest) -> list[dict[str, Any]]:
         body = request.json()

@@ -63,3 +63,26 @@ def url_token_matches(url: str, token: str) -> bool:
 
     given = [v for k, v in parse_qsl(url.partition("?")[2]) if k == TOKEN_PARAM]
     return len(given) == 1 and constant_time_equal(given[0], token)
+
+
+def check_url_token(
+    url: str, token: str | None, *, provider: str, display_name: str, scheme: str, noun: str
+) -> None:
+    """Authenticate a webhook of a provider that signs none by its URL token, or raise
+    :class:`WebhookVerificationError` (also when no ``webhook_token=`` is configured).
+
+    ``noun`` is what the provider calls its webhooks ("webhook", "callback").
+    """
+    from smsgate.errors import WebhookVerificationError
+
+    if not token:
+        raise WebhookVerificationError(
+            f"{display_name} signs no {noun}, so smsgate checks a secret token in the URL, and "
+            f"none is configured: set webhook_token= in the {scheme}:// URL",
+            provider=provider,
+            field="webhook_token",
+        )
+    if not url_token_matches(url, token):
+        raise WebhookVerificationError(
+            f"{display_name} {noun} without the right {TOKEN_PARAM} in its URL", provider=provider
+        )

@@ -119,7 +119,7 @@ def render_readme(providers: Iterable[type[Provider]] | None = None) -> str:
                 ("bulk endpoint", caps.bulk),
                 ("status fetch", caps.status_fetch),
                 (
-                    "signed receipts" if caps.webhook_verification else "receipts",
+                    "authenticated receipts" if caps.webhook_verification else "receipts",
                     caps.delivery_webhooks,
                 ),
                 ("inbound", caps.inbound),

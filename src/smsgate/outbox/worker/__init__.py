@@ -177,6 +177,8 @@ class Worker:
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
+            # Windows loops have no signal handlers (NotImplementedError), and only the main
+            # thread may set them (RuntimeError): a worker run elsewhere stops through stop().
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
 
