@@ -253,8 +253,12 @@ async def do_check(
     return 200, done.to_dict()
 
 
-def _peer(request: Request) -> str | None:
-    return request.client.host if request.client else None
+def _caller(request: Request) -> tuple[Verify, str, str | None]:
+    """The server's :class:`Verify`, the calling key's id and the client's IP (per the trusted
+    proxy settings), for the endpoints that send or check codes."""
+    verify = _verify(request.state, request.app)
+    peer = request.client.host if request.client else None
+    return verify, key_of(request.state).id, client_ip(peer, request.headers.get, verify.settings)
 
 
 @router.post(
@@ -265,9 +269,8 @@ def _peer(request: Request) -> str | None:
     responses=_ERRORS,
 )
 async def start(request: Request, body: StartIn) -> Any:
-    verify = _verify(request.state, request.app)
-    ip = client_ip(_peer(request), request.headers.get, verify.settings)
-    status, answer = await do_start(verify, key_of(request.state).id, ip, body)
+    verify, key_id, ip = _caller(request)
+    status, answer = await do_start(verify, key_id, ip, body)
     return JSONResponse(answer, status_code=status)
 
 
@@ -294,9 +297,7 @@ async def get(
     responses=_ERRORS,
 )
 async def check_by_number(request: Request, body: CheckByNumberIn) -> Any:
-    verify = _verify(request.state, request.app)
-    ip = client_ip(_peer(request), request.headers.get, verify.settings)
-    key_id = key_of(request.state).id
+    verify, key_id, ip = _caller(request)
     status, answer = await do_check(verify, key_id, ip, body.code, ident=None, to=body.to)
     return JSONResponse(answer, status_code=status)
 
@@ -310,9 +311,7 @@ async def check_by_number(request: Request, body: CheckByNumberIn) -> Any:
 async def check(
     request: Request, verification_id: Annotated[str, Path(max_length=64)], body: CheckIn
 ) -> Any:
-    verify = _verify(request.state, request.app)
-    ip = client_ip(_peer(request), request.headers.get, verify.settings)
-    key_id = key_of(request.state).id
+    verify, key_id, ip = _caller(request)
     status, answer = await do_check(verify, key_id, ip, body.code, ident=verification_id, to=None)
     return JSONResponse(answer, status_code=status)
 
