@@ -288,6 +288,38 @@ def test_new_connections_resume_the_tls_session_an_earlier_one_received(
     assert sorted(a["resumed"] for a in answers) == [False, True, True, True]
 
 
+def test_a_new_transport_resumes_the_session_an_earlier_one_with_the_same_trust_received(
+    run: Run, ca: OwnCA, tmp_path: Path
+) -> None:
+    # A Gateway per batch makes a new transport each time; only the same CA file and the same
+    # client identity may share sessions (a copy of the file, edited, is another context).
+    copy = tmp_path / "copy.pem"
+    copy.write_bytes(ca.pem.read_bytes())
+
+    async def main() -> list[object]:
+        answers: list[object] = []
+        async with Server(says_if_resumed, tls=ca.server_context("127.0.0.1")) as server:
+            for ca_file in (ca.pem, ca.pem, copy):
+                client = transport(server.url, ca_file=str(ca_file))
+                answers.append((await get(client, "/")).json()["resumed"])
+                await client.aclose()
+            copy.write_bytes(ca.pem.read_bytes() + b"\n")
+            client = transport(server.url, ca_file=str(copy))
+            answers.append((await get(client, "/")).json()["resumed"])
+            await client.aclose()
+        return answers
+
+    assert run(main()) == [False, True, False, False]
+    same = TransportOptions(ca_file=str(ca.pem))
+    assert same.ssl_context() is TransportOptions(ca_file=str(ca.pem)).ssl_context()
+    assert same.ssl_context() is not TransportOptions(ca_file=str(copy)).ssl_context()
+    client_cert = ca.issue("smsgate-client", client=True)
+    presenting = TransportOptions(
+        ca_file=str(ca.pem), client_cert=str(client_cert.cert), client_key=str(client_cert.key)
+    )
+    assert presenting.ssl_context() is not same.ssl_context()
+
+
 def test_a_session_another_server_cannot_resume_costs_a_full_handshake_not_a_failure(
     run: Run, ca: OwnCA
 ) -> None:
