@@ -14,6 +14,7 @@ from smsgate.encoding import (
     decode_ucs2,
     encode_parts,
     encode_ucs2,
+    encoding_and_segments,
     gsm7_septets,
     pack_septets,
     segments,
@@ -106,6 +107,12 @@ def test_any_text_default_options(text: str) -> None:
     _check(text, segments(text), smart=False, cedilla=False)
     if segments(text).encoding == "UCS-2":
         assert not set(segments(text).ucs2_chars) <= set(DEFAULT_CHARS + EXTENSION_CHARS)
+
+
+@given(st.one_of(any_text, tricky_text))
+def test_encoding_and_segments_is_what_segments_says(text: str) -> None:
+    info = segments(text)
+    assert encoding_and_segments(text) == (info.encoding, info.segments)
 
 
 @given(tricky_text, st.booleans(), TABLE_SETS, st.booleans())

@@ -621,6 +621,20 @@ def segments(
     return _new_info(GSM7, units, parts, sizes, text, (), (), _DEFAULT)
 
 
+def encoding_and_segments(text: str) -> tuple[Encoding, int]:
+    """``segments(text)``'s encoding and number of parts: what a send result records.
+
+    A single GSM-7 part (most messages) is told from the septet count alone, without building
+    the :class:`SegmentInfo` nobody reads; anything else is :func:`segments`' answer.
+    """
+    if text.__class__ is str:
+        units = _DEFAULT.septets(text)
+        if 0 < units <= SINGLE_SEPTETS:
+            return GSM7, 1
+    info = segments(text)
+    return info.encoding, info.segments
+
+
 def _segments_with_options(
     text: str, smart: bool, shift_tables: Iterable[str], cedilla: bool
 ) -> SegmentInfo:

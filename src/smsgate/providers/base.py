@@ -519,12 +519,11 @@ class Provider(ABC):
         """A successful result; segments and encoding default to our encoder's count."""
         encoding: str | None = None
         if message.body:
-            from smsgate.encoding import segments as analyse
+            from smsgate.encoding import encoding_and_segments
 
-            info = analyse(message.body)
-            encoding = info.encoding
+            encoding, parts = encoding_and_segments(message.body)
             if segments is None:
-                segments = info.segments
+                segments = parts
         return SendResult(
             id=message.id,
             to=message.to,

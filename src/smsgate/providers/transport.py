@@ -542,6 +542,22 @@ class HttpResponse:
         return value
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__; a response per
+# request is built by writing its slots directly, the same object for a third of the cost.
+_set_status, _set_headers, _set_body, _set_parsed = (
+    getattr(HttpResponse, name).__set__ for name in ("status", "headers", "body", "_parsed")
+)
+
+
+def _new_response(status: int, headers: Headers, body: bytes) -> HttpResponse:
+    response: HttpResponse = object.__new__(HttpResponse)
+    _set_status(response, status)
+    _set_headers(response, headers)
+    _set_body(response, body)
+    _set_parsed(response, _UNPARSED)
+    return response
+
+
 class Headers(Mapping[str, str]):
     """Response header fields with case-insensitive names; a repeated field's values joined by
     ", " (RFC 9110 5.3). Decoded on first use: most responses are read for their body only."""
@@ -881,16 +897,16 @@ def _form_encode(data: Mapping[str, Any] | list[tuple[str, str]]) -> bytes:
     """``urlencode(data, doseq=True)``, about three times faster for what sends carry: text."""
     pairs = data.items() if isinstance(data, Mapping) else data
     encoded = []
+    escapes = _FORM_ESCAPES
     for name, value in pairs:
         if type(name) is not str or type(value) is not str:
             return urlencode(data, doseq=True).encode()  # sequences, numbers, bytes
-        encoded.append(f"{_form_quote(name)}={_form_quote(value)}")
+        # str.translate runs in C; quote_plus calls Python code for every byte.
+        encoded.append(
+            f"{name.translate(escapes) if name.isascii() else quote_plus(name)}="
+            f"{value.translate(escapes) if value.isascii() else quote_plus(value)}"
+        )
     return "&".join(encoded).encode()
-
-
-def _form_quote(text: str) -> str:
-    # str.translate runs in C; quote_plus calls Python code for every byte.
-    return text.translate(_FORM_ESCAPES) if text.isascii() else quote_plus(text)
 
 
 class _Pool:
@@ -1598,7 +1614,7 @@ class _Connection(asyncio.Protocol):
                 )
                 return
         self.reusable = reusable
-        waiter.set_result(HttpResponse(self.status, Headers(fields), body))
+        waiter.set_result(_new_response(self.status, Headers(fields), body))
 
 
 def _says_keep_alive(fields: list[tuple[bytes, bytes]]) -> bool:
