@@ -18,6 +18,7 @@ from smsgate.message import (
     Purpose,
     SendResult,
     Status,
+    accepted_result,
 )
 
 TO = "+15555550100"
@@ -285,6 +286,32 @@ def test_send_result_keeps_raw_and_serializes_without_it() -> None:
     assert "raw" not in data
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.status = Status.SENT  # type: ignore[misc]
+
+
+def test_an_accepted_result_built_fast_is_the_result_the_constructor_builds() -> None:
+    # Every field set, each to a value no other field holds: a field the fast builder misses or
+    # swaps makes the two differ (or fails to compare at all).
+    fields = {
+        "id": "msg_1",
+        "to": TO,
+        "status": Status.SENT,
+        "provider": "twilio",
+        "provider_message_id": "SM1",
+        "segments": 2,
+        "encoding": "UCS-2",
+        "price": "-0.0075",
+        "price_unit": "USD",
+        "raw": {"sid": "SM1"},
+    }
+    fast = accepted_result(**fields)
+    assert fast == SendResult(**fields)
+    assert {f.name: getattr(fast, f.name) for f in dataclasses.fields(SendResult)} == {
+        **fields,
+        "error": None,
+        "part_ids": (),
+    }
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.status = Status.FAILED  # type: ignore[misc]
 
 
 def test_a_failed_result_is_not_ok_and_carries_its_error() -> None:

@@ -405,6 +405,70 @@ class SendResult:
         }
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__; a provider's answer
+# to each send becomes a result by writing the slots directly, the same object for half the cost.
+(
+    _set_id,
+    _set_to,
+    _set_status,
+    _set_provider,
+    _set_provider_message_id,
+    _set_segments,
+    _set_encoding,
+    _set_price,
+    _set_price_unit,
+    _set_error,
+    _set_raw,
+    _set_part_ids,
+) = (
+    getattr(SendResult, name).__set__
+    for name in (
+        "id",
+        "to",
+        "status",
+        "provider",
+        "provider_message_id",
+        "segments",
+        "encoding",
+        "price",
+        "price_unit",
+        "error",
+        "raw",
+        "part_ids",
+    )
+)
+
+
+def accepted_result(
+    *,
+    id: str,
+    to: str,
+    status: Status,
+    provider: str,
+    provider_message_id: str | None,
+    segments: int | None,
+    encoding: str | None,
+    price: str | None,
+    price_unit: str | None,
+    raw: Any,
+) -> SendResult:
+    """``SendResult(...)`` with these fields, no error and no part ids, built faster."""
+    result: SendResult = object.__new__(SendResult)
+    _set_id(result, id)
+    _set_to(result, to)
+    _set_status(result, status)
+    _set_provider(result, provider)
+    _set_provider_message_id(result, provider_message_id)
+    _set_segments(result, segments)
+    _set_encoding(result, encoding)
+    _set_price(result, price)
+    _set_price_unit(result, price_unit)
+    _set_error(result, None)
+    _set_raw(result, raw)
+    _set_part_ids(result, ())
+    return result
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryEvent:
     """A normalized delivery receipt or status callback from a provider.

@@ -13,6 +13,7 @@ import asyncio
 import gzip
 import json
 import socket
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from smsgate.providers.transport import (
     ResponseTooLarge,
     Timeout,
     TransportOptions,
+    _ResumingContext,
 )
 from tests.providers.test_transport import Run, Seen, Server, get, response
 from tests.support.proxy import SECRET, Proxy, free_port
@@ -318,6 +320,87 @@ def test_a_new_transport_resumes_the_session_an_earlier_one_with_the_same_trust_
         ca_file=str(ca.pem), client_cert=str(client_cert.cert), client_key=str(client_cert.key)
     )
     assert presenting.ssl_context() is not same.ssl_context()
+
+
+@pytest.mark.parametrize("sessions", ["tickets", "stateful"])
+def test_connections_that_resumed_leave_the_session_they_resumed_to_the_next_ones(
+    run: Run, ca: OwnCA, tmp_path: Path, sessions: str
+) -> None:
+    # Each new transport offers the session the first connection received: the connections that
+    # resumed it do not replace it, and the server takes it again and again (session tickets, or
+    # a session cache on the server without tickets).
+    own_ca = tmp_path / "ca.pem"  # a context of this test's own, no session from others
+    own_ca.write_bytes(ca.pem.read_bytes())
+    server_context = ca.server_context("127.0.0.1")
+    if sessions == "stateful":
+        server_context.options |= ssl.OP_NO_TICKET
+
+    async def main() -> list[object]:
+        answers: list[object] = []
+        async with Server(says_if_resumed, tls=server_context) as server:
+            for _ in range(6):
+                client = transport(server.url, ca_file=str(own_ca))
+                answers.append((await get(client, "/")).json()["resumed"])
+                await client.aclose()
+        return answers
+
+    assert run(main()) == [False, True, True, True, True, True]
+    context = TransportOptions(ca_file=str(own_ca)).ssl_context()
+    assert isinstance(context, _ResumingContext) and not context.single_use
+
+
+class _FakeTLS:
+    """What keep_session reads of a connection: its SSL object, resumed or not, and its session."""
+
+    def __init__(self, resumed: bool, session: object) -> None:
+        self.session_reused = resumed
+        self.session = session
+
+    def get_extra_info(self, name: str) -> object:
+        assert name == "ssl_object"
+        return self
+
+
+class _FakeSession:
+    has_ticket = True
+
+
+def test_a_server_that_takes_each_session_once_gets_every_connection_s_own_session(
+    ca: OwnCA,
+) -> None:
+    # No server OpenSSL lets Python configure refuses a session it has resumed (TLS 1.3 stateful
+    # sessions with anti-replay do): the bookkeeping is driven with stand-ins instead.
+    context = _ResumingContext.default(str(ca.pem))
+    host = "api.example.com"
+
+    def connect(resumes: bool) -> _FakeTLS:
+        offered = context.sessions.get(host)
+        connection = _FakeTLS(resumes and offered is not None, _FakeSession())
+        if offered is not None:
+            context.offered[connection] = offered  # type: ignore[index]
+        return connection
+
+    first = connect(resumes=False)
+    context.keep_session(host, first)  # type: ignore[arg-type]
+    assert context.sessions[host] is first.session
+    second = connect(resumes=True)
+    context.keep_session(host, second)  # type: ignore[arg-type]
+    assert context.sessions[host] is first.session  # resumed: the session stays
+    third = connect(resumes=False)  # refused right after resuming one: single-use
+    context.keep_session(host, third)  # type: ignore[arg-type]
+    assert host in context.single_use and context.sessions[host] is third.session
+    fourth = connect(resumes=True)
+    context.keep_session(host, fourth)  # type: ignore[arg-type]
+    assert context.sessions[host] is fourth.session  # from now on each one's own
+    # Elsewhere, a refusal long after the session was stored is an expiry, not a single use.
+    other = "other.example.com"
+    context.sessions[other] = _FakeSession()  # type: ignore[assignment]
+    context.stored_at[other] = time.monotonic() - 3600
+    context.resumed.add(other)
+    late = _FakeTLS(False, _FakeSession())
+    context.offered[late] = context.sessions[other]  # type: ignore[index]
+    context.keep_session(other, late)  # type: ignore[arg-type]
+    assert other not in context.single_use and context.sessions[other] is late.session
 
 
 def test_a_session_another_server_cannot_resume_costs_a_full_handshake_not_a_failure(

@@ -44,7 +44,14 @@ from smsgate.errors import (
     UnsupportedFeature,
     WebhookVerificationError,
 )
-from smsgate.message import DeliveryEvent, InboundMessage, Message, SendResult, Status
+from smsgate.message import (
+    DeliveryEvent,
+    InboundMessage,
+    Message,
+    SendResult,
+    Status,
+    accepted_result,
+)
 from smsgate.providers.transport import (
     TRANSPORT_OPTIONS,
     HttpRequest,
@@ -524,7 +531,7 @@ class Provider(ABC):
             encoding, parts = encoding_and_segments(message.body)
             if segments is None:
                 segments = parts
-        return SendResult(
+        return accepted_result(
             id=message.id,
             to=message.to,
             status=status,

@@ -94,7 +94,9 @@ import re
 import socket
 import ssl
 import sys
+import time
 import urllib.request
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -367,15 +369,32 @@ class _ResumingContext(ssl.SSLContext):
     that refuses it (an expired or single-use ticket) answers with a full handshake, so an
     offer costs nothing when it fails. Sessions are keyed by host name: two ports of one host
     are one TLS identity, as the certificate check sees them.
+
+    A connection that resumed does not replace the session it resumed: most servers' tickets
+    can be used again, and reading a session out of a connection costs as much as a third of
+    the handshake (CPython copies it through DER, decoding the server's certificate again).
+    A server whose sessions resume once only (stateful TLS 1.3 sessions) shows itself by
+    refusing, within :data:`_SINGLE_USE_SECONDS` of storing it, a session that has already
+    resumed a connection; from then on every connection's own session is kept for that host.
     """
 
     sessions: dict[str | None, ssl.SSLSession]
+    #: when each host's session was stored (``time.monotonic``)
+    stored_at: dict[str | None, float]
+    #: hosts whose stored session has resumed a connection
+    resumed: set[str | None]
+    #: hosts whose server takes each session once only
+    single_use: set[str | None]
+    #: the session each pending connection was offered
+    offered: weakref.WeakKeyDictionary[ssl.SSLObject, ssl.SSLSession]
 
     @classmethod
     def default(cls, ca_file: str | None) -> _ResumingContext:
         """What ``ssl.create_default_context(cafile=ca_file)`` makes, as this class."""
         context = cls(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
-        context.sessions = {}
+        context.sessions, context.stored_at = {}, {}
+        context.resumed, context.single_use = set(), set()
+        context.offered = weakref.WeakKeyDictionary()
         if sys.version_info >= (3, 13):
             context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
         if ca_file is not None:
@@ -396,19 +415,45 @@ class _ResumingContext(ssl.SSLContext):
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLObject:
         # asyncio and uvloop both start a connection's TLS here, with no session to offer.
-        if session is None and not server_side:
-            host = (
-                server_hostname.decode() if isinstance(server_hostname, bytes) else server_hostname
-            )
-            session = self.sessions.get(host)
-        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        if session is not None or server_side:
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        host = server_hostname.decode() if isinstance(server_hostname, bytes) else server_hostname
+        session = self.sessions.get(host)
+        ssl_object = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        if session is not None:
+            self.offered[ssl_object] = session
+        return ssl_object
 
     def keep_session(self, host: str, transport: asyncio.BaseTransport) -> None:
-        """Offer ``transport``'s session to the next connections to ``host``, if resumable."""
+        """Offer ``transport``'s session to the next connections to ``host``, if resumable
+        (and unless it resumed a session that can be offered again)."""
         ssl_object = transport.get_extra_info("ssl_object")
-        session = ssl_object.session if ssl_object is not None else None
+        if ssl_object is None:
+            return
+        offered = self.offered.pop(ssl_object, None)
+        stored = self.sessions.get(host)
+        if ssl_object.session_reused:
+            if offered is not None and offered is stored:
+                self.resumed.add(host)
+            if host not in self.single_use:
+                return
+        elif (
+            offered is not None
+            and offered is stored
+            and host in self.resumed
+            and time.monotonic() - self.stored_at[host] < _SINGLE_USE_SECONDS
+        ):
+            self.single_use.add(host)
+        session = ssl_object.session
         if session is not None and session.has_ticket:
             self.sessions[host] = session
+            self.stored_at[host] = time.monotonic()
+            self.resumed.discard(host)
+
+
+#: a stored session refused this soon after it resumed a connection was single-use (an expired
+#: one is refused too, but hours after it was stored)
+_SINGLE_USE_SECONDS = 60.0
 
 
 def _number(options: Mapping[str, str], name: str, default: float) -> float:
