@@ -144,12 +144,14 @@ class TwilioProvider(HttpProvider):
         fields.append(("MessagingServiceSid" if sender.startswith("MG") else "From", sender))
         if message.body:
             fields.append(("Body", message.body))
-        fields.extend(("MediaUrl", url) for url in message.media)
+        if message.media:
+            fields.extend(("MediaUrl", url) for url in message.media)
         if self.status_callback:
             fields.append(("StatusCallback", self.callback_url(message)))
         if message.validity:
             fields.append(("ValidityPeriod", str(min(max(message.validity, 1), 36000))))
-        fields.extend((key, str(value)) for key, value in self.options_for(message).items())
+        if message.provider_options:
+            fields.extend((key, str(value)) for key, value in self.options_for(message).items())
         return HttpRequest("POST", f"{self._path}.json", data=fields, auth=self._auth)
 
     def callback_url(self, message: Message) -> str:
