@@ -184,7 +184,8 @@ class Gateway:
                     SendResult(id=new_id(), to=str(item), status=Status.REJECTED, error=exc)
                 )
                 continue
-            _refuse_future_send_at(message)
+            if message.send_at is not None:
+                _refuse_future_send_at(message)
             positions.append(len(results))
             results.append(None)
             batch.append(message)

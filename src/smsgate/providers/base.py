@@ -401,6 +401,8 @@ class Provider(ABC):
                 provider=self.name,
                 field="sender",
             )
+        if not message.provider_options:
+            return  # what every send without options would find below, spared the calls
         for option in self.options_for(message):
             if option not in self.supported_options():
                 raise UnsupportedFeature(
