@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -277,6 +278,16 @@ def _claimed(taken: Iterable[Taken]) -> list[Claimed]:
     return sorted(
         (Claimed(StoredMessage.from_row(t.row), t.previous_owner) for t in taken), key=_by_id
     )
+
+
+_ID = operator.itemgetter(0)
+
+
+def _claimed_due(rows: list[tuple[Any, ...]]) -> list[Claimed]:
+    """:func:`_claimed` for rows none of which was taken over (most claims): sorted as they
+    come, by a key in C, with no ``Taken`` made for each."""
+    rows.sort(key=_ID)
+    return [Claimed(StoredMessage.from_row(row)) for row in rows]
 
 
 async def _commit_without_waiting(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -621,7 +632,7 @@ class PgLoopCalls(StoreCalls):
             if not take_over:  # autocommit: one statement, one round trip
                 params = queue.claim_due_params(owner, limit, now, lease_until)
                 cur = await conn.execute(self._claim_due, params)
-                return _claimed(Taken(row) for row in await cur.fetchall())
+                return _claimed_due(await cur.fetchall())
             async with conn.transaction():
                 # Expired leases first: under a backlog, due rows would fill every claim, and a
                 # dead worker's rows would wait for the backlog to drain (see docs/multi-host.md).

@@ -188,7 +188,8 @@ class StoredMessage(NamedTuple):
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> StoredMessage:
-        return cls(row[0], STATES[row[1]], *row[2:])
+        # _make: the tuple as it is, rather than binding twenty arguments (every claimed row)
+        return cls._make((row[0], STATES[row[1]], *row[2:]))
 
     @property
     def status(self) -> Status:

@@ -43,6 +43,7 @@ from smsgate.outbox.store import StartSend, State, Store, StoreCalls, Transition
 from smsgate.outbox.worker.claimer import Claimer
 from smsgate.outbox.worker.committer import Committer
 from smsgate.outbox.worker.deadlines import Deadlines
+from smsgate.outbox.worker.handoff import Handoff
 from smsgate.outbox.worker.leases import LeaseKeeper
 from smsgate.outbox.worker.outcomes import Job, Outcomes, ReceiptTimeout, WorkerStats
 from smsgate.outbox.worker.pruner import Pruner
@@ -153,7 +154,7 @@ class Worker:
         self.reconciler = Reconciler(
             self.providers, self.router, self.outcomes, self.deadlines, self.stats
         )
-        self._queue: asyncio.Queue[Job | None] = asyncio.Queue()
+        self._queue: Handoff[Job | None] = Handoff()
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._in_flight = 0
