@@ -181,7 +181,7 @@ def _after_fast_write(
     for the general path, and (when receipts are pending) the provider ids to apply them to."""
     started = {i for kind, i in rows if kind == "s"}
     finished = {i for kind, i in rows if kind == "f"}
-    pending = any(kind == "p" for kind, _ in rows)
+    pending = ("p", None) in rows  # compared in C, not a generator step per row
     rest = [t for t in transitions if t.id not in finished]
     with_ids = (
         [
