@@ -5,7 +5,8 @@ with PostgreSQL) for more throughput or for availability. It is made of parts, a
 its producer, executor, completer and rescuer, each in a module of its own and tested alone:
 
 - the :class:`~.claimer.Claimer` leases due rows to this worker in batches (``lease_owner``,
-  expiry), taking over rows whose lease another worker let run out;
+  expiry), taking over rows whose lease another worker let run out, and hands them to the
+  senders through a :class:`~.handoff.Handoff`;
 - the :class:`~.sender.Sender` plans each row's route, takes rate-limit tokens, **starts** it
   (the row moves to ``sending`` in a committed write *before* the request: the crash-safety
   mark), sends it and turns the answer into an outcome;
