@@ -142,6 +142,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Ask before sending; in half-open state only the first caller gets the trial."""
+        if not self._open:  # closed, the usual answer, without working out the state
+            return True
         state = self.state
         if state is CircuitState.CLOSED:
             return True
@@ -226,6 +228,7 @@ class AmbiguousPolicy(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+_NONE_PAUSED: frozenset[str] = frozenset()
 _COUNTRY_PREFIX = re.compile(r"^\+[1-9][0-9]{0,14}$")
 
 
@@ -522,11 +525,14 @@ class Router:
         self.pauses = pauses
 
     def _paused(self) -> frozenset[str]:
-        return frozenset() if self.pauses is None else self.pauses.paused()
+        return _NONE_PAUSED if self.pauses is None else self.pauses.paused()
 
     def route_for(self, message: Message) -> Route:
         """The best route: a named purpose first, then the longest country prefix, then the
         first in config order."""
+        routes = self.routes
+        if len(routes) == 1 and not (routes[0].purposes or routes[0].countries):
+            return routes[0]  # a lone default route takes everything: nothing to compare
         best: tuple[tuple[int, int], Route] | None = None
         for route in self.routes:
             fit = route.specificity(message)
@@ -629,7 +635,7 @@ class Router:
 
     def record_success(self, provider: str) -> None:
         """Tell the provider's breaker that a send (or a lookup) went through."""
-        self.breakers[provider].record(None)
+        self.breakers[provider].record_success()
 
     def decide(
         self,

@@ -82,6 +82,10 @@ _PUBLIC: dict[State, Status] = {
 }
 #: state by its stored value (faster than calling the enum)
 STATES: dict[str, State] = {state.value: state for state in State}
+#: the stored value of each state's public status, as events record it (a dict lookup: on
+#: Python 3.11 ``state.status.value`` is two enum property calls, and the worker needs a few
+#: for every message)
+STATUS_VALUES: dict[State, str] = {state: _PUBLIC[state].value for state in State}
 WAITING = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING, State.RECONCILING})
 #: states a worker's outcome replaces, whatever it is (the other ones a receipt set; see
 #: merge_state)
@@ -184,7 +188,8 @@ class StoredMessage(NamedTuple):
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> StoredMessage:
-        return cls(row[0], STATES[row[1]], *row[2:])
+        # _make: the tuple as it is, rather than binding twenty arguments (every claimed row)
+        return cls._make((row[0], STATES[row[1]], *row[2:]))
 
     @property
     def status(self) -> Status:

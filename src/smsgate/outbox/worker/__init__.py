@@ -5,7 +5,8 @@ with PostgreSQL) for more throughput or for availability. It is made of parts, a
 its producer, executor, completer and rescuer, each in a module of its own and tested alone:
 
 - the :class:`~.claimer.Claimer` leases due rows to this worker in batches (``lease_owner``,
-  expiry), taking over rows whose lease another worker let run out;
+  expiry), taking over rows whose lease another worker let run out, and hands them to the
+  senders through a :class:`~.handoff.Handoff`;
 - the :class:`~.sender.Sender` plans each row's route, takes rate-limit tokens, **starts** it
   (the row moves to ``sending`` in a committed write *before* the request: the crash-safety
   mark), sends it and turns the answer into an outcome;
@@ -43,6 +44,7 @@ from smsgate.outbox.store import StartSend, State, Store, StoreCalls, Transition
 from smsgate.outbox.worker.claimer import Claimer
 from smsgate.outbox.worker.committer import Committer
 from smsgate.outbox.worker.deadlines import Deadlines
+from smsgate.outbox.worker.handoff import Handoff
 from smsgate.outbox.worker.leases import LeaseKeeper
 from smsgate.outbox.worker.outcomes import Job, Outcomes, ReceiptTimeout, WorkerStats
 from smsgate.outbox.worker.pruner import Pruner
@@ -153,7 +155,7 @@ class Worker:
         self.reconciler = Reconciler(
             self.providers, self.router, self.outcomes, self.deadlines, self.stats
         )
-        self._queue: asyncio.Queue[Job | None] = asyncio.Queue()
+        self._queue: Handoff[Job | None] = Handoff()
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._in_flight = 0

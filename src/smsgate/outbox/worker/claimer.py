@@ -29,6 +29,12 @@ class Claims(Protocol):
     ) -> list[Claimed]: ...
 
 
+class Jobs(Protocol):
+    """Where claimed jobs go for the senders (a :class:`~.handoff.Handoff` in the worker)."""
+
+    def put_nowait(self, item: Job) -> None: ...
+
+
 class Claimer:
     """Claims for one worker into ``held`` (its rows by id) and ``queue`` (for the senders).
 
@@ -44,7 +50,7 @@ class Claimer:
         clock: Clock,
         stats: WorkerStats,
         held: dict[str, Job],
-        queue: asyncio.Queue[Job | None],
+        queue: Jobs,
         *,
         capacity: int,
         batch_size: int,
