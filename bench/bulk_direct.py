@@ -3,12 +3,11 @@
     .venv/bin/python bench/bulk_direct.py [--messages 20000] [--in-flight 100] [--scheme http]
 
 The server runs in a separate process (so its CPU is not charged to the clients) and is the
-same for every client. By default it is the bench's own Twilio fake (``--server fake``): an
-asyncio protocol on uvloop that parses requests with httptools, checks the credentials and the
-To/From/Body fields, and answers 201 with the message resource Twilio returns (the emulator's
-fields, a fresh ``SM...`` sid each). It costs a fraction of smsgate's aiohttp emulator per
-request, so the clients, not the server, set the pace; on a machine shared with other work a
-server that takes as much CPU per request as a client compresses every ratio towards 1.
+same for every client. By default it is the benchmarks' lean Twilio fake (``--server fake``,
+``bench/twilio_fake.py``): it answers 201 with the message resource Twilio returns and costs a
+fraction of smsgate's aiohttp emulator per request, so the clients, not the server, set the
+pace; on a machine shared with other work a server that takes as much CPU per request as a
+client compresses every ratio towards 1.
 ``--server emulator`` runs smsgate's full emulator instead. It listens twice: on plain HTTP and
 on TLS with a certificate from a CA of the bench's own (made with ``cryptography`` at start),
 and every client runs over both (``--scheme`` picks one). Every client trusts that CA and only
@@ -51,17 +50,12 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from email.utils import formatdate
 from pathlib import Path
-from urllib.parse import parse_qsl
 
-import httptools
 import requests
 from emulator_process import free_port, read_provider_url
+from twilio_fake import SENDER, serve_fake
 
-SENDER = "+15005550006"
-FAKE_ACCOUNT_SID = "AC" + "b7" * 16
-FAKE_AUTH_TOKEN = "5e" * 16
 TARGETS = {
     "seeds' pattern": 5.0,
     "twilio SDK async": 3.0,
@@ -157,27 +151,6 @@ def serve(kind: str, port: int, tls_port: int, cert: str, key: str) -> None:
     run(main())
 
 
-async def serve_fake(
-    port: int, tls_port: int, context: ssl.SSLContext, stop: asyncio.Event
-) -> None:
-    state = _FakeState(FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN)
-    loop = asyncio.get_running_loop()
-    servers = [
-        await loop.create_server(lambda: _TwilioFake(state), "127.0.0.1", port, backlog=1024),
-        await loop.create_server(
-            lambda: _TwilioFake(state), "127.0.0.1", tls_port, ssl=context, backlog=1024
-        ),
-    ]
-    print(
-        f"provider URL: twilio://{FAKE_ACCOUNT_SID}:{FAKE_AUTH_TOKEN}@{SENDER}"
-        f"?base_url=http://127.0.0.1:{port}",
-        flush=True,
-    )
-    await stop.wait()
-    for server in servers:
-        server.close()
-
-
 async def serve_emulator(
     port: int, tls_port: int, context: ssl.SSLContext, stop: asyncio.Event
 ) -> None:
@@ -195,123 +168,6 @@ async def serve_emulator(
         print(line, flush=True)
     await stop.wait()
     await emulator.stop()
-
-
-class _TwilioFake(asyncio.Protocol):
-    """One connection to the bench's Twilio fake: what the API answers a valid send, no more.
-
-    httptools parses each request; a send is checked (credentials, To, From, Body) and answered
-    ``201`` with the resource Twilio returns (the emulator's fields), a fresh ``SM...`` sid each.
-    """
-
-    def __init__(self, state: _FakeState) -> None:
-        self.state = state
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.url = b""
-        self.authorization = b""
-        self.body: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._answer(400, b'{"message": "malformed request"}', keep_alive=False)
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"authorization":
-            self.authorization = value
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        url, body = self.url, b"".join(self.body)
-        self.url, self.body = b"", []
-        status, answer = self.state.handle(self.parser.get_method(), url, self.authorization, body)
-        self.authorization = b""
-        self._answer(status, answer, keep_alive=self.parser.should_keep_alive())
-
-    def _answer(self, status: int, body: bytes, *, keep_alive: bool) -> None:
-        assert self.transport is not None
-        head = (
-            f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
-        )
-        self.transport.write(head.encode() + body)
-        if not keep_alive:
-            self.transport.close()
-
-
-_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
-
-
-class _FakeState:
-    """The fake's account, and the sends it accepted since the last reset."""
-
-    def __init__(self, account_sid: str, auth_token: str) -> None:
-        self.account_sid = account_sid
-        token = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
-        self.authorization = f"Basic {token}".encode()
-        self.path = f"/2010-04-01/Accounts/{account_sid}/Messages.json".encode()
-        self.count = 0
-        #: never reset: every sid the fake gives out is new
-        self.serial = 0
-
-    def handle(
-        self, method: bytes, url: bytes, authorization: bytes, body: bytes
-    ) -> tuple[int, bytes]:
-        if url == b"/_emulator/messages":
-            return 200, json.dumps({"count": self.count}).encode()
-        if url == b"/_emulator/reset":
-            self.count = 0
-            return 200, b"{}"
-        if method != b"POST" or url != self.path:
-            return 404, b'{"code": 20404, "message": "not found", "status": 404}'
-        if authorization != self.authorization:
-            return 401, b'{"code": 20003, "message": "Authenticate", "status": 401}'
-        form = dict(parse_qsl(body.decode()))
-        to, sender, text = form.get("To"), form.get("From"), form.get("Body")
-        if not to or not sender or not text:
-            return (
-                400,
-                b'{"code": 21604, "message": "To, From and Body are required", "status": 400}',
-            )
-        self.count += 1
-        self.serial += 1
-        sid = f"SM{self.serial:032x}"
-        created = formatdate(usegmt=False)
-        uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}"
-        resource = {
-            "sid": sid,
-            "account_sid": self.account_sid,
-            "to": to,
-            "from": sender,
-            "messaging_service_sid": None,
-            "body": text,
-            "status": "queued",
-            "num_segments": "1",
-            "num_media": "0",
-            "direction": "outbound-api",
-            "api_version": "2010-04-01",
-            "price": None,
-            "price_unit": "USD",
-            "error_code": None,
-            "error_message": None,
-            "date_created": created,
-            "date_updated": created,
-            "date_sent": None,
-            "uri": f"{uri}.json",
-            "subresource_uris": {"media": f"{uri}/Media.json"},
-        }
-        return 201, json.dumps(resource).encode()
 
 
 def start_server(kind: str, ca: Path, cert: Path, key: str | Path) -> Server:
