@@ -205,13 +205,17 @@ class PgLeaseQueue(LeaseQueue):
         t = table.name
         due_if = f" AND {table.due_if}" if table.due_if else ""
         returned = ", ".join(f"m.{c.strip()}" for c in table.columns.split(","))
-        # The rows are looked up by primary key from an array of their ids: joined to the list
-        # of ids instead, the planner may hash the whole table for a batch of a few hundred.
+        # The claim updates the row versions its CTE locked, by their ctid (a TID scan, no
+        # second walk down the primary key; joined to a list of ids instead, the planner may
+        # hash the whole table). A version the lock found newer than the statement's snapshot
+        # (a concurrent release made the row due again) is not updated: the row stays due for
+        # the next claim.
         self.claim_due_sql = (
-            f"WITH due AS (SELECT id FROM {t} WHERE next_attempt_at <= ?{due_if} "
+            f"WITH due AS (SELECT ctid FROM {t} WHERE next_attempt_at <= ?{due_if} "
             "ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) "
             f"UPDATE {t} m SET lease_owner = ?, lease_expires_at = ?, "
-            "next_attempt_at = NULL, updated_at = ? WHERE m.id = ANY(ARRAY(SELECT id FROM due)) "
+            "next_attempt_at = NULL, updated_at = ? "
+            "WHERE m.ctid = ANY(ARRAY(SELECT ctid FROM due)) "
             f"RETURNING {returned}"
         )
         self.take_over_sql = (

@@ -75,8 +75,9 @@ _JSON_TEXTS = {
     "sqlite": "SELECT value FROM json_each(?)",
     "postgresql": "SELECT json_array_elements_text(?::json)",
 }
-#: the predicate of the partial index smsgate_messages_state (migration 0004), verbatim
-INDEXED_PREDICATE = " OR ".join(f"state = '{state}'" for state in INDEXED_STATES)
+#: true of a row exactly when its state is one of INDEXED_STATES: listed_state, the key of the
+#: partial index smsgate_messages_state (migration 0010), holds the state only for those
+INDEXED_PREDICATE = "listed_state = state"
 
 
 def status_if_sql(column: str, states: Iterable[State]) -> str:
@@ -477,12 +478,15 @@ class SqlStore(ABC):
         params: list[Any] = []
         with self._read() as tx:
             if query.states:
-                clause, values = tx.in_list("state", [s.value for s in query.states])
+                # uncommon states through the partial index on listed_state, the others by id
+                column = (
+                    "listed_state"
+                    if all(s.value in INDEXED_STATES for s in query.states)
+                    else "state"
+                )
+                clause, values = tx.in_list(column, [s.value for s in query.states])
                 where.append(clause)
                 params.extend(values)
-                if all(s.value in INDEXED_STATES for s in query.states):
-                    # the partial index's own predicate, so SQLite knows it may use it
-                    where.append(f"({INDEXED_PREDICATE})")
             if query.to is not None:
                 where.append("to_number = ?")
                 params.append(query.to)

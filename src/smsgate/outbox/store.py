@@ -92,7 +92,8 @@ WAITING = frozenset({State.SCHEDULED, State.QUEUED, State.RETRYING, State.RECONC
 REPLACEABLE = WAITING | {State.SENDING}
 #: the stored values of the REPLACEABLE states: the rows a lease may still hold work on
 REPLACEABLE_VALUES = frozenset(state.value for state in REPLACEABLE)
-#: states with an entry in the partial index smsgate_messages_state (see migration 0004)
+#: states with an entry in the partial index smsgate_messages_state: the states the generated
+#: column listed_state keeps (migration 0010 lists them again)
 INDEXED_STATES = (
     "scheduled",
     "reconciling",

@@ -23,7 +23,7 @@ import phonenumbers
 
 from smsgate.errors import ConfigError
 from smsgate.ids import _ALPHABET, _base32
-from smsgate.outbox.sql import INDEXED_PREDICATE, SqlStore, Tx
+from smsgate.outbox.sql import SqlStore, Tx
 from smsgate.outbox.store import INDEXED_STATES, MESSAGE_COLUMNS, State, StoredMessage
 from smsgate.outbox.tables.base import Table
 
@@ -112,11 +112,11 @@ def _list_log(store: SqlStore, f: LogFilter, limit: int) -> LogPage:
     params: list[Any] = []
     with store.read_transaction() as tx:
         if f.states:
-            clause, values = tx.in_list("state", [s.value for s in f.states])
+            indexed = all(s.value in INDEXED_STATES for s in f.states)
+            column = "listed_state" if indexed else "state"
+            clause, values = tx.in_list(column, [s.value for s in f.states])
             where.append(clause)
             params.extend(values)
-            if all(s.value in INDEXED_STATES for s in f.states):
-                where.append(f"({INDEXED_PREDICATE})")
         for column, value in (
             ("provider", f.provider),
             ("route", f.route),
@@ -201,8 +201,8 @@ def queue_depth(tx: Tx) -> dict[str, int]:
         "GROUP BY state",
         "SELECT state, count(*) FROM smsgate_messages WHERE lease_expires_at IS NOT NULL "
         "AND next_attempt_at IS NULL GROUP BY state",
-        f"SELECT state, count(*) FROM smsgate_messages WHERE state = 'unknown' "  # noqa: S608
-        f"AND ({INDEXED_PREDICATE}) GROUP BY state",
+        "SELECT state, count(*) FROM smsgate_messages WHERE listed_state = 'unknown' "
+        "GROUP BY state",
     ):
         for state, n in tx.execute(sql):
             depth[str(state)] += int(n)
