@@ -183,6 +183,37 @@ class Tx(ABC):
         """``column IN (...)`` for this engine, and its parameters."""
 
 
+class Where:
+    """The conditions of a listing query, joined by AND, and their parameters in order."""
+
+    def __init__(self) -> None:
+        self.conditions: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, condition: str, *values: Any) -> None:
+        self.conditions.append(condition)
+        self.params.extend(values)
+
+    def equal(self, column: str, value: Any) -> None:
+        """``column = value``, unless ``value`` is None (no filter)."""
+        if value is not None:
+            self.add(f"{column} = ?", value)
+
+    def states(self, tx: Tx, states: Iterable[State]) -> None:
+        """The message is in one of ``states``: through the partial index on ``listed_state``
+        when every one is a listed state (see migration 0010), else on ``state`` (found by id
+        order)."""
+        values = [s.value for s in states]
+        column = "listed_state" if all(v in INDEXED_STATES for v in values) else "state"
+        clause, params = tx.in_list(column, values)
+        self.add(clause, *params)
+
+    @property
+    def sql(self) -> str:
+        """`` WHERE a AND b``, or nothing without conditions."""
+        return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
+
+
 class SqlStore(ABC):
     """Shared behaviour of the SQLite and PostgreSQL stores (see :class:`~.store.Store`)."""
 
@@ -474,34 +505,17 @@ class SqlStore(ABC):
         return [EventRecord.from_row(row) for row in rows]
 
     def list_messages(self, query: ListQuery) -> list[StoredMessage]:
-        where: list[str] = []
-        params: list[Any] = []
+        where = Where()
         with self._read() as tx:
             if query.states:
-                # uncommon states through the partial index on listed_state, the others by id
-                column = (
-                    "listed_state"
-                    if all(s.value in INDEXED_STATES for s in query.states)
-                    else "state"
-                )
-                clause, values = tx.in_list(column, [s.value for s in query.states])
-                where.append(clause)
-                params.extend(values)
-            if query.to is not None:
-                where.append("to_number = ?")
-                params.append(query.to)
+                where.states(tx, query.states)
+            where.equal("to_number", query.to)
             if query.since is not None:
-                where.append("created_at >= ?")
-                params.append(query.since)
+                where.add("created_at >= ?", query.since)
             if query.before_id is not None:
-                where.append("id < ?")
-                params.append(query.before_id)
-            sql = f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages"
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            sql += " ORDER BY id DESC LIMIT ?"
-            params.append(query.limit)
-            rows = tx.execute(sql, params)
+                where.add("id < ?", query.before_id)
+            sql = f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages{where.sql}"
+            rows = tx.execute(sql + " ORDER BY id DESC LIMIT ?", [*where.params, query.limit])
         return [StoredMessage.from_row(row) for row in rows]
 
     def counts(self) -> dict[State, int]:

@@ -17,14 +17,13 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 import phonenumbers
 
 from smsgate.errors import ConfigError
 from smsgate.ids import _ALPHABET, _base32
-from smsgate.outbox.sql import SqlStore, Tx
-from smsgate.outbox.store import INDEXED_STATES, MESSAGE_COLUMNS, State, StoredMessage
+from smsgate.outbox.sql import SqlStore, Tx, Where
+from smsgate.outbox.store import MESSAGE_COLUMNS, State, StoredMessage
 from smsgate.outbox.tables.base import Table
 
 #: the public counters of the overview
@@ -108,30 +107,18 @@ class MessageLog(Table):
 
 
 def _list_log(store: SqlStore, f: LogFilter, limit: int) -> LogPage:
-    where: list[str] = []
-    params: list[Any] = []
+    where = Where()
     with store.read_transaction() as tx:
         if f.states:
-            indexed = all(s.value in INDEXED_STATES for s in f.states)
-            column = "listed_state" if indexed else "state"
-            clause, values = tx.in_list(column, [s.value for s in f.states])
-            where.append(clause)
-            params.extend(values)
-        for column, value in (
-            ("provider", f.provider),
-            ("route", f.route),
-            ("purpose", f.purpose),
-        ):
-            if value:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if f.recipient:
-            where.append("to_number = ?")
-            params.append(f.recipient)
+            where.states(tx, f.states)
+        # an empty filter field is no filter, as None is
+        where.equal("provider", f.provider or None)
+        where.equal("route", f.route or None)
+        where.equal("purpose", f.purpose or None)
+        where.equal("to_number", f.recipient or None)
         prefix = f.country_prefix()
         if prefix:
-            where.append("to_number LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(prefix) + "%")
+            where.add("to_number LIKE ? ESCAPE '\\'", _escape_like(prefix) + "%")
         if f.search:
             digits = "".join(c for c in f.search if c.isdigit() or c == "+")
             if not digits:
@@ -139,28 +126,28 @@ def _list_log(store: SqlStore, f: LogFilter, limit: int) -> LogPage:
                     f"search {f.search!r}: type some digits of the recipient's number",
                     field="search",
                 )
-            where.append("to_number LIKE ? ESCAPE '\\'")
-            params.append("%" + _escape_like(digits) + "%")
+            where.add("to_number LIKE ? ESCAPE '\\'", "%" + _escape_like(digits) + "%")
         if f.error:
             # last_error is compact JSON with "error" (the kind) and "code" (the provider's)
-            where.append("(last_error LIKE ? ESCAPE '\\' OR last_error LIKE ? ESCAPE '\\')")
             code = _escape_like(json.dumps(f.error.strip()))
-            params += [f'%"code":{code}%', f'%"error":{code}%']
+            where.add(
+                "(last_error LIKE ? ESCAPE '\\' OR last_error LIKE ? ESCAPE '\\')",
+                f'%"code":{code}%',
+                f'%"error":{code}%',
+            )
         if f.since is not None:
-            where.append("id >= ?")
-            params.append(id_floor(f.since))
+            where.add("id >= ?", id_floor(f.since))
         if f.until is not None:
-            where.append("id < ?")
-            params.append(id_floor(f.until))
+            where.add("id < ?", id_floor(f.until))
         if f.before:
-            where.append("id < ?")
-            params.append(f.before)
-        sql = f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages"  # noqa: S608 -- fixed fragments
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit + 1)
-        rows = [StoredMessage.from_row(row) for row in tx.execute(sql, params)]
+            where.add("id < ?", f.before)
+        # fixed fragments and placeholders only
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages{where.sql}"  # noqa: S608
+        params = [*where.params, limit + 1]
+        rows = [
+            StoredMessage.from_row(row)
+            for row in tx.execute(sql + " ORDER BY id DESC LIMIT ?", params)
+        ]
     more = len(rows) > limit
     rows = rows[:limit]
     return LogPage(rows, rows[-1].id if more and rows else None)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 from smsgate.ids import new_id
 from smsgate.outbox.leasequeue import LeasedTable
 from smsgate.outbox.migrate import check_version
-from smsgate.outbox.sql import SqlStore, Tx
+from smsgate.outbox.sql import SqlStore, Tx, Where
 from smsgate.outbox.store import chunks, dumps
 from smsgate.outbox.tables.base import Table
 
@@ -428,21 +428,19 @@ class ServerStore(Table):
     def list_suppressions(
         self, recipient: str | None = None, after: tuple[str, str] | None = None, limit: int = 100
     ) -> list[Suppression]:
-        where: list[str] = []
-        params: list[Any] = []
-        if recipient is not None:
-            where.append("recipient = ?")
-            params.append(recipient)
+        where = Where()
+        where.equal("recipient", recipient)
         if after is not None:
-            where.append("(recipient > ? OR (recipient = ? AND our_number > ?))")
-            params.extend([after[0], after[0], after[1]])
-        sql = f"SELECT {Suppression.COLUMNS} FROM smsgate_suppressions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+            where.add(
+                "(recipient > ? OR (recipient = ? AND our_number > ?))",
+                after[0],
+                after[0],
+                after[1],
+            )
+        sql = f"SELECT {Suppression.COLUMNS} FROM smsgate_suppressions{where.sql}"
         sql += " ORDER BY recipient, our_number LIMIT ?"
-        params.append(limit)
         with self._read() as tx:
-            rows = tx.execute(sql, params)
+            rows = tx.execute(sql, [*where.params, limit])
         return [Suppression.from_row(row) for row in rows]
 
     # -- inbound ------------------------------------------------------------------------------
@@ -495,22 +493,14 @@ class ServerStore(Table):
         before_id: str | None = None,
         limit: int = 100,
     ) -> list[InboundRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("sender", sender), ("to_number", to)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where = Where()
+        where.equal("sender", sender)
+        where.equal("to_number", to)
         if before_id is not None:
-            where.append("id < ?")
-            params.append(before_id)
-        sql = f"SELECT {InboundRecord.COLUMNS} FROM smsgate_inbound"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
+            where.add("id < ?", before_id)
+        sql = f"SELECT {InboundRecord.COLUMNS} FROM smsgate_inbound{where.sql}"
         with self._read() as tx:
-            rows = tx.execute(sql, params)
+            rows = tx.execute(sql + " ORDER BY id DESC LIMIT ?", [*where.params, limit])
         return [InboundRecord.from_row(row) for row in rows]
 
     def get_inbound(self, inbound_id: str) -> InboundRecord | None:
@@ -677,23 +667,14 @@ class ServerStore(Table):
         before_id: str | None = None,
         limit: int = 100,
     ) -> list[Delivery]:
-        where: list[str] = []
-        params: list[Any] = []
-        for condition, value in (
-            ("state = ?", state),
-            ("subscription_id = ?", subscription_id),
-            ("id < ?", before_id),
-        ):
-            if value is not None:
-                where.append(condition)
-                params.append(value)
-        sql = f"SELECT {Delivery.COLUMNS} FROM smsgate_webhook_deliveries"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
+        where = Where()
+        where.equal("state", state)
+        where.equal("subscription_id", subscription_id)
+        if before_id is not None:
+            where.add("id < ?", before_id)
+        sql = f"SELECT {Delivery.COLUMNS} FROM smsgate_webhook_deliveries{where.sql}"
         with self._read() as tx:
-            rows = tx.execute(sql, params)
+            rows = tx.execute(sql + " ORDER BY id DESC LIMIT ?", [*where.params, limit])
         return [Delivery.from_row(row) for row in rows]
 
     def deliveries_of_events(self, event_ids: Sequence[str]) -> list[Delivery]:

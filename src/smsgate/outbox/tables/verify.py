@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smsgate.message import Message
-from smsgate.outbox.sql import SqlStore, Tx, sql_store
+from smsgate.outbox.sql import SqlStore, Tx, Where, sql_store
 from smsgate.ratelimit import BucketSpec, BucketState, take_all
 from smsgate.verify.models import Block, Decision, Verification, VerificationStatus
 
@@ -131,19 +131,13 @@ class VerifyStore:
     def list_rows(
         self, *, to: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[Row]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("to_number", to), ("status", status)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        sql = f"SELECT {COLUMNS} FROM smsgate_verifications"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where = Where()
+        where.equal("to_number", to)
+        where.equal("status", status)
+        sql = f"SELECT {COLUMNS} FROM smsgate_verifications{where.sql}"
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        params.append(limit)
         with self._store.read_transaction() as tx:
-            return [Row._make(r) for r in tx.execute(sql, params)]
+            return [Row._make(r) for r in tx.execute(sql, [*where.params, limit])]
 
     def conversion(
         self, by: str, since: float, limit: int = 100
@@ -175,19 +169,12 @@ class VerifyStore:
     def decisions(
         self, *, verification_id: str | None = None, to: str | None = None, limit: int = 100
     ) -> list[Decision]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("verification_id", verification_id), ("to_number", to)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        sql = f"SELECT {_DECISION_COLUMNS} FROM smsgate_verify_decisions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
+        where = Where()
+        where.equal("verification_id", verification_id)
+        where.equal("to_number", to)
+        sql = f"SELECT {_DECISION_COLUMNS} FROM smsgate_verify_decisions{where.sql}"
         with self._store.read_transaction() as tx:
-            rows = tx.execute(sql, params)
+            rows = tx.execute(sql + " ORDER BY id DESC LIMIT ?", [*where.params, limit])
         return [Decision(float(r[0]), *r[1:]) for r in rows]
 
 
