@@ -115,6 +115,7 @@ from urllib.parse import quote, quote_plus, unquote, urlencode, urlsplit
 import aiohappyeyeballs
 import httptools
 
+from smsgate import jsonscan
 from smsgate.errors import (
     AmbiguousSend,
     AuthError,
@@ -153,8 +154,6 @@ _KEEPALIVE_TIMEOUT = re.compile(rb"timeout\s*=\s*(\d+)", re.IGNORECASE)
 _NEVER = float("inf")
 #: request heads a pool keeps (:meth:`HttpTransport._serialize`)
 _MAX_HEADS = 64
-#: json's C scanner: reads one JSON value at an index, giving it and where it ended
-_SCAN_JSON: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 #: what HttpResponse holds before its body is parsed (None is a parse's result: not JSON)
 _UNPARSED: Any = object()
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
@@ -577,15 +576,11 @@ class HttpResponse:
         body = self.body
         try:
             if body[:1] == b"{" and body[1:2] not in (b"\x00", b""):
-                # What json.loads reads as UTF-8 (an object, no BOM), without its wrappers:
-                # the scanner alone, then the check that only white space follows.
-                text = body.decode("utf-8", "surrogatepass")
-                value, end = _SCAN_JSON(text, 0)
-                if text[end:].strip(" \t\n\r"):
-                    value = None
+                # an object in UTF-8 (no BOM, not UTF-16), as json.loads would decode it
+                value = jsonscan.loads(body.decode("utf-8", "surrogatepass"))
             else:
                 value = json.loads(body)
-        except (ValueError, StopIteration):
+        except ValueError:
             value = None
         if type(value) is dict:
             value = JsonObject(value)
