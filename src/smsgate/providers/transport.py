@@ -126,6 +126,7 @@ from smsgate.errors import (
 )
 from smsgate.message import JsonObject
 from smsgate.redact import redact_url
+from smsgate.slots import slot_setter
 
 logger = logging.getLogger("smsgate.http")
 
@@ -585,15 +586,15 @@ class HttpResponse:
         if type(value) is dict:
             value = JsonObject(value)
             value.body = self.body
-        object.__setattr__(self, "_parsed", value)
+        _set_parsed(self, value)
         return value
 
 
-# A frozen dataclass's __init__ sets each field through object.__setattr__; a response per
-# request is built by writing its slots directly, the same object for a third of the cost.
-_set_status, _set_headers, _set_body, _set_parsed = (
-    getattr(HttpResponse, name).__set__ for name in ("status", "headers", "body", "_parsed")
-)
+# A response per request, built slot by slot (smsgate.slots says why).
+_set_status = slot_setter(HttpResponse, "status")
+_set_headers = slot_setter(HttpResponse, "headers")
+_set_body = slot_setter(HttpResponse, "body")
+_set_parsed = slot_setter(HttpResponse, "_parsed")
 
 
 def _new_response(status: int, headers: Headers, body: bytes) -> HttpResponse:
