@@ -92,6 +92,25 @@ def test_nul_in_body_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        ("héllo\x00", "a NUL character at position 5"),
+        ("😜\x00", "a NUL character at position 1"),
+        ("caf\udce9", "a lone surrogate (not valid Unicode) at position 3"),
+    ],
+)
+def test_bad_text_is_refused_in_any_script(body: str, what: str) -> None:
+    error = refused(body=body)
+    assert error.field == "body" and what in str(error)
+
+
+def test_an_id_not_given_is_made_fresh() -> None:
+    first, second = Message(to=TO, body="hi", id=None), Message(to=TO, body="hi")
+    assert first.id.startswith("msg_") and second.id.startswith("msg_")
+    assert first.id != second.id
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "ftp://example.com/cat.jpg",

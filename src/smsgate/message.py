@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from smsgate.errors import InvalidMessage, SmsgateError
 from smsgate.ids import MAX_ID, good_id, new_id
 from smsgate.phone import normalize
+from smsgate.slots import slot_setter
 
 if TYPE_CHECKING:
     from smsgate.encoding import SegmentInfo
@@ -142,6 +143,10 @@ def _frozen_mapping(value: Mapping[str, Any] | None, name: str) -> Mapping[str, 
 def check_text(value: str, name: str) -> None:
     """Refuse text no store can hold and read back: NUL, or a lone surrogate (what
     ``"\\xff"`` becomes when undecodable bytes are read with ``surrogateescape``)."""
+    # ASCII text (most bodies) holds no surrogate: a NUL is then one memchr away, where the
+    # pattern's character class takes as long as the text.
+    if value.isascii() and "\x00" not in value:
+        return
     bad = BAD_TEXT.search(value)
     if bad is not None:
         what = (
@@ -212,14 +217,14 @@ def good_key(key: Any) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Message:
     """One SMS or MMS to one recipient.
 
     ``to`` is normalized to E.164 on construction (possible numbers are accepted, so test ranges
     work; route-level checks may be stricter). ``send_at`` must be timezone-aware. ``validity`` is
     how long the network should keep trying, in seconds or as a ``timedelta``. ``via`` pins the
-    provider (no failover), as a reply to an inbound message needs.
+    provider (no failover), as a reply to an inbound message needs. ``id`` is made when not given.
     """
 
     to: str
@@ -237,66 +242,88 @@ class Message:
     via: str | None = None
     id: str = field(default_factory=new_id)
 
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "to", normalize(self.to, strict=False, field="to"))
-        if not isinstance(self.body, str):
-            raise InvalidMessage(f"body must be text, got {type(self.body).__name__}", field="body")
-        media = self.media
+    # Checks every field, then writes each slot once (smsgate.slots says why not the dataclass's
+    # own __init__): every send and every submission to the outbox builds one.
+    def __init__(
+        self,
+        *,
+        to: str,
+        body: str = "",
+        sender: str | None = None,
+        media: Iterable[str] = (),
+        purpose: Purpose | str = Purpose.TRANSACTIONAL,
+        idempotency_key: str | None = None,
+        send_at: datetime | None = None,
+        validity: int | timedelta | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        provider_options: Mapping[str, Any] | None = None,
+        via: str | None = None,
+        id: str | None = None,
+    ) -> None:
+        to = normalize(to, strict=False, field="to")
+        if not isinstance(body, str):
+            raise InvalidMessage(f"body must be text, got {type(body).__name__}", field="body")
         if media.__class__ is not tuple:
             media = (media,) if isinstance(media, str) else tuple(media or ())
-            set_(self, "media", media)
-        if not self.body and not media:
+        if not body and not media:
             raise InvalidMessage(
                 "body is empty and there is no media; give a body or a media URL", field="body"
             )
-        if len(self.body) > MAX_BODY_CHARS:
+        if len(body) > MAX_BODY_CHARS:
             raise InvalidMessage(
-                f"body is {len(self.body)} characters; the limit is {MAX_BODY_CHARS} "
+                f"body is {len(body)} characters; the limit is {MAX_BODY_CHARS} "
                 "(split it into several messages or shorten it)",
                 field="body",
             )
-        check_text(self.body, "body")
+        check_text(body, "body")
         if media:
             _check_media(media)
-        if self.sender is not None:
-            _check_sender(self.sender)
-        if self.purpose.__class__ is not Purpose:
+        if sender is not None:
+            _check_sender(sender)
+        if purpose.__class__ is not Purpose:
             try:
-                set_(self, "purpose", Purpose(self.purpose))
+                purpose = Purpose(purpose)
             except ValueError:
                 raise InvalidMessage(
-                    f"purpose {self.purpose!r} is not one of {', '.join(p.value for p in Purpose)}",
+                    f"purpose {purpose!r} is not one of {', '.join(p.value for p in Purpose)}",
                     field="purpose",
                 ) from None
-        if self.idempotency_key is not None and not good_key(self.idempotency_key):
+        if idempotency_key is not None and not good_key(idempotency_key):
             raise InvalidMessage(
                 f"idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} characters without control "
                 "characters",
                 field="idempotency_key",
             )
-        if self.send_at is not None:
-            check_send_at(self.send_at)
-        if not isinstance(self.id, str) or not good_id(self.id):
+        if send_at is not None:
+            check_send_at(send_at)
+        if validity is not None:
+            validity = _seconds(validity)
+        if via is not None and (not isinstance(via, str) or not good_id(via)):
             raise InvalidMessage(
-                f"id {self.id!r} is not an id: 1-{MAX_ID} letters, digits, '_', '-', '.' or ':'",
+                f"via {via!r} is not a provider name (letters, digits, '_', '-')", field="via"
+            )
+        if id is None:
+            id = new_id()
+        elif not isinstance(id, str) or not good_id(id):
+            raise InvalidMessage(
+                f"id {id!r} is not an id: 1-{MAX_ID} letters, digits, '_', '-', '.' or ':'",
                 field="id",
             )
-        validity: Any = self.validity
-        if isinstance(validity, timedelta):
-            validity = int(validity.total_seconds())
-        if validity is not None:
-            if isinstance(validity, bool) or not isinstance(validity, int) or validity <= 0:
-                raise InvalidMessage(
-                    "validity must be a positive number of seconds", field="validity"
-                )
-            set_(self, "validity", validity)
-        set_(self, "metadata", _frozen_mapping(self.metadata, "metadata"))
-        set_(self, "provider_options", _frozen_mapping(self.provider_options, "provider_options"))
-        if self.via is not None and (not isinstance(self.via, str) or not good_id(self.via)):
-            raise InvalidMessage(
-                f"via {self.via!r} is not a provider name (letters, digits, '_', '-')", field="via"
-            )
+        fill_message(
+            self,
+            to=to,
+            body=body,
+            sender=sender,
+            media=media,
+            purpose=purpose,
+            idempotency_key=idempotency_key,
+            send_at=send_at,
+            validity=validity,
+            metadata=_frozen_mapping(metadata, "metadata"),
+            provider_options=_frozen_mapping(provider_options, "provider_options"),
+            via=via,
+            id=id,
+        )
 
     @property
     def is_mms(self) -> bool:
@@ -348,6 +375,63 @@ def _check_sender(sender: Any) -> None:
             "sender contains control characters (CR, LF, ...); remove them", field="sender"
         )
     check_text(sender, "sender")
+
+
+def _seconds(validity: Any) -> int:
+    if isinstance(validity, timedelta):
+        validity = int(validity.total_seconds())
+    if isinstance(validity, bool) or not isinstance(validity, int) or validity <= 0:
+        raise InvalidMessage("validity must be a positive number of seconds", field="validity")
+    return validity
+
+
+_set_message_to = slot_setter(Message, "to")
+_set_message_body = slot_setter(Message, "body")
+_set_message_sender = slot_setter(Message, "sender")
+_set_message_media = slot_setter(Message, "media")
+_set_message_purpose = slot_setter(Message, "purpose")
+_set_message_idempotency_key = slot_setter(Message, "idempotency_key")
+_set_message_send_at = slot_setter(Message, "send_at")
+_set_message_validity = slot_setter(Message, "validity")
+_set_message_metadata = slot_setter(Message, "metadata")
+_set_message_provider_options = slot_setter(Message, "provider_options")
+_set_message_via = slot_setter(Message, "via")
+_set_message_id = slot_setter(Message, "id")
+
+
+def fill_message(
+    message: Message,
+    *,
+    to: str,
+    body: str,
+    sender: str | None,
+    media: tuple[str, ...],
+    purpose: Purpose,
+    idempotency_key: str | None,
+    send_at: datetime | None,
+    validity: int | None,
+    metadata: Mapping[str, Any],
+    provider_options: Mapping[str, Any],
+    via: str | None,
+    id: str,
+) -> Message:
+    """Write every slot of ``message`` once, past the frozen ``__setattr__`` (smsgate.slots), and
+    return it. :class:`Message` checks the fields first; the outbox fills
+    ``object.__new__(Message)`` with the fields of a stored row, which were checked when it was
+    submitted, so nothing is checked or copied again."""
+    _set_message_to(message, to)
+    _set_message_body(message, body)
+    _set_message_sender(message, sender)
+    _set_message_media(message, media)
+    _set_message_purpose(message, purpose)
+    _set_message_idempotency_key(message, idempotency_key)
+    _set_message_send_at(message, send_at)
+    _set_message_validity(message, validity)
+    _set_message_metadata(message, metadata)
+    _set_message_provider_options(message, provider_options)
+    _set_message_via(message, via)
+    _set_message_id(message, id)
+    return message
 
 
 class JsonObject(dict[str, Any]):
@@ -405,38 +489,19 @@ class SendResult:
         }
 
 
-# A frozen dataclass's __init__ sets each field through object.__setattr__; a provider's answer
-# to each send becomes a result by writing the slots directly, the same object for half the cost.
-(
-    _set_id,
-    _set_to,
-    _set_status,
-    _set_provider,
-    _set_provider_message_id,
-    _set_segments,
-    _set_encoding,
-    _set_price,
-    _set_price_unit,
-    _set_error,
-    _set_raw,
-    _set_part_ids,
-) = (
-    getattr(SendResult, name).__set__
-    for name in (
-        "id",
-        "to",
-        "status",
-        "provider",
-        "provider_message_id",
-        "segments",
-        "encoding",
-        "price",
-        "price_unit",
-        "error",
-        "raw",
-        "part_ids",
-    )
-)
+# A provider's answer to each send becomes a result slot by slot (smsgate.slots says why).
+_set_result_id = slot_setter(SendResult, "id")
+_set_result_to = slot_setter(SendResult, "to")
+_set_result_status = slot_setter(SendResult, "status")
+_set_result_provider = slot_setter(SendResult, "provider")
+_set_result_provider_message_id = slot_setter(SendResult, "provider_message_id")
+_set_result_segments = slot_setter(SendResult, "segments")
+_set_result_encoding = slot_setter(SendResult, "encoding")
+_set_result_price = slot_setter(SendResult, "price")
+_set_result_price_unit = slot_setter(SendResult, "price_unit")
+_set_result_error = slot_setter(SendResult, "error")
+_set_result_raw = slot_setter(SendResult, "raw")
+_set_result_part_ids = slot_setter(SendResult, "part_ids")
 
 
 def accepted_result(
@@ -454,18 +519,18 @@ def accepted_result(
 ) -> SendResult:
     """``SendResult(...)`` with these fields, no error and no part ids, built faster."""
     result: SendResult = object.__new__(SendResult)
-    _set_id(result, id)
-    _set_to(result, to)
-    _set_status(result, status)
-    _set_provider(result, provider)
-    _set_provider_message_id(result, provider_message_id)
-    _set_segments(result, segments)
-    _set_encoding(result, encoding)
-    _set_price(result, price)
-    _set_price_unit(result, price_unit)
-    _set_error(result, None)
-    _set_raw(result, raw)
-    _set_part_ids(result, ())
+    _set_result_id(result, id)
+    _set_result_to(result, to)
+    _set_result_status(result, status)
+    _set_result_provider(result, provider)
+    _set_result_provider_message_id(result, provider_message_id)
+    _set_result_segments(result, segments)
+    _set_result_encoding(result, encoding)
+    _set_result_price(result, price)
+    _set_result_price_unit(result, price_unit)
+    _set_result_error(result, None)
+    _set_result_raw(result, raw)
+    _set_result_part_ids(result, ())
     return result
 
 

@@ -31,6 +31,7 @@ from smsgate.message import (
     SEND_AT_YEARS,
     Message,
     Purpose,
+    fill_message,
     good_key,
 )
 from smsgate.outbox.store import NewEvent, NewMessageRow, State, StoredMessage, dumps
@@ -240,8 +241,6 @@ def sender_is_valid(sender: str) -> bool:
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _PURPOSE_BY_VALUE = {p.value: p for p in Purpose}
-# Each field's slot descriptor: setting through it bypasses the frozen dataclass's __setattr__.
-_SLOTS = {name: getattr(Message, name).__set__ for name in MESSAGE_FIELDS}
 
 
 class UnreadableRow(InvalidMessage):
@@ -275,21 +274,21 @@ def _message_from_row(row: StoredMessage) -> Message:
     body = payload.get("body", "")
     if not isinstance(body, str) or BAD_TEXT.search(body):
         raise ValueError("the body is not text a provider can take")
-    message = object.__new__(Message)
-    slot = _SLOTS
-    slot["to"](message, row.to_number)
-    slot["body"](message, body)
-    slot["sender"](message, row.sender)
-    slot["media"](message, tuple(payload["media"]) if "media" in payload else ())
-    slot["purpose"](message, _PURPOSE_BY_VALUE[row.purpose])
-    slot["idempotency_key"](message, row.idempotency_key)
-    slot["send_at"](message, None if send_at is None else datetime.fromtimestamp(send_at, UTC))
-    slot["validity"](message, payload.get("validity"))
-    slot["metadata"](message, MappingProxyType(metadata) if metadata else _EMPTY)
-    slot["provider_options"](message, MappingProxyType(options) if options else _EMPTY)
-    slot["via"](message, payload.get("via"))
-    slot["id"](message, row.id)
-    return message
+    return fill_message(
+        object.__new__(Message),
+        to=row.to_number,
+        body=body,
+        sender=row.sender,
+        media=tuple(payload["media"]) if "media" in payload else (),
+        purpose=_PURPOSE_BY_VALUE[row.purpose],
+        idempotency_key=row.idempotency_key,
+        send_at=None if send_at is None else datetime.fromtimestamp(send_at, UTC),
+        validity=payload.get("validity"),
+        metadata=MappingProxyType(metadata) if metadata else _EMPTY,
+        provider_options=MappingProxyType(options) if options else _EMPTY,
+        via=payload.get("via"),
+        id=row.id,
+    )
 
 
 def describe_error(error: BaseException) -> SmsgateError:
