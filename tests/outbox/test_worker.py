@@ -12,7 +12,7 @@ import pytest
 
 from smsgate.clock import SYSTEM_CLOCK, FakeClock
 from smsgate.emulators.base import EmulatorThread
-from smsgate.message import Message, Purpose, Status
+from smsgate.message import Message, Purpose, SendResult, Status
 from smsgate.outbox import Outbox
 from smsgate.outbox.worker import ReceiptTimeout, Worker, WorkerStats
 from smsgate.providers import create_provider
@@ -251,15 +251,46 @@ def test_receipts_from_signed_webhooks_complete_the_history(
         assert sources[-2:] == ["webhook:twilio", "webhook:twilio"]
 
 
+class HeldAnswers:
+    """A provider's sends whose answers wait until :meth:`release`: each request is made and
+    its answer is in hand, so the send stays in flight for as long as the test needs, however
+    loaded the machine is."""
+
+    def __init__(self, provider: Provider) -> None:
+        self._asend = provider.asend
+        self._count = 0
+        self._arrived = asyncio.Event()
+        self._released = asyncio.Event()
+
+    async def asend(self, message: Message) -> SendResult:
+        result = await self._asend(message)
+        self._count += 1
+        self._arrived.set()
+        await self._released.wait()
+        return result
+
+    async def wait_for(self, count: int) -> None:
+        """Until ``count`` answers are held (bounded: a worker that never gets there fails
+        rather than hangs)."""
+        async with asyncio.timeout(30):
+            while self._count < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+
 def test_stop_finishes_what_is_in_flight_and_gives_back_the_rest(
-    box: Outbox, twilio: EmulatorThread
+    box: Outbox, twilio: EmulatorThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator = emulated(twilio)
-    twilio.call(lambda: emulator.faults.update({"latency": 0.4}))
     ids = [box.submit(Message(to=f"+1555560{n:04d}", body=f"stop {n}")) for n in range(30)]
 
     async def main() -> WorkerStats:
         provider = provider_for(twilio)
+        answers = HeldAnswers(provider)
+        monkeypatch.setattr(provider, "asend", answers.asend)
         worker = box.worker(
             [provider],
             router=router("twilio"),
@@ -268,20 +299,22 @@ def test_stop_finishes_what_is_in_flight_and_gives_back_the_rest(
             close_providers=True,
         )
         task = asyncio.create_task(worker.run())
-        await asyncio.sleep(0.2)
+        await answers.wait_for(4)  # every sender in flight, more claimed and waiting for one
         worker.stop()
+        # The answers come back only now, stopping: a sender that gets its answer must not
+        # take up a waiting message.
+        answers.release()
         return await task
 
     stats = asyncio.run(main())
     statuses = [box.status(i).status for i in ids]
-    assert statuses.count(Status.SENT) == stats.sent
-    assert 4 <= stats.sent <= 8
-    assert statuses.count(Status.QUEUED) == 30 - stats.sent
+    assert stats.sent == 4 and statuses.count(Status.SENT) == 4
+    assert statuses.count(Status.QUEUED) == 26
     assert stats.released == stats.claimed - stats.sent > 0
     assert box.store.work_left()[1] is None  # no lease left behind
-    twilio.call(lambda: emulator.faults.update({"latency": 0.0}))
     work(box, [provider_for(twilio)], concurrency=4)
     assert {box.status(i).status for i in ids} == {Status.SENT}
+    assert twilio.call(lambda: len(emulator.messages)) == 30
     assert twilio.call(lambda: sum(m.duplicate for m in emulator.messages)) == 0
 
 

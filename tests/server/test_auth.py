@@ -11,6 +11,7 @@ from tests.server.conftest import Running, ServerFactory
 
 from smsgate.clock import FakeClock
 from smsgate.errors import ConfigError
+from smsgate.outbox.sqlite import SqliteStore
 from smsgate.server.auth import create_key, parse_quota, split_key
 
 TO = "+15555550100"
@@ -69,9 +70,19 @@ def test_keys_are_stored_hashed(server_factory: ServerFactory, tmp_path: Path) -
     record = running.store.get_key(key_id)
     assert record is not None
     assert record.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
-    running.outbox.store.close()  # flush the WAL into the file
-    data = b"".join(p.read_bytes() for p in tmp_path.glob("keys.db*"))
-    assert secret.encode() not in data
+    # The server's background tasks use the store too: stopped first, nothing opens, closes or
+    # checkpoints the files while they are read (the last connection to close removes the WAL).
+    running.thread.stop()
+    store = running.outbox.store
+    assert isinstance(store, SqliteStore)
+    on_disk = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("keys.db*")))
+    store.close()  # the last connection moves the WAL into the database file
+    assert store.open_connections == 0
+    assert sorted(tmp_path.glob("keys.db*")) == [tmp_path / "keys.db"]
+    checkpointed = (tmp_path / "keys.db").read_bytes()
+    for data in (on_disk, checkpointed):
+        assert record.secret_hash.encode() in data  # the key's row is in what was read
+        assert secret.encode() not in data
 
 
 def test_revoked_keys_stop_working_within_the_cache_time(

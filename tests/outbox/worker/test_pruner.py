@@ -4,7 +4,11 @@ sends (both engines, fake clock)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
 
 from smsgate.clock import FakeClock
 from smsgate.emulators.base import EmulatorThread
@@ -97,10 +101,27 @@ def test_a_pass_runs_in_batches_then_waits_for_the_interval_on_the_clock(
     assert [i for i in ids if outbox.store.get(i) is not None] == []
 
 
-def test_a_write_waits_for_one_batch_at_most(outbox: Outbox, clock: FakeClock) -> None:
+def test_a_write_waits_for_one_batch_at_most(
+    outbox: Outbox, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old_delivered(outbox, clock, 60)
     (queued,) = submit(outbox, 1, prefix="+1555552")
     retention = Retention(messages=30 * DAY, batch_size=5)
+    # PostgreSQL runs a batch and the write on two threads side by side: how many batches end
+    # while the write runs would measure the machine's load, not what the write waited for. A
+    # batch the store begins once the write is asked for waits until the write is done, so only
+    # the batch under way when it came can end meanwhile; a write queued behind a later batch
+    # would never be done, and that batch says so instead of waiting for ever.
+    asked, done = threading.Event(), threading.Event()
+    blocked: list[str] = []
+    prune = outbox.store.prune
+
+    def prune_after_the_write(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        if asked.is_set() and not done.wait(30):
+            blocked.append(threading.current_thread().name)
+        return prune(*args, **kwargs)
+
+    monkeypatch.setattr(outbox.store, "prune", prune_after_the_write)
 
     async def scenario(calls: StoreCalls) -> list[str]:
         logged = Logged(calls)
@@ -110,11 +131,14 @@ def test_a_write_waits_for_one_batch_at_most(outbox: Outbox, clock: FakeClock) -
             await asyncio.sleep(0)
         now = clock.time()
         (claimed,) = outbox.store.claim("w1", 1, now, now + 30)
+        asked.set()
         await logged.write("w1", [], [], [claimed.row.id], now, now + 30)
+        done.set()
         await task
         return logged.log
 
     log = with_calls(outbox, scenario)
+    assert blocked == []  # the write never waited for a batch begun after it was asked for
     during = log[log.index("write") : log.index("written")]
     assert during.count("pruned") <= 1  # the batch under way when the write came, no more
     assert log.count("pruned") == 13  # the pruning went on afterwards: 12 batches and an empty

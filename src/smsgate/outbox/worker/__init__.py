@@ -279,9 +279,14 @@ class Worker:
     # -- wiring -------------------------------------------------------------------------------
 
     async def _send_loop(self, sender: Sender) -> None:
+        stopping = self._stopping
         while True:
             job = await self._queue.get()
             if job is None:
+                return
+            if stopping.is_set():
+                # Stopped before this job was started: it goes back with the rest not started
+                # (the claimer's task may not have run since stop() to take the queue back).
                 return
             self._in_flight += 1
             try:
