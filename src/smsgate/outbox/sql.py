@@ -199,6 +199,16 @@ class Where:
         if value is not None:
             self.add(f"{column} = ?", value)
 
+    def before(self, last_id: str | None) -> None:
+        """``id < last_id``: the page after one that ended at ``last_id``; no filter for None."""
+        if last_id is not None:
+            self.add("id < ?", last_id)
+
+    def newest(self, tx: Tx, columns: str, table: str, limit: int) -> list[tuple[Any, ...]]:
+        """The rows of ``table`` that match, newest id first, at most ``limit`` of them."""
+        sql = f"SELECT {columns} FROM {table}{self.sql} ORDER BY id DESC LIMIT ?"
+        return tx.execute(sql, [*self.params, limit])
+
     def states(self, tx: Tx, states: Iterable[State]) -> None:
         """The message is in one of ``states``: through the partial index on ``listed_state``
         when every one is a listed state (see migration 0010), else on ``state`` (found by id
@@ -512,10 +522,8 @@ class SqlStore(ABC):
             where.equal("to_number", query.to)
             if query.since is not None:
                 where.add("created_at >= ?", query.since)
-            if query.before_id is not None:
-                where.add("id < ?", query.before_id)
-            sql = f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages{where.sql}"
-            rows = tx.execute(sql + " ORDER BY id DESC LIMIT ?", [*where.params, query.limit])
+            where.before(query.before_id)
+            rows = where.newest(tx, MESSAGE_COLUMNS, "smsgate_messages", query.limit)
         return [StoredMessage.from_row(row) for row in rows]
 
     def counts(self) -> dict[State, int]:

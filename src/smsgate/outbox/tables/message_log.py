@@ -139,14 +139,10 @@ def _list_log(store: SqlStore, f: LogFilter, limit: int) -> LogPage:
             where.add("id >= ?", id_floor(f.since))
         if f.until is not None:
             where.add("id < ?", id_floor(f.until))
-        if f.before:
-            where.add("id < ?", f.before)
-        # fixed fragments and placeholders only
-        sql = f"SELECT {MESSAGE_COLUMNS} FROM smsgate_messages{where.sql}"  # noqa: S608
-        params = [*where.params, limit + 1]
+        where.before(f.before or None)
         rows = [
             StoredMessage.from_row(row)
-            for row in tx.execute(sql + " ORDER BY id DESC LIMIT ?", params)
+            for row in where.newest(tx, MESSAGE_COLUMNS, "smsgate_messages", limit + 1)
         ]
     more = len(rows) > limit
     rows = rows[:limit]

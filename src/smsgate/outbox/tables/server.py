@@ -496,11 +496,9 @@ class ServerStore(Table):
         where = Where()
         where.equal("sender", sender)
         where.equal("to_number", to)
-        if before_id is not None:
-            where.add("id < ?", before_id)
-        sql = f"SELECT {InboundRecord.COLUMNS} FROM smsgate_inbound{where.sql}"
+        where.before(before_id)
         with self._read() as tx:
-            rows = tx.execute(sql + " ORDER BY id DESC LIMIT ?", [*where.params, limit])
+            rows = where.newest(tx, InboundRecord.COLUMNS, "smsgate_inbound", limit)
         return [InboundRecord.from_row(row) for row in rows]
 
     def get_inbound(self, inbound_id: str) -> InboundRecord | None:
@@ -670,11 +668,9 @@ class ServerStore(Table):
         where = Where()
         where.equal("state", state)
         where.equal("subscription_id", subscription_id)
-        if before_id is not None:
-            where.add("id < ?", before_id)
-        sql = f"SELECT {Delivery.COLUMNS} FROM smsgate_webhook_deliveries{where.sql}"
+        where.before(before_id)
         with self._read() as tx:
-            rows = tx.execute(sql + " ORDER BY id DESC LIMIT ?", [*where.params, limit])
+            rows = where.newest(tx, Delivery.COLUMNS, "smsgate_webhook_deliveries", limit)
         return [Delivery.from_row(row) for row in rows]
 
     def deliveries_of_events(self, event_ids: Sequence[str]) -> list[Delivery]:

@@ -172,9 +172,8 @@ class VerifyStore:
         where = Where()
         where.equal("verification_id", verification_id)
         where.equal("to_number", to)
-        sql = f"SELECT {_DECISION_COLUMNS} FROM smsgate_verify_decisions{where.sql}"
         with self._store.read_transaction() as tx:
-            rows = tx.execute(sql + " ORDER BY id DESC LIMIT ?", [*where.params, limit])
+            rows = where.newest(tx, _DECISION_COLUMNS, "smsgate_verify_decisions", limit)
         return [Decision(float(r[0]), *r[1:]) for r in rows]
 
 
