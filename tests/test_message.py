@@ -19,6 +19,7 @@ from smsgate.message import (
     SendResult,
     Status,
     accepted_result,
+    is_bad_text,
 )
 
 TO = "+15555550100"
@@ -102,6 +103,21 @@ def test_nul_in_body_is_refused() -> None:
 def test_bad_text_is_refused_in_any_script(body: str, what: str) -> None:
     error = refused(body=body)
     assert error.field == "body" and what in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "bad"),
+    [
+        ("plain text", False),
+        ("a\x00b", True),
+        ("café 😜", False),
+        ("café\x00", True),
+        ("caf\udce9", True),
+        ("", False),
+    ],
+)
+def test_is_bad_text_finds_nul_and_lone_surrogates(text: str, bad: bool) -> None:
+    assert is_bad_text(text) is bad
 
 
 def test_an_id_not_given_is_made_fresh() -> None:

@@ -140,23 +140,28 @@ def _frozen_mapping(value: Mapping[str, Any] | None, name: str) -> Mapping[str, 
     return MappingProxyType(dict(value))
 
 
-def check_text(value: str, name: str) -> None:
-    """Refuse text no store can hold and read back: NUL, or a lone surrogate (what
-    ``"\\xff"`` becomes when undecodable bytes are read with ``surrogateescape``)."""
+def is_bad_text(value: str) -> bool:
+    """Whether ``value`` holds what no store can hold and read back: NUL, or a lone surrogate
+    (what ``"\\xff"`` becomes when undecodable bytes are read with ``surrogateescape``)."""
     # ASCII text (most bodies) holds no surrogate: a NUL is then one memchr away, where the
     # pattern's character class takes as long as the text.
-    if value.isascii() and "\x00" not in value:
+    if value.isascii():
+        return "\x00" in value
+    return BAD_TEXT.search(value) is not None
+
+
+def check_text(value: str, name: str) -> None:
+    """Refuse text :func:`is_bad_text` finds bad, naming the field and the position."""
+    if not is_bad_text(value):
         return
     bad = BAD_TEXT.search(value)
-    if bad is not None:
-        what = (
-            "a NUL character" if bad.group() == "\x00" else "a lone surrogate (not valid Unicode)"
-        )
-        raise InvalidMessage(
-            f"{name} contains {what} at position {bad.start()}; remove it "
-            "(or read the input with the right encoding)",
-            field=name,
-        )
+    assert bad is not None  # is_bad_text found one
+    what = "a NUL character" if bad.group() == "\x00" else "a lone surrogate (not valid Unicode)"
+    raise InvalidMessage(
+        f"{name} contains {what} at position {bad.start()}; remove it "
+        "(or read the input with the right encoding)",
+        field=name,
+    )
 
 
 def check_json(value: Any, name: str, depth: int = 0) -> None:

@@ -26,13 +26,13 @@ from smsgate import jsonscan
 from smsgate.errors import InvalidMessage, InvalidRecipient, SmsgateError
 from smsgate.ids import good_id, new_id
 from smsgate.message import (
-    BAD_TEXT,
     MAX_BODY_CHARS,
     SEND_AT_YEARS,
     Message,
     Purpose,
     fill_message,
     good_key,
+    is_bad_text,
 )
 from smsgate.outbox.store import NewEvent, NewMessageRow, State, StoredMessage, dumps
 from smsgate.phone import fast_e164, normalize
@@ -159,7 +159,7 @@ class Validator:
         body = item.get("body", "")
         if type(to) is not str or type(body) is not str or not body:
             return None
-        if len(body) > MAX_BODY_CHARS or BAD_TEXT.search(body) or fast_e164(to) is None:
+        if len(body) > MAX_BODY_CHARS or is_bad_text(body) or fast_e164(to) is None:
             return None  # the slow path decides, with the precise error
         sender = item.get("sender")
         if sender is not None and (type(sender) is not str or not sender_is_valid(sender)):
@@ -272,7 +272,7 @@ def _message_from_row(row: StoredMessage) -> Message:
     metadata = payload.get("metadata")
     options = payload.get("provider_options")
     body = payload.get("body", "")
-    if not isinstance(body, str) or BAD_TEXT.search(body):
+    if not isinstance(body, str) or is_bad_text(body):
         raise ValueError("the body is not text a provider can take")
     return fill_message(
         object.__new__(Message),
